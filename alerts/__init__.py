@@ -1,0 +1,1 @@
+"""Alert lifecycle, routing to departments, channels, CAP 1.2, the officers' API and console (issue 5)."""

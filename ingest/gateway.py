@@ -1,0 +1,206 @@
+"""The ingest gateway: MQTT telemetry in, Kafka readings out, nothing acknowledged before Kafka has it.
+
+The guarantee: a QoS 1 message's PUBACK goes out only after Kafka acknowledged every record carrying its readings
+(and, for a refused message, the record on the refused topic). A gateway killed at any point therefore loses
+nothing: the broker redelivers what we had not acknowledged, to us when we return (persistent session) or to another
+gateway of the shared-subscription group. The price is duplicates after a crash, dropped downstream by (device, seq).
+
+Flow of one message: ``parse_message`` (pure) -> readings into the current ``_Flush`` -> the flush goes out after
+``linger`` or at ``max_batch`` readings, grouped by the partition of each device under the topic's actual partition
+count -> Kafka acknowledges -> the message is marked done in the ``AckTracker``, which releases PUBACKs in arrival
+order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+from devices.directory import DeviceDirectory
+from ingest.acks import AckTracker
+from ingest.kafka import FlushProducer, Record
+from ingest.metrics import GatewayMetrics
+from ingest.mqtt import AsyncMqttClient
+from ingest.parse import parse_message
+from ingest.partitioning import Partitioner, group_by_partition
+from ingest.settings import GatewaySettings
+from smartcity.contracts import ERRORS_TOPIC, Reading, ReadingBatch, RefusedMessage
+from smartcity.errors import KafkaUnavailable
+from smartcity.kafka_admin import flow_topics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Flush:
+    readings: list[Reading] = field(default_factory=list)
+    refused: list[Record] = field(default_factory=list)
+    entries: list[list[int]] = field(default_factory=list)
+    messages: int = 0
+
+
+class Gateway:
+    """One gateway process's worth of work. ``run`` until ``stop`` is set; then it drains and disconnects."""
+
+    def __init__(self, settings: GatewaySettings, directory: DeviceDirectory, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self._directory = directory
+        self._metrics = metrics
+        self._partitioner = Partitioner(settings.readings_partitions)
+        self._tracker = AckTracker()
+        self._producer = FlushProducer(settings, flow_topics(settings), timeout_s=settings.gateway_kafka_timeout_s)
+        self._flush = _Flush()
+        self._timer: asyncio.TimerHandle | None = None
+        self._slots = asyncio.Semaphore(settings.gateway_max_flushes)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._kafka_ok = False
+        self._connections = 0
+        self.mqtt = AsyncMqttClient(
+            settings,
+            settings.gateway_client_id,
+            clean_start=False,
+            session_expiry_s=settings.gateway_session_expiry_s,
+            receive_maximum=settings.gateway_receive_maximum,
+            manual_ack=True,
+            subscriptions=[(f"$share/{settings.gateway_share_group}/devices/+/telemetry", 1)],
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            on_disconnected=lambda: metrics.mqtt_connected.set(0),
+        )
+        metrics.unacked.set_function(lambda: len(self._tracker))
+
+    def health(self) -> dict[str, bool]:
+        return {"mqtt": self.mqtt.subscribed.is_set(), "kafka": self._kafka_ok}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._producer.start()
+        self._set_kafka_ok(True)
+        await self.mqtt.start()
+        await stop.wait()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Stop taking messages, deliver what we hold, send the acknowledgements we owe, disconnect."""
+        self.mqtt.pause_reading()
+        self._flush_now()
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self.mqtt.close()
+        await self._producer.stop()
+        logger.info("gateway drained and disconnected")
+
+    # -- MQTT side (runs on the loop, called by paho from loop_read) ------------------------------------------
+
+    def _on_connected(self, session_present: bool) -> None:
+        self._metrics.mqtt_connected.set(1)
+        self._tracker.reconnected()
+        if not session_present and self._connections:
+            logger.warning("the MQTT broker lost our session: messages queued for us while away may be gone")
+        self._connections += 1
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        received_at = int(time.time() * 1000)
+        topic = msg.topic
+        parsed = parse_message(topic, msg.payload, received_at, self._directory)
+        flush = self._flush
+        flush.messages += 1
+        if parsed.readings:
+            flush.readings.extend(parsed.readings)
+        refusal = parsed.refusal
+        if refusal is not None:
+            for item in refusal.errors:
+                self._metrics.refusals.labels(item.reason.value).inc()
+            body = refusal.model_dump_json().encode()
+            self.mqtt.publish(ERRORS_TOPIC.format(device_id=parsed.device_id), body, qos=1)
+            flush.refused.append(
+                Record(
+                    self.settings.topic_rejected,
+                    RefusedMessage.of(refusal, msg.payload).model_dump_json().encode(),
+                    key=parsed.device_id.encode(),
+                )
+            )
+        if msg.qos:
+            flush.entries.append(self._tracker.arrived(msg.mid))
+        if len(flush.readings) >= self.settings.gateway_max_batch:
+            self._flush_now()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.settings.gateway_linger_ms / 1000, self._flush_now
+            )
+
+    # -- Kafka side -------------------------------------------------------------------------------------------
+
+    def _flush_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        flush = self._flush
+        if not flush.messages:
+            return
+        self._flush = _Flush()
+        task = asyncio.get_running_loop().create_task(self._deliver(flush))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _records(self, flush: _Flush) -> list[Record]:
+        """Kafka records for a flush, grouped under the readings topic's partition count as Kafka reports it."""
+        topic = self.settings.topic_readings
+        partitions = await self._producer.partition_count(topic)
+        if partitions != self._partitioner.partitions:
+            if partitions != self.settings.readings_partitions:
+                logger.error("topic %s has %d partitions; settings say %d", topic, partitions,
+                             self.settings.readings_partitions)
+            self._partitioner = Partitioner(partitions)
+        records = [
+            Record(
+                topic,
+                ReadingBatch.model_construct(readings=readings).model_dump_json().encode(),
+                key=readings[0].device_id.encode(),
+                partition=p,
+            )
+            for p, readings in group_by_partition(
+                flush.readings, self._partitioner, self.settings.gateway_max_per_record
+            )
+        ]
+        records.extend(flush.refused)
+        return records
+
+    async def _deliver(self, flush: _Flush) -> None:
+        async with self._slots:
+            started = time.perf_counter()
+            delay = 0.2
+            while True:
+                try:
+                    records = await self._records(flush)
+                    await self._producer.deliver(records)
+                    break
+                except KafkaUnavailable as exc:
+                    self._metrics.produce_errors.inc()
+                    self._set_kafka_ok(False)
+                    logger.warning("%s; retrying %d records in %.1f s", exc, len(records), delay)
+                    await asyncio.sleep(delay)
+                    await self._producer.repair()
+                    delay = min(delay * 2, 5.0)
+            self._set_kafka_ok(True)
+            self._metrics.flush_seconds.observe(time.perf_counter() - started)
+        m = self._metrics
+        m.messages.inc(flush.messages)
+        m.readings_accepted.inc(len(flush.readings))
+        m.flush_readings.observe(len(flush.readings))
+        m.records_produced.labels("readings").inc(len(records) - len(flush.refused))
+        if flush.refused:
+            m.records_produced.labels("rejected").inc(len(flush.refused))
+        done = AckTracker.done
+        for entry in flush.entries:
+            done(entry)
+        for mid in self._tracker.release():
+            self.mqtt.ack(mid)
+
+    def _set_kafka_ok(self, ok: bool) -> None:
+        if ok != self._kafka_ok:
+            self._kafka_ok = ok
+            self._metrics.kafka_ok.set(1 if ok else 0)

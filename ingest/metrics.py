@@ -1,0 +1,51 @@
+"""The gateway's Prometheus collectors, created on the registry it is given. No device ids in labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayMetrics:
+    messages: Counter
+    readings_accepted: Counter
+    refusals: Counter
+    records_produced: Counter
+    produce_errors: Counter
+    flush_seconds: Histogram
+    flush_readings: Histogram
+    mqtt_connected: Gauge
+    kafka_ok: Gauge
+    unacked: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
+        ns = "smartcity_ingest"
+        return cls(
+            messages=Counter(f"{ns}_messages", "MQTT telemetry messages received", registry=registry),
+            readings_accepted=Counter(f"{ns}_readings_accepted", "Readings accepted into Kafka", registry=registry),
+            refusals=Counter(
+                f"{ns}_refusals", "Refused messages or batch items, by reason", ["reason"], registry=registry
+            ),
+            records_produced=Counter(
+                f"{ns}_kafka_records", "Kafka records acknowledged, by kind", ["kind"], registry=registry
+            ),
+            produce_errors=Counter(f"{ns}_kafka_errors", "Failed Kafka flushes (retried)", registry=registry),
+            flush_seconds=Histogram(
+                f"{ns}_flush_seconds",
+                "Time from a flush's start to Kafka's acknowledgement",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
+            flush_readings=Histogram(
+                f"{ns}_flush_readings",
+                "Readings per flush",
+                buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+                registry=registry,
+            ),
+            mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while connected to the MQTT broker", registry=registry),
+            kafka_ok=Gauge(f"{ns}_kafka_ok", "1 while the last Kafka flush succeeded", registry=registry),
+            unacked=Gauge(f"{ns}_unacked_messages", "QoS 1 messages awaiting Kafka", registry=registry),
+        )

@@ -1,0 +1,207 @@
+"""paho-mqtt (v2 callback API) driven by the asyncio loop: no network thread, no locks between threads.
+
+paho's socket callbacks tell us when its socket opens, closes and wants writing; we register it with the loop's
+reader and writer and call ``loop_read``/``loop_write``/``loop_misc`` from there (the pattern of paho's own
+``loop_asyncio`` example). Reconnection is ours: exponential backoff with jitter, from 0.5 s to 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from smartcity.settings import MqttConnection
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+
+class AsyncMqttClient:
+    """One MQTT 5 connection on the running asyncio loop, resubscribing and reconnecting by itself.
+
+    ``on_connected(session_present)`` runs on every successful connect; ``on_message`` for every message.
+    """
+
+    def __init__(
+        self,
+        conn: MqttConnection,
+        client_id: str,
+        *,
+        clean_start: bool,
+        session_expiry_s: int = 0,
+        receive_maximum: int = 65535,
+        manual_ack: bool = False,
+        subscriptions: list[tuple[str, int]] | None = None,
+        on_message: MessageHandler | None = None,
+        on_connected: Callable[[bool], None] | None = None,
+        on_disconnected: Callable[[], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._clean_start = clean_start
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._subscriptions = subscriptions or []
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._misc: asyncio.Task[None] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._closing = False
+        self.connected = asyncio.Event()
+        #: Set once the broker granted our subscriptions on the current connection.
+        self.subscribed = asyncio.Event()
+
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=manual_ack,
+            reconnect_on_failure=False,
+        )
+        if conn.mqtt_username:
+            password = conn.mqtt_password.get_secret_value() if conn.mqtt_password else None
+            client.username_pw_set(conn.mqtt_username, password)
+        if conn.mqtt_tls:
+            client.tls_set_context(ssl.create_default_context())
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        client.on_connect = self._connect_cb
+        client.on_disconnect = self._disconnect_cb
+        client.on_subscribe = self._subscribe_cb
+        if on_message is not None:
+            client.on_message = lambda _c, _u, msg: on_message(msg)
+        self.client = client
+
+    async def start(self) -> None:
+        """Start connecting in the background; ``connected`` is set once the broker accepted us."""
+        self._loop = asyncio.get_running_loop()
+        self._reconnect = self._loop.create_task(self._connect_forever())
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Connected and, when there are subscriptions, subscribed."""
+        await asyncio.wait_for((self.subscribed if self._subscriptions else self.connected).wait(), timeout)
+
+    def ack(self, mid: int) -> None:
+        self.client.ack(mid, 1)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Queue a publish; paho sends it when the socket is writable (and again after a reconnect for QoS 1)."""
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (the broker then holds messages for us)."""
+        sock = self.client.socket()
+        if self._loop is not None and sock is not None:
+            self._loop.remove_reader(sock)
+
+    async def close(self) -> None:
+        """Disconnect cleanly. With ``session_expiry_s`` > 0 the broker keeps our session and queues for us."""
+        self._closing = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        if self.client.is_connected():
+            self.client.disconnect()
+            for _ in range(50):
+                if self.client.socket() is None:
+                    break
+                await asyncio.sleep(0.02)
+
+    # -- connection management --------------------------------------------------------------------------------
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._session_expiry_s
+            props.ReceiveMaximum = self._receive_maximum
+            try:
+                rc = self.client.connect(
+                    self._conn.mqtt_host,
+                    self._conn.mqtt_port,
+                    keepalive=30,
+                    clean_start=self._clean_start,
+                    properties=props,
+                )
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return
+                logger.warning("MQTT connect to %s failed: %s", self._conn.mqtt_url, rc)
+            except (OSError, socket.timeout) as exc:
+                logger.warning("MQTT broker %s unreachable: %s; retrying in %.1f s", self._conn.mqtt_url, exc, delay)
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, 30.0)
+
+    def _connect_cb(
+        self, client: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
+    ) -> None:
+        if rc.is_failure:
+            logger.error("MQTT broker %s refused the connection: %s", self._conn.mqtt_url, rc)
+            return
+        logger.info("connected to MQTT %s (session present: %s)", self._conn.mqtt_url, flags.session_present)
+        if self._subscriptions:
+            client.subscribe(self._subscriptions)
+        self.connected.set()
+        if self._on_connected is not None:
+            self._on_connected(flags.session_present)
+
+    def _subscribe_cb(
+        self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        refused = [str(code) for code in codes if code.is_failure]
+        if refused:
+            logger.error("MQTT broker refused our subscriptions %s: %s", self._subscriptions, refused)
+            return
+        self.subscribed.set()
+
+    def _disconnect_cb(
+        self, _c: mqtt.Client, _u: Any, _f: mqtt.DisconnectFlags, rc: ReasonCode, _p: Properties | None
+    ) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if self._on_disconnected is not None:
+            self._on_disconnected()
+        if self._closing or self._loop is None:
+            return
+        logger.warning("MQTT connection to %s lost (%s); reconnecting", self._conn.mqtt_url, rc)
+        self._reconnect = self._loop.create_task(self._connect_forever())
+
+    # -- paho socket callbacks -> asyncio ---------------------------------------------------------------------
+
+    def _socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, client.loop_read)
+        self._misc = self._loop.create_task(self._misc_loop())
+
+    def _socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        if self._misc is not None:
+            self._misc.cancel()
+
+    def _register_write(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, client.loop_write)
+
+    def _unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    async def _misc_loop(self) -> None:
+        while self.client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1)

@@ -1,0 +1,28 @@
+"""The gateway's settings (``SMARTCITY_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from smartcity.settings import KafkaConnection, MqttConnection
+
+
+class GatewaySettings(MqttConnection, KafkaConnection):
+    """One gateway process. Several share the MQTT load through one shared-subscription group."""
+
+    gateway_client_id: str = Field(
+        "smartcity-gateway-1",
+        description="MQTT client id; must stay the same across restarts so the persistent session is resumed",
+    )
+    gateway_share_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    gateway_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="how long the broker queues for us")
+    gateway_receive_maximum: int = Field(
+        2000, ge=1, le=65535, description="QoS 1 messages the broker may have in flight to us, unacknowledged"
+    )
+    gateway_linger_ms: float = Field(5.0, ge=0, description="how long a flush waits for more readings")
+    gateway_max_batch: int = Field(5000, ge=1, description="readings that trigger a flush at once")
+    gateway_max_per_record: int = Field(1000, ge=1, description="readings per Kafka record at most")
+    gateway_kafka_timeout_s: float = Field(10.0, gt=0, description="a flush not acknowledged by then is retried")
+    gateway_max_flushes: int = Field(4, ge=1, description="flushes awaiting Kafka at once")
+    gateway_http_host: str = "127.0.0.1"
+    gateway_http_port: int = Field(9301, ge=0, le=65535, description="/healthz and /metrics; 0 turns it off")

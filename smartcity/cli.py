@@ -1,0 +1,74 @@
+"""The ``smartcity`` command: one word per job (up, gateway, topics, bench)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from smartcity.errors import SmartCityError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="SmartCity hazard-alerting backend.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _root(log_level: Annotated[str, typer.Option(envvar="SMARTCITY_LOG_LEVEL")] = "INFO") -> None:
+    from smartcity.logs import configure
+
+    configure(log_level)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path | None, typer.Option(help="where the brokers keep their data and logs")] = None,
+) -> None:
+    """Run the whole system on this machine until Ctrl-C."""
+    from smartcity.stack.supervisor import StackSettings, run_stack
+
+    try:
+        settings = StackSettings() if data_dir is None else StackSettings(data_dir=data_dir)
+        sys.exit(run_stack(settings))
+    except (SmartCityError, ValidationError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def gateway() -> None:
+    """Run one ingest gateway (MQTT telemetry -> Kafka readings) until SIGTERM."""
+    from ingest.service import run_gateway
+    from ingest.settings import GatewaySettings
+
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:
+        _fail(exc)
+        return
+    asyncio.run(run_gateway(settings))
+
+
+@app.command()
+def topics() -> None:
+    """Create the flow's Kafka topics if they are missing (idempotent)."""
+    from smartcity.kafka_admin import ensure_topics, flow_topics
+    from smartcity.settings import KafkaConnection
+
+    kafka = KafkaConnection()
+    try:
+        created = asyncio.run(ensure_topics(kafka.kafka_bootstrap, flow_topics(kafka)))
+    except SmartCityError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+def main() -> None:
+    app()

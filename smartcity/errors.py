@@ -1,0 +1,43 @@
+"""The project's exceptions: one root, one subclass per part.
+
+::
+
+    SmartCityError
+    ├── ConfigError             settings that cannot work (a port taken, a binary missing)
+    ├── StackError              a one-machine service failed to start or to become healthy
+    └── TransportError          a broker did not take what we sent; carries ``retry_after`` seconds
+        ├── KafkaUnavailable
+        └── MqttUnavailable
+
+Bad input is never an exception that escapes: the ingest parser turns it into a ``Refusal`` with a reason.
+"""
+
+from __future__ import annotations
+
+
+class SmartCityError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(SmartCityError):
+    """Settings or the machine cannot support what was asked; the message says how to fix it."""
+
+
+class StackError(SmartCityError):
+    """A service of the one-machine stack did not start or did not become healthy in time."""
+
+
+class TransportError(SmartCityError):
+    """A broker did not accept what we sent. The caller decides whether and when to retry."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class KafkaUnavailable(TransportError):
+    """Kafka did not acknowledge a produce, or its topics are missing."""
+
+
+class MqttUnavailable(TransportError):
+    """The MQTT broker is unreachable or refused the connection."""

@@ -1,0 +1,185 @@
+"""``smartcity up``: start the one-machine stack, watch it, stop it in order.
+
+Order: Mosquitto, the Kafka-compatible broker, InfluxDB, topic creation, then the services of the flow (today the
+ingest gateway). A service whose URL is set in the environment (``SMARTCITY_MQTT_URL``, ``SMARTCITY_KAFKA_BOOTSTRAP``,
+``SMARTCITY_INFLUX_URL``) is used as it is and not started. A child that dies is restarted with backoff. SIGINT or
+SIGTERM stops the flow's services first (the gateway drains into Kafka), then the brokers; exit status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from smartcity.kafka_admin import ensure_topics, flow_topics
+from smartcity.settings import KafkaConnection
+from smartcity.stack.process import ManagedProcess, require_port
+from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
+
+logger = logging.getLogger(__name__)
+
+READY_LINE = "SmartCity is up"
+
+
+class StackSettings(BaseSettings):
+    """What ``smartcity up`` starts, and where."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path(".smartcity")
+    host: str = "127.0.0.1"
+    mqtt_port: int = Field(1883, ge=1, le=65535)
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    influx_port: int = Field(8086, ge=1, le=65535)
+    influx_rpc_port: int = Field(8088, ge=1, le=65535)
+    gateway_http_port: int = Field(9301, ge=1, le=65535)
+    mqtt_url: str | None = Field(None, description="use this MQTT broker instead of starting Mosquitto")
+    kafka_bootstrap: str | None = Field(None, description="use this Kafka instead of starting Tansu")
+    influx_url: str | None = Field(None, description="use this InfluxDB instead of starting influxd")
+    start_timeout_s: float = 15.0
+
+
+@dataclass
+class _Child:
+    launch: Launch
+    restarts: int = 0
+    next_restart: float = 0.0
+
+
+class Stack:
+    """The running stack: its children in start order, and the URLs everything is reached at."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        s = settings
+        self.data_dir = s.data_dir.resolve()
+        self.mqtt_url = s.mqtt_url or f"mqtt://{s.host}:{s.mqtt_port}"
+        self.kafka_bootstrap = s.kafka_bootstrap or f"{s.host}:{s.kafka_port}"
+        self.influx_url = s.influx_url or f"http://{s.host}:{s.influx_port}"
+        self.children: list[_Child] = []
+
+    def plan(self) -> list[Launch]:
+        """Every launch, checked before anything starts: binaries installed, ports free."""
+        s, d = self.settings, self.data_dir
+        launches: list[Launch] = []
+        if s.mqtt_url is None:
+            require_port(s.host, s.mqtt_port, "Mosquitto", "SMARTCITY_MQTT_PORT")
+            launches.append(mosquitto(d / "mosquitto", s.host, s.mqtt_port))
+        if s.kafka_bootstrap is None:
+            require_port(s.host, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
+            launches.append(tansu(s.host, s.kafka_port, d / "kafka" / "tansu.log"))
+        if s.influx_url is None:
+            require_port(s.host, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
+            require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
+            launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port))
+        require_port(s.host, s.gateway_http_port, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
+        launches.append(self._gateway())
+        return launches
+
+    def _gateway(self) -> Launch:
+        s = self.settings
+        env = {
+            **os.environ,
+            "SMARTCITY_MQTT_URL": self.mqtt_url,
+            "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "SMARTCITY_GATEWAY_HTTP_HOST": s.host,
+            "SMARTCITY_GATEWAY_HTTP_PORT": str(s.gateway_http_port),
+        }
+        process = ManagedProcess(
+            "ingest gateway",
+            [sys.executable, "-m", "smartcity", "gateway"],
+            self.data_dir / "logs" / "gateway.log",
+            env=env,
+        )
+        url = f"http://{s.host}:{s.gateway_http_port}"
+        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
+
+    def start(self) -> None:
+        launches = self.plan()
+        kafka = KafkaConnection(kafka_bootstrap=self.kafka_bootstrap)
+        for launch in launches:
+            if launch.process.name == "ingest gateway":
+                asyncio.run(ensure_topics(kafka.kafka_bootstrap, flow_topics(kafka)))
+            launch.start(self.settings.start_timeout_s)
+            self.children.append(_Child(launch))
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {c.launch.process.name: {"pid": c.launch.process.pid, "url": c.launch.url} for c in self.children}
+        (self.data_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+    def watch(self) -> None:
+        """Restart any child that died, with backoff (1 s doubling to 30 s)."""
+        now = time.monotonic()
+        for child in self.children:
+            process = child.launch.process
+            if process.alive() or now < child.next_restart:
+                continue
+            code = process.popen.returncode if process.popen else None
+            logger.error("%s exited (status %s); restarting. Last log lines:\n%s", process.name, code,
+                         process.log_tail(5))
+            child.restarts += 1
+            child.next_restart = now + min(2 ** child.restarts, 30)
+            process.start()
+            self._write_state()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.launch.process.stop()
+        self.children.clear()
+
+    def table(self) -> Table:
+        table = Table(title="SmartCity one-machine stack", title_justify="left")
+        for column in ("service", "pid", "address", "log"):
+            table.add_column(column)
+        for child in self.children:
+            p = child.launch.process
+            table.add_row(p.name, str(p.pid), child.launch.url, str(p.log_path))
+        external = [("MQTT", self.settings.mqtt_url), ("Kafka", self.settings.kafka_bootstrap),
+                    ("InfluxDB", self.settings.influx_url)]
+        for name, url in external:
+            if url:
+                table.add_row(f"{name} (external)", "-", url, "-")
+        return table
+
+
+def run_stack(settings: StackSettings) -> int:
+    """Start, print where everything is, run until SIGINT/SIGTERM, stop. Returns the exit status."""
+    console = Console()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = Stack(settings)
+    started = time.monotonic()
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    console.print(stack.table())
+    console.print(
+        f"[bold green]{READY_LINE}[/] in {time.monotonic() - started:.1f} s. "
+        f"Publish telemetry to {stack.mqtt_url} on devices/<id>/telemetry. Ctrl-C stops everything."
+    )
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            stack.watch()
+    finally:
+        console.print("stopping ...")
+        stack.stop()
+        console.print("stopped")
+    return 0

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from devices.directory import DeviceDirectory, OpenDirectory
+from ingest.gateway import Gateway
+from ingest.metrics import GatewayMetrics
+from ingest.settings import GatewaySettings
+from smartcity.stack.process import ManagedProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gateway_settings(mqtt_url: str, kafka_bootstrap: str, unique: str) -> GatewaySettings:
+    return GatewaySettings(
+        mqtt_url=mqtt_url,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_readings=f"readings.{unique}",
+        topic_rejected=f"rejected.{unique}",
+        gateway_client_id=f"gw-{unique}",
+        gateway_share_group=f"g{unique}",
+        gateway_session_expiry_s=300,
+        gateway_http_port=0,
+    )
+
+
+GatewayFactory = Callable[..., AbstractAsyncContextManager[Gateway]]
+
+
+@pytest.fixture
+def run_gateway() -> GatewayFactory:
+    """``async with run_gateway(settings, directory) as gw``: an in-process gateway on the test's event loop."""
+
+    @asynccontextmanager
+    async def _run(settings: GatewaySettings, directory: DeviceDirectory | None = None) -> AsyncIterator[Gateway]:
+        gateway = Gateway(settings, directory or OpenDirectory(), GatewayMetrics.create(CollectorRegistry()))
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        try:
+            while not gateway.mqtt.subscribed.is_set():
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+            yield gateway
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    return _run
+
+
+def gateway_env(settings: GatewaySettings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"SMARTCITY_{name.upper()}"] = str(value)
+    return env
+
+
+@pytest.fixture
+def gateway_process(gateway_settings: GatewaySettings, tmp_path: Path) -> Callable[[GatewaySettings], ManagedProcess]:
+    """A gateway as its own process (``python -m smartcity gateway``), for tests that kill it."""
+    started: list[ManagedProcess] = []
+
+    def _make(settings: GatewaySettings = gateway_settings) -> ManagedProcess:
+        process = ManagedProcess(
+            "gateway", [sys.executable, "-m", "smartcity", "gateway"], tmp_path / "gateway.log",
+            env=gateway_env(settings),
+        )
+        started.append(process)
+        return process
+
+    yield _make  # type: ignore[misc]
+    for process in started:
+        process.stop()

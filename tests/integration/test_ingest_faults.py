@@ -1,0 +1,194 @@
+"""Nothing is lost when the gateway is killed with -9, or when the Kafka-compatible broker goes away for 10 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ingest.settings import GatewaySettings
+from smartcity.contracts import ReadingBatch
+from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.services import http_ok, tansu
+from tests.kafka_util import consume, distinct_seqs, partitions_of
+from tests.mqtt_util import publisher
+
+pytestmark = pytest.mark.integration
+
+
+def _stream(count: int, devices: int, prefix: str) -> list[tuple[str, bytes, tuple[str, int]]]:
+    out = []
+    for seq in range(count):
+        device = f"{prefix}-{seq % devices}"
+        payload = json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": seq % 30}}).encode()
+        out.append((f"devices/{device}/telemetry", payload, (device, seq)))
+    return out
+
+
+class _Publishing(threading.Thread):
+    """Publishes a stream at ``rate`` messages/s (0: as fast as possible), counting broker acknowledgements."""
+
+    def __init__(self, url: str, stream: list[tuple[str, bytes, tuple[str, int]]], rate: float = 0) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stream, self.rate = url, stream, rate
+        self.acked = 0
+        self.sent = 0
+        self.gate = threading.Event()  # cleared: publishing pauses
+        self.gate.set()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with publisher(self.url) as pub:
+                pub.on_publish = self._on_publish
+                started = time.monotonic()
+                infos = []
+                for i, (topic, payload, _) in enumerate(self.stream):
+                    if not self.gate.is_set():
+                        self.gate.wait()
+                        started = time.monotonic() - i / self.rate if self.rate else started
+                    if self.rate:
+                        ahead = started + i / self.rate - time.monotonic()
+                        if ahead > 0:
+                            time.sleep(ahead)
+                    infos.append(pub.publish(topic, payload, qos=1))
+                    self.sent += 1
+                for info in infos:
+                    info.wait_for_publish(60)
+                    assert info.is_published()
+        except BaseException as exc:
+            self.error = exc
+
+    def _on_publish(self, *_args: object) -> None:
+        self.acked += 1
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def _with_http(settings: GatewaySettings) -> tuple[GatewaySettings, str]:
+    port = free_port()
+    return settings.model_copy(update={"gateway_http_port": port}), f"http://127.0.0.1:{port}/healthz"
+
+
+async def test_gateway_killed_with_sigkill_mid_stream_loses_nothing(
+    gateway_settings: GatewaySettings,
+    gateway_process: Callable[[GatewaySettings], ManagedProcess],
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    unique: str,
+) -> None:
+    settings, health = _with_http(gateway_settings)
+    gateway = gateway_process(settings)
+    gateway.start()
+    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
+
+    stream = _stream(10_000, 200, f"gas-{unique}")
+    pub = _Publishing(mqtt_url, stream)
+    pub.start()
+    await asyncio.to_thread(_wait, lambda: pub.acked >= 3000, 60, "publisher stalled")
+    gateway.kill()
+    killed_at = pub.acked
+    await asyncio.sleep(1)
+    gateway.start()
+    await asyncio.to_thread(pub.join, 120)
+    assert pub.error is None
+    assert killed_at < len(stream), "the kill must happen mid-stream"
+
+    expected = {key for _, _, key in stream}
+    records = await consume(
+        kafka_bootstrap, settings.topic_readings, lambda r: distinct_seqs(r) >= expected, timeout=120
+    )
+    assert distinct_seqs(records) == expected
+
+
+async def _collect_forever(bootstrap: str, topic: str, seen: set[tuple[str, int | None]], stop: asyncio.Event) -> None:
+    """Re-read ``topic`` from the start every pass and keep what we saw: the memory broker forgets everything on
+    restart (and a consumer's old position then points past the new log), so each pass starts afresh."""
+    while not stop.is_set():
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, request_timeout_ms=3000
+        )
+        try:
+            await partitions_of(bootstrap, topic, timeout=2)  # never let our metadata request create the topic
+            await consumer.start()
+            tps = [TopicPartition(topic, p) for p in range(4)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            deadline = time.monotonic() + 3
+            while (
+                not stop.is_set()
+                and time.monotonic() < deadline
+                and [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+            ):
+                for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                    for m in msgs:
+                        seen.update((r.device_id, r.seq) for r in ReadingBatch.model_validate_json(m.value).readings)
+        except (KafkaError, OSError, TimeoutError):
+            pass
+        finally:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+        await asyncio.sleep(0.3)
+
+
+async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
+    gateway_settings: GatewaySettings,
+    gateway_process: Callable[[GatewaySettings], ManagedProcess],
+    mqtt_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    broker = tansu("127.0.0.1", port, tmp_path / "tansu.log")
+    broker.start()
+    bootstrap = broker.url
+    settings, health = _with_http(gateway_settings.model_copy(update={"kafka_bootstrap": bootstrap}))
+    gateway = gateway_process(settings)
+    gateway.start()
+    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
+
+    seen: set[tuple[str, int | None]] = set()
+    stop = asyncio.Event()
+    collector = asyncio.create_task(_collect_forever(bootstrap, settings.topic_readings, seen, stop))
+    stream = _stream(5_000, 100, f"water-{unique}")
+    expected = {key for _, _, key in stream}
+    pub = _Publishing(mqtt_url, stream, rate=250)
+    pub.start()
+    try:
+        await asyncio.to_thread(_wait, lambda: len(seen) >= 1000, 30, "readings did not flow before the outage")
+        # The memory broker loses what it holds when it stops; let the collector see all of it first, so that
+        # every reading is either seen before the outage or must arrive after it.
+        pub.gate.clear()
+        await asyncio.to_thread(
+            _wait, lambda: pub.acked == pub.sent and seen >= {k for _, _, k in stream[: pub.sent]}, 30, "catch-up"
+        )
+        broker.process.stop()
+        pub.gate.set()
+        during = pub.acked
+        await asyncio.sleep(10)
+        assert pub.acked > during, "the stream must go on while Kafka is down"
+        broker = tansu("127.0.0.1", port, tmp_path / "tansu-2.log")
+        broker.start()
+        await asyncio.to_thread(pub.join, 120)
+        assert pub.error is None
+        await asyncio.to_thread(_wait, lambda: seen >= expected, 120, f"{len(expected - seen)} readings missing")
+    finally:
+        stop.set()
+        await collector
+        broker.process.stop()
+    assert seen == expected

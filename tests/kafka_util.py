@@ -1,0 +1,83 @@
+"""Reading back what the gateway wrote, straight from the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from smartcity.contracts import ReadingBatch, RefusedMessage
+
+
+@dataclass(frozen=True)
+class Consumed:
+    partition: int
+    key: bytes | None
+    value: bytes
+
+
+async def partitions_of(bootstrap: str, topic: str, timeout: float = 10) -> list[int]:
+    """Wait until the topic exists (never creating it: a metadata request for a missing topic would)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            if topic in await admin.list_topics():
+                described = await admin.describe_topics([topic])
+                return sorted(p["partition"] for p in described[0]["partitions"])
+        except KafkaError:
+            pass
+        finally:
+            await admin.close()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} does not exist")
+        await asyncio.sleep(0.2)
+
+
+async def consume(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Consumed]], bool],
+    timeout: float = 30,
+) -> list[Consumed]:
+    """Every record of ``topic`` from the beginning, until ``until(records)`` holds or ``timeout`` passes."""
+    parts = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    out: list[Consumed] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while not until(out) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, msgs in batch.items():
+                out.extend(Consumed(tp.partition, m.key, m.value) for m in msgs)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def readings_of(records: list[Consumed]) -> list[tuple[int, bytes | None, ReadingBatch]]:
+    return [(r.partition, r.key, ReadingBatch.model_validate_json(r.value)) for r in records]
+
+
+def refused_of(records: list[Consumed]) -> list[RefusedMessage]:
+    return [RefusedMessage.model_validate_json(r.value) for r in records]
+
+
+def count_readings(records: list[Consumed]) -> int:
+    return sum(len(b.readings) for _, _, b in readings_of(records))
+
+
+def distinct_seqs(records: list[Consumed]) -> set[tuple[str, int | None]]:
+    return {(r.device_id, r.seq) for _, _, b in readings_of(records) for r in b.readings}

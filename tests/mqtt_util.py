@@ -1,0 +1,82 @@
+"""Real MQTT clients for tests: a QoS 1 publisher and a collecting subscriber (paho, v2 callback API)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+
+def _client(url: str, name: str) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    parts = urlsplit(url)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    connected = threading.Event()
+    client.on_connect = lambda *_a: connected.set()
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    if not connected.wait(10):
+        raise TimeoutError(f"could not connect to {url}")
+    return client
+
+
+@contextmanager
+def publisher(url: str) -> Iterator[mqtt.Client]:
+    client = _client(url, "test-pub")
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]], qos: int = 1, timeout: float = 60) -> None:
+    """Publish and wait until the broker acknowledged every message."""
+    infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
+    deadline = time.monotonic() + timeout
+    for info in infos:
+        info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        if not info.is_published():
+            raise TimeoutError("the broker did not acknowledge a publish")
+
+
+class Collector:
+    """Subscribes to a topic filter and keeps (topic, payload) of everything that arrives."""
+
+    def __init__(self, url: str, topic_filter: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self._client = _client(url, "test-sub")
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_a: subscribed.set()
+        self._client.subscribe(topic_filter, qos=1)
+        if not subscribed.wait(10):
+            raise TimeoutError("subscription not granted")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
