@@ -104,8 +104,8 @@ class Gateway:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         received_at = int(time.time() * 1000)
-        topic = msg.topic
-        parsed = parse_message(topic, msg.payload, received_at, self._directory)
+        payload = bytes(msg.payload)
+        parsed = parse_message(msg.topic, payload, received_at, self._directory)
         flush = self._flush
         flush.messages += 1
         if parsed.readings:
@@ -119,7 +119,7 @@ class Gateway:
             flush.refused.append(
                 Record(
                     self.settings.topic_rejected,
-                    RefusedMessage.of(refusal, msg.payload).model_dump_json().encode(),
+                    RefusedMessage.of(refusal, payload).model_dump_json().encode(),
                     key=parsed.device_id.encode(),
                 )
             )
@@ -128,9 +128,7 @@ class Gateway:
         if len(flush.readings) >= self.settings.gateway_max_batch:
             self._flush_now()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.settings.gateway_linger_ms / 1000, self._flush_now
-            )
+            self._timer = asyncio.get_running_loop().call_later(self.settings.gateway_linger_ms / 1000, self._flush_now)
 
     # -- Kafka side -------------------------------------------------------------------------------------------
 
@@ -152,8 +150,12 @@ class Gateway:
         partitions = await self._producer.partition_count(topic)
         if partitions != self._partitioner.partitions:
             if partitions != self.settings.readings_partitions:
-                logger.error("topic %s has %d partitions; settings say %d", topic, partitions,
-                             self.settings.readings_partitions)
+                logger.error(
+                    "topic %s has %d partitions; settings say %d",
+                    topic,
+                    partitions,
+                    self.settings.readings_partitions,
+                )
             self._partitioner = Partitioner(partitions)
         records = [
             Record(

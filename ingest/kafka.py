@@ -73,9 +73,7 @@ class FlushProducer:
             raise KafkaUnavailable("producer not started", retry_after=0.5)
         try:
             async with asyncio.timeout(self._timeout_s):
-                futures = [
-                    await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records
-                ]
+                futures = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
                 await asyncio.gather(*futures)
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka produce failed: {exc!r}", retry_after=0.5) from exc

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -93,10 +92,6 @@ class AsyncMqttClient:
         self._loop = asyncio.get_running_loop()
         self._reconnect = self._loop.create_task(self._connect_forever())
 
-    async def wait_ready(self, timeout: float) -> None:
-        """Connected and, when there are subscriptions, subscribed."""
-        await asyncio.wait_for((self.subscribed if self._subscriptions else self.connected).wait(), timeout)
-
     def ack(self, mid: int) -> None:
         self.client.ack(mid, 1)
 
@@ -127,7 +122,7 @@ class AsyncMqttClient:
     async def _connect_forever(self) -> None:
         delay = 0.5
         while not self._closing:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self._session_expiry_s
             props.ReceiveMaximum = self._receive_maximum
             try:
@@ -141,7 +136,7 @@ class AsyncMqttClient:
                 if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return
                 logger.warning("MQTT connect to %s failed: %s", self._conn.mqtt_url, rc)
-            except (OSError, socket.timeout) as exc:
+            except (TimeoutError, OSError) as exc:
                 logger.warning("MQTT broker %s unreachable: %s; retrying in %.1f s", self._conn.mqtt_url, exc, delay)
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, 30.0)

@@ -54,9 +54,7 @@ def device_id_of(topic: str) -> str:
     return parts[1] if len(parts) == 3 else topic
 
 
-def parse_message(
-    topic: str, payload: bytes, received_at: int, directory: DeviceDirectory
-) -> Parsed:
+def parse_message(topic: str, payload: bytes, received_at: int, directory: DeviceDirectory) -> Parsed:
     """Turn one MQTT telemetry message into readings and at most one refusal.
 
     Every refused item gets a reason; the good items of a batch are accepted. Never raises on any ``payload``.
@@ -133,7 +131,10 @@ def _check(item: TelemetryItem, latest: int) -> tuple[RefusalReason, str] | None
     for name in item.values:
         if name not in _GOOD_METRICS:
             if METRIC_NAME_RE.fullmatch(name) is None:
-                return RefusalReason.BAD_METRIC_NAME, f"metric name {name[:80]!r} must match {METRIC_NAME_RE.pattern}"
+                return (
+                    RefusalReason.BAD_METRIC_NAME,
+                    f"metric name {name[:80]!r} must match {METRIC_NAME_RE.pattern}",
+                )
             if len(_GOOD_METRICS) < _GOOD_METRICS_MAX:
                 _GOOD_METRICS.add(name)
     ts = item.ts
@@ -141,9 +142,15 @@ def _check(item: TelemetryItem, latest: int) -> tuple[RefusalReason, str] | None
         return None
     ms = ts if isinstance(ts, int) else _ms(ts)
     if ms < MIN_TS_MS:
-        return RefusalReason.BAD_TIMESTAMP, f"ts {ts} is before 2000-01-01: ts is in epoch milliseconds, not seconds"
+        return (
+            RefusalReason.BAD_TIMESTAMP,
+            f"ts {ts} is before 2000-01-01: ts is in epoch milliseconds, not seconds",
+        )
     if ms > latest:
-        return RefusalReason.TS_IN_FUTURE, f"ts is {(ms - latest + MAX_FUTURE_MS) / 1000:.1f} s ahead of the gateway"
+        return (
+            RefusalReason.TS_IN_FUTURE,
+            f"ts is {(ms - latest + MAX_FUTURE_MS) / 1000:.1f} s ahead of the gateway",
+        )
     return None
 
 
@@ -155,7 +162,7 @@ def _items_one_by_one(
     payload: bytes, is_batch: bool, exc: ValidationError
 ) -> tuple[list[TelemetryItem | None], list[RefusalItem]]:
     """The slow path: which items failed and why. Good items of a batch are validated again one by one."""
-    by_index: dict[int | None, list[dict[str, Any]]] = {}
+    by_index: dict[int | None, list[Any]] = {}
     for err in exc.errors(include_url=False):
         loc = err["loc"]
         if is_batch:
@@ -189,7 +196,7 @@ def _seq_of(raw_items: list[Any], index: int | None) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
 
 
-def _classify(errs: list[dict[str, Any]], index: int | None, seq: int | None) -> RefusalItem:
+def _classify(errs: list[Any], index: int | None, seq: int | None) -> RefusalItem:
     """Map pydantic's errors for one item to the contract's most specific reason."""
     reason, detail = RefusalReason.BAD_STRUCTURE, "each reading must be a JSON object"
     best = 99
@@ -207,8 +214,10 @@ def _classify(errs: list[dict[str, Any]], index: int | None, seq: int | None) ->
             else:
                 candidate = (4, RefusalReason.BAD_VALUE_TYPE, f"{where[:120]}: must be a number or a boolean")
         elif field_name == "ts":
-            hint = "an RFC 3339 timestamp needs a zone (Z or +08:00)" if kind == "timezone_aware" else (
-                "must be epoch milliseconds (integer) or an RFC 3339 string with a zone"
+            hint = (
+                "an RFC 3339 timestamp needs a zone (Z or +08:00)"
+                if kind == "timezone_aware"
+                else ("must be epoch milliseconds (integer) or an RFC 3339 string with a zone")
             )
             candidate = (5, RefusalReason.BAD_TIMESTAMP, f"ts: {hint}")
         elif field_name == "seq":
@@ -220,5 +229,3 @@ def _classify(errs: list[dict[str, Any]], index: int | None, seq: int | None) ->
         if candidate[0] < best:
             best, reason, detail = candidate
     return RefusalItem(reason=reason, detail=detail, index=index, seq=seq)
-
-

@@ -49,7 +49,10 @@ async def consume(
     """Every record of ``topic`` from the beginning, until ``until(records)`` holds or ``timeout`` passes."""
     parts = await partitions_of(bootstrap, topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
     )
     await consumer.start()
     out: list[Consumed] = []

@@ -99,5 +99,3 @@ class RefusedMessage(BaseModel):
     @property
     def raw(self) -> bytes:
         return base64.b64decode(self.raw_b64)
-
-

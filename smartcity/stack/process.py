@@ -7,6 +7,7 @@ terminal reaches only the supervisor, which then stops them in reverse order of 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -88,7 +89,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no Python state touched
+                preexec_fn=_die_with_parent,
             )
         logger.info("started %s (pid %d), log %s", self.name, self.popen.pid, self.log_path)
 
@@ -131,10 +132,8 @@ class ManagedProcess:
                 logger.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
                 self.popen.kill()
                 self.popen.wait()
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def kill(self) -> None:
         """kill -9, for fault tests."""

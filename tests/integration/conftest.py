@@ -73,7 +73,9 @@ def gateway_process(gateway_settings: GatewaySettings, tmp_path: Path) -> Callab
 
     def _make(settings: GatewaySettings = gateway_settings) -> ManagedProcess:
         process = ManagedProcess(
-            "gateway", [sys.executable, "-m", "smartcity", "gateway"], tmp_path / "gateway.log",
+            "gateway",
+            [sys.executable, "-m", "smartcity", "gateway"],
+            tmp_path / "gateway.log",
             env=gateway_env(settings),
         )
         started.append(process)

@@ -120,7 +120,10 @@ async def _collect_forever(bootstrap: str, topic: str, seen: set[tuple[str, int 
     restart (and a consumer's old position then points past the new log), so each pass starts afresh."""
     while not stop.is_set():
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, request_timeout_ms=3000
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            request_timeout_ms=3000,
         )
         try:
             await partitions_of(bootstrap, topic, timeout=2)  # never let our metadata request create the topic
@@ -175,7 +178,10 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
         # every reading is either seen before the outage or must arrive after it.
         pub.gate.clear()
         await asyncio.to_thread(
-            _wait, lambda: pub.acked == pub.sent and seen >= {k for _, _, k in stream[: pub.sent]}, 30, "catch-up"
+            _wait,
+            lambda: pub.acked == pub.sent and seen >= {k for _, _, k in stream[: pub.sent]},
+            30,
+            "catch-up",
         )
         broker.process.stop()
         pub.gate.set()

@@ -23,7 +23,11 @@ def _reading(seq: int, value: float = 12.5) -> bytes:
 
 
 async def test_reading_arrives_keyed_on_its_device_partition(
-    gateway_settings: GatewaySettings, run_gateway: GatewayFactory, mqtt_url: str, kafka_bootstrap: str, unique: str
+    gateway_settings: GatewaySettings,
+    run_gateway: GatewayFactory,
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    unique: str,
 ) -> None:
     devices = [f"gas-{unique}-{i}" for i in range(40)]
     async with run_gateway(gateway_settings):
@@ -51,7 +55,11 @@ async def test_reading_arrives_keyed_on_its_device_partition(
 
 
 async def test_malformed_message_gets_reason_on_errors_topic_and_refused_topic(
-    gateway_settings: GatewaySettings, run_gateway: GatewayFactory, mqtt_url: str, kafka_bootstrap: str, unique: str
+    gateway_settings: GatewaySettings,
+    run_gateway: GatewayFactory,
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    unique: str,
 ) -> None:
     device = f"gas-{unique}"
     errors = Collector(mqtt_url, f"devices/{device}/errors")
@@ -74,7 +82,11 @@ async def test_malformed_message_gets_reason_on_errors_topic_and_refused_topic(
 
 
 async def test_batch_with_one_bad_item_keeps_the_good_ones(
-    gateway_settings: GatewaySettings, run_gateway: GatewayFactory, mqtt_url: str, kafka_bootstrap: str, unique: str
+    gateway_settings: GatewaySettings,
+    run_gateway: GatewayFactory,
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    unique: str,
 ) -> None:
     device = f"water-{unique}"
     batch = [
@@ -86,9 +98,7 @@ async def test_batch_with_one_bad_item_keeps_the_good_ones(
     try:
         async with run_gateway(gateway_settings):
             with publisher(mqtt_url) as pub:
-                await asyncio.to_thread(
-                    publish_all, pub, [(f"devices/{device}/telemetry", json.dumps(batch).encode())]
-                )
+                await asyncio.to_thread(publish_all, pub, [(f"devices/{device}/telemetry", json.dumps(batch).encode())])
             got = await asyncio.to_thread(errors.wait_for, 1)
             records = await consume(kafka_bootstrap, gateway_settings.topic_readings, lambda r: count_readings(r) >= 2)
     finally:
@@ -96,14 +106,23 @@ async def test_batch_with_one_bad_item_keeps_the_good_ones(
     body = json.loads(got[0][1])
     assert body["accepted"] == 2
     assert body["errors"] == [
-        {"reason": "bad_value_type", "detail": "values.level_m: must be a number or a boolean", "index": 1, "seq": 2}
+        {
+            "reason": "bad_value_type",
+            "detail": "values.level_m: must be a number or a boolean",
+            "index": 1,
+            "seq": 2,
+        }
     ]
     stored = sorted(r.seq or 0 for _, _, b in readings_of(records) for r in b.readings)
     assert stored == [1, 3]
 
 
 async def test_unregistered_device_is_refused(
-    gateway_settings: GatewaySettings, run_gateway: GatewayFactory, mqtt_url: str, kafka_bootstrap: str, unique: str
+    gateway_settings: GatewaySettings,
+    run_gateway: GatewayFactory,
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    unique: str,
 ) -> None:
     known, stranger = f"fire-{unique}", f"fire-{unique}-x"
     errors = Collector(mqtt_url, f"devices/{stranger}/errors")
@@ -113,7 +132,10 @@ async def test_unregistered_device_is_refused(
                 await asyncio.to_thread(
                     publish_all,
                     pub,
-                    [(f"devices/{stranger}/telemetry", _reading(1)), (f"devices/{known}/telemetry", _reading(2))],
+                    [
+                        (f"devices/{stranger}/telemetry", _reading(1)),
+                        (f"devices/{known}/telemetry", _reading(2)),
+                    ],
                 )
             got = await asyncio.to_thread(errors.wait_for, 1)
             records = await consume(kafka_bootstrap, gateway_settings.topic_readings, lambda r: count_readings(r) >= 1)

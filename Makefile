@@ -1,0 +1,37 @@
+# One word per job. Every target sets up what it needs first (Debian packages, .venv, the project).
+.PHONY: setup up demo test test-unit lint format bench clean
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+setup: $(VENV)/.installed  ## install system packages, .venv and the project
+
+up: setup  ## run the whole system on this machine (Ctrl-C stops it)
+	$(BIN)/smartcity up
+
+demo: up  ## the main job: today the one-machine stack; simulators and the console join as they land
+
+test: setup  ## every test, against real Mosquitto, Tansu and InfluxDB started by the fixtures
+	$(BIN)/pytest
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see docs/benchmarks.md)
+	$(BIN)/smartcity bench ingest
+
+clean:
+	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results

@@ -1,0 +1,117 @@
+"""``smartcity up``: starts everything, reports healthy, carries a reading into Kafka, stops with nothing left."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from smartcity.stack.process import free_port
+from smartcity.stack.supervisor import READY_LINE
+from tests.kafka_util import consume, readings_of
+from tests.mqtt_util import publish_all, publisher
+
+pytestmark = pytest.mark.integration
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")}
+    env.update(
+        SMARTCITY_MQTT_PORT=str(free_port()),
+        SMARTCITY_KAFKA_PORT=str(free_port()),
+        SMARTCITY_INFLUX_PORT=str(free_port()),
+        SMARTCITY_INFLUX_RPC_PORT=str(free_port()),
+        SMARTCITY_GATEWAY_HTTP_PORT=str(free_port()),
+        COLUMNS="200",
+    )
+    env.update(extra)
+    return env
+
+
+def _up(data_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "smartcity", "up", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes but still answers kill(0).
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+async def test_up_starts_healthy_carries_a_reading_and_stops_cleanly(tmp_path: Path) -> None:
+    env = _env()
+    started = time.monotonic()
+    proc = _up(tmp_path, env)
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        for line in proc.stdout:
+            output.append(line)
+            if READY_LINE in line:
+                break
+        healthy_after = time.monotonic() - started
+        assert any(READY_LINE in line for line in output), "".join(output)
+        assert healthy_after <= 15, f"healthy after {healthy_after:.1f} s"
+
+        state = json.loads((tmp_path / "stack.json").read_text())
+        assert set(state) == {"mosquitto", "kafka (tansu)", "influxdb", "ingest gateway"}
+        pids = [entry["pid"] for entry in state.values()]
+        assert all(_alive(pid) for pid in pids)
+
+        mqtt_url = f"mqtt://127.0.0.1:{env['SMARTCITY_MQTT_PORT']}"
+        bootstrap = f"127.0.0.1:{env['SMARTCITY_KAFKA_PORT']}"
+        body = json.dumps({"ts": 1763900000000, "seq": 1, "values": {"ch4_lel": 7.5}}).encode()
+        with publisher(mqtt_url) as pub:
+            await asyncio.to_thread(publish_all, pub, [("devices/gas-stack-1/telemetry", body)])
+        records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
+        [(_, key, batch)] = readings_of(records)
+        assert key == b"gas-stack-1"
+        assert batch.readings[0].values == {"ch4_lel": 7.5}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(output) + rest
+    assert "stopped" in rest
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)], "processes left behind"
+
+
+def test_up_says_how_to_fix_a_port_that_is_taken(tmp_path: Path) -> None:
+    env = _env()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(env["SMARTCITY_MQTT_PORT"])))
+        holder.listen()
+        proc = _up(tmp_path, env)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert f"127.0.0.1:{env['SMARTCITY_MQTT_PORT']}: the port is already in use" in out
+    assert "SMARTCITY_MQTT_PORT" in out
+    assert not (tmp_path / "stack.json").exists(), "nothing may start when the plan cannot work"
+
+
+def test_up_says_which_package_to_install_when_a_binary_is_missing(tmp_path: Path) -> None:
+    proc = _up(tmp_path, _env(SMARTCITY_MOSQUITTO_BIN=str(tmp_path / "no-such-mosquitto")))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "mosquitto is not installed" in out
+    assert "apt-get install mosquitto" in out
