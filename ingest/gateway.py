@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+import pydantic_core
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from devices.directory import DeviceDirectory
 from ingest.acks import AckTracker
@@ -28,7 +30,7 @@ from ingest.mqtt import AsyncMqttClient
 from ingest.parse import parse_message
 from ingest.partitioning import Partitioner, group_by_partition
 from ingest.settings import GatewaySettings
-from smartcity.contracts import ERRORS_TOPIC, Reading, ReadingBatch, RefusedMessage
+from smartcity.contracts import ERRORS_TOPIC, SCHEMA_VERSION, ReadingDict, RefusedMessage
 from smartcity.errors import KafkaUnavailable
 from smartcity.kafka_admin import flow_topics
 
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Flush:
-    readings: list[Reading] = field(default_factory=list)
+    readings: list[ReadingDict] = field(default_factory=list)
     refused: list[Record] = field(default_factory=list)
     entries: list[list[int]] = field(default_factory=list)
     messages: int = 0
@@ -66,6 +68,9 @@ class Gateway:
             session_expiry_s=settings.gateway_session_expiry_s,
             receive_maximum=settings.gateway_receive_maximum,
             manual_ack=True,
+            protocol=MQTTProtocolVersion.MQTTv5
+            if settings.gateway_mqtt_protocol == "5"
+            else MQTTProtocolVersion.MQTTv311,
             subscriptions=[(f"$share/{settings.gateway_share_group}/devices/+/telemetry", 1)],
             on_message=self._on_message,
             on_connected=self._on_connected,
@@ -160,8 +165,8 @@ class Gateway:
         records = [
             Record(
                 topic,
-                ReadingBatch.model_construct(readings=readings).model_dump_json().encode(),
-                key=readings[0].device_id.encode(),
+                pydantic_core.to_json({"v": SCHEMA_VERSION, "readings": readings}),
+                key=readings[0]["device_id"].encode(),
                 partition=p,
             )
             for p, readings in group_by_partition(
@@ -176,6 +181,7 @@ class Gateway:
             started = time.perf_counter()
             delay = 0.2
             while True:
+                generation = self._producer.generation
                 try:
                     records = await self._records(flush)
                     await self._producer.deliver(records)
@@ -183,9 +189,9 @@ class Gateway:
                 except KafkaUnavailable as exc:
                     self._metrics.produce_errors.inc()
                     self._set_kafka_ok(False)
-                    logger.warning("%s; retrying %d records in %.1f s", exc, len(records), delay)
+                    logger.warning("%s; retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
-                    await self._producer.repair()
+                    await self._producer.reset(generation)
                     delay = min(delay * 2, 5.0)
             self._set_kafka_ok(True)
             self._metrics.flush_seconds.observe(time.perf_counter() - started)

@@ -1,13 +1,21 @@
 """The gateway's Kafka side: one aiokafka producer, flushes delivered whole or retried whole.
 
 A flush is a list of records; ``deliver`` returns once Kafka has acknowledged all of them (``acks=all``), or raises
-``KafkaUnavailable`` carrying a retry delay. A failed flush is resent whole, so a record may reach Kafka twice:
-consumers drop duplicates by (device, seq). Our own batching replaces the producer's linger, so ``linger_ms`` is 0.
+``KafkaUnavailable``. A failed flush is resent whole, so a record may reach Kafka twice: consumers drop duplicates
+by (device, seq). Our own batching replaces the producer's linger, so ``linger_ms`` is 0.
+
+After a failure the producer is replaced (``reset``), not reused: aiokafka keeps the batches of a failed flush and
+would deliver them later, concurrently with our resend; and the replacement is made only after the topics are
+checked and recreated. That order matters on the one-machine broker, which keeps topics in memory and, after a
+restart, recreates a topic on any client's metadata request in a form it then cannot serve to consumers; a
+CreateTopics racing that recreation leaves two offset counters for one log. With no producer alive while we
+recreate the topics, nothing of ours races.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -30,18 +38,19 @@ class Record:
 
 
 class FlushProducer:
-    """Starts (and restarts) the producer, and recreates missing topics when a produce fails."""
+    """Owns the producer: starts it once Kafka answers and the topics exist, replaces it after failures."""
 
     def __init__(self, conn: KafkaConnection, topics: list[TopicSpec], *, timeout_s: float = 10.0) -> None:
         self._conn = conn
         self._timeout_s = timeout_s
         self._topics = topics
         self._producer: AIOKafkaProducer | None = None
-        # One repair at a time: concurrent CreateTopics for the same topic race inside some brokers (Tansu).
-        self._repairing = asyncio.Lock()
+        self._resetting = asyncio.Lock()
+        #: Bumped by every reset, so that several failed flushes cause one reset, not one each.
+        self.generation = 0
 
     async def start(self) -> None:
-        """Connect, retrying with backoff until Kafka answers, and make sure the topics exist."""
+        """Connect, retrying with backoff until Kafka answers; create missing topics first."""
         delay = 0.5
         while True:
             try:
@@ -66,11 +75,22 @@ class FlushProducer:
             logger.info("connected to Kafka %s", self._conn.kafka_bootstrap)
             return
 
+    def _live(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise KafkaUnavailable("no Kafka producer (reconnecting)", retry_after=0.5)
+        return self._producer
+
+    async def partition_count(self, topic: str) -> int:
+        """The topic's partition count from the producer's metadata."""
+        try:
+            partitions = await asyncio.wait_for(self._live().partitions_for(topic), self._timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"no metadata for topic {topic!r}: {exc!r}", retry_after=0.5) from exc
+        return len(partitions)
+
     async def deliver(self, records: list[Record]) -> None:
         """All records acknowledged by Kafka, or ``KafkaUnavailable``."""
-        producer = self._producer
-        if producer is None:
-            raise KafkaUnavailable("producer not started", retry_after=0.5)
+        producer = self._live()
         try:
             async with asyncio.timeout(self._timeout_s):
                 futures = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
@@ -78,33 +98,23 @@ class FlushProducer:
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka produce failed: {exc!r}", retry_after=0.5) from exc
         except TimeoutError as exc:
-            # aiokafka keeps batches for a topic the broker no longer knows without ever failing them; a deadline
-            # of our own turns that into a retry (after which ``repair`` recreates the topic).
+            # aiokafka never fails batches for a topic the broker has forgotten; our own deadline does.
             raise KafkaUnavailable(f"Kafka did not acknowledge within {self._timeout_s:.0f} s") from exc
 
-    async def partition_count(self, topic: str) -> int:
-        """The topic's partition count from the producer's metadata (refreshed when missing)."""
-        producer = self._producer
-        if producer is None:
-            raise KafkaUnavailable("producer not started", retry_after=0.5)
-        try:
-            partitions = await asyncio.wait_for(producer.partitions_for(topic), 10)
-        except (KafkaError, TimeoutError) as exc:
-            raise KafkaUnavailable(f"no metadata for topic {topic!r}: {exc!r}", retry_after=0.5) from exc
-        return len(partitions)
-
-    async def repair(self) -> None:
-        """After a failure: recreate topics a restarted broker may have forgotten. Never raises."""
-        if self._repairing.locked():
-            return
-        async with self._repairing:
-            try:
-                created = await ensure_topics(self._conn.kafka_bootstrap, self._topics, timeout_ms=3000)
-            except KafkaUnavailable as exc:
-                logger.debug("topic repair failed: %s", exc)
+    async def reset(self, generation: int) -> None:
+        """Replace the producer that failed at ``generation`` (once, however many flushes saw it fail)."""
+        async with self._resetting:
+            if generation != self.generation:
                 return
-        if created:
-            logger.warning("Kafka had lost topics %s (broker restarted?); recreated them", ", ".join(created))
+            old, self._producer = self._producer, None
+            if old is not None:
+                # Close its connections before stopping it: ``stop`` alone flushes the batches it still holds,
+                # and would deliver them to a restarted broker while we recreate the topics.
+                with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                    await old.client.close()
+                    await asyncio.wait_for(old.stop(), 2)
+            await self.start()
+            self.generation += 1
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from smartcity.settings import MqttConnection
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
+
+_MAX_PACKETS_PER_WAKE = 256
 
 
 class AsyncMqttClient:
@@ -42,6 +45,7 @@ class AsyncMqttClient:
         session_expiry_s: int = 0,
         receive_maximum: int = 65535,
         manual_ack: bool = False,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
         subscriptions: list[tuple[str, int]] | None = None,
         on_message: MessageHandler | None = None,
         on_connected: Callable[[bool], None] | None = None,
@@ -51,6 +55,7 @@ class AsyncMqttClient:
         self._clean_start = clean_start
         self._session_expiry_s = session_expiry_s
         self._receive_maximum = receive_maximum
+        self._v5 = protocol == MQTTProtocolVersion.MQTTv5
         self._subscriptions = subscriptions or []
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -65,7 +70,8 @@ class AsyncMqttClient:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=protocol,
+            clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else clean_start,
             manual_ack=manual_ack,
             reconnect_on_failure=False,
         )
@@ -122,15 +128,17 @@ class AsyncMqttClient:
     async def _connect_forever(self) -> None:
         delay = 0.5
         while not self._closing:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self._session_expiry_s
-            props.ReceiveMaximum = self._receive_maximum
+            props = None
+            if self._v5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = self._session_expiry_s
+                props.ReceiveMaximum = self._receive_maximum
             try:
                 rc = self.client.connect(
                     self._conn.mqtt_host,
                     self._conn.mqtt_port,
                     keepalive=30,
-                    clean_start=self._clean_start,
+                    clean_start=self._clean_start if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                     properties=props,
                 )
                 if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -179,7 +187,7 @@ class AsyncMqttClient:
 
     def _socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
         assert self._loop is not None
-        self._loop.add_reader(sock, client.loop_read)
+        self._loop.add_reader(sock, self._readable, sock)
         self._misc = self._loop.create_task(self._misc_loop())
 
     def _socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
@@ -188,6 +196,26 @@ class AsyncMqttClient:
         self._loop.remove_writer(sock)
         if self._misc is not None:
             self._misc.cancel()
+
+    def _readable(self, sock: socket.socket) -> None:
+        """Read every packet already here, not one per wake-up.
+
+        paho's ``loop_read`` handles one packet per call; under load, returning to the event loop between packets
+        costs an epoll round per message. A TLS socket may also hold decrypted bytes that epoll cannot see.
+        """
+        client = self.client
+        for _ in range(_MAX_PACKETS_PER_WAKE):
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return
+            if isinstance(sock, ssl.SSLSocket):
+                if not sock.pending():
+                    return
+                continue
+            try:
+                if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    return  # EOF: the next loop_read reports the disconnect
+            except OSError:  # BlockingIOError included: nothing more to read now
+                return
 
     def _register_write(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
         assert self._loop is not None

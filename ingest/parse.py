@@ -1,9 +1,11 @@
 """Telemetry parsing: one MQTT message in, readings and refusals out. Pure: no I/O, never raises on input.
 
 The fast path is one ``validate_json`` call in pydantic's Rust core for the whole message (one object or an
-array); only when it fails do we look at the errors item by item to give each refused item its specific reason, and
-still accept the good items of a batch. Post-validation checks that need the receive time (``ts`` in the future) or
-are cheaper in Python (metric names, timestamp range) run per item.
+array), into plain dicts (``TelemetryItemDict``: the contract's types, without a model object per reading); only
+when it fails do we look at the errors item by item to give each refused item its specific reason, and still accept
+the good items of a batch. Post-validation checks that need the receive time (``ts`` in the future) or are cheaper
+in Python (metric names, timestamp range) run per item. Readings come out as ``ReadingDict``, which serialises to
+exactly the contract's ``Reading``.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from smartcity.contracts import (
     MAX_PAYLOAD_BYTES,
     METRIC_NAME_RE,
     MIN_TS_MS,
-    Reading,
+    ReadingDict,
     Refusal,
     RefusalItem,
     RefusalReason,
-    TelemetryItem,
+    TelemetryItemDict,
 )
 
-_ONE: Final = TypeAdapter(TelemetryItem)
-_MANY: Final = TypeAdapter(list[TelemetryItem])
+_ONE: Final = TypeAdapter(TelemetryItemDict)
+_MANY: Final = TypeAdapter(list[TelemetryItemDict])
 
 # Metric names already checked against METRIC_NAME_RE; bounded so hostile input cannot grow it without limit.
 _GOOD_METRICS: set[str] = set()
@@ -44,7 +46,7 @@ class Parsed:
     """The outcome for one MQTT message: accepted readings, and a refusal if anything was refused."""
 
     device_id: str
-    readings: list[Reading] = field(default_factory=list)
+    readings: list[ReadingDict] = field(default_factory=list)
     refusal: Refusal | None = None
 
 
@@ -81,7 +83,7 @@ def parse_message(topic: str, payload: bytes, received_at: int, directory: Devic
     is_batch = payload.lstrip()[:1] == b"["
     errors: list[RefusalItem] = []
     try:
-        items: Sequence[TelemetryItem | None] = (
+        items: Sequence[TelemetryItemDict | None] = (
             _MANY.validate_json(payload) if is_batch else [_ONE.validate_json(payload)]
         )
     except ValidationError as exc:
@@ -102,21 +104,24 @@ def parse_message(topic: str, payload: bytes, received_at: int, directory: Devic
     for index, item in enumerate(items):
         if item is None:
             continue
-        problem = _check(item, latest)
+        ts = item.get("ts")
+        ms = received_at if ts is None else (ts if isinstance(ts, int) else _ms(ts))
+        problem = _check(item["values"], ms, latest)
         if problem is not None:
             reason, detail = problem
-            errors.append(RefusalItem(reason=reason, detail=detail, index=index if is_batch else None, seq=item.seq))
-            continue
-        ts = item.ts
-        readings.append(
-            Reading.model_construct(
-                device_id=device_id,
-                ts=received_at if ts is None else (ts if isinstance(ts, int) else _ms(ts)),
-                seq=item.seq,
-                values=item.values,
-                drill=item.drill,
-                received_at=received_at,
+            errors.append(
+                RefusalItem(reason=reason, detail=detail, index=index if is_batch else None, seq=item.get("seq"))
             )
+            continue
+        readings.append(
+            {
+                "device_id": device_id,
+                "ts": ms,
+                "seq": item.get("seq"),
+                "values": item["values"],
+                "drill": item.get("drill", False),
+                "received_at": received_at,
+            }
         )
     if errors:
         errors.sort(key=lambda e: -1 if e.index is None else e.index)
@@ -124,11 +129,11 @@ def parse_message(topic: str, payload: bytes, received_at: int, directory: Devic
     return parsed
 
 
-def _check(item: TelemetryItem, latest: int) -> tuple[RefusalReason, str] | None:
-    """Checks the model cannot make alone: non-empty values, metric names, timestamp range."""
-    if not item.values:
+def _check(values: dict[str, float | bool], ms: int, latest: int) -> tuple[RefusalReason, str] | None:
+    """Checks the schema cannot make alone: non-empty values, metric names, timestamp range."""
+    if not values:
         return RefusalReason.NO_VALUES, "values must hold at least one metric"
-    for name in item.values:
+    for name in values:
         if name not in _GOOD_METRICS:
             if METRIC_NAME_RE.fullmatch(name) is None:
                 return (
@@ -137,14 +142,10 @@ def _check(item: TelemetryItem, latest: int) -> tuple[RefusalReason, str] | None
                 )
             if len(_GOOD_METRICS) < _GOOD_METRICS_MAX:
                 _GOOD_METRICS.add(name)
-    ts = item.ts
-    if ts is None:
-        return None
-    ms = ts if isinstance(ts, int) else _ms(ts)
     if ms < MIN_TS_MS:
         return (
             RefusalReason.BAD_TIMESTAMP,
-            f"ts {ts} is before 2000-01-01: ts is in epoch milliseconds, not seconds",
+            f"ts {ms} is before 2000-01-01: ts is in epoch milliseconds, not seconds",
         )
     if ms > latest:
         return (
@@ -160,7 +161,7 @@ def _ms(ts: datetime) -> int:
 
 def _items_one_by_one(
     payload: bytes, is_batch: bool, exc: ValidationError
-) -> tuple[list[TelemetryItem | None], list[RefusalItem]]:
+) -> tuple[list[TelemetryItemDict | None], list[RefusalItem]]:
     """The slow path: which items failed and why. Good items of a batch are validated again one by one."""
     by_index: dict[int | None, list[Any]] = {}
     for err in exc.errors(include_url=False):
@@ -180,7 +181,7 @@ def _items_one_by_one(
     refused = [_classify(errs, index, _seq_of(raw_items, index)) for index, errs in by_index.items()]
     if not is_batch:
         return [None], refused
-    items: list[TelemetryItem | None] = []
+    items: list[TelemetryItemDict | None] = []
     for index, raw in enumerate(raw_items):
         if index in by_index:
             items.append(None)

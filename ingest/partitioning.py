@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiokafka.partitioner import murmur2
 
-from smartcity.contracts import Reading
+from smartcity.contracts import ReadingDict
 
 
 class Partitioner:
@@ -34,22 +34,22 @@ class Partitioner:
 
 
 def group_by_partition(
-    readings: list[Reading], partitioner: Partitioner, max_per_record: int
-) -> list[tuple[int, list[Reading]]]:
+    readings: list[ReadingDict], partitioner: Partitioner, max_per_record: int
+) -> list[tuple[int, list[ReadingDict]]]:
     """(partition, readings) chunks in partition order, each at most ``max_per_record`` readings.
 
     Readings keep their arrival order within a partition, so one device's readings stay in order.
     """
-    groups: dict[int, list[Reading]] = {}
+    groups: dict[int, list[ReadingDict]] = {}
     partition_of = partitioner.partition_of
     for reading in readings:
-        p = partition_of(reading.device_id)
+        p = partition_of(reading["device_id"])
         group = groups.get(p)
         if group is None:
             groups[p] = [reading]
         else:
             group.append(reading)
-    out: list[tuple[int, list[Reading]]] = []
+    out: list[tuple[int, list[ReadingDict]]] = []
     for p, group in sorted(groups.items()):
         for start in range(0, len(group), max_per_record):
             out.append((p, group[start : start + max_per_record]))

@@ -70,5 +70,24 @@ def topics() -> None:
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, write bench-results/*.json.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    devices: int = 10_000,
+    out: Path = Path("bench-results/ingest.json"),
+    quick: Annotated[bool, typer.Option(help="a quarter of the load, for a smoke run")] = False,
+) -> None:
+    """MQTT -> gateway -> Kafka at controlled rates: readings/s, loss, CPU per reading."""
+    from smartcity.bench.ingest import run_all
+
+    results = run_all(devices, out, quick)
+    if any(r.lost for r in results):
+        typer.secho("readings were lost", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

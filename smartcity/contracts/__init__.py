@@ -19,7 +19,9 @@ from smartcity.contracts.telemetry import (
     TELEMETRY_TOPIC,
     Reading,
     ReadingBatch,
+    ReadingDict,
     TelemetryItem,
+    TelemetryItemDict,
 )
 
 __all__ = [
@@ -35,9 +37,11 @@ __all__ = [
     "TELEMETRY_TOPIC",
     "Reading",
     "ReadingBatch",
+    "ReadingDict",
     "Refusal",
     "RefusalItem",
     "RefusalReason",
     "RefusedMessage",
     "TelemetryItem",
+    "TelemetryItemDict",
 ]

@@ -12,9 +12,10 @@ record per group, keyed by one of the group's device ids, so a record lands on t
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, NotRequired
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, with_config
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION: Final = 1
 
@@ -35,6 +36,9 @@ ERRORS_TOPIC: Final = "devices/{device_id}/errors"
 STATUS_TOPIC: Final = "devices/{device_id}/status"
 
 MetricValue = StrictFloat | StrictBool
+Timestamp = StrictInt | AwareDatetime
+Seq = Annotated[StrictInt, Field(ge=0)]
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 class TelemetryItem(BaseModel):
@@ -42,10 +46,32 @@ class TelemetryItem(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
-    ts: StrictInt | AwareDatetime | None = None
-    seq: Annotated[StrictInt, Field(ge=0)] | None = None
+    ts: Timestamp | None = None
+    seq: Seq | None = None
     values: dict[str, MetricValue]
     drill: StrictBool = False
+
+
+@with_config(_STRICT)
+class TelemetryItemDict(TypedDict):
+    """``TelemetryItem`` as a TypedDict, built from the same field types: the gateway validates into plain dicts
+    because creating a model per reading costs more than validating it. Tests hold the two to the same verdicts."""
+
+    ts: NotRequired[Timestamp | None]
+    seq: NotRequired[Seq | None]
+    values: dict[str, MetricValue]
+    drill: NotRequired[StrictBool]
+
+
+class ReadingDict(TypedDict):
+    """``Reading`` as the gateway builds it (a plain dict, serialised without a model)."""
+
+    device_id: str
+    ts: int
+    seq: int | None
+    values: dict[str, float | bool]
+    drill: bool
+    received_at: int
 
 
 class Reading(BaseModel):

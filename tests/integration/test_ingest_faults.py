@@ -7,6 +7,8 @@ import contextlib
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,13 +54,13 @@ class _Publishing(threading.Thread):
                 started = time.monotonic()
                 infos = []
                 for i, (topic, payload, _) in enumerate(self.stream):
-                    if not self.gate.is_set():
-                        self.gate.wait()
-                        started = time.monotonic() - i / self.rate if self.rate else started
                     if self.rate:
                         ahead = started + i / self.rate - time.monotonic()
                         if ahead > 0:
                             time.sleep(ahead)
+                    if not self.gate.is_set():
+                        self.gate.wait()
+                        started = time.monotonic() - i / self.rate if self.rate else started
                     infos.append(pub.publish(topic, payload, qos=1))
                     self.sent += 1
                 for info in infos:
@@ -77,6 +79,16 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.05)
+
+
+def _kafka_ok(health_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(health_url, timeout=2) as response:
+            return bool(json.loads(response.read())["checks"]["kafka"])
+    except urllib.error.HTTPError as exc:
+        return bool(json.loads(exc.read())["checks"]["kafka"])
+    except OSError:
+        return False
 
 
 def _with_http(settings: GatewaySettings) -> tuple[GatewaySettings, str]:
@@ -115,10 +127,16 @@ async def test_gateway_killed_with_sigkill_mid_stream_loses_nothing(
     assert distinct_seqs(records) == expected
 
 
-async def _collect_forever(bootstrap: str, topic: str, seen: set[tuple[str, int | None]], stop: asyncio.Event) -> None:
+async def _collect_forever(
+    bootstrap: str, topic: str, seen: set[tuple[str, int | None]], stop: asyncio.Event, collecting: asyncio.Event
+) -> None:
     """Re-read ``topic`` from the start every pass and keep what we saw: the memory broker forgets everything on
-    restart (and a consumer's old position then points past the new log), so each pass starts afresh."""
+    restart (and a consumer's old position then points past the new log), so each pass starts afresh. Paused while
+    the broker is away, so that our own metadata requests never take part in recreating the topic."""
     while not stop.is_set():
+        if not collecting.is_set():
+            await asyncio.sleep(0.05)
+            continue
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
@@ -166,8 +184,9 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
     await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
 
     seen: set[tuple[str, int | None]] = set()
-    stop = asyncio.Event()
-    collector = asyncio.create_task(_collect_forever(bootstrap, settings.topic_readings, seen, stop))
+    stop, collecting = asyncio.Event(), asyncio.Event()
+    collecting.set()
+    collector = asyncio.create_task(_collect_forever(bootstrap, settings.topic_readings, seen, stop, collecting))
     stream = _stream(5_000, 100, f"water-{unique}")
     expected = {key for _, _, key in stream}
     pub = _Publishing(mqtt_url, stream, rate=250)
@@ -177,12 +196,15 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
         # The memory broker loses what it holds when it stops; let the collector see all of it first, so that
         # every reading is either seen before the outage or must arrive after it.
         pub.gate.clear()
+        await asyncio.sleep(0.1)  # a publish already past the gate lands in `sent` by then
         await asyncio.to_thread(
             _wait,
             lambda: pub.acked == pub.sent and seen >= {k for _, _, k in stream[: pub.sent]},
             30,
             "catch-up",
         )
+        collecting.clear()
+        await asyncio.sleep(3.5)  # the collector's current pass ends
         broker.process.stop()
         pub.gate.set()
         during = pub.acked
@@ -190,9 +212,19 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
         assert pub.acked > during, "the stream must go on while Kafka is down"
         broker = tansu("127.0.0.1", port, tmp_path / "tansu-2.log")
         broker.start()
+        await asyncio.to_thread(_wait, lambda: _kafka_ok(health), 60, "the gateway did not get back to Kafka")
+        collecting.set()
         await asyncio.to_thread(pub.join, 120)
         assert pub.error is None
-        await asyncio.to_thread(_wait, lambda: seen >= expected, 120, f"{len(expected - seen)} readings missing")
+        try:
+            await asyncio.to_thread(_wait, lambda: seen >= expected, 60, "readings missing")
+        except TimeoutError:
+            metrics = urllib.request.urlopen(health.replace("healthz", "metrics")).read().decode()
+            lines = [
+                line for line in metrics.splitlines() if line.startswith("smartcity_ingest_") and "_bucket" not in line
+            ]
+            missing = sorted(expected - seen)
+            raise AssertionError(f"{len(missing)} missing, e.g. {missing[:5]}; gateway: {lines}") from None
     finally:
         stop.set()
         await collector

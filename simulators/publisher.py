@@ -1,0 +1,94 @@
+"""A load publisher: many device ids over one MQTT connection, at a controlled rate, QoS 1.
+
+It is the load half of the benchmarks and is run as its own process (``python -m simulators.publisher``), so the
+publisher's CPU is never counted as the gateway's. Payloads are built with the wire contract's model. It prints one
+JSON line: what it sent, what the broker acknowledged, and the rate reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
+
+
+def payloads(devices: int, per_message: int, count: int, seq_base: int, ts_base: int) -> list[tuple[str, bytes]]:
+    """``count`` messages round-robin over ``devices`` ids, ``per_message`` readings each, seq unique per device."""
+    out: list[tuple[str, bytes]] = []
+    for i in range(count):
+        device = f"bench-{i % devices:06d}"
+        first = seq_base + (i // devices) * per_message
+        items = [
+            TelemetryItem.model_construct(
+                ts=ts_base + i // 10, seq=first + k, values={"ch4_lel": float((i + k) % 20), "battery_pct": 87.0}
+            ).model_dump_json(exclude_none=True)
+            for k in range(per_message)
+        ]
+        body = items[0] if per_message == 1 else "[" + ",".join(items) + "]"
+        out.append((TELEMETRY_TOPIC.format(device_id=device), body.encode()))
+    return out
+
+
+def run(url: str, messages: list[tuple[str, bytes]], rate: float) -> dict[str, float]:
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=MQTTProtocolVersion.MQTTv5)
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    acked = 0
+    lock = threading.Lock()
+
+    def on_publish(*_args: object) -> None:
+        nonlocal acked
+        with lock:
+            acked += 1
+
+    client.on_publish = on_publish
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    started = time.monotonic()
+    for i, (topic, payload) in enumerate(messages):
+        if rate and i % 50 == 0:
+            ahead = started + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        client.publish(topic, payload, qos=1)
+    sent_at = time.monotonic()
+    deadline = sent_at + 120
+    while acked < len(messages) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    done = time.monotonic()
+    client.disconnect()
+    client.loop_stop()
+    return {
+        "sent": len(messages),
+        "acked": acked,
+        "publish_seconds": sent_at - started,
+        "seconds": done - started,
+        "rate_reached": len(messages) / (sent_at - started),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--per-message", type=int, default=1)
+    parser.add_argument("--count", type=int, required=True, help="messages to publish")
+    parser.add_argument("--rate", type=float, default=0, help="messages/s; 0 = as fast as possible")
+    parser.add_argument("--seq-base", type=int, default=0)
+    args = parser.parse_args(argv)
+    messages = payloads(args.devices, args.per_message, args.count, args.seq_base, int(time.time() * 1000) - 60_000)
+    print(json.dumps(run(args.url, messages, args.rate)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

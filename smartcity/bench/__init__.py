@@ -1,0 +1,1 @@
+"""Benchmarks (``smartcity bench ...``): they print figures and write JSON to bench-results/; never timed tests."""

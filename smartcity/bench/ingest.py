@@ -1,0 +1,221 @@
+"""Ingest benchmark: MQTT QoS 1 -> gateway -> Kafka, at controlled rates, measuring loss and the gateway's CPU.
+
+Everything runs on this machine: Mosquitto and Tansu from the stack launchers, the gateway as its own process,
+the publisher as another (``simulators.publisher``). CPU time per reading comes from each process's own accounting
+(``/proc/<pid>/stat`` utime + stime) over the measured window. Loss is checked against Kafka itself: every
+(device, seq) published must be in the readings topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from smartcity.contracts import ReadingBatch
+from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.services import Launch, http_ok, mosquitto, tansu
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+@dataclass
+class Result:
+    scenario: str
+    per_message: int
+    target_msgs_per_s: float
+    messages: int
+    readings: int
+    publish_rate_msgs_per_s: float
+    readings_per_s: float
+    in_kafka: int
+    lost: int
+    gateway_cpu_us_per_reading: float
+    mosquitto_cpu_us_per_reading: float
+    kafka_cpu_us_per_reading: float
+    seconds: float
+
+
+def _accepted(metrics_url: str) -> float:
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()  # noqa: S310 - loopback
+    for line in text.splitlines():
+        if line.startswith("smartcity_ingest_readings_accepted_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def _distinct_in_kafka(bootstrap: str, topic: str, partitions: int) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
+    await consumer.start()
+    seen: set[tuple[str, int | None]] = set()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for m in msgs:
+                    seen.update((r.device_id, r.seq) for r in ReadingBatch.model_validate_json(m.value).readings)
+    finally:
+        await consumer.stop()
+    return len(seen)
+
+
+class IngestBench:
+    def __init__(self, work: Path, devices: int) -> None:
+        self.work = work
+        self.devices = devices
+        self.mqtt: Launch = mosquitto(work / "mosquitto", "127.0.0.1", free_port())
+        self.kafka: Launch = tansu("127.0.0.1", free_port(), work / "tansu.log")
+        self.seq_base = 0
+
+    def __enter__(self) -> IngestBench:
+        self.mqtt.start()
+        self.kafka.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.kafka.process.stop()
+        self.mqtt.process.stop()
+
+    def run(self, name: str, per_message: int, rate: float, messages: int) -> Result:
+        topic = f"readings.bench.{name}"
+        port = free_port()
+        env = {
+            **os.environ,
+            "SMARTCITY_MQTT_URL": self.mqtt.url,
+            "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka.url,
+            "SMARTCITY_TOPIC_READINGS": topic,
+            "SMARTCITY_TOPIC_REJECTED": f"{topic}.rejected",
+            "SMARTCITY_GATEWAY_HTTP_PORT": str(port),
+            "SMARTCITY_GATEWAY_CLIENT_ID": "bench-gateway",
+            "SMARTCITY_GATEWAY_SHARE_GROUP": "bench",
+            "SMARTCITY_LOG_LEVEL": "WARNING",
+        }
+        gateway = ManagedProcess(
+            "gateway", [sys.executable, "-m", "smartcity", "gateway"], self.work / f"gateway-{name}.log", env=env
+        )
+        gateway.start()
+        try:
+            gateway.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz", (200,)), 30)
+            metrics = f"http://127.0.0.1:{port}/metrics"
+            pids = {"gateway": gateway.pid, "mosquitto": self.mqtt.process.pid, "kafka": self.kafka.process.pid}
+            before = {k: cpu_seconds(p) for k, p in pids.items()}
+            started = time.monotonic()
+            argv = [
+                sys.executable,
+                "-m",
+                "simulators.publisher",
+                "--url",
+                self.mqtt.url,
+                "--devices",
+                str(self.devices),
+                "--per-message",
+                str(per_message),
+                "--count",
+                str(messages),
+                "--rate",
+                str(rate),
+                "--seq-base",
+                str(self.seq_base),
+            ]
+            self.seq_base += messages * per_message
+            out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+            published = json.loads(out.strip().splitlines()[-1])
+            expected = messages * per_message
+            deadline = time.monotonic() + 120
+            while _accepted(metrics) < expected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            after = {k: cpu_seconds(p) for k, p in pids.items()}
+        finally:
+            gateway.stop()
+        in_kafka = asyncio.run(_distinct_in_kafka(self.kafka.url, topic, 4))
+        per = {k: (after[k] - before[k]) / expected * 1e6 for k in pids}
+        return Result(
+            scenario=name,
+            per_message=per_message,
+            target_msgs_per_s=rate,
+            messages=messages,
+            readings=expected,
+            publish_rate_msgs_per_s=round(published["rate_reached"], 1),
+            readings_per_s=round(expected / elapsed, 1),
+            in_kafka=in_kafka,
+            lost=expected - in_kafka,
+            gateway_cpu_us_per_reading=round(per["gateway"], 2),
+            mosquitto_cpu_us_per_reading=round(per["mosquitto"], 2),
+            kafka_cpu_us_per_reading=round(per["kafka"], 2),
+            seconds=round(elapsed, 2),
+        )
+
+
+SCENARIOS: list[tuple[str, int, float, float]] = [
+    # name, readings per message, target messages/s (0 = as fast as the publisher can), seconds of load
+    ("single-2k", 1, 2_000, 10),
+    ("single-5k", 1, 5_000, 10),
+    ("single-8k", 1, 8_000, 10),
+    ("single-max", 1, 0, 10),
+    ("batch50-200", 50, 200, 10),
+    ("batch50-1k", 50, 1_000, 10),
+    ("batch50-max", 50, 0, 10),
+]
+
+
+def run_all(devices: int, out: Path, quick: bool) -> list[Result]:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="smartcity-bench-") as tmp, IngestBench(Path(tmp), devices) as bench:
+        for name, per_message, rate, seconds in SCENARIOS:
+            duration = seconds / 4 if quick else seconds
+            count = int((rate or (15_000 if per_message == 1 else 1_500)) * duration)
+            console.print(f"running {name}: {count} messages x {per_message} readings ...")
+            results.append(bench.run(name, per_message, rate, count))
+    table = Table(title=f"ingest benchmark, {devices} devices, QoS 1")
+    for column in (
+        "scenario",
+        "msgs/s target",
+        "msgs/s reached",
+        "readings/s",
+        "lost",
+        "gateway µs/reading",
+        "mosquitto µs/reading",
+        "kafka µs/reading",
+    ):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            r.scenario,
+            f"{r.target_msgs_per_s:.0f}" if r.target_msgs_per_s else "max",
+            f"{r.publish_rate_msgs_per_s:.0f}",
+            f"{r.readings_per_s:.0f}",
+            str(r.lost),
+            f"{r.gateway_cpu_us_per_reading:.1f}",
+            f"{r.mosquitto_cpu_us_per_reading:.1f}",
+            f"{r.kafka_cpu_us_per_reading:.1f}",
+        )
+    console.print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"devices": devices, "cpus": os.cpu_count(), "results": [asdict(r) for r in results]}, indent=2)
+    )
+    console.print(f"written to {out}")
+    return results
