@@ -219,7 +219,8 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
         try:
             await asyncio.to_thread(_wait, lambda: seen >= expected, 60, "readings missing")
         except TimeoutError:
-            metrics = urllib.request.urlopen(health.replace("healthz", "metrics")).read().decode()
+            url = health.replace("healthz", "metrics")
+            metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
             lines = [
                 line for line in metrics.splitlines() if line.startswith("smartcity_ingest_") and "_bucket" not in line
             ]
