@@ -138,6 +138,8 @@ class IngestBench:
             self.seq_base += messages * per_message
             out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
             published = json.loads(out.strip().splitlines()[-1])
+            if published["acked"] != messages or published["disconnects"]:
+                raise RuntimeError(f"the load publisher itself failed: {published}")
             expected = messages * per_message
             deadline = time.monotonic() + 120
             while _accepted(metrics) < expected and time.monotonic() < deadline:
