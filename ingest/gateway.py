@@ -88,12 +88,22 @@ class Gateway:
         await stop.wait()
         await self.drain()
 
-    async def drain(self) -> None:
-        """Stop taking messages, deliver what we hold, send the acknowledgements we owe, disconnect."""
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Stop taking messages, deliver what we hold, send the acknowledgements we owe, disconnect.
+
+        If Kafka does not take the held readings within ``timeout_s`` we disconnect anyway: nothing unacknowledged
+        is lost, the broker redelivers it to whichever gateway of the group is there.
+        """
         self.mqtt.pause_reading()
         self._flush_now()
-        while self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning(
+                    "Kafka did not take %d flushes before shutdown; the broker will redeliver them", len(pending)
+                )
         await self.mqtt.close()
         await self._producer.stop()
         logger.info("gateway drained and disconnected")

@@ -67,4 +67,5 @@ def test_ports_agree() -> None:
 def test_images_are_pinned() -> None:
     for name, service in SERVICES.items():
         image = service.get("image", "")
-        assert ":" in image and not image.endswith(":latest"), f"{name}: unpinned image {image!r}"
+        assert ":" in image, f"{name}: unpinned image {image!r}"
+        assert not image.endswith(":latest"), f"{name}: unpinned image {image!r}"
