@@ -54,10 +54,12 @@ def run(url: str, messages: list[tuple[str, bytes]], rate: float) -> dict[str, f
 
     client.on_publish = on_publish
     disconnects = 0
+    closing = False
 
     def on_disconnect(*_args: object) -> None:
         nonlocal disconnects
-        disconnects += 1
+        if not closing:
+            disconnects += 1
 
     client.on_disconnect = on_disconnect
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
@@ -74,6 +76,7 @@ def run(url: str, messages: list[tuple[str, bytes]], rate: float) -> dict[str, f
     while acked < len(messages) and time.monotonic() < deadline:
         time.sleep(0.01)
     done = time.monotonic()
+    closing = True
     client.disconnect()
     client.loop_stop()
     return {
