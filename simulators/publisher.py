@@ -20,6 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
 
 
+_MAX_OUTSTANDING = 20_000
+
+
 def payloads(devices: int, per_message: int, count: int, seq_base: int, ts_base: int) -> list[tuple[str, bytes]]:
     """``count`` messages round-robin over ``devices`` ids, ``per_message`` readings each, seq unique per device."""
     out: list[tuple[str, bytes]] = []
@@ -66,10 +69,14 @@ def run(url: str, messages: list[tuple[str, bytes]], rate: float) -> dict[str, f
     client.loop_start()
     started = time.monotonic()
     for i, (topic, payload) in enumerate(messages):
-        if rate and i % 50 == 0:
-            ahead = started + i / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
+        if i % 50 == 0:
+            if rate:
+                ahead = started + i / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            # paho keys outgoing messages by packet id (1..65535): more outstanding than that overwrite each other.
+            while i - acked > _MAX_OUTSTANDING:
+                time.sleep(0.001)
         client.publish(topic, payload, qos=1)
     sent_at = time.monotonic()
     deadline = sent_at + 120
