@@ -19,7 +19,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
 
-
 _MAX_OUTSTANDING = 20_000
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from smartcity.contracts import ReadingBatch
-from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.process import ManagedProcess, die_with_parent, free_port
 from smartcity.stack.services import Launch, http_ok, mosquitto, tansu
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -136,7 +136,7 @@ class IngestBench:
                 str(self.seq_base),
             ]
             self.seq_base += messages * per_message
-            out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(argv, check=True, capture_output=True, text=True, preexec_fn=die_with_parent).stdout
             published = json.loads(out.strip().splitlines()[-1])
             if published["acked"] != messages or published["disconnects"]:
                 raise RuntimeError(f"the load publisher itself failed: {published}")
