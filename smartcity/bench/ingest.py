@@ -183,7 +183,7 @@ def run_all(devices: int, out: Path, quick: bool) -> list[Result]:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=160)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-") as tmp, IngestBench(Path(tmp), devices) as bench:
         for name, per_message, rate, seconds in SCENARIOS:
