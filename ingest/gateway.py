@@ -26,13 +26,13 @@ from devices.directory import DeviceDirectory
 from ingest.acks import AckTracker
 from ingest.kafka import FlushProducer, Record
 from ingest.metrics import GatewayMetrics
-from ingest.mqtt import AsyncMqttClient
 from ingest.parse import parse_message
 from ingest.partitioning import Partitioner, group_by_partition
 from ingest.settings import GatewaySettings
 from smartcity.contracts import ERRORS_TOPIC, SCHEMA_VERSION, ReadingDict, RefusedMessage
 from smartcity.errors import KafkaUnavailable
 from smartcity.kafka_admin import flow_topics
+from smartcity.mqtt import AsyncMqttClient
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,156 @@
+"""MQTT accounts and ACLs, kept in Mosquitto's dynamic-security plugin and changed through its control topic.
+
+Each device gets its own client (username = device id, a random password returned once; the plugin stores only a
+salted hash) and its own role: publish only under ``devices/{id}/``, read only its own ``errors`` and ``commands``
+topics. Mosquitto 2.0's plugin does not substitute ``%u`` in ACL topics, hence one role per device rather than one
+shared role. Deleting a device deletes its client, which the plugin disconnects at once.
+
+Service accounts (gateway, departments, the operator ``admin``) are made with ``ensure_account``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+
+from smartcity.errors import SmartCityError
+from smartcity.mqtt import AsyncMqttClient
+from smartcity.settings import MqttConnection
+
+logger = logging.getLogger(__name__)
+
+CONTROL_TOPIC: Final = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC: Final = "$CONTROL/dynamic-security/v1/response"
+
+
+class AccountError(SmartCityError):
+    """The dynamic-security plugin refused a command (the message is the plugin's own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acl:
+    acltype: str  # publishClientSend, publishClientReceive, subscribePattern, ...
+    topic: str
+    allow: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {"acltype": self.acltype, "topic": self.topic, "allow": self.allow, "priority": 0}
+
+
+def device_acls(device_id: str) -> list[Acl]:
+    own = f"devices/{device_id}"
+    return [
+        Acl("publishClientSend", f"{own}/#"),
+        Acl("subscribePattern", f"{own}/errors"),
+        Acl("subscribePattern", f"{own}/commands/#"),
+    ]
+
+
+def gateway_acls() -> list[Acl]:
+    return [Acl("subscribePattern", "devices/+/telemetry"), Acl("publishClientSend", "devices/+/errors")]
+
+
+def department_acls(department: str) -> list[Acl]:
+    return [Acl("subscribePattern", f"alerts/{department}")]
+
+
+def operator_acls() -> list[Acl]:
+    return [Acl("publishClientSend", "#"), Acl("subscribePattern", "#"), Acl("unsubscribePattern", "#")]
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class MqttAccounts:
+    """A connection as the plugin's administrator, sending commands and awaiting their responses."""
+
+    def __init__(self, conn: MqttConnection, *, timeout_s: float = 10.0) -> None:
+        self._timeout_s = timeout_s
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._mqtt = AsyncMqttClient(
+            conn,
+            f"smartcity-accounts-{uuid.uuid4().hex[:8]}",
+            clean_start=True,
+            subscriptions=[(RESPONSE_TOPIC, 1)],
+            on_message=self._on_response,
+        )
+
+    async def start(self) -> None:
+        await self._mqtt.start()
+        await asyncio.wait_for(self._mqtt.subscribed.wait(), self._timeout_s)
+
+    async def close(self) -> None:
+        await self._mqtt.close()
+
+    async def create_device(self, device_id: str) -> Credentials:
+        """A new client and role for ``device_id``; the password is returned here and nowhere else."""
+        password = new_password()
+        role = f"device:{device_id}"
+        await self._run(
+            {"command": "createRole", "rolename": role, "acls": [a.as_json() for a in device_acls(device_id)]},
+            {"command": "createClient", "username": device_id, "password": password, "roles": [{"rolename": role}]},
+        )
+        return Credentials(device_id, password)
+
+    async def delete_device(self, device_id: str) -> None:
+        """Revoke at once: the client is deleted (and disconnected), then its role."""
+        await self._run({"command": "deleteClient", "username": device_id})
+        await self._run({"command": "deleteRole", "rolename": f"device:{device_id}"}, missing_ok=True)
+
+    async def ensure_account(self, username: str, password: str, acls: list[Acl]) -> None:
+        """Create a service account, or bring an existing one to this password and these ACLs."""
+        role = f"service:{username}"
+        await self._run({"command": "deleteRole", "rolename": role}, missing_ok=True)
+        await self._run({"command": "createRole", "rolename": role, "acls": [a.as_json() for a in acls]})
+        try:
+            await self._run(
+                {"command": "createClient", "username": username, "password": password, "roles": [{"rolename": role}]}
+            )
+        except AccountError:
+            await self._run(
+                {"command": "setClientPassword", "username": username, "password": password},
+                {"command": "addClientRole", "username": username, "rolename": role},
+            )
+
+    async def _run(self, *commands: dict[str, Any], missing_ok: bool = False) -> None:
+        futures = []
+        loop = asyncio.get_running_loop()
+        for command in commands:
+            correlation = uuid.uuid4().hex
+            command["correlationData"] = correlation
+            futures.append(self._waiting.setdefault(correlation, loop.create_future()))
+        self._mqtt.publish(CONTROL_TOPIC, json.dumps({"commands": list(commands)}).encode(), qos=1)
+        try:
+            responses = await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
+        finally:
+            for command in commands:
+                self._waiting.pop(command["correlationData"], None)
+        for command, response in zip(commands, responses, strict=True):
+            error = response.get("error")
+            if error and not (missing_ok and "not found" in str(error).lower()):
+                raise AccountError(f"{command['command']} failed: {error}")
+
+    def _on_response(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            logger.warning("unreadable dynamic-security response: %r", msg.payload[:200])
+            return
+        for response in body.get("responses", []):
+            future = self._waiting.get(str(response.get("correlationData")))
+            if future is not None and not future.done():
+                future.set_result(response)

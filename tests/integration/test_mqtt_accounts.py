@@ -1,0 +1,162 @@
+"""Per-device MQTT accounts on a real Mosquitto with the dynamic-security plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from devices.mqtt_accounts import AccountError, MqttAccounts, operator_acls
+from smartcity.settings import MqttConnection
+from smartcity.stack.process import free_port
+from smartcity.stack.services import Launch, dynsec_init, mosquitto
+
+pytestmark = pytest.mark.integration
+
+CONTROL_USER, CONTROL_PASSWORD = "smartcity-control", "control-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launch, Path]]:
+    directory = tmp_path_factory.mktemp("mosquitto-dynsec")
+    dynsec = directory / "dynamic-security.json"
+    dynsec_init(dynsec, CONTROL_USER, CONTROL_PASSWORD)
+    launch = mosquitto(directory, "127.0.0.1", free_port(), dynsec=dynsec)
+    launch.start()
+    yield launch, dynsec
+    launch.process.stop()
+
+
+@pytest.fixture
+async def accounts(secured: tuple[Launch, Path]) -> AsyncIterator[MqttAccounts]:
+    conn = MqttConnection(mqtt_url=secured[0].url, mqtt_username=CONTROL_USER, mqtt_password=CONTROL_PASSWORD)
+    admin = MqttAccounts(conn)
+    await admin.start()
+    yield admin
+    await admin.close()
+
+
+class Client:
+    """A real MQTT 5 client with credentials; records what it receives and how its publishes were answered."""
+
+    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv5
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.connect_rc: mqtt.ReasonCode | None = None
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.received: list[tuple[str, bytes]] = []
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_a: self.disconnected.set()
+        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        parts = urlsplit(url)
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+        self.client.loop_start()
+        self.connected.wait(5)
+
+    def _on_connect(self, _c: object, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+        self.connect_rc = rc
+        self.connected.set()
+
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(5)
+        return info
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+async def operator(accounts: MqttAccounts, secured: tuple[Launch, Path]) -> AsyncIterator[Client]:
+    await accounts.ensure_account("admin", "operator-pw", operator_acls())
+    watcher = Client(secured[0].url, "admin", "operator-pw")
+    subscribed = threading.Event()
+    watcher.client.on_subscribe = lambda *_a: subscribed.set()
+    watcher.client.subscribe("devices/#", qos=1)
+    assert subscribed.wait(5)
+    yield watcher
+    watcher.close()
+
+
+async def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_anonymous_clients_are_refused(secured: tuple[Launch, Path]) -> None:
+    anonymous = await asyncio.to_thread(Client, secured[0].url, None, None)
+    try:
+        assert anonymous.connect_rc is not None
+        assert anonymous.connect_rc.is_failure
+    finally:
+        anonymous.close()
+
+
+async def test_a_new_device_publishes_at_once_and_only_under_its_own_topics(
+    accounts: MqttAccounts, operator: Client, secured: tuple[Launch, Path]
+) -> None:
+    a, b = f"gas-{uuid.uuid4().hex[:6]}", f"gas-{uuid.uuid4().hex[:6]}"
+    creds = await accounts.create_device(a)
+    await accounts.create_device(b)
+    assert creds.username == a
+    device = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)
+    try:
+        assert device.connect_rc is not None
+        assert not device.connect_rc.is_failure
+        own = await asyncio.to_thread(device.publish, f"devices/{a}/telemetry", b'{"values": {"ch4_lel": 1}}')
+        other = await asyncio.to_thread(device.publish, f"devices/{b}/telemetry", b'{"values": {"ch4_lel": 99}}')
+        assert own.is_published()
+        assert other.is_published()
+        assert await _wait(lambda: (f"devices/{a}/telemetry", b'{"values": {"ch4_lel": 1}}') in operator.received)
+        await asyncio.sleep(0.5)
+        assert not [t for t, _ in operator.received if t == f"devices/{b}/telemetry"], "A published as B"
+    finally:
+        device.close()
+    # The password is stored only as a salted hash.
+    stored = json.loads(secured[1].read_text()) if secured[1].exists() else {}
+    assert creds.password not in json.dumps(stored)
+
+
+async def test_a_deleted_device_is_disconnected_and_cannot_return(
+    accounts: MqttAccounts, secured: tuple[Launch, Path]
+) -> None:
+    device_id = f"water-{uuid.uuid4().hex[:6]}"
+    creds = await accounts.create_device(device_id)
+    device = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)
+    try:
+        assert device.connect_rc is not None
+        assert not device.connect_rc.is_failure
+        device.client.reconnect_delay_set(30, 60)  # keep paho from reconnecting within the test
+        await accounts.delete_device(device_id)
+        assert await _wait(device.disconnected.is_set), "the deleted device was not disconnected"
+    finally:
+        device.close()
+    again = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)
+    try:
+        assert again.connect_rc is not None
+        assert again.connect_rc.is_failure
+    finally:
+        again.close()
+
+
+async def test_creating_a_device_twice_is_refused(accounts: MqttAccounts) -> None:
+    device_id = f"fire-{uuid.uuid4().hex[:6]}"
+    await accounts.create_device(device_id)
+    with pytest.raises(AccountError, match=r"create(Role|Client) failed"):
+        await accounts.create_device(device_id)
