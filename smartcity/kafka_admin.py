@@ -36,6 +36,11 @@ def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
     ]
 
 
+def devices_topic(kafka: KafkaConnection) -> TopicSpec:
+    """Compacted, partitioned like the readings so that device-keyed state is co-partitioned with them."""
+    return TopicSpec(kafka.topic_devices, kafka.readings_partitions, kafka.kafka_replication, compacted=True)
+
+
 async def missing_topics(bootstrap: str, names: list[str], *, timeout_ms: int = 3000) -> list[str]:
     """Which of ``names`` the broker does not have (a listing never creates a topic)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)

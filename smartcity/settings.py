@@ -52,6 +52,7 @@ class KafkaConnection(_Base):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
     topic_readings: str = "readings"
     topic_rejected: str = "readings.rejected"
+    topic_devices: str = Field("devices", description="compacted; key = device id, value = device record")
     # Four on one machine: Tansu auto-creates a topic with 4 partitions whenever a client asks for its metadata, so
     # after a broker restart a topic recreated by any client has the same layout. Production sets more (compose).
     readings_partitions: int = Field(4, ge=1, le=1024)

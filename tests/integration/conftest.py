@@ -42,7 +42,11 @@ def run_gateway() -> GatewayFactory:
 
     @asynccontextmanager
     async def _run(settings: GatewaySettings, directory: DeviceDirectory | None = None) -> AsyncIterator[Gateway]:
-        gateway = Gateway(settings, directory or OpenDirectory(), GatewayMetrics.create(CollectorRegistry()))
+        gateway = Gateway(
+            settings,
+            directory if directory is not None else OpenDirectory(),
+            GatewayMetrics.create(CollectorRegistry()),
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(gateway.run(stop))
         try:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from devices.mqtt_accounts import AccountError, MqttAccounts, operator_acls
 from smartcity.settings import MqttConnection
 from smartcity.stack.process import free_port
 from smartcity.stack.services import Launch, dynsec_init, mosquitto
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -91,14 +92,6 @@ async def operator(accounts: MqttAccounts, secured: tuple[Launch, Path]) -> Asyn
     watcher.close()
 
 
-async def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def test_anonymous_clients_are_refused(secured: tuple[Launch, Path]) -> None:
     anonymous = await asyncio.to_thread(Client, secured[0].url, None, None)
     try:
@@ -123,7 +116,7 @@ async def test_a_new_device_publishes_at_once_and_only_under_its_own_topics(
         other = await asyncio.to_thread(device.publish, f"devices/{b}/telemetry", b'{"values": {"ch4_lel": 99}}')
         assert own.is_published()
         assert other.is_published()
-        assert await _wait(lambda: (f"devices/{a}/telemetry", b'{"values": {"ch4_lel": 1}}') in operator.received)
+        assert await eventually(lambda: (f"devices/{a}/telemetry", b'{"values": {"ch4_lel": 1}}') in operator.received)
         await asyncio.sleep(0.5)
         assert not [t for t, _ in operator.received if t == f"devices/{b}/telemetry"], "A published as B"
     finally:
@@ -144,7 +137,7 @@ async def test_a_deleted_device_is_disconnected_and_cannot_return(
         assert not device.connect_rc.is_failure
         device.client.reconnect_delay_set(30, 60)  # keep paho from reconnecting within the test
         await accounts.delete_device(device_id)
-        assert await _wait(device.disconnected.is_set), "the deleted device was not disconnected"
+        assert await eventually(device.disconnected.is_set), "the deleted device was not disconnected"
     finally:
         device.close()
     again = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)

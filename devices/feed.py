@@ -1,0 +1,114 @@
+"""The registry on Kafka: records published to the compacted ``devices`` topic, and read back by any service.
+
+``DevicePublisher`` writes a record per change (key = device id, value = the record's JSON; a deletion is a
+tombstone, value ``None``) and can republish everything, which the one-machine stack does at start because its
+broker forgets. ``KafkaDirectory`` follows the topic from the beginning, without a consumer group (every reader
+needs every device), and answers ``is_registered`` from memory, so a change reaches the gateway within its fetch
+wait, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from smartcity.contracts.device import Device
+from smartcity.errors import KafkaUnavailable
+from smartcity.kafka_admin import devices_topic, ensure_topics
+from smartcity.settings import KafkaConnection
+
+logger = logging.getLogger(__name__)
+
+
+class DevicePublisher:
+    def __init__(self, conn: KafkaConnection) -> None:
+        self._conn = conn
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        await ensure_topics(self._conn.kafka_bootstrap, [devices_topic(self._conn)])
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._conn.kafka_bootstrap, acks="all", linger_ms=5)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, devices: list[Device]) -> None:
+        assert self._producer is not None, "start() first"
+        topic = self._conn.topic_devices
+        futures = [await self._producer.send(topic, d.model_dump_json().encode(), key=d.id.encode()) for d in devices]
+        await asyncio.gather(*futures)
+
+    async def remove(self, device_id: str) -> None:
+        assert self._producer is not None, "start() first"
+        await (await self._producer.send(self._conn.topic_devices, None, key=device_id.encode()))
+
+
+class KafkaDirectory:
+    """The set of registered device ids, kept current from the devices topic. ``ready`` once caught up."""
+
+    def __init__(self, conn: KafkaConnection, *, fetch_wait_ms: int = 100) -> None:
+        self._conn = conn
+        self._fetch_wait_ms = fetch_wait_ms
+        self._ids: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def is_registered(self, device_id: str) -> bool:
+        return device_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self) -> None:
+        topic = self._conn.topic_devices
+        delay = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._conn.kafka_bootstrap,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=self._fetch_wait_ms,
+            )
+            try:
+                await ensure_topics(self._conn.kafka_bootstrap, [devices_topic(self._conn)])
+                await consumer.start()
+                await consumer.topics()  # fetches metadata, so the partitions are known
+                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = await consumer.end_offsets(tps)
+                ids: set[str] = set()
+                caught_up = False
+                while True:
+                    for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                        for m in msgs:
+                            key = m.key.decode() if m.key else ""
+                            if m.value is None:
+                                ids.discard(key)
+                            else:
+                                ids.add(key)
+                    if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                        caught_up = True
+                        self._ids = ids  # from here on updated in place
+                        self.ready.set()
+                        logger.info("device directory: %d devices registered", len(ids))
+            except (KafkaError, OSError, KafkaUnavailable) as exc:
+                logger.warning("device directory: Kafka unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+            finally:
+                await consumer.stop()

@@ -1,0 +1,78 @@
+"""The registry on Kafka: the gateway's directory follows creations and deletions within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from devices.feed import DevicePublisher, KafkaDirectory
+from ingest.settings import GatewaySettings
+from smartcity.contracts.device import Device
+from tests.integration.conftest import GatewayFactory
+from tests.kafka_util import consume, count_readings, readings_of
+from tests.mqtt_util import Collector, publish_all, publisher
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _device(device_id: str) -> Device:
+    return Device(
+        id=device_id, kind="gas", site_id="S1", site_name="坪地化工园", lat=22.76, lon=114.31, interval_s=60,
+        departments=["emergency"],
+    )  # fmt: skip
+
+
+async def test_directory_follows_creations_and_deletions(gateway_settings: GatewaySettings, unique: str) -> None:
+    conn = gateway_settings.model_copy(update={"topic_devices": f"devices.{unique}"})
+    feed = DevicePublisher(conn)
+    await feed.start()
+    await feed.publish([_device(f"gas-{unique}-{i}") for i in range(100)])
+    directory = KafkaDirectory(conn)
+    await directory.start()
+    try:
+        await asyncio.wait_for(directory.ready.wait(), 20)
+        assert len(directory) == 100
+        assert directory.is_registered(f"gas-{unique}-7")
+        await feed.publish([_device(f"gas-{unique}-new")])
+        await feed.remove(f"gas-{unique}-7")
+        assert await eventually(lambda: directory.is_registered(f"gas-{unique}-new")), "a creation did not arrive"
+        assert await eventually(lambda: not directory.is_registered(f"gas-{unique}-7")), "a deletion did not arrive"
+    finally:
+        await directory.stop()
+        await feed.stop()
+
+
+async def test_gateway_refuses_unregistered_and_accepts_a_device_registered_while_it_runs(
+    gateway_settings: GatewaySettings,
+    run_gateway: GatewayFactory,
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    unique: str,
+) -> None:
+    settings = gateway_settings.model_copy(update={"topic_devices": f"devices.{unique}"})
+    device = f"gas-{unique}"
+    feed = DevicePublisher(settings)
+    await feed.start()
+    directory = KafkaDirectory(settings)
+    await directory.start()
+    errors = Collector(mqtt_url, f"devices/{device}/errors")
+    body = json.dumps({"seq": 1, "values": {"ch4_lel": 3.5}}).encode()
+    try:
+        await asyncio.wait_for(directory.ready.wait(), 20)
+        async with run_gateway(settings, directory):
+            with publisher(mqtt_url) as pub:
+                await asyncio.to_thread(publish_all, pub, [(f"devices/{device}/telemetry", body)])
+                got = await asyncio.to_thread(errors.wait_for, 1)
+                assert json.loads(got[0][1])["reason"] == "unknown_device"
+                await feed.publish([_device(device)])
+                assert await eventually(lambda: directory.is_registered(device))
+                await asyncio.to_thread(publish_all, pub, [(f"devices/{device}/telemetry", body)])
+            records = await consume(kafka_bootstrap, settings.topic_readings, lambda r: count_readings(r) >= 1)
+    finally:
+        errors.close()
+        await directory.stop()
+        await feed.stop()
+    assert [r.device_id for _, _, b in readings_of(records) for r in b.readings] == [device]
