@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from devices.directory import DeviceDirectory, OpenDirectory
+from devices.mqtt_accounts import MqttAccounts
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
 from ingest.settings import GatewaySettings
-from smartcity.stack.process import ManagedProcess
+from smartcity.settings import MqttConnection
+from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.services import Launch, dynsec_init, mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +92,27 @@ def gateway_process(gateway_settings: GatewaySettings, tmp_path: Path) -> Callab
     yield _make  # type: ignore[misc]
     for process in started:
         process.stop()
+
+
+CONTROL_USER, CONTROL_PASSWORD = "smartcity-control", "control-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launch, Path]]:
+    """Mosquitto with the dynamic-security plugin: anonymous refused, accounts made through MqttAccounts."""
+    directory = tmp_path_factory.mktemp("mosquitto-dynsec")
+    dynsec = directory / "dynamic-security.json"
+    dynsec_init(dynsec, CONTROL_USER, CONTROL_PASSWORD)
+    launch = mosquitto(directory, "127.0.0.1", free_port(), dynsec=dynsec)
+    launch.start()
+    yield launch, dynsec
+    launch.process.stop()
+
+
+@pytest.fixture
+async def accounts(secured: tuple[Launch, Path]) -> AsyncIterator[MqttAccounts]:
+    conn = MqttConnection(mqtt_url=secured[0].url, mqtt_username=CONTROL_USER, mqtt_password=CONTROL_PASSWORD)
+    admin = MqttAccounts(conn)
+    await admin.start()
+    yield admin
+    await admin.close()

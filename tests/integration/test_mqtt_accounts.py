@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,34 +15,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from devices.mqtt_accounts import AccountError, MqttAccounts, operator_acls
-from smartcity.settings import MqttConnection
-from smartcity.stack.process import free_port
-from smartcity.stack.services import Launch, dynsec_init, mosquitto
+from smartcity.stack.services import Launch
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-CONTROL_USER, CONTROL_PASSWORD = "smartcity-control", "control-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launch, Path]]:
-    directory = tmp_path_factory.mktemp("mosquitto-dynsec")
-    dynsec = directory / "dynamic-security.json"
-    dynsec_init(dynsec, CONTROL_USER, CONTROL_PASSWORD)
-    launch = mosquitto(directory, "127.0.0.1", free_port(), dynsec=dynsec)
-    launch.start()
-    yield launch, dynsec
-    launch.process.stop()
-
-
-@pytest.fixture
-async def accounts(secured: tuple[Launch, Path]) -> AsyncIterator[MqttAccounts]:
-    conn = MqttConnection(mqtt_url=secured[0].url, mqtt_username=CONTROL_USER, mqtt_password=CONTROL_PASSWORD)
-    admin = MqttAccounts(conn)
-    await admin.start()
-    yield admin
-    await admin.close()
 
 
 class Client:

@@ -1,0 +1,75 @@
+"""The registry's HTTP API: ``PUT/GET/DELETE /api/devices/{id}`` and ``GET /api/devices`` with filters and paging.
+
+Creating a device answers 201 with its MQTT credentials, once: ``{"device": {...}, "credentials": {"username",
+"password"}}``; replacing one answers 200 without them. Bad records are refused with 422 and pydantic's field errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from pydantic import BaseModel
+
+from devices.registry import Registry
+from smartcity.contracts.catalogue import Department, DeviceKind
+from smartcity.contracts.device import Device
+
+
+class CredentialsOut(BaseModel):
+    username: str
+    password: str
+
+
+class SavedOut(BaseModel):
+    device: Device
+    credentials: CredentialsOut | None = None
+
+
+class PageOut(BaseModel):
+    devices: list[Device]
+    total: int
+    offset: int
+    limit: int
+
+
+def devices_router(registry: Registry, auth: Any) -> APIRouter:
+    """``auth`` is the dependency that checks the bearer token (shared by every /api/ router)."""
+    router = APIRouter(prefix="/api/devices", tags=["devices"], dependencies=[Depends(auth)])
+
+    @router.put("/{device_id}", response_model=SavedOut, response_model_exclude_none=True)
+    async def put_device(device_id: str, device: Device, response: Response) -> SavedOut:
+        if device.id != device_id:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body id {device.id!r} differs from path {device_id!r}")
+        saved = await registry.put(device)
+        response.status_code = status.HTTP_201_CREATED if saved.created else status.HTTP_200_OK
+        creds = saved.credentials
+        return SavedOut(
+            device=saved.device,
+            credentials=CredentialsOut(username=creds.username, password=creds.password) if creds else None,
+        )
+
+    @router.get("/{device_id}", response_model=Device)
+    async def get_device(device_id: str) -> Device:
+        device = registry.get(device_id)
+        if device is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
+        return device
+
+    @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+    async def delete_device(device_id: str) -> None:
+        if not await registry.delete(device_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
+
+    @router.get("", response_model=PageOut)
+    async def list_devices(
+        kind: DeviceKind | None = None,
+        site: str | None = None,
+        department: Department | None = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> PageOut:
+        page = registry.query(kind=kind, site_id=site, department=department, offset=offset, limit=limit)
+        return PageOut(devices=page.devices, total=page.total, offset=offset, limit=limit)
+
+    return router

@@ -1,0 +1,80 @@
+"""The registry service: one place that changes devices, keeping the store, the Kafka feed and the MQTT accounts
+in step.
+
+Order matters for safety. Creating: the MQTT account first (if the broker refuses, nothing is stored), then the
+store, then the feed. Deleting: the account first, so the device is cut off at once even if the rest fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from devices.feed import DevicePublisher
+from devices.mqtt_accounts import Credentials, MqttAccounts
+from devices.store import DeviceStore, Page
+from smartcity.contracts.catalogue import Department, DeviceKind
+from smartcity.contracts.device import Device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    device: Device
+    created: bool
+    credentials: Credentials | None
+
+
+class Registry:
+    def __init__(self, store: DeviceStore, feed: DevicePublisher, accounts: MqttAccounts | None) -> None:
+        self._store = store
+        self._feed = feed
+        self._accounts = accounts
+
+    async def republish(self) -> int:
+        """Publish every stored record (the one-machine broker forgot them when it stopped)."""
+        devices = self._store.all()
+        if devices:
+            await self._feed.publish(devices)
+        logger.info("registry: published %d devices", len(devices))
+        return len(devices)
+
+    async def put(self, device: Device) -> Saved:
+        return (await self.put_many([device]))[0]
+
+    async def put_many(self, devices: list[Device]) -> list[Saved]:
+        """Create or replace; new devices get MQTT credentials, returned here once."""
+        saved = []
+        for device in devices:
+            created = self._store.get(device.id) is None
+            credentials = None
+            if created and self._accounts is not None:
+                credentials = await self._accounts.create_device(device.id)
+            saved.append(Saved(device, created, credentials))
+        self._store.put_many(devices)
+        await self._feed.publish(devices)
+        return saved
+
+    async def delete(self, device_id: str) -> bool:
+        if self._store.get(device_id) is None:
+            return False
+        if self._accounts is not None:
+            await self._accounts.delete_device(device_id)
+        self._store.delete(device_id)
+        await self._feed.remove(device_id)
+        return True
+
+    def get(self, device_id: str) -> Device | None:
+        return self._store.get(device_id)
+
+    def query(
+        self,
+        *,
+        kind: DeviceKind | None = None,
+        site_id: str | None = None,
+        department: Department | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page:
+        return self._store.query(kind=kind, site_id=site_id, department=department, offset=offset, limit=limit)

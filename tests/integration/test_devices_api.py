@@ -1,0 +1,148 @@
+"""The registry's HTTP API against real Kafka and a real Mosquitto with dynamic security."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from devices.feed import DevicePublisher, KafkaDirectory
+from devices.mqtt_accounts import MqttAccounts
+from devices.registry import Registry
+from devices.store import DeviceStore
+from ingest.settings import GatewaySettings
+from smartcity.api import ApiSettings, create_app
+from smartcity.stack.services import Launch
+from tests.integration.test_mqtt_accounts import Client
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def record(device_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "id": device_id, "kind": "water", "site_id": "R02", "site_name": "龙岗河水位站", "lat": 22.70,
+        "lon": 114.25, "interval_s": 300, "departments": ["water", "emergency"],
+        "thresholds": {"level_m": {"orange": 3.2, "red": 4.1}}, **changes,
+    }  # fmt: skip
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, directory: KafkaDirectory) -> None:
+        self.http, self.directory = client, directory
+
+
+@pytest.fixture
+async def api(
+    tmp_path: Path, gateway_settings: GatewaySettings, accounts: MqttAccounts, unique: str
+) -> AsyncIterator[Api]:
+    conn = gateway_settings.model_copy(update={"topic_devices": f"devices.{unique}"})
+    feed = DevicePublisher(conn)
+    await feed.start()
+    directory = KafkaDirectory(conn)
+    await directory.start()
+    store = DeviceStore(tmp_path / "registry.db")
+    app = create_app(ApiSettings(api_token=TOKEN), Registry(store, feed, accounts), CollectorRegistry())
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://smartcity") as client:
+            await asyncio.wait_for(directory.ready.wait(), 20)
+            yield Api(client, directory)
+    finally:
+        await directory.stop()
+        await feed.stop()
+        store.close()
+
+
+async def test_every_api_call_needs_the_token(api: Api) -> None:
+    assert (await api.http.get("/api/devices")).status_code == 401
+    wrong = await api.http.get("/api/devices", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert (await api.http.get("/api/devices", headers=AUTH)).status_code == 200
+
+
+async def test_create_read_replace_delete(api: Api, secured: tuple[Launch, Path], unique: str) -> None:
+    device_id = f"water-{unique}"
+    created = await api.http.put(f"/api/devices/{device_id}", json=record(device_id), headers=AUTH)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["device"]["site_name"] == "龙岗河水位站"
+    creds = body["credentials"]
+    assert creds["username"] == device_id
+    assert len(creds["password"]) >= 20
+
+    # The credentials work at once, and the gateway's directory knows the device within seconds.
+    device = await asyncio.to_thread(Client, secured[0].url, creds["username"], creds["password"])
+    try:
+        assert device.connect_rc is not None
+        assert not device.connect_rc.is_failure
+    finally:
+        device.close()
+    assert await eventually(lambda: api.directory.is_registered(device_id))
+
+    replaced = await api.http.put(f"/api/devices/{device_id}", json=record(device_id, interval_s=60), headers=AUTH)
+    assert replaced.status_code == 200
+    assert "credentials" not in replaced.json(), "credentials are returned once, on creation"
+    assert (await api.http.get(f"/api/devices/{device_id}", headers=AUTH)).json()["interval_s"] == 60
+
+    assert (await api.http.delete(f"/api/devices/{device_id}", headers=AUTH)).status_code == 204
+    assert (await api.http.get(f"/api/devices/{device_id}", headers=AUTH)).status_code == 404
+    assert (await api.http.delete(f"/api/devices/{device_id}", headers=AUTH)).status_code == 404
+    assert await eventually(lambda: not api.directory.is_registered(device_id))
+    again = await asyncio.to_thread(Client, secured[0].url, creds["username"], creds["password"])
+    try:
+        assert again.connect_rc is not None
+        assert again.connect_rc.is_failure
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"kind": "volcano"}, "kind"),
+        ({"lat": 95}, "lat"),
+        ({"lon": -181}, "lon"),
+        ({"thresholds": {"level": {"red": 1}}}, "thresholds"),
+        ({"departments": []}, "departments"),
+    ],
+)
+async def test_bad_records_are_refused_with_the_field(
+    api: Api, unique: str, changes: dict[str, Any], field: str
+) -> None:
+    device_id = f"bad-{unique}"
+    response = await api.http.put(f"/api/devices/{device_id}", json=record(device_id, **changes), headers=AUTH)
+    assert response.status_code == 422
+    assert field in [part for err in response.json()["detail"] for part in err["loc"]]
+    assert (await api.http.get(f"/api/devices/{device_id}", headers=AUTH)).status_code == 404
+
+
+async def test_body_id_must_match_the_path(api: Api, unique: str) -> None:
+    response = await api.http.put(f"/api/devices/a-{unique}", json=record(f"b-{unique}"), headers=AUTH)
+    assert response.status_code == 400
+
+
+async def test_list_filters_and_pages(api: Api, unique: str) -> None:
+    for i in range(12):
+        kind = "gas" if i % 3 == 0 else "water"
+        departments = ["emergency"] if kind == "gas" else ["water"]
+        body = record(f"{kind}-{unique}-{i:02d}", kind=kind, site_id=f"S{i % 2}", departments=departments,
+                      thresholds={})  # fmt: skip
+        assert (await api.http.put(f"/api/devices/{body['id']}", json=body, headers=AUTH)).status_code == 201
+    page = (await api.http.get("/api/devices", params={"kind": "water", "limit": 3}, headers=AUTH)).json()
+    assert page["total"] == 8
+    assert len(page["devices"]) == 3
+    second = (
+        await api.http.get("/api/devices", params={"kind": "water", "limit": 3, "offset": 3}, headers=AUTH)
+    ).json()
+    assert {d["id"] for d in page["devices"]}.isdisjoint({d["id"] for d in second["devices"]})
+    assert (await api.http.get("/api/devices", params={"department": "emergency"}, headers=AUTH)).json()["total"] == 4
+    assert (await api.http.get("/api/devices", params={"site": "S1"}, headers=AUTH)).json()["total"] == 6
+    assert (await api.http.get("/api/devices", params={"kind": "lava"}, headers=AUTH)).status_code == 422
