@@ -60,7 +60,12 @@ def device_acls(device_id: str) -> list[Acl]:
 
 
 def gateway_acls() -> list[Acl]:
-    return [Acl("subscribePattern", "devices/+/telemetry"), Acl("publishClientSend", "devices/+/errors")]
+    # The plugin checks a shared subscription's filter with its $share/<group>/ prefix.
+    return [
+        Acl("subscribePattern", "$share/+/devices/+/telemetry"),
+        Acl("subscribePattern", "devices/+/telemetry"),
+        Acl("publishClientSend", "devices/+/errors"),
+    ]
 
 
 def department_acls(department: str) -> list[Acl]:

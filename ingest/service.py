@@ -9,6 +9,7 @@ import signal
 from prometheus_client import CollectorRegistry
 
 from devices.directory import DeviceDirectory, OpenDirectory
+from devices.feed import KafkaDirectory
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
 from ingest.settings import GatewaySettings
@@ -17,11 +18,22 @@ from smartcity.health_http import serve_health
 logger = logging.getLogger(__name__)
 
 
-async def run_gateway(settings: GatewaySettings, directory: DeviceDirectory | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then drain: everything taken from MQTT is in Kafka before we disconnect."""
-    if directory is None:
-        logger.warning("no device registry configured yet: accepting every well-formed device id")
+async def run_gateway(settings: GatewaySettings) -> None:
+    """Run until SIGINT/SIGTERM, then drain: everything taken from MQTT is in Kafka before we disconnect.
+
+    With the registry on (the default), MQTT is not read before the directory has caught up with the devices
+    topic: otherwise registered devices would be refused as unknown in the first seconds after a start.
+    """
+    directory: DeviceDirectory
+    follower: KafkaDirectory | None = None
+    if settings.gateway_registry == "open":
+        logger.warning("registry off (SMARTCITY_GATEWAY_REGISTRY=open): accepting every well-formed device id")
         directory = OpenDirectory()
+    else:
+        follower = KafkaDirectory(settings)
+        await follower.start()
+        await follower.ready.wait()
+        directory = follower
     registry = CollectorRegistry()
     gateway = Gateway(settings, directory, GatewayMetrics.create(registry))
     stop = asyncio.Event()
@@ -41,3 +53,5 @@ async def run_gateway(settings: GatewaySettings, directory: DeviceDirectory | No
     finally:
         if runner is not None:
             await runner.cleanup()
+        if follower is not None:
+            await follower.stop()

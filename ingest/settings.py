@@ -21,6 +21,11 @@ class GatewaySettings(MqttConnection, KafkaConnection):
         description="MQTT 5 (receive-maximum flow control, session expiry) or 3.1.1, which Mosquitto and EMQX also "
         "serve shared subscriptions to and which costs paho about 20 µs less per message (docs/benchmarks.md)",
     )
+    gateway_registry: Literal["kafka", "open"] = Field(
+        "kafka",
+        description="kafka: refuse ids not in the registry's devices topic; open: accept every well-formed id "
+        "(benchmarks, or a deployment without a registry)",
+    )
     gateway_share_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_-]+$")
     gateway_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="how long the broker queues for us")
     gateway_receive_maximum: int = Field(

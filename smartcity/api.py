@@ -7,6 +7,7 @@ all-departments admin token; officers' own tokens arrive with the alerts API (is
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, status
@@ -14,18 +15,23 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from devices.api import devices_router
+from devices.feed import DevicePublisher
+from devices.mqtt_accounts import MqttAccounts
 from devices.registry import Registry
+from devices.store import DeviceStore
+from smartcity.settings import KafkaConnection, MqttConnection
 
 
-class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", frozen=True, extra="ignore")
+class ApiSettings(MqttConnection, KafkaConnection):
+    """The API service. Its MQTT account is the dynamic-security administrator (it issues device credentials)."""
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     api_token: SecretStr | None = Field(None, description="the all-departments admin token (one machine)")
+    registry_db: Path = Field(Path(".smartcity/registry.db"), description="the registry's SQLite file")
+    mqtt_accounts: bool = Field(True, description="issue per-device MQTT credentials (dynamic-security plugin)")
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -53,3 +59,26 @@ def create_app(settings: ApiSettings, registry: Registry, metrics: CollectorRegi
 
     app.include_router(devices_router(registry, require_token))
     return app
+
+
+async def run_api(settings: ApiSettings) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's own handling): store, Kafka feed and MQTT accounts around the app."""
+    import uvicorn
+
+    store = DeviceStore(settings.registry_db)
+    feed = DevicePublisher(settings)
+    await feed.start()
+    accounts = MqttAccounts(settings) if settings.mqtt_accounts else None
+    if accounts is not None:
+        await accounts.start()
+    registry = Registry(store, feed, accounts)
+    await registry.republish()
+    app = create_app(settings, registry, CollectorRegistry())
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
+    try:
+        await server.serve()
+    finally:
+        if accounts is not None:
+            await accounts.close()
+        await feed.stop()
+        store.close()

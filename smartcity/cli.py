@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from smartcity.errors import SmartCityError
+
+S = TypeVar("S")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="SmartCity hazard-alerting backend.")
 
@@ -41,18 +44,30 @@ def up(
         _fail(exc)
 
 
+def _settings(model: Callable[[], S]) -> S:
+    """Settings from the environment, built once at the entry point; a bad value exits with pydantic's message."""
+    try:
+        return model()
+    except ValidationError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def gateway() -> None:
     """Run one ingest gateway (MQTT telemetry -> Kafka readings) until SIGTERM."""
     from ingest.service import run_gateway
     from ingest.settings import GatewaySettings
 
-    try:
-        settings = GatewaySettings()
-    except ValidationError as exc:
-        _fail(exc)
-        return
-    asyncio.run(run_gateway(settings))
+    asyncio.run(run_gateway(_settings(GatewaySettings)))
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (registry; later alerts and the console) until SIGTERM."""
+    from smartcity.api import ApiSettings, run_api
+
+    asyncio.run(run_api(_settings(ApiSettings)))
 
 
 @app.command()

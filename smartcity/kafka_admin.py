@@ -36,6 +36,11 @@ def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
     ]
 
 
+def all_topics(kafka: KafkaConnection) -> list[TopicSpec]:
+    """Every topic of the flow: created once, before any service starts (see ``ingest.kafka`` for why)."""
+    return [*flow_topics(kafka), devices_topic(kafka)]
+
+
 def devices_topic(kafka: KafkaConnection) -> TopicSpec:
     """Compacted, partitioned like the readings so that device-keyed state is co-partitioned with them."""
     return TopicSpec(kafka.topic_devices, kafka.readings_partitions, kafka.kafka_replication, compacted=True)

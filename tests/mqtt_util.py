@@ -82,3 +82,38 @@ class Collector:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class Client:
+    """A real MQTT 5 client with credentials; records what it receives and how its publishes were answered."""
+
+    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv5
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.connect_rc: mqtt.ReasonCode | None = None
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.received: list[tuple[str, bytes]] = []
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_a: self.disconnected.set()
+        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        parts = urlsplit(url)
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+        self.client.loop_start()
+        self.connected.wait(5)
+
+    def _on_connect(self, _c: object, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+        self.connect_rc = rc
+        self.connected.set()
+
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(5)
+        return info
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -106,6 +106,7 @@ class IngestBench:
             "SMARTCITY_GATEWAY_HTTP_PORT": str(port),
             "SMARTCITY_GATEWAY_CLIENT_ID": "bench-gateway",
             "SMARTCITY_GATEWAY_SHARE_GROUP": "bench",
+            "SMARTCITY_GATEWAY_REGISTRY": "open",  # the load uses 10,000 unregistered ids
             "SMARTCITY_LOG_LEVEL": "WARNING",
         }
         gateway = ManagedProcess(

@@ -19,15 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from smartcity.kafka_admin import ensure_topics, flow_topics
+from smartcity.kafka_admin import all_topics, ensure_topics
 from smartcity.settings import KafkaConnection
 from smartcity.stack.process import ManagedProcess, require_port
-from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
+from smartcity.stack.secrets import CONTROL_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
+from smartcity.stack.services import Launch, dynsec_init, http_ok, influxdb, mosquitto, tansu
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ class StackSettings(BaseSettings):
     influx_port: int = Field(8086, ge=1, le=65535)
     influx_rpc_port: int = Field(8088, ge=1, le=65535)
     gateway_http_port: int = Field(9301, ge=1, le=65535)
+    http_port: int = Field(8080, ge=1, le=65535, description="the HTTP API and (later) the console")
+    api_token: SecretStr | None = Field(None, description="admin token; generated into secrets.json if unset")
+    mqtt_admin_password: SecretStr | None = Field(
+        None, description="password of the MQTT operator account admin; generated into secrets.json if unset"
+    )
     mqtt_url: str | None = Field(None, description="use this MQTT broker instead of starting Mosquitto")
     kafka_bootstrap: str | None = Field(None, description="use this Kafka instead of starting Tansu")
     influx_url: str | None = Field(None, description="use this InfluxDB instead of starting influxd")
@@ -72,6 +78,11 @@ class Stack:
         self.kafka_bootstrap = s.kafka_bootstrap or f"{s.host}:{s.kafka_port}"
         self.influx_url = s.influx_url or f"http://{s.host}:{s.influx_port}"
         self.children: list[_Child] = []
+        self.secrets = StackSecrets.load(
+            self.data_dir / "secrets.json",
+            admin_password=s.mqtt_admin_password.get_secret_value() if s.mqtt_admin_password else None,
+            api_token=s.api_token.get_secret_value() if s.api_token else None,
+        )
 
     def plan(self) -> list[Launch]:
         """Every launch, checked before anything starts: binaries installed, ports free."""
@@ -79,7 +90,9 @@ class Stack:
         launches: list[Launch] = []
         if s.mqtt_url is None:
             require_port(s.host, s.mqtt_port, "Mosquitto", "SMARTCITY_MQTT_PORT")
-            launches.append(mosquitto(d / "mosquitto", s.host, s.mqtt_port, s.mosquitto_bin))
+            dynsec = d / "mosquitto" / "dynamic-security.json"
+            dynsec_init(dynsec, CONTROL_USERNAME, self.secrets.control_password)
+            launches.append(mosquitto(d / "mosquitto", s.host, s.mqtt_port, s.mosquitto_bin, dynsec=dynsec))
         if s.kafka_bootstrap is None:
             require_port(s.host, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
             launches.append(tansu(s.host, s.kafka_port, d / "kafka" / "tansu.log"))
@@ -88,15 +101,35 @@ class Stack:
             require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
             launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
         require_port(s.host, s.gateway_http_port, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
+        require_port(s.host, s.http_port, "The HTTP API", "SMARTCITY_HTTP_PORT")
         launches.append(self._gateway())
+        launches.append(self._api())
         return launches
+
+    def _service_env(self, username: str, password: str) -> dict[str, str]:
+        env = {**os.environ, "SMARTCITY_MQTT_URL": self.mqtt_url, "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap}
+        if self.settings.mqtt_url is None:  # our own broker: our own accounts
+            env |= {"SMARTCITY_MQTT_USERNAME": username, "SMARTCITY_MQTT_PASSWORD": password}
+        return env
+
+    def _api(self) -> Launch:
+        s = self.settings
+        env = self._service_env(CONTROL_USERNAME, self.secrets.control_password) | {
+            "SMARTCITY_HTTP_HOST": s.host,
+            "SMARTCITY_HTTP_PORT": str(s.http_port),
+            "SMARTCITY_API_TOKEN": self.secrets.api_token,
+            "SMARTCITY_REGISTRY_DB": str(self.data_dir / "registry.db"),
+            "SMARTCITY_MQTT_ACCOUNTS": "true" if s.mqtt_url is None else "false",
+        }
+        process = ManagedProcess(
+            "api", [sys.executable, "-m", "smartcity", "api"], self.data_dir / "logs" / "api.log", env=env
+        )
+        url = f"http://{s.host}:{s.http_port}"
+        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
 
     def _gateway(self) -> Launch:
         s = self.settings
-        env = {
-            **os.environ,
-            "SMARTCITY_MQTT_URL": self.mqtt_url,
-            "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+        env = self._service_env(GATEWAY_USERNAME, self.secrets.gateway_password) | {
             "SMARTCITY_GATEWAY_HTTP_HOST": s.host,
             "SMARTCITY_GATEWAY_HTTP_PORT": str(s.gateway_http_port),
         }
@@ -114,9 +147,11 @@ class Stack:
         kafka = KafkaConnection(kafka_bootstrap=self.kafka_bootstrap)
         for launch in launches:
             if launch.process.name == "ingest gateway":
-                asyncio.run(ensure_topics(kafka.kafka_bootstrap, flow_topics(kafka)))
+                asyncio.run(ensure_topics(kafka.kafka_bootstrap, all_topics(kafka)))
             launch.start(self.settings.start_timeout_s)
             self.children.append(_Child(launch))
+            if launch.process.name == "mosquitto":
+                asyncio.run(ensure_service_accounts(self.mqtt_url, self.secrets))
         self._write_state()
 
     def _write_state(self) -> None:
@@ -180,9 +215,13 @@ def run_stack(settings: StackSettings) -> int:
         stack.stop()
         raise
     console.print(stack.table())
+    secrets_file = stack.data_dir / "secrets.json"
     console.print(
-        f"[bold green]{READY_LINE}[/] in {time.monotonic() - started:.1f} s. "
-        f"Publish telemetry to {stack.mqtt_url} on devices/<id>/telemetry. Ctrl-C stops everything."
+        f"[bold green]{READY_LINE}[/] in {time.monotonic() - started:.1f} s. Ctrl-C stops everything.\n"
+        f"API: http://{settings.host}:{settings.http_port} (OpenAPI at /docs); its admin token and the MQTT "
+        f"operator password (user admin) are in {secrets_file}.\n"
+        f"Register a device with PUT /api/devices/<id>; it publishes to {stack.mqtt_url} on "
+        "devices/<id>/telemetry with the credentials that call returns."
     )
     sys.stdout.flush()
     try:

@@ -33,6 +33,7 @@ def gateway_settings(mqtt_url: str, kafka_bootstrap: str, unique: str) -> Gatewa
         gateway_client_id=f"gw-{unique}",
         gateway_share_group=f"g{unique}",
         gateway_session_expiry_s=300,
+        gateway_registry="open",
         gateway_http_port=0,
     )
 

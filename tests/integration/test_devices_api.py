@@ -18,7 +18,7 @@ from devices.store import DeviceStore
 from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings, create_app
 from smartcity.stack.services import Launch
-from tests.integration.test_mqtt_accounts import Client
+from tests.mqtt_util import Client
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

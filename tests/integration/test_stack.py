@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from smartcity.stack.process import free_port
 from smartcity.stack.supervisor import READY_LINE
 from tests.kafka_util import consume, readings_of
-from tests.mqtt_util import publish_all, publisher
+from tests.mqtt_util import Client
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +31,7 @@ def _env(**extra: str) -> dict[str, str]:
         SMARTCITY_INFLUX_PORT=str(free_port()),
         SMARTCITY_INFLUX_RPC_PORT=str(free_port()),
         SMARTCITY_GATEWAY_HTTP_PORT=str(free_port()),
+        SMARTCITY_HTTP_PORT=str(free_port()),
         COLUMNS="200",
     )
     env.update(extra)
@@ -56,44 +58,91 @@ def _alive(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
-async def test_up_starts_healthy_carries_a_reading_and_stops_cleanly(tmp_path: Path) -> None:
-    env = _env()
+def _start(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], float]:
     started = time.monotonic()
-    proc = _up(tmp_path, env)
+    proc = _up(data_dir, env)
     assert proc.stdout is not None
     output: list[str] = []
-    try:
-        for line in proc.stdout:
-            output.append(line)
-            if READY_LINE in line:
-                break
-        healthy_after = time.monotonic() - started
-        assert any(READY_LINE in line for line in output), "".join(output)
-        assert healthy_after <= 15, f"healthy after {healthy_after:.1f} s"
+    for line in proc.stdout:
+        output.append(line)
+        if READY_LINE in line:
+            break
+    assert any(READY_LINE in line for line in output), "".join(output)
+    return proc, output, time.monotonic() - started
 
+
+def _stop(proc: subprocess.Popen[str], output: list[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(output) + rest
+    return rest
+
+
+async def _publish_as(mqtt_url: str, username: str, password: str, device: str, seq: int) -> None:
+    body = json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": 7.5}}).encode()
+    client = await asyncio.to_thread(Client, mqtt_url, username, password)
+    try:
+        assert client.connect_rc is not None
+        assert not client.connect_rc.is_failure, client.connect_rc
+        info = await asyncio.to_thread(client.publish, f"devices/{device}/telemetry", body)
+        assert info.is_published()
+    finally:
+        client.close()
+
+
+async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stops_cleanly(tmp_path: Path) -> None:
+    env = _env(SMARTCITY_API_TOKEN="stack-test-token")
+    api = f"http://127.0.0.1:{env['SMARTCITY_HTTP_PORT']}"
+    mqtt_url = f"mqtt://127.0.0.1:{env['SMARTCITY_MQTT_PORT']}"
+    bootstrap = f"127.0.0.1:{env['SMARTCITY_KAFKA_PORT']}"
+    auth = {"Authorization": "Bearer stack-test-token"}
+    device = {
+        "id": "gas-stack-1", "kind": "gas", "site_id": "S01", "site_name": "坪地化工园", "lat": 22.76,
+        "lon": 114.31, "interval_s": 60, "departments": ["emergency"],
+    }  # fmt: skip
+
+    proc, output, healthy_after = _start(tmp_path, env)
+    try:
+        assert healthy_after <= 15, f"healthy after {healthy_after:.1f} s"
         state = json.loads((tmp_path / "stack.json").read_text())
-        assert set(state) == {"mosquitto", "kafka (tansu)", "influxdb", "ingest gateway"}
+        assert set(state) == {"mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "api"}
         pids = [entry["pid"] for entry in state.values()]
         assert all(_alive(pid) for pid in pids)
 
-        mqtt_url = f"mqtt://127.0.0.1:{env['SMARTCITY_MQTT_PORT']}"
-        bootstrap = f"127.0.0.1:{env['SMARTCITY_KAFKA_PORT']}"
-        body = json.dumps({"ts": 1763900000000, "seq": 1, "values": {"ch4_lel": 7.5}}).encode()
-        with publisher(mqtt_url) as pub:
-            await asyncio.to_thread(publish_all, pub, [("devices/gas-stack-1/telemetry", body)])
+        async with httpx.AsyncClient(base_url=api, headers=auth) as http:
+            created = await http.put("/api/devices/gas-stack-1", json=device)
+        assert created.status_code == 201, created.text
+        creds = created.json()["credentials"]
+        await asyncio.sleep(1)  # the gateway's directory follows the devices topic
+        await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 1)
+        anonymous = await asyncio.to_thread(Client, mqtt_url, None, None)
+        anonymous.close()
+        assert anonymous.connect_rc is not None
+        assert anonymous.connect_rc.is_failure, "anonymous clients must be refused"
         records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
         [(_, key, batch)] = readings_of(records)
         assert key == b"gas-stack-1"
         assert batch.readings[0].values == {"ch4_lel": 7.5}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, "".join(output) + rest
+        rest = _stop(proc, output)
     assert "stopped" in rest
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert not [pid for pid in pids if _alive(pid)], "processes left behind"
+
+    # The registry, and the device's credentials, survive a restart of the stack (whose Kafka forgets everything).
+    proc, output, _ = _start(tmp_path, env)
+    try:
+        async with httpx.AsyncClient(base_url=api, headers=auth) as http:
+            again = await http.get("/api/devices/gas-stack-1")
+        assert again.status_code == 200
+        assert again.json()["site_name"] == "坪地化工园"
+        await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 2)
+        records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
+        assert [r.seq for _, _, b in readings_of(records) for r in b.readings] == [2]
+    finally:
+        _stop(proc, output)
 
 
 def test_up_says_how_to_fix_a_port_that_is_taken(tmp_path: Path) -> None:

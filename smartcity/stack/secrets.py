@@ -1,0 +1,62 @@
+"""Passwords and tokens of the one-machine stack: generated once, kept in ``<data dir>/secrets.json`` (mode 0600).
+
+They must survive restarts: the broker's dynamic-security file and the registry outlive a run, and so must the
+credentials they were made with. ``SMARTCITY_MQTT_ADMIN_PASSWORD`` and ``SMARTCITY_API_TOKEN``, when set, win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from devices.mqtt_accounts import MqttAccounts, department_acls, gateway_acls, operator_acls
+from smartcity.contracts.catalogue import Department
+from smartcity.settings import MqttConnection
+
+CONTROL_USERNAME = "smartcity-control"
+GATEWAY_USERNAME = "smartcity-gateway"
+ADMIN_USERNAME = "admin"
+
+
+def _new() -> str:
+    return secrets.token_urlsafe(18)
+
+
+@dataclass
+class StackSecrets:
+    control_password: str = field(default_factory=_new)
+    gateway_password: str = field(default_factory=_new)
+    admin_password: str = field(default_factory=_new)
+    api_token: str = field(default_factory=_new)
+    departments: dict[str, str] = field(default_factory=lambda: {d.value: _new() for d in Department})
+
+    @classmethod
+    def load(cls, path: Path, *, admin_password: str | None, api_token: str | None) -> StackSecrets:
+        stored = cls(**json.loads(path.read_text())) if path.exists() else cls()
+        if admin_password:
+            stored.admin_password = admin_password
+        if api_token:
+            stored.api_token = api_token
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(stored), f, indent=2)
+        return stored
+
+
+async def ensure_service_accounts(mqtt_url: str, stack: StackSecrets) -> None:
+    """Operator, gateway and one account per department, with their ACLs, on the broker's plugin."""
+    accounts = MqttAccounts(
+        MqttConnection(mqtt_url=mqtt_url, mqtt_username=CONTROL_USERNAME, mqtt_password=stack.control_password)
+    )
+    await accounts.start()
+    try:
+        await accounts.ensure_account(ADMIN_USERNAME, stack.admin_password, operator_acls())
+        await accounts.ensure_account(GATEWAY_USERNAME, stack.gateway_password, gateway_acls())
+        for department, password in stack.departments.items():
+            await accounts.ensure_account(f"dept-{department}", password, department_acls(department))
+    finally:
+        await accounts.close()
