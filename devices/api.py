@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
 from devices.registry import Registry
@@ -48,6 +48,22 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
             device=saved.device,
             credentials=CredentialsOut(username=creds.username, password=creds.password) if creds else None,
         )
+
+    @router.post("/import", response_model=list[SavedOut], response_model_exclude_none=True)
+    async def import_devices(devices: Annotated[list[Device], Body(max_length=10_000)]) -> list[SavedOut]:
+        """Create or replace many devices at once (``smartcity devices import`` uses it); ids must be unique."""
+        ids = [d.id for d in devices]
+        if len(set(ids)) != len(ids):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "duplicate device ids in one import")
+        return [
+            SavedOut(
+                device=s.device,
+                credentials=CredentialsOut(username=s.credentials.username, password=s.credentials.password)
+                if s.credentials
+                else None,
+            )
+            for s in await registry.put_many(devices)
+        ]
 
     @router.get("/{device_id}", response_model=Device)
     async def get_device(device_id: str) -> Device:

@@ -45,13 +45,12 @@ class Registry:
 
     async def put_many(self, devices: list[Device]) -> list[Saved]:
         """Create or replace; new devices get MQTT credentials, returned here once."""
-        saved = []
-        for device in devices:
-            created = self._store.get(device.id) is None
-            credentials = None
-            if created and self._accounts is not None:
-                credentials = await self._accounts.create_device(device.id)
-            saved.append(Saved(device, created, credentials))
+        new = [d.id for d in devices if self._store.get(d.id) is None]
+        issued: dict[str, Credentials] = {}
+        if new and self._accounts is not None:
+            issued = {c.username: c for c in await self._accounts.create_devices(new)}
+        fresh = set(new)
+        saved = [Saved(d, d.id in fresh, issued.get(d.id)) for d in devices]
         self._store.put_many(devices)
         await self._feed.publish(devices)
         return saved

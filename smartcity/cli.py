@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 
+from smartcity.devices_cli import devices_app
 from smartcity.errors import SmartCityError
 
 S = TypeVar("S")
@@ -84,6 +85,8 @@ def topics() -> None:
         return
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
 
+
+app.add_typer(devices_app, name="devices")
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, write bench-results/*.json.")
 app.add_typer(bench_app, name="bench")
