@@ -6,11 +6,12 @@ Creating a device answers 201 with its MQTT credentials, once: ``{"device": {...
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
+from devices.health import Health, Status
 from devices.registry import Registry
 from smartcity.contracts.catalogue import Department, DeviceKind
 from smartcity.contracts.device import Device
@@ -31,6 +32,15 @@ class PageOut(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+T = TypeVar("T")
+
+
+def _found(thing: T | None, device_id: str) -> T:
+    if thing is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
+    return thing
 
 
 def devices_router(registry: Registry, auth: Any) -> APIRouter:
@@ -67,10 +77,11 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
 
     @router.get("/{device_id}", response_model=Device)
     async def get_device(device_id: str) -> Device:
-        device = registry.get(device_id)
-        if device is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
-        return device
+        return _found(registry.get(device_id), device_id)
+
+    @router.get("/{device_id}/health", response_model=Health)
+    async def device_health(device_id: str) -> Health:
+        return _found(registry.health_of(device_id), device_id)
 
     @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
     async def delete_device(device_id: str) -> None:
@@ -82,10 +93,11 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         kind: DeviceKind | None = None,
         site: str | None = None,
         department: Department | None = None,
+        status: Annotated[Status | None, Query(description="online or offline (see /health)")] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> PageOut:
-        page = registry.query(kind=kind, site_id=site, department=department, offset=offset, limit=limit)
+        page = registry.query(kind=kind, site_id=site, department=department, status=status, offset=offset, limit=limit)
         return PageOut(devices=page.devices, total=page.total, offset=offset, limit=limit)
 
     return router

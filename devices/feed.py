@@ -16,6 +16,8 @@ import logging
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from devices.health import HealthTracker
+from smartcity.contracts import ReadingBatch
 from smartcity.contracts.device import Device
 from smartcity.errors import KafkaUnavailable
 from smartcity.kafka_admin import devices_topic, ensure_topics
@@ -112,3 +114,29 @@ class KafkaDirectory:
                 delay = min(delay * 2, 10)
             finally:
                 await consumer.stop()
+
+
+async def follow_readings(conn: KafkaConnection, tracker: HealthTracker) -> None:
+    """Feed every new reading's receive time and values to ``tracker`` (from the end of the topic: health is
+    about now). Runs until cancelled; reconnects with backoff."""
+    topic = conn.topic_readings
+    delay = 0.5
+    while True:
+        consumer = AIOKafkaConsumer(bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            while True:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        for r in ReadingBatch.model_validate_json(m.value).readings:
+                            tracker.reading(r.device_id, r.received_at, r.values)
+        except (KafkaError, OSError) as exc:
+            logger.warning("device health: Kafka unavailable (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+        finally:
+            await consumer.stop()

@@ -8,9 +8,11 @@ store, then the feed. Deleting: the account first, so the device is cut off at o
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from devices.feed import DevicePublisher
+from devices.health import Health, HealthTracker, Status
 from devices.mqtt_accounts import Credentials, MqttAccounts
 from devices.store import DeviceStore, Page
 from smartcity.contracts.catalogue import Department, DeviceKind
@@ -27,10 +29,17 @@ class Saved:
 
 
 class Registry:
-    def __init__(self, store: DeviceStore, feed: DevicePublisher, accounts: MqttAccounts | None) -> None:
+    def __init__(
+        self,
+        store: DeviceStore,
+        feed: DevicePublisher,
+        accounts: MqttAccounts | None,
+        health: HealthTracker | None = None,
+    ) -> None:
         self._store = store
         self._feed = feed
         self._accounts = accounts
+        self.health = health or HealthTracker()
 
     async def republish(self) -> int:
         """Publish every stored record (the one-machine broker forgot them when it stopped)."""
@@ -62,6 +71,7 @@ class Registry:
             await self._accounts.delete_device(device_id)
         self._store.delete(device_id)
         await self._feed.remove(device_id)
+        self.health.forget(device_id)
         return True
 
     def get(self, device_id: str) -> Device | None:
@@ -73,7 +83,16 @@ class Registry:
         kind: DeviceKind | None = None,
         site_id: str | None = None,
         department: Department | None = None,
+        status: Status | None = None,
         offset: int = 0,
         limit: int = 100,
     ) -> Page:
-        return self._store.query(kind=kind, site_id=site_id, department=department, offset=offset, limit=limit)
+        ids = None
+        if status is not None:
+            now = int(time.time() * 1000)
+            ids = {d.id for d in self._store.all() if self.health.health(d, now).status == status}
+        return self._store.query(kind=kind, site_id=site_id, department=department, ids=ids, offset=offset, limit=limit)
+
+    def health_of(self, device_id: str) -> Health | None:
+        device = self._store.get(device_id)
+        return None if device is None else self.health.health(device, int(time.time() * 1000))

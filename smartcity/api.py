@@ -6,7 +6,9 @@ all-departments admin token; officers' own tokens arrive with the alerts API (is
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -17,10 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import Field, SecretStr
 
 from devices.api import devices_router
-from devices.feed import DevicePublisher
+from devices.feed import DevicePublisher, follow_readings
 from devices.mqtt_accounts import MqttAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
+from ingest.parse import device_id_of
+from smartcity.mqtt import AsyncMqttClient
 from smartcity.settings import KafkaConnection, MqttConnection
 
 
@@ -73,11 +77,22 @@ async def run_api(settings: ApiSettings) -> None:
         await accounts.start()
     registry = Registry(store, feed, accounts)
     await registry.republish()
+    readings = asyncio.get_running_loop().create_task(follow_readings(settings, registry.health))
+    statuses = AsyncMqttClient(
+        settings,
+        f"smartcity-api-{uuid.uuid4().hex[:8]}",
+        clean_start=True,
+        subscriptions=[("devices/+/status", 1)],
+        on_message=lambda m: registry.health.status(device_id_of(m.topic), m.payload.decode(errors="replace")),
+    )
+    await statuses.start()
     app = create_app(settings, registry, CollectorRegistry())
     server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
     try:
         await server.serve()
     finally:
+        readings.cancel()
+        await statuses.close()
         if accounts is not None:
             await accounts.close()
         await feed.stop()

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 
 def _client(url: str, name: str) -> mqtt.Client:
@@ -87,12 +89,16 @@ class Collector:
 class Client:
     """A real MQTT 5 client with credentials; records what it receives and how its publishes were answered."""
 
-    def __init__(self, url: str, username: str | None, password: str | None) -> None:
+    def __init__(
+        self, url: str, username: str | None, password: str | None, will: tuple[str, bytes] | None = None
+    ) -> None:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv5
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.connect_rc: mqtt.ReasonCode | None = None
         self.connected = threading.Event()
         self.disconnected = threading.Event()
@@ -116,4 +122,9 @@ class Client:
 
     def close(self) -> None:
         self.client.disconnect()
+        self.client.loop_stop()
+
+    def drop(self) -> None:
+        """Go away as a crashed device does: the broker publishes our last will."""
+        self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
         self.client.loop_stop()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,16 @@ def _alive(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
+def _where(env: dict[str, str]) -> tuple[str, str, str, dict[str, str]]:
+    """API URL, MQTT URL, Kafka bootstrap and auth header of the stack that ``env`` describes."""
+    return (
+        f"http://127.0.0.1:{env['SMARTCITY_HTTP_PORT']}",
+        f"mqtt://127.0.0.1:{env['SMARTCITY_MQTT_PORT']}",
+        f"127.0.0.1:{env['SMARTCITY_KAFKA_PORT']}",
+        {"Authorization": f"Bearer {env['SMARTCITY_API_TOKEN']}"},
+    )
+
+
 def _start(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], float]:
     started = time.monotonic()
     proc = _up(data_dir, env)
@@ -92,10 +103,7 @@ async def _publish_as(mqtt_url: str, username: str, password: str, device: str, 
 
 async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stops_cleanly(tmp_path: Path) -> None:
     env = _env(SMARTCITY_API_TOKEN="stack-test-token")
-    api = f"http://127.0.0.1:{env['SMARTCITY_HTTP_PORT']}"
-    mqtt_url = f"mqtt://127.0.0.1:{env['SMARTCITY_MQTT_PORT']}"
-    bootstrap = f"127.0.0.1:{env['SMARTCITY_KAFKA_PORT']}"
-    auth = {"Authorization": "Bearer stack-test-token"}
+    api, mqtt_url, bootstrap, auth = _where(env)
     device = {
         "id": "gas-stack-1", "kind": "gas", "site_id": "S01", "site_name": "坪地化工园", "lat": 22.76,
         "lon": 114.31, "interval_s": 60, "departments": ["emergency"],
@@ -141,6 +149,60 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 2)
         records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
         assert [r.seq for _, _, b in readings_of(records) for r in b.readings] == [2]
+    finally:
+        _stop(proc, output)
+
+
+async def test_health_follows_readings_the_last_will_and_silence(tmp_path: Path) -> None:
+    env = _env(SMARTCITY_API_TOKEN="stack-test-token")
+    api, mqtt_url, _, auth = _where(env)
+    device = {
+        "id": "fire-h1", "kind": "fire", "site_id": "B7", "site_name": "龙城广场大厦", "lat": 22.72,
+        "lon": 114.24, "interval_s": 1, "departments": ["fire"],
+    }  # fmt: skip
+    proc, output, _ = _start(tmp_path, env)
+    try:
+        async with httpx.AsyncClient(base_url=api, headers=auth) as http:
+            creds = (await http.put("/api/devices/fire-h1", json=device)).json()["credentials"]
+            assert (await http.get("/api/devices/fire-h1/health")).json()["status"] == "offline"  # never heard from
+            await asyncio.sleep(1)
+            client = await asyncio.to_thread(
+                Client, mqtt_url, creds["username"], creds["password"], ("devices/fire-h1/status", b"offline")
+            )
+            await asyncio.to_thread(client.publish, "devices/fire-h1/status", b"online")
+            body = json.dumps({"seq": 1, "values": {"temp_c": 24.5, "battery_pct": 77, "rssi_dbm": -68}}).encode()
+            await asyncio.to_thread(client.publish, "devices/fire-h1/telemetry", body)
+
+            async def health() -> dict[str, Any]:
+                return dict((await http.get("/api/devices/fire-h1/health")).json())
+
+            for _ in range(40):
+                now = await health()
+                if now["status"] == "online":
+                    break
+                await asyncio.sleep(0.1)
+            assert now["status"] == "online", now
+            assert (now["battery_pct"], now["rssi_dbm"]) == (77.0, -68.0)
+            assert now["last_values"]["temp_c"] == 24.5
+            online = (await http.get("/api/devices", params={"status": "online"})).json()
+            assert [d["id"] for d in online["devices"]] == ["fire-h1"]
+
+            await asyncio.sleep(3.5)  # three reporting intervals of silence
+            silent = await health()
+            assert silent["status"] == "offline", silent
+            assert silent["status_topic"] == "online"
+            assert "silent" in silent["reason"]
+
+            await asyncio.to_thread(client.drop)  # the broker publishes the last will
+            for _ in range(40):
+                now = await health()
+                if now["status_topic"] == "offline":
+                    break
+                await asyncio.sleep(0.1)
+            assert now["status"] == "offline", now
+            assert "last will" in now["reason"]
+            offline = (await http.get("/api/devices", params={"status": "offline"})).json()
+            assert [d["id"] for d in offline["devices"]] == ["fire-h1"]
     finally:
         _stop(proc, output)
 
