@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,6 +106,16 @@ def bench_ingest(
     if any(r.lost for r in results):
         typer.secho("readings were lost", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+
+
+@bench_app.command("registry")
+def bench_registry(
+    devices: int = 100_000, accounts: int = 2_000, out: Path = Path("bench-results/registry.json")
+) -> None:
+    """Registration rate (store, MQTT accounts) and the gateway directory's memory per 100,000 devices."""
+    from smartcity.bench.registry import run
+
+    typer.echo(json.dumps(run(devices, accounts, out), indent=2))
 
 
 def main() -> None:
