@@ -27,18 +27,18 @@ from smartcity.stack.services import dynsec_init, mosquitto, tansu
 
 
 def _fleet(n: int) -> list[Device]:
+    template: dict[str, Any] = {
+        "kind": "gas",
+        "lat": 22.7,
+        "lon": 114.3,
+        "interval_s": 60,
+        "departments": ["emergency"],
+        "thresholds": {"ch4_lel": {"orange": 25, "red": 50}},
+    }
     return [
-        Device(
-            id=f"bench-{i:06d}",
-            kind="gas",
-            site_id=f"S{i % 500}",
-            site_name=f"园区 {i % 500}",
-            lat=22.7,
-            lon=114.3,
-            interval_s=60,
-            departments=["emergency"],
-            thresholds={"ch4_lel": {"orange": 25, "red": 50}},
-        )  # fmt: skip
+        Device.model_validate(
+            {**template, "id": f"bench-{i:06d}", "site_id": f"S{i % 500}", "site_name": f"园区 {i % 500}"}
+        )
         for i in range(n)
     ]
 
