@@ -1,1 +1,1 @@
-"""Who is out there: the device registry (issue 3) and the interface the gateway reads it through."""
+"""Who is out there: device records, their store and Kafka feed, MQTT accounts, health, and the HTTP API."""

@@ -1,8 +1,8 @@
 """The read side of the device registry, as the ingest gateway sees it.
 
-The gateway asks one question per message, so the interface is one method. The registry (issue 3) will provide an
-implementation fed from the compacted Kafka devices topic; until then the one-machine stack runs with
-``OpenDirectory`` and says so in its log, and tests use ``StaticDirectory``.
+The gateway asks one question per message, so the interface is one method. ``devices.feed.KafkaDirectory`` answers
+it from the registry's compacted Kafka topic (the default); ``OpenDirectory`` accepts every well-formed id
+(benchmarks, deployments without a registry); tests also use ``StaticDirectory``.
 """
 
 from __future__ import annotations
