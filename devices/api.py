@@ -24,6 +24,7 @@ class CredentialsOut(BaseModel):
 
 class SavedOut(BaseModel):
     device: Device
+    created: bool
     credentials: CredentialsOut | None = None
 
 
@@ -56,6 +57,7 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         creds = saved.credentials
         return SavedOut(
             device=saved.device,
+            created=saved.created,
             credentials=CredentialsOut(username=creds.username, password=creds.password) if creds else None,
         )
 
@@ -68,6 +70,7 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         return [
             SavedOut(
                 device=s.device,
+                created=s.created,
                 credentials=CredentialsOut(username=s.credentials.username, password=s.credentials.password)
                 if s.credentials
                 else None,

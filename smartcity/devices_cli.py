@@ -73,7 +73,7 @@ def import_devices(
         console.print(f"[red]{file}:{error.line}[/] {error.field}: {error.message}")
     started = time.monotonic()
     created: list[tuple[str, str]] = []
-    replaced = 0
+    replaced = new_without_credentials = 0
     with _client(ctx, 600) as http:
         for start in range(0, len(result.devices), chunk):
             batch = result.devices[start : start + chunk]
@@ -82,10 +82,12 @@ def import_devices(
                 console.print(f"[red]error:[/] the API refused the import: {response.status_code} {response.text}")
                 raise typer.Exit(2)
             for saved in response.json():
-                if "credentials" in saved:
+                if not saved["created"]:
+                    replaced += 1
+                elif "credentials" in saved:
                     created.append((saved["credentials"]["username"], saved["credentials"]["password"]))
                 else:
-                    replaced += 1
+                    new_without_credentials += 1
     elapsed = time.monotonic() - started
     if created:
         out = credentials_out or Path(f"credentials-{time.strftime('%Y%m%d-%H%M%S')}.csv")
@@ -97,7 +99,8 @@ def import_devices(
         console.print(f"credentials of {len(created)} new devices written to {out} (shown nowhere else)")
     rate = len(result.devices) / elapsed if elapsed > 0 else 0.0
     console.print(
-        f"imported {len(result.devices)} devices ({len(created)} new, {replaced} replaced) in {elapsed:.1f} s "
+        f"imported {len(result.devices)} devices ({len(created) + new_without_credentials} new, {replaced} replaced) "
+        f"in {elapsed:.1f} s "
         f"({rate:.0f}/s); {len(result.errors)} bad rows"
     )
     if result.errors:
