@@ -16,7 +16,7 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -72,12 +72,34 @@ def department_acls(department: str) -> list[Acl]:
     return [Acl("subscribePattern", f"alerts/{department}")]
 
 
+def api_acls() -> list[Acl]:
+    """The API follows devices' status topics (retained last wills) for device health."""
+    return [Acl("subscribePattern", "devices/+/status")]
+
+
 def operator_acls() -> list[Acl]:
     return [Acl("publishClientSend", "#"), Acl("subscribePattern", "#"), Acl("unsubscribePattern", "#")]
 
 
 def new_password() -> str:
     return secrets.token_urlsafe(18)
+
+
+class AccountBackend(Protocol):
+    """Where MQTT accounts live: the dynamic-security plugin (``MqttAccounts``) or Mosquitto's password and ACL
+    files (``devices.mqtt_files.FileAccounts``)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_device(self, device_id: str) -> Credentials: ...
+
+    async def create_devices(self, device_ids: list[str]) -> list[Credentials]: ...
+
+    async def delete_device(self, device_id: str) -> None: ...
+
+    async def ensure_account(self, username: str, password: str, acls: list[Acl]) -> None: ...
 
 
 class MqttAccounts:

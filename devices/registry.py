@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from devices.feed import DevicePublisher
 from devices.health import Health, HealthTracker, Status
-from devices.mqtt_accounts import Credentials, MqttAccounts
+from devices.mqtt_accounts import AccountBackend, Credentials
 from devices.store import DeviceStore, Page
 from smartcity.contracts.catalogue import Department, DeviceKind
 from smartcity.contracts.device import Device
@@ -33,7 +33,7 @@ class Registry:
         self,
         store: DeviceStore,
         feed: DevicePublisher,
-        accounts: MqttAccounts | None,
+        accounts: AccountBackend | None,
         health: HealthTracker | None = None,
     ) -> None:
         self._store = store

@@ -10,7 +10,7 @@ import asyncio
 import secrets
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.responses import PlainTextResponse
@@ -20,7 +20,8 @@ from pydantic import Field, SecretStr
 
 from devices.api import devices_router
 from devices.feed import DevicePublisher, follow_readings
-from devices.mqtt_accounts import MqttAccounts
+from devices.mqtt_accounts import AccountBackend, MqttAccounts
+from devices.mqtt_files import FileAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
@@ -35,7 +36,13 @@ class ApiSettings(MqttConnection, KafkaConnection):
     http_port: int = Field(8080, ge=1, le=65535)
     api_token: SecretStr | None = Field(None, description="the all-departments admin token (one machine)")
     registry_db: Path = Field(Path(".smartcity/registry.db"), description="the registry's SQLite file")
-    mqtt_accounts: bool = Field(True, description="issue per-device MQTT credentials (dynamic-security plugin)")
+    mqtt_accounts: Literal["dynsec", "files", "off"] = Field(
+        "dynsec",
+        description="where per-device MQTT accounts are made: Mosquitto's dynamic-security plugin (over MQTT), its "
+        "password and ACL files (same machine, reloaded by SIGHUP), or nowhere",
+    )
+    mqtt_auth_dir: Path = Field(Path(".smartcity/mosquitto/auth"), description="password/ACL files (files)")
+    mosquitto_pid_file: Path = Field(Path(".smartcity/mosquitto/mosquitto.pid"), description="to reload (files)")
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -72,7 +79,11 @@ async def run_api(settings: ApiSettings) -> None:
     store = DeviceStore(settings.registry_db)
     feed = DevicePublisher(settings)
     await feed.start()
-    accounts = MqttAccounts(settings) if settings.mqtt_accounts else None
+    accounts: AccountBackend | None = None
+    if settings.mqtt_accounts == "dynsec":
+        accounts = MqttAccounts(settings)
+    elif settings.mqtt_accounts == "files":
+        accounts = FileAccounts(settings.mqtt_auth_dir, settings.mosquitto_pid_file)
     if accounts is not None:
         await accounts.start()
     registry = Registry(store, feed, accounts)

@@ -1,7 +1,8 @@
 """Registry benchmark: how fast devices are registered, and what the registry costs other services in memory.
 
 - store: SQLite writes alone (``DeviceStore.put_many``), devices/s;
-- accounts: per-device MQTT accounts on Mosquitto's dynamic-security plugin, devices/s as the plugin fills;
+- accounts: per-device MQTT accounts on Mosquitto's dynamic-security plugin, devices/s as the plugin fills, and in
+  Mosquitto's password file (``FileAccounts``, batches of 1,000, hashing by ``mosquitto_passwd``);
 - directory: memory of the gateway's ``KafkaDirectory`` (the set of registered ids) per 100,000 devices,
   measured with tracemalloc after it followed a devices topic of that size.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from devices.feed import DevicePublisher, KafkaDirectory
 from devices.mqtt_accounts import MqttAccounts
+from devices.mqtt_files import FileAccounts
 from devices.store import DeviceStore
 from smartcity.contracts.device import Device
 from smartcity.settings import KafkaConnection, MqttConnection
@@ -72,6 +74,12 @@ async def _run(work: Path, devices: int, accounts_n: int) -> dict[str, Any]:
     await accounts.close()
     broker.process.stop()
     results["accounts"] = steps
+
+    files = FileAccounts(work / "auth", work / "none.pid")
+    started = time.monotonic()
+    for start in range(0, devices, 1000):
+        await files.create_devices([f"file-{i:06d}" for i in range(start, min(start + 1000, devices))])
+    results["accounts_files_devices_per_s"] = round(devices / (time.monotonic() - started))
 
     kafka = tansu("127.0.0.1", free_port(), work / "tansu.log")
     kafka.start()

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from devices.mqtt_accounts import MqttAccounts, department_acls, gateway_acls, operator_acls
+from devices.mqtt_accounts import AccountBackend, api_acls, department_acls, gateway_acls, operator_acls
 from smartcity.contracts.catalogue import Department
-from smartcity.settings import MqttConnection
 
-CONTROL_USERNAME = "smartcity-control"
 GATEWAY_USERNAME = "smartcity-gateway"
+API_USERNAME = "smartcity-api"
 ADMIN_USERNAME = "admin"
 
 
@@ -27,15 +26,17 @@ def _new() -> str:
 
 @dataclass
 class StackSecrets:
-    control_password: str = field(default_factory=_new)
     gateway_password: str = field(default_factory=_new)
+    api_mqtt_password: str = field(default_factory=_new)
     admin_password: str = field(default_factory=_new)
     api_token: str = field(default_factory=_new)
     departments: dict[str, str] = field(default_factory=lambda: {d.value: _new() for d in Department})
 
     @classmethod
     def load(cls, path: Path, *, admin_password: str | None, api_token: str | None) -> StackSecrets:
-        stored = cls(**json.loads(path.read_text())) if path.exists() else cls()
+        known = {f.name for f in fields(cls)}
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        stored = cls(**{k: v for k, v in saved.items() if k in known})
         if admin_password:
             stored.admin_password = admin_password
         if api_token:
@@ -47,15 +48,13 @@ class StackSecrets:
         return stored
 
 
-async def ensure_service_accounts(mqtt_url: str, stack: StackSecrets) -> None:
-    """Operator, gateway and one account per department, with their ACLs, on the broker's plugin."""
-    accounts = MqttAccounts(
-        MqttConnection(mqtt_url=mqtt_url, mqtt_username=CONTROL_USERNAME, mqtt_password=stack.control_password)
-    )
+async def ensure_service_accounts(accounts: AccountBackend, stack: StackSecrets) -> None:
+    """Operator, gateway, API and one account per department, with their ACLs."""
     await accounts.start()
     try:
         await accounts.ensure_account(ADMIN_USERNAME, stack.admin_password, operator_acls())
         await accounts.ensure_account(GATEWAY_USERNAME, stack.gateway_password, gateway_acls())
+        await accounts.ensure_account(API_USERNAME, stack.api_mqtt_password, api_acls())
         for department, password in stack.departments.items():
             await accounts.ensure_account(f"dept-{department}", password, department_acls(department))
     finally:

@@ -24,11 +24,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from devices.mqtt_files import FileAccounts
 from smartcity.kafka_admin import all_topics, ensure_topics
 from smartcity.settings import KafkaConnection
 from smartcity.stack.process import ManagedProcess, require_port
-from smartcity.stack.secrets import CONTROL_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
-from smartcity.stack.services import Launch, dynsec_init, http_ok, influxdb, mosquitto, tansu
+from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
+from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ class Stack:
         self.kafka_bootstrap = s.kafka_bootstrap or f"{s.host}:{s.kafka_port}"
         self.influx_url = s.influx_url or f"http://{s.host}:{s.influx_port}"
         self.children: list[_Child] = []
+        self.accounts = FileAccounts(
+            self.data_dir / "mosquitto" / "auth", self.data_dir / "mosquitto" / "mosquitto.pid"
+        )
         self.secrets = StackSecrets.load(
             self.data_dir / "secrets.json",
             admin_password=s.mqtt_admin_password.get_secret_value() if s.mqtt_admin_password else None,
@@ -88,11 +92,14 @@ class Stack:
         """Every launch, checked before anything starts: binaries installed, ports free."""
         s, d = self.settings, self.data_dir
         launches: list[Launch] = []
+        accounts = self.accounts
         if s.mqtt_url is None:
             require_port(s.host, s.mqtt_port, "Mosquitto", "SMARTCITY_MQTT_PORT")
-            dynsec = d / "mosquitto" / "dynamic-security.json"
-            dynsec_init(dynsec, CONTROL_USERNAME, self.secrets.control_password)
-            launches.append(mosquitto(d / "mosquitto", s.host, s.mqtt_port, s.mosquitto_bin, dynsec=dynsec))
+            broker = mosquitto(
+                d / "mosquitto", s.host, s.mqtt_port, s.mosquitto_bin, auth_files=(accounts.passwd, accounts.acl)
+            )
+            asyncio.run(ensure_service_accounts(accounts, self.secrets))  # the files exist before the broker reads them
+            launches.append(broker)
         if s.kafka_bootstrap is None:
             require_port(s.host, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
             launches.append(tansu(s.host, s.kafka_port, d / "kafka" / "tansu.log"))
@@ -114,12 +121,14 @@ class Stack:
 
     def _api(self) -> Launch:
         s = self.settings
-        env = self._service_env(CONTROL_USERNAME, self.secrets.control_password) | {
+        env = self._service_env(API_USERNAME, self.secrets.api_mqtt_password) | {
             "SMARTCITY_HTTP_HOST": s.host,
             "SMARTCITY_HTTP_PORT": str(s.http_port),
             "SMARTCITY_API_TOKEN": self.secrets.api_token,
             "SMARTCITY_REGISTRY_DB": str(self.data_dir / "registry.db"),
-            "SMARTCITY_MQTT_ACCOUNTS": "true" if s.mqtt_url is None else "false",
+            "SMARTCITY_MQTT_ACCOUNTS": "files" if s.mqtt_url is None else "off",
+            "SMARTCITY_MQTT_AUTH_DIR": str(self.data_dir / "mosquitto" / "auth"),
+            "SMARTCITY_MOSQUITTO_PID_FILE": str(self.data_dir / "mosquitto" / "mosquitto.pid"),
         }
         process = ManagedProcess(
             "api", [sys.executable, "-m", "smartcity", "api"], self.data_dir / "logs" / "api.log", env=env
@@ -150,8 +159,6 @@ class Stack:
                 asyncio.run(ensure_topics(kafka.kafka_bootstrap, all_topics(kafka)))
             launch.start(self.settings.start_timeout_s)
             self.children.append(_Child(launch))
-            if launch.process.name == "mosquitto":
-                asyncio.run(ensure_service_accounts(self.mqtt_url, self.secrets))
         self._write_state()
 
     def _write_state(self) -> None:

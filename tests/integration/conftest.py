@@ -6,6 +6,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from devices.directory import DeviceDirectory, OpenDirectory
 from devices.mqtt_accounts import MqttAccounts
+from devices.mqtt_files import FileAccounts
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
 from ingest.settings import GatewaySettings
@@ -117,3 +119,26 @@ async def accounts(secured: tuple[Launch, Path]) -> AsyncIterator[MqttAccounts]:
     await admin.start()
     yield admin
     await admin.close()
+
+
+@dataclass(frozen=True)
+class FileSecured:
+    """Mosquitto reading its accounts from password and ACL files that ``FileAccounts`` keeps."""
+
+    launch: Launch
+    auth_dir: Path
+    pid_file: Path
+
+    def accounts(self) -> FileAccounts:
+        return FileAccounts(self.auth_dir, self.pid_file)
+
+
+@pytest.fixture(scope="session")
+def file_secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileSecured]:
+    directory = tmp_path_factory.mktemp("mosquitto-files")
+    accounts = FileAccounts(directory / "auth", directory / "mosquitto.pid")
+    launch = mosquitto(directory, "127.0.0.1", free_port(), auth_files=(accounts.passwd, accounts.acl))
+    rig = FileSecured(launch, directory / "auth", directory / "mosquitto.pid")
+    launch.start()
+    yield rig
+    launch.process.stop()

@@ -7,16 +7,20 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from devices.mqtt_accounts import api_acls
 from ingest.settings import GatewaySettings
 from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, http_ok
-from tests.integration.conftest import CONTROL_PASSWORD, CONTROL_USER, gateway_env
+from tests.integration.conftest import CONTROL_PASSWORD, CONTROL_USER, FileSecured, gateway_env
+from tests.mqtt_util import Client
 
 pytestmark = pytest.mark.integration
 
@@ -25,39 +29,58 @@ HEADER = "id,kind,site_id,site_name,lat,lon,interval_s,departments,thresholds.ch
 
 
 @pytest.fixture
-def api_url(
-    secured: tuple[Launch, Path], gateway_settings: GatewaySettings, tmp_path: Path, unique: str
-) -> Iterator[str]:
-    yield from _api(secured, gateway_settings, tmp_path, unique, accounts=True)
+async def api_url(
+    file_secured: FileSecured, gateway_settings: GatewaySettings, tmp_path: Path, unique: str
+) -> AsyncIterator[str]:
+    """A real ``smartcity api`` process issuing accounts in Mosquitto's password file (as ``smartcity up`` does)."""
+    password = uuid.uuid4().hex
+    await file_secured.accounts().ensure_account("smartcity-api", password, api_acls())
+    with _api(
+        gateway_settings.model_copy(
+            update={
+                "mqtt_url": file_secured.launch.url,
+                "mqtt_username": "smartcity-api",
+                "topic_devices": f"devices.{unique}",
+            }
+        ),
+        tmp_path,
+        {
+            "SMARTCITY_MQTT_PASSWORD": password,
+            "SMARTCITY_MQTT_ACCOUNTS": "files",
+            "SMARTCITY_MQTT_AUTH_DIR": str(file_secured.auth_dir),
+            "SMARTCITY_MOSQUITTO_PID_FILE": str(file_secured.pid_file),
+        },
+    ) as url:
+        yield url
 
 
 @pytest.fixture
-def api_url_without_accounts(
+def dynsec_api_url(
     secured: tuple[Launch, Path], gateway_settings: GatewaySettings, tmp_path: Path, unique: str
 ) -> Iterator[str]:
-    yield from _api(secured, gateway_settings, tmp_path, unique, accounts=False)
+    """The same, issuing accounts through the dynamic-security plugin."""
+    with _api(
+        gateway_settings.model_copy(
+            update={"mqtt_url": secured[0].url, "mqtt_username": CONTROL_USER, "topic_devices": f"devices.{unique}"}
+        ),
+        tmp_path,
+        {"SMARTCITY_MQTT_PASSWORD": CONTROL_PASSWORD, "SMARTCITY_MQTT_ACCOUNTS": "dynsec"},
+    ) as url:
+        yield url
 
 
-def _api(
-    secured: tuple[Launch, Path], gateway_settings: GatewaySettings, tmp_path: Path, unique: str, *, accounts: bool
-) -> Iterator[str]:
-    """A real ``smartcity api`` process on the session's Kafka and the dynamic-security Mosquitto."""
+@contextmanager
+def _api(settings: GatewaySettings, tmp_path: Path, extra: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    settings = gateway_settings.model_copy(
-        update={
-            "mqtt_url": secured[0].url,
-            "mqtt_username": CONTROL_USER,
-            "mqtt_password": CONTROL_PASSWORD,
-            "topic_devices": f"devices.{unique}",
+    env = (
+        gateway_env(settings)
+        | extra
+        | {
+            "SMARTCITY_HTTP_PORT": str(port),
+            "SMARTCITY_API_TOKEN": TOKEN,
+            "SMARTCITY_REGISTRY_DB": str(tmp_path / "registry.db"),
         }
     )
-    env = gateway_env(settings) | {
-        "SMARTCITY_MQTT_PASSWORD": CONTROL_PASSWORD,
-        "SMARTCITY_HTTP_PORT": str(port),
-        "SMARTCITY_API_TOKEN": TOKEN,
-        "SMARTCITY_REGISTRY_DB": str(tmp_path / "registry.db"),
-        "SMARTCITY_MQTT_ACCOUNTS": "true" if accounts else "false",
-    }
     api = ManagedProcess("api", [sys.executable, "-m", "smartcity", "api"], tmp_path / "api.log", env=env)
     api.start()
     url = f"http://127.0.0.1:{port}"
@@ -81,25 +104,12 @@ def _total(api_url: str) -> int:
     return int(response.json()["total"])
 
 
-# With an MQTT account per device, 10,000 take many minutes on Mosquitto 2.0's dynamic-security plugin (see
-# devices/mqtt_accounts.py and docs/benchmarks.md), so the fleet with accounts is smaller; the registry path alone is
-# tested at 10,000 below.
-FLEET = 500
+FLEET = 10_000
 
 
-def test_ten_thousand_devices_in_one_command_registry_only(
-    api_url_without_accounts: str, tmp_path: Path, unique: str
+def test_ten_thousand_devices_with_credentials_in_one_command(
+    api_url: str, file_secured: FileSecured, tmp_path: Path, unique: str
 ) -> None:
-    rows = [f"t{unique}-{i:05d},water,R{i % 90},河道 {i % 90},22.7,114.2,300,water,3.2,\n" for i in range(10_000)]
-    source = tmp_path / "fleet.csv"
-    source.write_text(HEADER.replace("ch4_lel", "level_m") + "".join(rows), encoding="utf-8")
-    done = _cli(api_url_without_accounts, "import", str(source), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "imported 10000 devices (10000 new, 0 replaced)" in done.stderr
-    assert _total(api_url_without_accounts) == 10_000
-
-
-def test_a_fleet_in_one_command(api_url: str, tmp_path: Path, unique: str) -> None:
     rows = [f"g{unique}-{i:05d},gas,S{i % 80},园区 {i % 80},22.7,114.3,60,emergency,25,GT-100\n" for i in range(FLEET)]
     source = tmp_path / "fleet.csv"
     source.write_text(HEADER + "".join(rows), encoding="utf-8")
@@ -112,6 +122,21 @@ def test_a_fleet_in_one_command(api_url: str, tmp_path: Path, unique: str) -> No
         issued = list(csv.DictReader(f))
     assert len(issued) == FLEET
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    # Any one of them can connect at once.
+    sample = issued[4321]
+    client = Client(file_secured.launch.url, sample["username"], sample["password"])
+    client.close()
+    assert client.connect_rc is not None
+    assert not client.connect_rc.is_failure
+
+
+def test_a_fleet_through_the_dynamic_security_plugin(dynsec_api_url: str, tmp_path: Path, unique: str) -> None:
+    rows = [f"d{unique}-{i:03d},fire,B{i % 9},大厦 {i % 9},22.7,114.3,30,fire,,\n" for i in range(200)]
+    source = tmp_path / "fleet.csv"
+    source.write_text(HEADER + "".join(rows), encoding="utf-8")
+    done = _cli(dynsec_api_url, "import", str(source), "--credentials-out", str(tmp_path / "c.csv"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "imported 200 devices (200 new, 0 replaced)" in done.stderr
 
 
 def test_bad_rows_are_reported_and_the_rest_imported(api_url: str, tmp_path: Path, unique: str) -> None:

@@ -1,28 +1,47 @@
-"""Per-device MQTT accounts on a real Mosquitto with the dynamic-security plugin."""
+"""Per-device MQTT accounts on a real Mosquitto, with both backends: the dynamic-security plugin and the
+password/ACL files."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devices.mqtt_accounts import AccountError, MqttAccounts, operator_acls
+from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts, operator_acls
 from smartcity.stack.services import Launch
+from tests.integration.conftest import FileSecured
 from tests.mqtt_util import Client
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 
+@dataclass(frozen=True)
+class Rig:
+    url: str
+    accounts: AccountBackend
+    stored: Path  # where the backend keeps its accounts
+
+
+@pytest.fixture(params=["dynsec", "files"])
+async def rig(
+    request: pytest.FixtureRequest, secured: tuple[Launch, Path], accounts: MqttAccounts, file_secured: FileSecured
+) -> Rig:
+    if request.param == "dynsec":
+        return Rig(secured[0].url, accounts, secured[1])
+    files = file_secured.accounts()
+    return Rig(file_secured.launch.url, files, files.passwd)
+
+
 @pytest.fixture
-async def operator(accounts: MqttAccounts, secured: tuple[Launch, Path]) -> AsyncIterator[Client]:
-    await accounts.ensure_account("admin", "operator-pw", operator_acls())
-    watcher = Client(secured[0].url, "admin", "operator-pw")
+async def operator(rig: Rig) -> AsyncIterator[Client]:
+    await rig.accounts.ensure_account("admin", "operator-pw", operator_acls())
+    watcher = Client(rig.url, "admin", "operator-pw")
     subscribed = threading.Event()
     watcher.client.on_subscribe = lambda *_a: subscribed.set()
     watcher.client.subscribe("devices/#", qos=1)
@@ -31,8 +50,8 @@ async def operator(accounts: MqttAccounts, secured: tuple[Launch, Path]) -> Asyn
     watcher.close()
 
 
-async def test_anonymous_clients_are_refused(secured: tuple[Launch, Path]) -> None:
-    anonymous = await asyncio.to_thread(Client, secured[0].url, None, None)
+async def test_anonymous_clients_are_refused(rig: Rig) -> None:
+    anonymous = await asyncio.to_thread(Client, rig.url, None, None)
     try:
         assert anonymous.connect_rc is not None
         assert anonymous.connect_rc.is_failure
@@ -40,14 +59,13 @@ async def test_anonymous_clients_are_refused(secured: tuple[Launch, Path]) -> No
         anonymous.close()
 
 
-async def test_a_new_device_publishes_at_once_and_only_under_its_own_topics(
-    accounts: MqttAccounts, operator: Client, secured: tuple[Launch, Path]
-) -> None:
+async def test_a_new_device_publishes_at_once_and_only_under_its_own_topics(rig: Rig, operator: Client) -> None:
+    accounts = rig.accounts
     a, b = f"gas-{uuid.uuid4().hex[:6]}", f"gas-{uuid.uuid4().hex[:6]}"
     creds = await accounts.create_device(a)
     await accounts.create_device(b)
     assert creds.username == a
-    device = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)
+    device = await asyncio.to_thread(Client, rig.url, creds.username, creds.password)
     try:
         assert device.connect_rc is not None
         assert not device.connect_rc.is_failure
@@ -61,16 +79,14 @@ async def test_a_new_device_publishes_at_once_and_only_under_its_own_topics(
     finally:
         device.close()
     # The password is stored only as a salted hash.
-    stored = json.loads(secured[1].read_text()) if secured[1].exists() else {}
-    assert creds.password not in json.dumps(stored)
+    assert creds.password not in rig.stored.read_text()
 
 
-async def test_a_deleted_device_is_disconnected_and_cannot_return(
-    accounts: MqttAccounts, secured: tuple[Launch, Path]
-) -> None:
+async def test_a_deleted_device_is_disconnected_and_cannot_return(rig: Rig) -> None:
+    accounts = rig.accounts
     device_id = f"water-{uuid.uuid4().hex[:6]}"
     creds = await accounts.create_device(device_id)
-    device = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)
+    device = await asyncio.to_thread(Client, rig.url, creds.username, creds.password)
     try:
         assert device.connect_rc is not None
         assert not device.connect_rc.is_failure
@@ -79,7 +95,7 @@ async def test_a_deleted_device_is_disconnected_and_cannot_return(
         assert await eventually(device.disconnected.is_set), "the deleted device was not disconnected"
     finally:
         device.close()
-    again = await asyncio.to_thread(Client, secured[0].url, creds.username, creds.password)
+    again = await asyncio.to_thread(Client, rig.url, creds.username, creds.password)
     try:
         assert again.connect_rc is not None
         assert again.connect_rc.is_failure
@@ -87,8 +103,8 @@ async def test_a_deleted_device_is_disconnected_and_cannot_return(
         again.close()
 
 
-async def test_creating_a_device_twice_is_refused(accounts: MqttAccounts) -> None:
+async def test_creating_a_device_twice_is_refused(rig: Rig) -> None:
     device_id = f"fire-{uuid.uuid4().hex[:6]}"
-    await accounts.create_device(device_id)
+    await rig.accounts.create_device(device_id)
     with pytest.raises(AccountError, match=r"create(Role|Client) failed"):
-        await accounts.create_device(device_id)
+        await rig.accounts.create_device(device_id)
