@@ -1,5 +1,8 @@
 """MQTT accounts and ACLs, kept in Mosquitto's dynamic-security plugin and changed through its control topic.
 
+(The other backend, ``devices.mqtt_files.FileAccounts``, keeps them in Mosquitto's password and ACL files; both
+implement ``AccountBackend``.)
+
 Each device gets its own client (username = device id, a random password returned once; the plugin stores only a
 salted hash) and its own role: publish only under ``devices/{id}/``, read only its own ``errors`` and ``commands``
 topics. Mosquitto 2.0's plugin does not substitute ``%u`` in ACL topics, hence one role per device rather than one

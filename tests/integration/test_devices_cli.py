@@ -117,6 +117,7 @@ def test_ten_thousand_devices_with_credentials_in_one_command(
     done = _cli(api_url, "import", str(source), "--credentials-out", str(creds), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"imported {FLEET} devices ({FLEET} new, 0 replaced)" in done.stderr
+    print(done.stderr.splitlines()[-1])  # the import rate, for docs/benchmarks.md
     assert _total(api_url) == FLEET
     with creds.open() as f:
         issued = list(csv.DictReader(f))
