@@ -108,3 +108,24 @@ async def test_creating_a_device_twice_is_refused(rig: Rig) -> None:
     await rig.accounts.create_device(device_id)
     with pytest.raises(AccountError, match=r"create(Role|Client) failed"):
         await rig.accounts.create_device(device_id)
+
+
+async def test_a_device_reads_only_its_own_errors_and_commands(rig: Rig, operator: Client) -> None:
+    """What reaches it, not what its SUBACK says: the ACL-file backend refuses at delivery, the plugin at both."""
+    a, b = f"gas-{uuid.uuid4().hex[:6]}", f"gas-{uuid.uuid4().hex[:6]}"
+    creds = await rig.accounts.create_device(a)
+    await rig.accounts.create_device(b)
+    topics = [f"devices/{a}/errors", f"devices/{a}/commands/reboot", f"devices/{b}/errors", "alerts/fire"]
+    device = await asyncio.to_thread(Client, rig.url, creds.username, creds.password)
+    try:
+        acked = threading.Event()
+        device.client.on_subscribe = lambda *_a: acked.set()
+        device.client.subscribe([(t, 1) for t in topics])
+        assert await asyncio.to_thread(acked.wait, 5)
+        for topic in topics:
+            await asyncio.to_thread(operator.publish, topic, b"x")
+        assert await eventually(lambda: len(device.received) >= 2)
+        await asyncio.sleep(0.5)
+    finally:
+        device.close()
+    assert sorted(t for t, _ in device.received) == sorted(topics[:2])
