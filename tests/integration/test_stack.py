@@ -59,6 +59,13 @@ def _alive(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
+def _record(device_id: str, kind: str, interval_s: int, department: str) -> dict[str, Any]:
+    return {
+        "id": device_id, "kind": kind, "site_id": "S01", "site_name": "坪地化工园", "lat": 22.76, "lon": 114.31,
+        "interval_s": interval_s, "departments": [department],
+    }  # fmt: skip
+
+
 def _where(env: dict[str, str]) -> tuple[str, str, str, dict[str, str]]:
     """API URL, MQTT URL, Kafka bootstrap and auth header of the stack that ``env`` describes."""
     return (
@@ -104,10 +111,7 @@ async def _publish_as(mqtt_url: str, username: str, password: str, device: str, 
 async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stops_cleanly(tmp_path: Path) -> None:
     env = _env(SMARTCITY_API_TOKEN="stack-test-token")
     api, mqtt_url, bootstrap, auth = _where(env)
-    device = {
-        "id": "gas-stack-1", "kind": "gas", "site_id": "S01", "site_name": "坪地化工园", "lat": 22.76,
-        "lon": 114.31, "interval_s": 60, "departments": ["emergency"],
-    }  # fmt: skip
+    device = _record("gas-stack-1", "gas", 60, "emergency")
 
     proc, output, healthy_after = _start(tmp_path, env)
     try:
@@ -156,10 +160,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
 async def test_health_follows_readings_the_last_will_and_silence(tmp_path: Path) -> None:
     env = _env(SMARTCITY_API_TOKEN="stack-test-token")
     api, mqtt_url, _, auth = _where(env)
-    device = {
-        "id": "fire-h1", "kind": "fire", "site_id": "B7", "site_name": "龙城广场大厦", "lat": 22.72,
-        "lon": 114.24, "interval_s": 1, "departments": ["fire"],
-    }  # fmt: skip
+    device = _record("fire-h1", "fire", 1, "fire")
     proc, output, _ = _start(tmp_path, env)
     try:
         async with httpx.AsyncClient(base_url=api, headers=auth) as http:
