@@ -15,6 +15,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from devices.health import HealthTracker
 from smartcity.contracts import ReadingBatch
@@ -130,9 +131,17 @@ async def follow_readings(conn: KafkaConnection, tracker: HealthTracker) -> None
             consumer.assign(tps)
             await consumer.seek_to_end(*tps)
             while True:
+                if not tps:  # the topic does not exist yet: look again shortly
+                    await asyncio.sleep(1)
+                    break
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
                     for m in msgs:
-                        for r in ReadingBatch.model_validate_json(m.value).readings:
+                        try:
+                            batch = ReadingBatch.model_validate_json(m.value or b"")
+                        except ValidationError:
+                            logger.warning("device health: skipped an unreadable record at offset %d", m.offset)
+                            continue
+                        for r in batch.readings:
                             tracker.reading(r.device_id, r.received_at, r.values)
         except (KafkaError, OSError) as exc:
             logger.warning("device health: Kafka unavailable (%s); retrying in %.1f s", exc, delay)

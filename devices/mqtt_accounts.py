@@ -159,7 +159,7 @@ class MqttAccounts:
 
     async def delete_device(self, device_id: str) -> None:
         """Revoke at once: the client is deleted (and disconnected), then its role."""
-        await self._run({"command": "deleteClient", "username": device_id})
+        await self._run({"command": "deleteClient", "username": device_id}, missing_ok=True)  # idempotent
         await self._run({"command": "deleteRole", "rolename": f"device:{device_id}"}, missing_ok=True)
 
     async def ensure_account(self, username: str, password: str, acls: list[Acl]) -> None:

@@ -7,13 +7,15 @@ store, then the feed. Deleting: the account first, so the device is cut off at o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from devices.feed import DevicePublisher
 from devices.health import Health, HealthTracker, Status
-from devices.mqtt_accounts import AccountBackend, Credentials
+from devices.mqtt_accounts import AccountBackend, AccountError, Credentials
 from devices.store import DeviceStore, Page
 from smartcity.contracts.catalogue import Department, DeviceKind
 from smartcity.contracts.device import Device
@@ -40,6 +42,8 @@ class Registry:
         self._feed = feed
         self._accounts = accounts
         self.health = health or HealthTracker()
+        # One change at a time: two PUTs of the same new id must not both issue an account.
+        self._changing = asyncio.Lock()
 
     async def republish(self) -> int:
         """Publish every stored record (the one-machine broker forgot them when it stopped)."""
@@ -54,22 +58,31 @@ class Registry:
 
     async def put_many(self, devices: list[Device]) -> list[Saved]:
         """Create or replace; new devices get MQTT credentials, returned here once."""
-        new = [d.id for d in devices if self._store.get(d.id) is None]
-        issued: dict[str, Credentials] = {}
-        if new and self._accounts is not None:
-            issued = {c.username: c for c in await self._accounts.create_devices(new)}
+        async with self._changing:
+            new = [d.id for d in devices if self._store.get(d.id) is None]
+            issued: dict[str, Credentials] = {}
+            if new and self._accounts is not None:
+                issued = {c.username: c for c in await self._accounts.create_devices(new)}
+            try:
+                self._store.put_many(devices)
+            except Exception:
+                # Their one-time passwords would be lost with this error: take the accounts back, so that the same
+                # request can simply be repeated.
+                for device_id in issued:
+                    with contextlib.suppress(AccountError):
+                        await self._accounts.delete_device(device_id)  # type: ignore[union-attr]
+                raise
         fresh = set(new)
-        saved = [Saved(d, d.id in fresh, issued.get(d.id)) for d in devices]
-        self._store.put_many(devices)
         await self._feed.publish(devices)
-        return saved
+        return [Saved(d, d.id in fresh, issued.get(d.id)) for d in devices]
 
     async def delete(self, device_id: str) -> bool:
-        if self._store.get(device_id) is None:
-            return False
-        if self._accounts is not None:
-            await self._accounts.delete_device(device_id)
-        self._store.delete(device_id)
+        async with self._changing:
+            if self._store.get(device_id) is None:
+                return False
+            if self._accounts is not None:
+                await self._accounts.delete_device(device_id)
+            self._store.delete(device_id)
         await self._feed.remove(device_id)
         self.health.forget(device_id)
         return True

@@ -74,7 +74,7 @@ class Gateway:
             subscriptions=[(f"$share/{settings.gateway_share_group}/devices/+/telemetry", 1)],
             on_message=self._on_message,
             on_connected=self._on_connected,
-            on_disconnected=lambda: metrics.mqtt_connected.set(0),
+            on_disconnected=self._on_disconnected,
         )
         metrics.unacked.set_function(lambda: len(self._tracker))
 
@@ -109,6 +109,10 @@ class Gateway:
         logger.info("gateway drained and disconnected")
 
     # -- MQTT side (runs on the loop, called by paho from loop_read) ------------------------------------------
+
+    def _on_disconnected(self) -> None:
+        self._metrics.mqtt_connected.set(0)
+        self._tracker.reconnected()  # no acknowledgement of the old connection may leak onto the next one
 
     def _on_connected(self, session_present: bool) -> None:
         self._metrics.mqtt_connected.set(1)
@@ -157,7 +161,7 @@ class Gateway:
         self._flush = _Flush()
         task = asyncio.get_running_loop().create_task(self._deliver(flush))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._delivered)
 
     async def _records(self, flush: _Flush) -> list[Record]:
         """Kafka records for a flush, grouped under the readings topic's partition count as Kafka reports it."""
@@ -172,17 +176,9 @@ class Gateway:
                     self.settings.readings_partitions,
                 )
             self._partitioner = Partitioner(partitions)
-        records = [
-            Record(
-                topic,
-                pydantic_core.to_json({"v": SCHEMA_VERSION, "readings": readings}),
-                key=readings[0]["device_id"].encode(),
-                partition=p,
-            )
-            for p, readings in group_by_partition(
-                flush.readings, self._partitioner, self.settings.gateway_max_per_record
-            )
-        ]
+        records: list[Record] = []
+        for p, readings in group_by_partition(flush.readings, self._partitioner, self.settings.gateway_max_per_record):
+            records.extend(_sized(topic, p, readings))
         records.extend(flush.refused)
         return records
 
@@ -218,7 +214,28 @@ class Gateway:
         for mid in self._tracker.release():
             self.mqtt.ack(mid)
 
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not an outage: its messages will never be acknowledged (the broker redelivers them after a
+            # reconnect). Say so loudly and show unhealthy, so that an operator restarts us.
+            logger.error("a Kafka delivery failed unexpectedly", exc_info=task.exception())
+            self._set_kafka_ok(False)
+
     def _set_kafka_ok(self, ok: bool) -> None:
         if ok != self._kafka_ok:
             self._kafka_ok = ok
             self._metrics.kafka_ok.set(1 if ok else 0)
+
+
+_MAX_RECORD_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MB)
+
+
+def _sized(topic: str, partition: int, readings: list[ReadingDict]) -> list[Record]:
+    """One record for the readings, or several if one would be too large for the broker (halving until each fits;
+    a single reading is at most a 64 KiB payload, so this ends)."""
+    value = pydantic_core.to_json({"v": SCHEMA_VERSION, "readings": readings})
+    if len(value) > _MAX_RECORD_BYTES and len(readings) > 1:
+        half = len(readings) // 2
+        return _sized(topic, partition, readings[:half]) + _sized(topic, partition, readings[half:])
+    return [Record(topic, value, key=readings[0]["device_id"].encode(), partition=partition)]

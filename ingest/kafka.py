@@ -53,6 +53,7 @@ class FlushProducer:
         """Connect, retrying with backoff until Kafka answers; create missing topics first."""
         delay = 0.5
         while True:
+            producer: AIOKafkaProducer | None = None
             try:
                 await ensure_topics(self._conn.kafka_bootstrap, self._topics)
                 producer = AIOKafkaProducer(
@@ -67,6 +68,9 @@ class FlushProducer:
                 )
                 await producer.start()
             except (KafkaError, KafkaUnavailable, OSError) as exc:
+                if producer is not None:
+                    with contextlib.suppress(KafkaError, OSError):
+                        await producer.stop()
                 logger.warning("Kafka %s not ready (%s); retrying in %.1f s", self._conn.kafka_bootstrap, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -97,6 +101,9 @@ class FlushProducer:
                 await asyncio.gather(*futures)
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka produce failed: {exc!r}", retry_after=0.5) from exc
+        except AssertionError as exc:
+            # aiokafka asserts a partition it does not know (the topic changed under us): new metadata fixes it.
+            raise KafkaUnavailable(f"Kafka metadata changed during a flush: {exc!r}", retry_after=0.5) from exc
         except TimeoutError as exc:
             # aiokafka never fails batches for a topic the broker has forgotten; our own deadline does.
             raise KafkaUnavailable(f"Kafka did not acknowledge within {self._timeout_s:.0f} s") from exc

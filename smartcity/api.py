@@ -7,20 +7,21 @@ all-departments admin token; officers' own tokens arrive with the alerts API (is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, status
-from fastapi.responses import PlainTextResponse
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import Field, SecretStr
 
 from devices.api import devices_router
 from devices.feed import DevicePublisher, follow_readings
-from devices.mqtt_accounts import AccountBackend, MqttAccounts
+from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts
 from devices.mqtt_files import FileAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
@@ -59,6 +60,22 @@ def create_app(settings: ApiSettings, registry: Registry, metrics: CollectorRegi
         token = settings.api_token.get_secret_value() if settings.api_token else None
         if token is None or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(AccountError)
+    async def account_refused(_request: Request, exc: AccountError) -> JSONResponse:
+        conflict = "exist" in str(exc).lower()
+        return JSONResponse(
+            {"detail": f"the MQTT broker refused the account change: {exc}"},
+            status_code=status.HTTP_409_CONFLICT if conflict else status.HTTP_502_BAD_GATEWAY,
+        )
+
+    @app.exception_handler(TimeoutError)
+    async def broker_timeout(_request: Request, _exc: TimeoutError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "the MQTT broker did not answer the account change in time; retry"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -103,6 +120,8 @@ async def run_api(settings: ApiSettings) -> None:
         await server.serve()
     finally:
         readings.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await readings
         await statuses.close()
         if accounts is not None:
             await accounts.close()

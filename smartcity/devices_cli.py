@@ -7,12 +7,13 @@ bad. The token comes from ``--token``, ``SMARTCITY_API_TOKEN``, or the one-machi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -71,10 +72,14 @@ def import_devices(
     result = read_yaml(text) if _is_yaml(file) else read_csv(text)
     for error in result.errors:
         console.print(f"[red]{file}:{error.line}[/] {error.field}: {error.message}")
+    out = credentials_out or Path(f"credentials-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+    if out.exists():
+        console.print(f"[red]error:[/] {out} exists; new credentials are never written over old ones")
+        raise typer.Exit(2)
     started = time.monotonic()
-    created: list[tuple[str, str]] = []
-    replaced = new_without_credentials = 0
-    with _client(ctx, 600) as http:
+    created = replaced = new_without_credentials = 0
+    writer: Any = None
+    with contextlib.ExitStack() as stack, _client(ctx, 600) as http:
         for start in range(0, len(result.devices), chunk):
             batch = result.devices[start : start + chunk]
             response = http.post("/api/devices/import", json=[d.model_dump(mode="json") for d in batch])
@@ -84,22 +89,21 @@ def import_devices(
             for saved in response.json():
                 if not saved["created"]:
                     replaced += 1
-                elif "credentials" in saved:
-                    created.append((saved["credentials"]["username"], saved["credentials"]["password"]))
-                else:
+                elif "credentials" not in saved:
                     new_without_credentials += 1
+                else:
+                    if writer is None:  # written as they come: a later failure must not lose earlier passwords
+                        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                        writer = csv.writer(stack.enter_context(os.fdopen(fd, "w", newline="")))
+                        writer.writerow(["username", "password"])
+                    writer.writerow([saved["credentials"]["username"], saved["credentials"]["password"]])
+                    created += 1
     elapsed = time.monotonic() - started
     if created:
-        out = credentials_out or Path(f"credentials-{time.strftime('%Y%m%d-%H%M%S')}.csv")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["username", "password"])
-            writer.writerows(created)
-        console.print(f"credentials of {len(created)} new devices written to {out} (shown nowhere else)")
+        console.print(f"credentials of {created} new devices written to {out} (shown nowhere else)")
     rate = len(result.devices) / elapsed if elapsed > 0 else 0.0
     console.print(
-        f"imported {len(result.devices)} devices ({len(created) + new_without_credentials} new, {replaced} replaced) "
+        f"imported {len(result.devices)} devices ({created + new_without_credentials} new, {replaced} replaced) "
         f"in {elapsed:.1f} s "
         f"({rate:.0f}/s); {len(result.errors)} bad rows"
     )

@@ -14,6 +14,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,8 @@ class AsyncMqttClient:
         self._misc: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closing = False
+        self._delay = 0.5  # reconnect backoff; reset by a session that lasted
+        self._connected_at = 0.0
         self.connected = asyncio.Event()
         #: Set once the broker granted our subscriptions on the current connection.
         self.subscribed = asyncio.Event()
@@ -118,7 +121,7 @@ class AsyncMqttClient:
         self._closing = True
         if self._reconnect is not None:
             self._reconnect.cancel()
-        if self.client.is_connected():
+        if self.client.socket() is not None:
             self.client.disconnect()
             for _ in range(50):
                 if self.client.socket() is None:
@@ -128,7 +131,8 @@ class AsyncMqttClient:
     # -- connection management --------------------------------------------------------------------------------
 
     async def _connect_forever(self) -> None:
-        delay = 0.5
+        if self._delay > 0.5:  # lost again soon after a connect: back off before trying (the broker may be
+            await asyncio.sleep(self._delay)  # refusing or kicking us, e.g. a client id used twice)
         while not self._closing:
             props = None
             if self._v5:
@@ -147,9 +151,11 @@ class AsyncMqttClient:
                     return
                 logger.warning("MQTT connect to %s failed: %s", self._conn.mqtt_url, rc)
             except (TimeoutError, OSError) as exc:
-                logger.warning("MQTT broker %s unreachable: %s; retrying in %.1f s", self._conn.mqtt_url, exc, delay)
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, 30.0)
+                logger.warning(
+                    "MQTT broker %s unreachable: %s; retrying in %.1f s", self._conn.mqtt_url, exc, self._delay
+                )
+            await asyncio.sleep(self._delay * (0.8 + 0.4 * random.random()))
+            self._delay = min(self._delay * 2, 30.0)
 
     def _connect_cb(
         self, client: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
@@ -158,6 +164,7 @@ class AsyncMqttClient:
             logger.error("MQTT broker %s refused the connection: %s", self._conn.mqtt_url, rc)
             return
         logger.info("connected to MQTT %s (session present: %s)", self._conn.mqtt_url, flags.session_present)
+        self._connected_at = time.monotonic()
         if self._subscriptions:
             client.subscribe(self._subscriptions)
         self.connected.set()
@@ -182,6 +189,10 @@ class AsyncMqttClient:
             self._on_disconnected()
         if self._closing or self._loop is None:
             return
+        if time.monotonic() - self._connected_at > 30:
+            self._delay = 0.5  # it had been working: try again at once
+        else:
+            self._delay = min(self._delay * 2, 30.0)
         logger.warning("MQTT connection to %s lost (%s); reconnecting", self._conn.mqtt_url, rc)
         self._reconnect = self._loop.create_task(self._connect_forever())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -42,9 +43,10 @@ class StackSecrets:
         if api_token:
             stored.api_token = api_token
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".secrets-")  # created 0600
         with os.fdopen(fd, "w") as f:
             json.dump(asdict(stored), f, indent=2)
+        os.replace(name, path)  # whole or not at all, and never with an older, looser mode
         return stored
 
 

@@ -184,6 +184,21 @@ class Stack:
             process.start()
             self._write_state()
 
+    def _after_kafka_restart(self) -> None:
+        """The memory broker came back empty: recreate the topics, and restart the API, which republishes the
+        registry at start (until it does, gateways following the devices topic would refuse every device)."""
+        kafka = KafkaConnection(kafka_bootstrap=self.kafka_bootstrap)
+        for child in self.children:
+            if child.launch.process.name == "kafka (tansu)":
+                child.launch.process.wait_healthy(child.launch.check, self.settings.start_timeout_s)
+        asyncio.run(ensure_topics(kafka.kafka_bootstrap, all_topics(kafka)))
+        for child in self.children:
+            if child.launch.process.name == "api":
+                logger.warning("restarting the API so that it republishes the registry")
+                child.launch.process.stop()
+                child.launch.process.start()
+        self._write_state()
+
     def stop(self) -> None:
         for child in reversed(self.children):
             child.launch.process.stop()
