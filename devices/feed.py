@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -78,73 +79,80 @@ class KafkaDirectory:
                 await self._task
 
     async def _follow(self) -> None:
-        topic = self._conn.topic_devices
-        delay = 0.5
-        while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._conn.kafka_bootstrap,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=self._fetch_wait_ms,
-            )
-            try:
-                await ensure_topics(self._conn.kafka_bootstrap, [devices_topic(self._conn)])
-                await consumer.start()
-                await consumer.topics()  # fetches metadata, so the partitions are known
-                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-                consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
-                ends = await consumer.end_offsets(tps)
-                ids: set[str] = set()
-                caught_up = False
-                while True:
-                    for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                        for m in msgs:
-                            key = m.key.decode() if m.key else ""
-                            if m.value is None:
-                                ids.discard(key)
-                            else:
-                                ids.add(key)
-                    if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                        caught_up = True
-                        self._ids = ids  # from here on updated in place
-                        self.ready.set()
-                        logger.info("device directory: %d devices registered", len(ids))
-            except (KafkaError, OSError, KafkaUnavailable) as exc:
-                logger.warning("device directory: Kafka unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-            finally:
-                await consumer.stop()
+        async def run(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            ids: set[str] = set()
+            caught_up = False
+            while True:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        key = m.key.decode() if m.key else ""
+                        if m.value is None:
+                            ids.discard(key)
+                        else:
+                            ids.add(key)
+                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    caught_up = True
+                    self._ids = ids  # from here on updated in place
+                    self.ready.set()
+                    logger.info("device directory: %d devices registered", len(ids))
+
+        async def prepare() -> None:
+            await ensure_topics(self._conn.kafka_bootstrap, [devices_topic(self._conn)])
+
+        await _follow_topic(self._conn, self._conn.topic_devices, "device directory", run, prepare, self._fetch_wait_ms)
 
 
 async def follow_readings(conn: KafkaConnection, tracker: HealthTracker) -> None:
     """Feed every new reading's receive time and values to ``tracker`` (from the end of the topic: health is
     about now). Runs until cancelled; reconnects with backoff."""
-    topic = conn.topic_readings
+
+    async def run(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        await consumer.seek_to_end(*tps)
+        while True:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    try:
+                        batch = ReadingBatch.model_validate_json(m.value or b"")
+                    except ValidationError:
+                        logger.warning("device health: skipped an unreadable record at offset %d", m.offset)
+                        continue
+                    for r in batch.readings:
+                        tracker.reading(r.device_id, r.received_at, r.values)
+
+    await _follow_topic(conn, conn.topic_readings, "device health", run)
+
+
+async def _follow_topic(
+    conn: KafkaConnection,
+    topic: str,
+    label: str,
+    run: Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]],
+    prepare: Callable[[], Awaitable[None]] | None = None,
+    fetch_wait_ms: int = 500,
+) -> None:
+    """Consume every partition of ``topic`` without a consumer group (each reader needs all of it), handing the
+    assigned consumer to ``run``; reconnect with backoff when Kafka fails; wait while the topic does not exist."""
     delay = 0.5
     while True:
-        consumer = AIOKafkaConsumer(bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms
+        )
         try:
+            if prepare is not None:
+                await prepare()
             await consumer.start()
-            await consumer.topics()
+            await consumer.topics()  # fetches metadata, so the partitions are known
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not tps:
+                await asyncio.sleep(1)
+                continue
             consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            while True:
-                if not tps:  # the topic does not exist yet: look again shortly
-                    await asyncio.sleep(1)
-                    break
-                for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                    for m in msgs:
-                        try:
-                            batch = ReadingBatch.model_validate_json(m.value or b"")
-                        except ValidationError:
-                            logger.warning("device health: skipped an unreadable record at offset %d", m.offset)
-                            continue
-                        for r in batch.readings:
-                            tracker.reading(r.device_id, r.received_at, r.values)
-        except (KafkaError, OSError) as exc:
-            logger.warning("device health: Kafka unavailable (%s); retrying in %.1f s", exc, delay)
+            delay = 0.5
+            await run(consumer, tps)
+        except (KafkaError, OSError, KafkaUnavailable) as exc:
+            logger.warning("%s: Kafka unavailable (%s); retrying in %.1f s", label, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
         finally:

@@ -61,16 +61,18 @@ class Registry:
         async with self._changing:
             new = [d.id for d in devices if self._store.get(d.id) is None]
             issued: dict[str, Credentials] = {}
-            if new and self._accounts is not None:
-                issued = {c.username: c for c in await self._accounts.create_devices(new)}
+            accounts = self._accounts
+            if new and accounts is not None:
+                issued = {c.username: c for c in await accounts.create_devices(new)}
             try:
                 self._store.put_many(devices)
             except Exception:
                 # Their one-time passwords would be lost with this error: take the accounts back, so that the same
                 # request can simply be repeated.
-                for device_id in issued:
-                    with contextlib.suppress(AccountError):
-                        await self._accounts.delete_device(device_id)  # type: ignore[union-attr]
+                if accounts is not None:
+                    for device_id in issued:
+                        with contextlib.suppress(AccountError):
+                            await accounts.delete_device(device_id)
                 raise
         fresh = set(new)
         await self._feed.publish(devices)

@@ -1,7 +1,7 @@
 """Creating the flow's Kafka topics, idempotently.
 
 Used by ``smartcity up`` and every service at start (before they produce), by ``smartcity topics``, and by the
-tests. Never while producing: see ``ingest.kafka.FlushProducer.check_topics`` for why.
+tests. Never while a producer is alive: see ``ingest.kafka`` for why.
 """
 
 from __future__ import annotations
@@ -44,19 +44,6 @@ def all_topics(kafka: KafkaConnection) -> list[TopicSpec]:
 def devices_topic(kafka: KafkaConnection) -> TopicSpec:
     """Compacted, partitioned like the readings so that device-keyed state is co-partitioned with them."""
     return TopicSpec(kafka.topic_devices, kafka.readings_partitions, kafka.kafka_replication, compacted=True)
-
-
-async def missing_topics(bootstrap: str, names: list[str], *, timeout_ms: int = 3000) -> list[str]:
-    """Which of ``names`` the broker does not have (a listing never creates a topic)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-    except KafkaError as exc:
-        raise KafkaUnavailable(f"Kafka at {bootstrap} is unavailable: {exc!r}") from exc
-    finally:
-        await admin.close()
-    return [name for name in names if name not in existing]
 
 
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_ms: int = 5000) -> list[str]:
