@@ -84,6 +84,10 @@ def operator_acls() -> list[Acl]:
     return [Acl("publishClientSend", "#"), Acl("subscribePattern", "#"), Acl("unsubscribePattern", "#")]
 
 
+def _keys(acls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"acltype": a["acltype"], "topic": a["topic"]} for a in acls]
+
+
 def new_password() -> str:
     return secrets.token_urlsafe(18)
 
@@ -163,21 +167,42 @@ class MqttAccounts:
         await self._run({"command": "deleteRole", "rolename": f"device:{device_id}"}, missing_ok=True)
 
     async def ensure_account(self, username: str, password: str, acls: list[Acl]) -> None:
-        """Create a service account, or bring an existing one to this password and these ACLs."""
+        """Create a service account, or bring an existing one to this password and these ACLs.
+
+        An existing role is edited in place, never deleted and recreated: Mosquitto 2.0's plugin keeps a dangling
+        pointer when a role is deleted while a client still holds it, and segfaults on the next command touching
+        that client (eclipse-mosquitto/mosquitto#2660; seen here).
+        """
         role = f"service:{username}"
-        await self._run({"command": "deleteRole", "rolename": role}, missing_ok=True)
-        await self._run({"command": "createRole", "rolename": role, "acls": [a.as_json() for a in acls]})
-        try:
+        wanted = [a.as_json() for a in acls]
+        found = (await self._run({"command": "getRole", "rolename": role}, missing_ok=True))[0]
+        if found.get("error"):
+            await self._run({"command": "createRole", "rolename": role, "acls": wanted})
+        else:
+            held = found.get("data", {}).get("role", {}).get("acls", [])
+            stale = [a for a in held if {"acltype": a["acltype"], "topic": a["topic"]} not in _keys(wanted)]
+            missing = [a for a in wanted if {"acltype": a["acltype"], "topic": a["topic"]} not in _keys(held)]
+            edits = [
+                {"command": "removeRoleACL", "rolename": role, "acltype": a["acltype"], "topic": a["topic"]}
+                for a in stale
+            ]
+            edits += [{"command": "addRoleACL", "rolename": role, **a} for a in missing]
+            if edits:
+                await self._run(*edits)
+        client = (await self._run({"command": "getClient", "username": username}, missing_ok=True))[0]
+        if client.get("error"):
             await self._run(
                 {"command": "createClient", "username": username, "password": password, "roles": [{"rolename": role}]}
             )
-        except AccountError:
-            await self._run(
-                {"command": "setClientPassword", "username": username, "password": password},
-                {"command": "addClientRole", "username": username, "rolename": role},
-            )
+            return
+        await self._run({"command": "setClientPassword", "username": username, "password": password})
+        held_roles = {r.get("rolename") for r in client.get("data", {}).get("client", {}).get("roles", [])}
+        if role not in held_roles:  # adding a role the client holds answers "Internal error" in 2.0
+            await self._run({"command": "addClientRole", "username": username, "rolename": role})
 
-    async def _run(self, *commands: dict[str, Any], missing_ok: bool = False) -> None:
+    async def _run(self, *commands: dict[str, Any], missing_ok: bool = False) -> list[dict[str, Any]]:
+        """Send ``commands`` in one message and return their responses; an error raises ``AccountError`` unless
+        ``missing_ok`` and the plugin says the thing is not there."""
         futures = []
         loop = asyncio.get_running_loop()
         for command in commands:
@@ -191,9 +216,10 @@ class MqttAccounts:
             for command in commands:
                 self._waiting.pop(command["correlationData"], None)
         for command, response in zip(commands, responses, strict=True):
-            error = response.get("error")
-            if error and not (missing_ok and "not found" in str(error).lower()):
+            error = str(response.get("error") or "")
+            if error and not (missing_ok and "not found" in error.lower()):
                 raise AccountError(f"{command['command']} failed: {error}")
+        return list(responses)
 
     def _on_response(self, msg: mqtt.MQTTMessage) -> None:
         try:

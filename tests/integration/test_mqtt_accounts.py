@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts, operator_acls
+from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts, department_acls, operator_acls
 from smartcity.stack.services import Launch
 from tests.integration.conftest import FileSecured
 from tests.mqtt_util import Client
@@ -129,3 +129,38 @@ async def test_a_device_reads_only_its_own_errors_and_commands(rig: Rig, operato
     finally:
         device.close()
     assert sorted(t for t, _ in device.received) == sorted(topics[:2])
+
+
+async def test_a_service_account_can_be_ensured_again_with_new_password_and_acls(rig: Rig) -> None:
+    """Re-running set-up while the account is connected must not crash the broker (Mosquitto #2660: deleting a role
+    a client still holds leaves a dangling pointer in the 2.0 plugin) and must apply the new password and ACLs."""
+    name = f"svc-{uuid.uuid4().hex[:6]}"
+    await rig.accounts.ensure_account(name, "first-pw", operator_acls())
+    first = await asyncio.to_thread(Client, rig.url, name, "first-pw")
+    try:
+        await rig.accounts.ensure_account(name, "second-pw", department_acls("fire"))
+        await rig.accounts.ensure_account(name, "second-pw", department_acls("fire"))
+    finally:
+        first.close()
+    old = await asyncio.to_thread(Client, rig.url, name, "first-pw")
+    old.close()
+    assert old.connect_rc is not None
+    assert old.connect_rc.is_failure
+    again = await asyncio.to_thread(Client, rig.url, name, "second-pw")
+    try:
+        assert again.connect_rc is not None
+        assert not again.connect_rc.is_failure
+        acked = threading.Event()
+        granted: list[int] = []
+        again.client.on_subscribe = lambda _c, _u, _m, codes, _p: (granted.extend(c.value for c in codes), acked.set())
+        again.client.subscribe([("alerts/fire", 1), ("devices/#", 1)])
+        assert await asyncio.to_thread(acked.wait, 5)
+    finally:
+        again.close()
+    if isinstance(rig.accounts, MqttAccounts):  # the plugin refuses at SUBACK; the ACL file only at delivery
+        assert granted[0] < 0x80
+        assert granted[1] >= 0x80
+    # The broker is still alive and the device commands around the account still work.
+    device_id = f"gas-{uuid.uuid4().hex[:6]}"
+    await rig.accounts.create_device(device_id)
+    await rig.accounts.delete_device(device_id)
