@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rules.alarm import NONE, RANK, AlarmState, Change, FlapPolicy, force, step
-from rules.kinds import Composite, MetricIs, Offline, Rate, Site, Threshold
+from rules.kinds import Composite, Limits, MetricIs, Offline, Rate, Site, Threshold
 from rules.pack import RulePack
 from rules.state import DeviceState
 from rules.window import Window
@@ -26,8 +26,6 @@ from smartcity.contracts import ReadingDict
 from smartcity.contracts.catalogue import DeviceKind
 from smartcity.contracts.device import Device
 from smartcity.contracts.finding import Finding, finding_id
-
-_Limits = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 @dataclass
@@ -37,6 +35,8 @@ class _KindRules:
     composites: list[Composite] = field(default_factory=list)
     composite_metrics: set[str] = field(default_factory=set)
     offline: list[Offline] = field(default_factory=list)
+    #: metric -> (threshold rules, rate rules, looked at by a condition): one lookup per value in the hot path
+    plan: dict[str, tuple[tuple[Threshold, ...], tuple[Rate, ...], bool]] = field(default_factory=dict)
 
 
 class Engine:
@@ -60,9 +60,15 @@ class Engine:
                 elif isinstance(rule, Offline) and kind is not None:
                     rules.offline.append(rule)
             rules.thresholds, rules.rates = dict(rules.thresholds), dict(rules.rates)
+            for metric in {*rules.thresholds, *rules.rates, *rules.composite_metrics}:
+                rules.plan[metric] = (
+                    tuple(rules.thresholds.get(metric, ())),
+                    tuple(rules.rates.get(metric, ())),
+                    metric in rules.composite_metrics,
+                )
             self._by_kind[kind] = rules
-        self._defaults: dict[str, _Limits] = {r.id: r.compiled(None) for r in pack.rules if isinstance(r, Threshold)}
-        self._overridden: dict[tuple[str, str], tuple[Device, _Limits]] = {}
+        self._defaults: dict[str, Limits] = {r.id: r.compiled(None) for r in pack.rules if isinstance(r, Threshold)}
+        self._overridden: dict[tuple[str, str], tuple[Device, Limits]] = {}
 
     # ------------------------------------------------------------------ readings
 
@@ -85,17 +91,22 @@ class Engine:
         if in_order:
             st.last_ts = ts
         rules = self._by_kind[device.kind if device is not None else None]
+        plan = rules.plan
         touched = False
         for metric, value in reading["values"].items():
-            if metric in rules.composite_metrics and in_order:
+            step_ = plan.get(metric)
+            if step_ is None:
+                continue
+            thresholds, rates, in_composite = step_
+            if in_composite and in_order:
                 st.latest[metric] = (ts, value)
                 touched = True
             if isinstance(value, bool):
                 continue
-            for rule in rules.thresholds.get(metric, ()):
-                if in_order:
+            if in_order:
+                for rule in thresholds:
                     touched |= self._threshold(rule, device, reading, st, value, now_ms, out)
-            for rate in rules.rates.get(metric, ()):
+            for rate in rates:
                 touched |= self._rate(rate, device, reading, st, value, in_order, now_ms, out)
         if touched and rules.composites:
             for composite in rules.composites:
@@ -112,10 +123,12 @@ class Engine:
         now: int,
         out: list[Finding],
     ) -> bool:
-        raise_at, clear_at = self._limits(rule, device)
+        limits = self._limits(rule, device)
         alarm = st.alarms.get(rule.id)
+        if alarm is None and (value if rule.direction == "above" else -value) < limits.idle_below:
+            return True  # the common case: no alarm, nothing reached
         current = alarm.level if alarm is not None else NONE
-        candidate = rule.candidate(value, current, raise_at, clear_at)
+        candidate = rule.candidate(value, current, limits)
         if alarm is None:
             if candidate == NONE:
                 return False
@@ -123,7 +136,7 @@ class Engine:
         change = step(alarm, candidate, reading["ts"], rule.hold, self.flap if rule.flap else None)
         if change is not None:
             rank = RANK[change.level]
-            limit = raise_at[rank] if change.active else clear_at[rank]
+            limit = limits.raise_at[rank] if change.active else limits.clear_at[rank]
             out.append(
                 _finding(
                     rule,
@@ -220,7 +233,7 @@ class Engine:
         if alarm.idle:
             del st.alarms[rule.id]
 
-    def _limits(self, rule: Threshold, device: Device | None) -> _Limits:
+    def _limits(self, rule: Threshold, device: Device | None) -> Limits:
         if device is None or not rule.overridable:
             return self._defaults[rule.id]
         overrides = device.thresholds.get(rule.metric)

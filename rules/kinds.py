@@ -7,7 +7,7 @@ Each rule's parameters are validated when the pack is loaded (``rules.pack``); e
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +17,15 @@ from smartcity.contracts.finding import Hazard, Text
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Limits(NamedTuple):
+    """A threshold rule's numbers for one device: the levels in use, highest first, and values by rank."""
+
+    levels: tuple[tuple[int, float], ...]
+    raise_at: tuple[float, ...]
+    clear_at: tuple[float, ...]
+    idle_below: float  # "above" rules: a value under this cannot raise (for "below" rules, negated)
 
 
 class _Rule(BaseModel):
@@ -87,8 +96,9 @@ class Threshold(_Rule):
                 raise ValueError(f"clear value of {level} ({value}) is past its raise value ({self.levels[level]})")
         return self
 
-    def compiled(self, overrides: dict[Level, float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Raise and clear values by rank (NaN where a level is unused), with a device's overrides applied."""
+    def compiled(self, overrides: dict[Level, float] | None) -> Limits:
+        """Raise values (rank, value) from the highest level down, and clear values by rank (NaN where unused),
+        with a device's overrides applied."""
         nan = float("nan")
         raise_at, clear_at = [nan] * 4, [nan] * 4
         sign = 1 if self.direction == "above" else -1
@@ -104,22 +114,30 @@ class Threshold(_Rule):
                 else (self.clear_margin or 0)
             )
             raise_at[rank], clear_at[rank] = value, value - sign * margin
-        return tuple(raise_at), tuple(clear_at)
+        used = tuple((rank, raise_at[rank]) for rank in (3, 2, 1, 0) if raise_at[rank] == raise_at[rank])
+        inf = float("inf")
+        idle_below = min((sign * x for _, x in used), default=inf)
+        return Limits(used, tuple(raise_at), tuple(clear_at), idle_below)
 
-    def candidate(self, value: float, current: int, raise_at: tuple[float, ...], clear_at: tuple[float, ...]) -> int:
-        above = self.direction == "above"
+    def candidate(self, value: float, current: int, limits: Limits) -> int:
         reached = NONE
-        for rank in (3, 2, 1, 0):
-            x = raise_at[rank]
-            if x == x and (value >= x if above else value <= x):  # x == x: not NaN
+        if self.direction == "above":
+            for rank, x in limits.levels:
+                if value >= x:
+                    reached = rank
+                    break
+            if current == NONE or reached > current:
+                return reached
+            c = limits.clear_at[current]
+            return reached if c != c or value < c else current
+        for rank, x in limits.levels:
+            if value <= x:
                 reached = rank
                 break
         if current == NONE or reached > current:
             return reached
-        c = clear_at[current]
-        if c != c or (value < c if above else value > c):
-            return reached
-        return current
+        c = limits.clear_at[current]
+        return reached if c != c or value > c else current
 
 
 class Rate(_Rule):

@@ -24,16 +24,18 @@ BUCKETS = 6
 
 
 class Window:
-    __slots__ = ("mins", "newest", "recent")
+    __slots__ = ("index", "mins", "newest", "recent")
 
     def __init__(self) -> None:
-        self.mins: dict[int, float] = {}  # slice index (ts // width) -> minimum
+        # A ring of BUCKETS + 1 slices: slot i % (BUCKETS + 1) holds slice i's minimum, if ``index`` says it is i.
+        self.index: list[int] = [-1] * (BUCKETS + 1)
+        self.mins: list[float] = [0.0] * (BUCKETS + 1)
         self.recent: list[float] = []  # the last three in-order values
         self.newest: int | None = None
 
     def add(self, ts: int, value: float, window_ms: int) -> float | None:
         """Take one reading; the rise it shows, or ``None`` (late, or no baseline yet)."""
-        width = max(1, window_ms // BUCKETS)
+        width = window_ms // BUCKETS or 1
         index = ts // width
         newest = self.newest
         if newest is not None and ts < newest:
@@ -41,31 +43,43 @@ class Window:
                 self._lower(index, value)
             return None
         first = index - BUCKETS
-        baseline = min((m for i, m in self.mins.items() if first <= i < index), default=None)
+        baseline: float | None = None
+        slots, mins = self.index, self.mins
+        for slot in range(BUCKETS + 1):
+            i = slots[slot]
+            if first <= i < index:
+                m = mins[slot]
+                if baseline is None or m < baseline:
+                    baseline = m
         recent = self.recent
         recent.append(value)
         if len(recent) > 3:
             del recent[0]
         self.newest = ts
         self._lower(index, value)
-        if len(self.mins) > BUCKETS + 1:
-            self.mins = {i: m for i, m in self.mins.items() if i >= first}
         if baseline is None:
             return None
-        current = sorted(recent)[1] if len(recent) == 3 else min(recent)
+        if len(recent) == 3:
+            a, b, c = recent
+            current = b if (a <= b <= c or c <= b <= a) else a if (b <= a <= c or c <= a <= b) else c  # median
+        else:
+            current = min(recent)
         return current - baseline
 
     def _lower(self, index: int, value: float) -> None:
-        held = self.mins.get(index)
-        if held is None or value < held:
-            self.mins[index] = value
+        slot = index % (BUCKETS + 1)
+        if self.index[slot] != index:
+            if index < self.index[slot]:
+                return  # older than what the slot holds now: outside every window that matters
+            self.index[slot], self.mins[slot] = index, value
+        elif value < self.mins[slot]:
+            self.mins[slot] = value
 
     def dump(self) -> list[Any]:
-        return [self.newest, self.recent, [x for item in self.mins.items() for x in item]]
+        return [self.newest, self.recent, self.index, self.mins]
 
     @classmethod
     def load(cls, data: list[Any]) -> Window:
         window = cls()
-        window.newest, window.recent, flat = data[0], list(data[1]), data[2]
-        window.mins = {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+        window.newest, window.recent, window.index, window.mins = data[0], list(data[1]), list(data[2]), list(data[3])
         return window
