@@ -54,17 +54,40 @@ class DevicePublisher:
 
 
 class KafkaDirectory:
-    """The set of registered device ids, kept current from the devices topic. ``ready`` once caught up."""
+    """The registered devices, kept current from the devices topic. ``ready`` once caught up.
 
-    def __init__(self, conn: KafkaConnection, *, fetch_wait_ms: int = 100) -> None:
+    The gateway needs only the ids; the stream workers ask for ``keep_records`` and get every ``Device`` record in
+    memory (about 12 MB per 100,000 devices, docs/benchmarks.md): the registry as a table that every worker holds
+    whole, like a Kafka Streams GlobalKTable, so a rebalance never has to move it. ``on_change(device_id, record)``
+    (``None`` for a deletion) is called for each change after the first catch-up.
+    """
+
+    def __init__(
+        self,
+        conn: KafkaConnection,
+        *,
+        fetch_wait_ms: int = 100,
+        keep_records: bool = False,
+        on_change: Callable[[str, Device | None], None] | None = None,
+    ) -> None:
         self._conn = conn
         self._fetch_wait_ms = fetch_wait_ms
+        self._keep_records = keep_records
+        self._on_change = on_change
         self._ids: set[str] = set()
+        self._records: dict[str, Device] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     def is_registered(self, device_id: str) -> bool:
         return device_id in self._ids
+
+    def get(self, device_id: str) -> Device | None:
+        """The device's record (only with ``keep_records``)."""
+        return self._records.get(device_id)
+
+    def records(self) -> dict[str, Device]:
+        return self._records
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -83,18 +106,31 @@ class KafkaDirectory:
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             ids: set[str] = set()
+            records: dict[str, Device] = {}
             caught_up = False
             while True:
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
                     for m in msgs:
                         key = m.key.decode() if m.key else ""
+                        record = None
+                        if m.value is not None and self._keep_records:
+                            try:
+                                record = Device.model_validate_json(m.value)
+                            except ValidationError as exc:
+                                logger.warning("device directory: unreadable record for %r: %s", key, exc)
+                                continue
                         if m.value is None:
                             ids.discard(key)
+                            records.pop(key, None)
                         else:
                             ids.add(key)
+                            if record is not None:
+                                records[key] = record
+                        if caught_up and self._on_change is not None:
+                            self._on_change(key, record)
                 if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                     caught_up = True
-                    self._ids = ids  # from here on updated in place
+                    self._ids, self._records = ids, records  # from here on updated in place
                     self.ready.set()
                     logger.info("device directory: %d devices registered", len(ids))
 

@@ -65,6 +65,18 @@ def gateway() -> None:
 
 
 @app.command()
+def streams() -> None:
+    """Run one stream worker (readings -> rules -> findings) until SIGTERM; several split the partitions."""
+    from streams.service import run_streams
+    from streams.settings import StreamsSettings
+
+    try:
+        run_streams(_settings(StreamsSettings))
+    except SmartCityError as exc:
+        _fail(exc)
+
+
+@app.command()
 def api() -> None:
     """Run the HTTP API (registry; later alerts and the console) until SIGTERM."""
     from smartcity.api import ApiSettings, run_api

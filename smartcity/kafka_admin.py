@@ -33,6 +33,7 @@ def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
     return [
         TopicSpec(kafka.topic_readings, kafka.readings_partitions, kafka.kafka_replication),
         TopicSpec(kafka.topic_rejected, kafka.rejected_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_findings, kafka.findings_partitions, kafka.kafka_replication),
     ]
 
 

@@ -53,9 +53,11 @@ class KafkaConnection(_Base):
     topic_readings: str = "readings"
     topic_rejected: str = "readings.rejected"
     topic_devices: str = Field("devices", description="compacted; key = device id, value = device record")
+    topic_findings: str = Field("findings", description="rule findings (key = alert key), read by the alerts service")
     # Four on one machine: Tansu auto-creates a topic with 4 partitions whenever a client asks for its metadata, so
     # after a broker restart a topic recreated by any client has the same layout. Production sets more (compose).
     readings_partitions: int = Field(4, ge=1, le=1024)
     rejected_partitions: int = Field(4, ge=1, le=1024)
+    findings_partitions: int = Field(4, ge=1, le=1024)
     kafka_replication: int = Field(1, ge=1, le=16)
     kafka_compression: str = Field("lz4", pattern="^(none|gzip|lz4|zstd|snappy)$")

@@ -1,0 +1,213 @@
+"""The Faust app: topics, tables, agents. Thin: decode, call ``streams.processor`` (which calls ``rules``), send.
+
+::
+
+    readings (ReadingBatch records, partitioned by device)
+       `-> agent evaluate ----> findings (key = alert key)      <- read by the alerts service
+              |  table rule-state (device id -> DeviceState), changelog-backed, co-partitioned with readings
+              `-> site-findings (key = site key) -> agent correlate -> findings
+                                                       table site-state (site key -> SiteState)
+    timer (every streams_tick_s) -> ticks (one per owned readings partition) -> agent tick -> findings
+
+The registry is a ``devices.feed.KafkaDirectory`` holding every record in memory (a global table).
+
+Table writes need the current event's partition (Faust writes the changelog to the source partition), which is
+why offline checks run as an agent on a ``ticks`` topic with the readings' partition count, fed by a timer, rather
+than in the timer itself. Internal topics are created before Faust starts (``streams_topics``), never by Faust:
+Tansu's memory store breaks when a topic is created while clients are asking for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TP, EventT, StreamT
+
+from devices.feed import KafkaDirectory
+from ingest.partitioning import Partitioner
+from rules.engine import Engine
+from rules.pack import load_pack
+from smartcity.contracts.device import Device
+from smartcity.contracts.finding import Finding
+from smartcity.kafka_admin import TopicSpec
+from streams import transport
+from streams.metrics import StreamMetrics
+from streams.processor import RuleProcessor, SiteProcessor, decode_batch, now_ms
+from streams.settings import StreamsSettings
+
+logger = logging.getLogger(__name__)
+
+RULE_STATE, SITE_STATE = "rule-state", "site-state"
+
+
+def streams_topics(settings: StreamsSettings) -> list[TopicSpec]:
+    """Every topic the workers use besides the flow's (created by ``smartcity up`` or ``smartcity topics``)."""
+    app_id, p, r = settings.streams_app_id, settings.readings_partitions, settings.kafka_replication
+    return [
+        TopicSpec(f"{app_id}-ticks", p, r),
+        TopicSpec(f"{app_id}-site-findings", settings.findings_partitions, r),
+        TopicSpec(f"{app_id}-{RULE_STATE}-changelog", p, r, compacted=True),
+        TopicSpec(f"{app_id}-{SITE_STATE}-changelog", settings.findings_partitions, r, compacted=True),
+        TopicSpec(f"{app_id}-__assignor-__leader", 1, r),
+    ]
+
+
+@dataclass
+class Streams:
+    app: faust.App
+    processor: RuleProcessor
+    sites: SiteProcessor
+    directory: KafkaDirectory
+    metrics: StreamMetrics
+
+
+def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
+    transport.install(settings.streams_fetch_wait_ms)
+    engine = Engine(load_pack(settings.streams_rule_pack))
+    partitioner = Partitioner(settings.readings_partitions)
+    processor_box: list[RuleProcessor] = []
+
+    def device_changed(device_id: str, record: Device | None) -> None:
+        if record is None and processor_box:
+            processor_box[0].forget_device(device_id)
+
+    directory = KafkaDirectory(settings, keep_records=True, on_change=device_changed)
+    processor = RuleProcessor(engine, directory.get, partitioner, checkpoint_s=settings.streams_checkpoint_s)
+    processor_box.append(processor)
+    sites = SiteProcessor(engine)
+
+    session = settings.streams_session_timeout_s
+    app = faust.App(
+        settings.streams_app_id,
+        broker=f"{transport.SCHEME}://{settings.kafka_bootstrap.split(',')[0]}",
+        store="memory://",
+        datadir=str(settings.streams_data_dir),
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=False,
+        topic_partitions=settings.readings_partitions,
+        topic_replication_factor=settings.kafka_replication,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session,
+        broker_heartbeat_interval=max(0.5, session / 5),
+        broker_request_timeout=max(30.0, session * 2),
+        broker_rebalance_timeout=max(10.0, session * 2),
+        broker_commit_interval=settings.streams_commit_interval_s,
+        producer_linger_ms=1,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    readings_topic = app.topic(settings.topic_readings, key_type=bytes, value_type=bytes, **raw)
+    ticks_topic = app.topic(f"{settings.streams_app_id}-ticks", key_type=bytes, value_type=bytes, **raw)
+    site_topic = app.topic(
+        f"{settings.streams_app_id}-site-findings",
+        key_type=str,
+        value_type=bytes,
+        partitions=settings.findings_partitions,
+        **raw,
+    )
+    findings_topic = app.topic(settings.topic_findings, key_type=str, value_type=bytes, **raw)
+    rule_state = app.Table(RULE_STATE, key_type=str, partitions=settings.readings_partitions)
+    site_state = app.Table(SITE_STATE, key_type=str, partitions=settings.findings_partitions)
+
+    async def emit(findings: list[Finding]) -> None:
+        """Findings and their copies for site correlation; each awaited until Kafka has it (they are few)."""
+        futures = []
+        for f in findings:
+            body = f.model_dump_json().encode()
+            futures.append(await findings_topic.send(key=f.key, value=body))
+            for site_key in sites.routes(f):
+                futures.append(await site_topic.send(key=site_key, value=body))
+            metrics.findings.labels(f.hazard.value, f.level.value, f.event.value).inc()
+        for future in futures:
+            await future
+
+    def save(states: dict[str, list[Any]], cause: str) -> None:
+        for device_id, dump in states.items():
+            rule_state[device_id] = dump
+        if states:
+            metrics.states_saved.labels(cause).inc(len(states))
+
+    @app.agent(readings_topic)
+    async def evaluate(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        await directory.ready.wait()
+        event: EventT[bytes]
+        async for event in stream.events():
+            partition = event.message.partition
+            try:
+                batch = decode_batch(event.value)
+            except ValueError as exc:
+                metrics.undecodable.inc()
+                logger.warning(
+                    "skipped an unreadable readings record at %s:%d: %s", partition, event.message.offset, exc
+                )
+                continue
+            started, now = time.perf_counter(), now_ms()
+            findings, states = processor.readings(batch, partition, now, rule_state.get)
+            metrics.evaluation_seconds.observe(time.perf_counter() - started)
+            save(states, "alarm")
+            save(processor.checkpoint(partition, now), "checkpoint")
+            if findings:
+                await emit(findings)
+            metrics.records.inc()
+            metrics.readings.inc(len(batch))
+            if batch:
+                metrics.lag_seconds.set(max(0.0, (now - batch[-1]["received_at"]) / 1000))
+            yield None
+
+    @app.agent(ticks_topic)
+    async def tick(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        await directory.ready.wait()
+        event: EventT[bytes]
+        async for event in stream.events():
+            partition, now = event.message.partition, now_ms()
+            findings, states = processor.tick(partition, directory.records(), now, rule_state.get)
+            save(states, "alarm")
+            save(processor.checkpoint(partition, now), "checkpoint")
+            if findings:
+                await emit(findings)
+            metrics.devices_in_memory.set(len(processor))
+            yield None
+
+    @app.agent(site_topic)
+    async def correlate(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        event: EventT[bytes]
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, str) else (event.key or b"").decode()
+            finding = Finding.model_validate_json(event.value)
+            found, dump = sites.correlate(key, finding, now_ms(), site_state.get)
+            if dump is not None:
+                site_state[key] = dump
+            elif key in site_state:
+                del site_state[key]
+            if found is not None:
+                await emit([found])
+            yield None
+
+    async def clock() -> None:
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == settings.topic_readings:
+                await ticks_topic.send(value=b"tick", partition=tp.partition)
+
+    async def follow_registry() -> None:
+        await directory.start()
+
+    async def moved(_sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        """Partitions revoked or assigned: cached states of those partitions may be stale; reload from tables."""
+        tps: set[TP] = args[0] if args else set()
+        processor.forget_partitions({tp.partition for tp in tps if tp.topic == settings.topic_readings})
+        sites.forget()
+
+    app.timer(settings.streams_tick_s)(clock)
+    app.task(follow_registry)
+    app.on_partitions_revoked.connect(moved)
+    app.on_partitions_assigned.connect(moved)
+
+    return Streams(app, processor, sites, directory, metrics)

@@ -1,0 +1,42 @@
+"""The stream workers' Prometheus collectors, created on the registry they are given. No device ids in labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMetrics:
+    records: Counter
+    readings: Counter
+    undecodable: Counter
+    findings: Counter
+    evaluation_seconds: Histogram
+    states_saved: Counter
+    devices_in_memory: Gauge
+    lag_seconds: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> StreamMetrics:
+        ns = "smartcity_streams"
+        return cls(
+            records=Counter(f"{ns}_records", "Reading records consumed", registry=registry),
+            readings=Counter(f"{ns}_readings", "Readings evaluated", registry=registry),
+            undecodable=Counter(f"{ns}_undecodable_records", "Records skipped as unreadable", registry=registry),
+            findings=Counter(f"{ns}_findings", "Findings emitted", ["hazard", "level", "event"], registry=registry),
+            evaluation_seconds=Histogram(
+                f"{ns}_evaluation_seconds",
+                "Rule evaluation time per reading record",
+                buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+                registry=registry,
+            ),
+            states_saved=Counter(
+                f"{ns}_states_saved", "Rule states written to the changelog, by cause", ["cause"], registry=registry
+            ),
+            devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=registry),
+            lag_seconds=Gauge(
+                f"{ns}_event_lag_seconds", "Wall clock minus the newest receive time evaluated", registry=registry
+            ),
+        )

@@ -1,0 +1,177 @@
+"""What the stream agents do, without Faust: decode a reading record, run the rules per device, decide which rule
+states must reach the changelog now and which can wait for the next checkpoint.
+
+The agents (``streams.app``) stay thin: they hand records and clock ticks to a ``RuleProcessor`` and send what it
+returns. Keeping this part free of Faust lets it be tested and measured directly.
+
+State and the changelog. A device's ``DeviceState`` lives in memory while its partition is assigned here, and is
+saved (as ``DeviceState.dump()``) in a changelog-backed table. A state whose published alarm changed is saved at
+once, together with the finding; any other change (a rate window, the last-seen time) is saved at the partition's
+next checkpoint, every ``checkpoint_s``. So after a crash, alarms are exactly as officers were told, and windows and
+last-seen times are at most ``checkpoint_s`` old (then brought up to date by the replayed readings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ingest.partitioning import Partitioner
+from rules.engine import Engine
+from rules.site import SiteState, correlate, site_key
+from rules.state import DeviceState
+from smartcity.contracts import ReadingDict
+from smartcity.contracts.device import Device
+from smartcity.contracts.finding import Finding
+
+logger = logging.getLogger(__name__)
+
+Loader = Callable[[str], "list[Any] | None"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def decode_batch(raw: bytes) -> list[ReadingDict]:
+    """A readings record (``ReadingBatch`` JSON, written by our gateway). Trusted but checked for its version."""
+    body = json.loads(raw)
+    if not isinstance(body, dict) or body.get("v") != 1 or not isinstance(body.get("readings"), list):
+        raise ValueError("not a v1 reading batch")
+    readings: list[ReadingDict] = body["readings"]
+    return readings
+
+
+class RuleProcessor:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Callable[[str], Device | None],
+        partitioner: Partitioner,
+        *,
+        checkpoint_s: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self._registry = registry
+        self.partitioner = partitioner
+        self._checkpoint_ms = int(checkpoint_s * 1000)
+        self._states: dict[str, DeviceState] = {}
+        self._dirty: dict[int, set[str]] = {}
+        self._last_checkpoint: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ readings
+
+    def readings(
+        self, batch: list[ReadingDict], partition: int, now: int, load: Loader
+    ) -> tuple[list[Finding], dict[str, list[Any]]]:
+        """Findings of one record, and the states to save now (device id -> dump)."""
+        findings: list[Finding] = []
+        save_now: set[str] = set()
+        dirty = self._dirty.setdefault(partition, set())
+        registry, evaluate = self._registry, self.engine.evaluate
+        for reading in batch:
+            device_id = reading["device_id"]
+            state = self._state(device_id, load)
+            found = evaluate(reading, registry(device_id), state, now)
+            if found:
+                findings.extend(found)
+                save_now.add(device_id)
+            else:
+                dirty.add(device_id)
+        dirty -= save_now
+        return findings, self._dumps(save_now)
+
+    # ------------------------------------------------------------------ clock
+
+    def tick(
+        self, partition: int, devices: dict[str, Device], now: int, load: Loader
+    ) -> tuple[list[Finding], dict[str, list[Any]]]:
+        """Offline checks for the registered devices of ``partition``; states to save now."""
+        findings: list[Finding] = []
+        save_now: set[str] = set()
+        partition_of = self.partitioner.partition_of
+        for device_id, device in devices.items():
+            if partition_of(device_id) != partition:
+                continue
+            state = self._state(device_id, load)
+            fresh = state.since is None
+            found = self.engine.check_silence(device, state, now)
+            if found or fresh:
+                findings.extend(found)
+                save_now.add(device_id)
+        self._dirty.get(partition, set()).difference_update(save_now)
+        return findings, self._dumps(save_now)
+
+    def checkpoint(self, partition: int, now: int, *, force: bool = False) -> dict[str, list[Any]]:
+        """The states of ``partition`` that changed since its last checkpoint, when one is due."""
+        last = self._last_checkpoint.setdefault(partition, now)
+        if not force and now - last < self._checkpoint_ms:
+            return {}
+        self._last_checkpoint[partition] = now
+        dirty = self._dirty.pop(partition, set())
+        return self._dumps(dirty)
+
+    # ------------------------------------------------------------------ ownership
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Partitions moved away (or came back after a rebalance): their cached states may be stale."""
+        for device_id in [d for d in self._states if self.partitioner.partition_of(d) in partitions]:
+            del self._states[device_id]
+        for p in partitions:
+            self._dirty.pop(p, None)
+
+    def forget_device(self, device_id: str) -> None:
+        self._states.pop(device_id, None)
+        self.engine.forget(device_id)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def _state(self, device_id: str, load: Loader) -> DeviceState:
+        state = self._states.get(device_id)
+        if state is None:
+            stored = load(device_id)
+            state = DeviceState.load(stored) if stored else DeviceState()
+            self._states[device_id] = state
+        return state
+
+    def _dumps(self, device_ids: set[str]) -> dict[str, list[Any]]:
+        states = self._states
+        return {d: states[d].dump() for d in device_ids if d in states}
+
+
+class SiteProcessor:
+    """Site correlation, fed with device findings regrouped by site (key = site key)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._rules = {r.id: r for r in engine.sites}
+        self._listeners: dict[str, list[str]] = {}
+        for rule in engine.sites:
+            for device_rule in rule.rules:
+                self._listeners.setdefault(device_rule, []).append(rule.id)
+        self._states: dict[str, SiteState] = {}
+
+    def routes(self, finding: Finding) -> list[str]:
+        """The site keys a device finding must go to (none when no site rule listens to its rule)."""
+        if finding.site_id is None or finding.device_id is None:
+            return []
+        return [
+            site_key(self._rules[r], finding.site_id, finding.exercise) for r in self._listeners.get(finding.rule, ())
+        ]
+
+    def correlate(self, key: str, finding: Finding, now: int, load: Loader) -> tuple[Finding | None, list[Any] | None]:
+        """The site finding (if any) and the site state to save (``None``: delete, it is idle)."""
+        rule = self._rules[key.rsplit(":", 1)[1]]
+        state = self._states.get(key)
+        if state is None:
+            stored = load(key)
+            state = SiteState.load(stored) if stored else SiteState()
+            self._states[key] = state
+        out = correlate(rule, state, finding, now)
+        return out, (None if state.idle else state.dump())
+
+    def forget(self) -> None:
+        self._states.clear()

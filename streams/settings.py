@@ -1,0 +1,34 @@
+"""The stream workers' settings (``SMARTCITY_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from rules.pack import DEFAULT_PACK
+from smartcity.settings import KafkaConnection
+
+
+class StreamsSettings(KafkaConnection):
+    """One stream worker. Several with the same ``streams_app_id`` split the readings partitions."""
+
+    streams_app_id: str = Field(
+        "smartcity-streams", pattern=r"^[A-Za-z0-9_.-]+$", description="Faust app id: consumer group, table topics"
+    )
+    streams_rule_pack: Path = Field(DEFAULT_PACK, description="the YAML rule pack (rules/packs/default.yaml)")
+    streams_tick_s: float = Field(5.0, gt=0, le=300, description="how often offline checks run")
+    streams_checkpoint_s: float = Field(
+        30.0,
+        gt=0,
+        description="rule state that changed without changing an alarm (windows, last seen) reaches the changelog "
+        "at most this late; a state whose alarm changed is written at once (docs/rules.md)",
+    )
+    streams_session_timeout_s: float = Field(
+        10.0, gt=0, description="consumer group session timeout; Tansu's first join waits about half of it"
+    )
+    streams_fetch_wait_ms: int = Field(50, ge=0, le=5000, description="broker fetch wait: latency on quiet topics")
+    streams_commit_interval_s: float = Field(1.0, gt=0)
+    streams_http_host: str = "127.0.0.1"
+    streams_http_port: int = Field(9311, ge=0, le=65535, description="/healthz and /metrics; 0 turns it off")
+    streams_data_dir: Path = Field(Path("data/streams"), description="Faust's data directory (memory tables)")
