@@ -19,11 +19,12 @@ Tansu's memory store breaks when a topic is created while clients are asking for
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.types import TP, EventT, StreamT
@@ -57,16 +58,41 @@ def streams_topics(settings: StreamsSettings) -> list[TopicSpec]:
     ]
 
 
+class RegistryView(Protocol):
+    """The registry as the workers see it: ``devices.feed.KafkaDirectory`` with ``keep_records``, or a fixed one."""
+
+    ready: asyncio.Event
+
+    async def start(self) -> None: ...
+
+    def get(self, device_id: str) -> Device | None: ...
+
+    def records(self) -> dict[str, Device]: ...
+
+
 @dataclass
 class Streams:
     app: faust.App
     processor: RuleProcessor
     sites: SiteProcessor
-    directory: KafkaDirectory
+    directory: RegistryView
     metrics: StreamMetrics
+    agents: dict[str, faust.types.AgentT[Any]]
 
 
-def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
+Sink = Callable[[list[Finding]], Awaitable[None]]
+
+
+def build(
+    settings: StreamsSettings,
+    metrics: StreamMetrics,
+    registry: RegistryView | None = None,
+    *,
+    sink: Sink | None = None,
+    clock: Callable[[], int] = now_ms,
+) -> Streams:
+    """The app and its parts. ``registry``, ``sink`` (where findings go) and ``clock`` are replaceable for tests with
+    Faust's test context, which runs agents without a broker."""
     transport.install(settings.streams_fetch_wait_ms)
     engine = Engine(load_pack(settings.streams_rule_pack))
     partitioner = Partitioner(settings.readings_partitions)
@@ -76,7 +102,7 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
         if record is None and processor_box:
             processor_box[0].forget_device(device_id)
 
-    directory = KafkaDirectory(settings, keep_records=True, on_change=device_changed)
+    directory = registry or KafkaDirectory(settings, keep_records=True, on_change=device_changed)
     processor = RuleProcessor(engine, directory.get, partitioner, checkpoint_s=settings.streams_checkpoint_s)
     processor_box.append(processor)
     sites = SiteProcessor(engine)
@@ -103,21 +129,25 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
         stream_wait_empty=False,
         logging_config=None,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    readings_topic = app.topic(settings.topic_readings, key_type=bytes, value_type=bytes, **raw)
-    ticks_topic = app.topic(f"{settings.streams_app_id}-ticks", key_type=bytes, value_type=bytes, **raw)
-    site_topic = app.topic(
-        f"{settings.streams_app_id}-site-findings",
-        key_type=str,
-        value_type=bytes,
-        partitions=settings.findings_partitions,
-        **raw,
-    )
-    findings_topic = app.topic(settings.topic_findings, key_type=str, value_type=bytes, **raw)
+
+    def raw_topic(name: str, key_type: type[str] | type[bytes] = bytes, partitions: int | None = None) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=key_type,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+
+    readings_topic = raw_topic(settings.topic_readings)
+    ticks_topic = raw_topic(f"{settings.streams_app_id}-ticks")
+    site_topic = raw_topic(f"{settings.streams_app_id}-site-findings", str, settings.findings_partitions)
+    findings_topic = raw_topic(settings.topic_findings, str)
     rule_state = app.Table(RULE_STATE, key_type=str, partitions=settings.readings_partitions)
     site_state = app.Table(SITE_STATE, key_type=str, partitions=settings.findings_partitions)
 
-    async def emit(findings: list[Finding]) -> None:
+    async def to_kafka(findings: list[Finding]) -> None:
         """Findings and their copies for site correlation; each awaited until Kafka has it (they are few)."""
         futures = []
         for f in findings:
@@ -125,9 +155,15 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
             futures.append(await findings_topic.send(key=f.key, value=body))
             for site_key in sites.routes(f):
                 futures.append(await site_topic.send(key=site_key, value=body))
-            metrics.findings.labels(f.hazard.value, f.level.value, f.event.value).inc()
         for future in futures:
             await future
+
+    send = sink or to_kafka
+
+    async def emit(findings: list[Finding]) -> None:
+        await send(findings)
+        for f in findings:
+            metrics.findings.labels(f.hazard.value, f.level.value, f.event.value).inc()
 
     def save(states: dict[str, list[Any]], cause: str) -> None:
         for device_id, dump in states.items():
@@ -148,8 +184,9 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
                 logger.warning(
                     "skipped an unreadable readings record at %s:%d: %s", partition, event.message.offset, exc
                 )
+                yield None  # one result per record: Faust's test context waits for it
                 continue
-            started, now = time.perf_counter(), now_ms()
+            started, now = time.perf_counter(), clock()
             findings, states = processor.readings(batch, partition, now, rule_state.get)
             metrics.evaluation_seconds.observe(time.perf_counter() - started)
             save(states, "alarm")
@@ -167,7 +204,7 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
         await directory.ready.wait()
         event: EventT[bytes]
         async for event in stream.events():
-            partition, now = event.message.partition, now_ms()
+            partition, now = event.message.partition, clock()
             findings, states = processor.tick(partition, directory.records(), now, rule_state.get)
             save(states, "alarm")
             save(processor.checkpoint(partition, now), "checkpoint")
@@ -182,7 +219,7 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
         async for event in stream.events():
             key = event.key if isinstance(event.key, str) else (event.key or b"").decode()
             finding = Finding.model_validate_json(event.value)
-            found, dump = sites.correlate(key, finding, now_ms(), site_state.get)
+            found, dump = sites.correlate(key, finding, clock(), site_state.get)
             if dump is not None:
                 site_state[key] = dump
             elif key in site_state:
@@ -191,8 +228,8 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
                 await emit([found])
             yield None
 
-    async def clock() -> None:
-        for tp in app.assignor.assigned_actives():
+    async def send_ticks() -> None:
+        for tp in app.consumer.assignment():  # a source topic's assigned partitions are the active ones
             if tp.topic == settings.topic_readings:
                 await ticks_topic.send(value=b"tick", partition=tp.partition)
 
@@ -205,9 +242,10 @@ def build(settings: StreamsSettings, metrics: StreamMetrics) -> Streams:
         processor.forget_partitions({tp.partition for tp in tps if tp.topic == settings.topic_readings})
         sites.forget()
 
-    app.timer(settings.streams_tick_s)(clock)
+    app.timer(settings.streams_tick_s)(send_ticks)
     app.task(follow_registry)
     app.on_partitions_revoked.connect(moved)
     app.on_partitions_assigned.connect(moved)
 
-    return Streams(app, processor, sites, directory, metrics)
+    agents = {"evaluate": evaluate, "tick": tick, "correlate": correlate}
+    return Streams(app, processor, sites, directory, metrics, agents)

@@ -1,0 +1,126 @@
+"""The Faust agents in Faust's own test context (no broker): decode, call the rules, save state, send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ingest.partitioning import Partitioner
+from smartcity.contracts.device import Device
+from smartcity.contracts.finding import Finding
+from streams.app import Streams, build
+from streams.metrics import StreamMetrics
+from streams.settings import StreamsSettings
+from tests.unit.rules.helpers import T0, device
+
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
+
+@dataclass
+class FixedRegistry:
+    devices: dict[str, Device]
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self.ready.set()
+
+    def get(self, device_id: str) -> Device | None:
+        return self.devices.get(device_id)
+
+    def records(self) -> dict[str, Device]:
+        return self.devices
+
+
+@dataclass
+class Rig:
+    streams: Streams
+    sent: list[Finding]
+    now: list[int]
+    partitions: Partitioner
+
+    def batch(self, *readings: tuple[str, dict[str, float | bool], int]) -> bytes:
+        return json.dumps(
+            {
+                "v": 1,
+                "readings": [
+                    {"device_id": d, "ts": T0 + at, "seq": None, "values": v, "drill": False, "received_at": T0 + at}
+                    for d, v, at in readings
+                ],
+            }
+        ).encode()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = StreamsSettings(
+        kafka_bootstrap="127.0.0.1:1", streams_app_id="agents-test", streams_data_dir=tmp_path, streams_checkpoint_s=60
+    )
+    registry = FixedRegistry({"gas-1": device("gas-1", interval_s=1), "gas-2": device("gas-2")})
+    registry.ready.set()
+    sent: list[Finding] = []
+    now = [T0]
+
+    async def sink(findings: list[Finding]) -> None:
+        sent.extend(findings)
+
+    streams = build(settings, StreamMetrics.create(CollectorRegistry()), registry, sink=sink, clock=lambda: now[0])
+    yield Rig(streams, sent, now, Partitioner(settings.readings_partitions))
+
+
+async def test_a_reading_record_becomes_findings_and_saved_state(rig: Rig) -> None:
+    table = rig.streams.app.tables["rule-state"]
+    partition = rig.partitions.partition_of("gas-1")
+    async with rig.streams.agents["evaluate"].test_context() as agent:
+        await agent.put(rig.batch(("gas-1", {"ch4_lel": 60.0}, 0)), key=b"gas-1", partition=partition)
+        await agent.put(rig.batch(("gas-1", {"ch4_lel": 3.0}, 1000)), key=b"gas-1", partition=partition)
+    assert [(f.key, f.event.value, f.level.value) for f in rig.sent] == [
+        ("gas-1:gas.ch4", "raised", "red"),
+        ("gas-1:gas.ch4", "cleared", "red"),
+    ]
+    assert table["gas-1"][3] == T0 + 1000  # the saved state's newest event time
+    # The changelog record goes to the readings partition the device hashes to (co-partitioned state).
+    changelog = [
+        m for m in rig.streams.app.producer.buffer.pending._queue if "rule-state" in m.message.channel.get_topic_name()
+    ]  # type: ignore[attr-defined]
+    assert {m.message.partition for m in changelog} == {partition}
+
+
+async def test_an_unreadable_record_is_skipped_and_counted(rig: Rig) -> None:
+    async with rig.streams.agents["evaluate"].test_context() as agent:
+        await agent.put(b"not json at all", key=b"x", partition=0)
+        await agent.put(rig.batch(("gas-2", {"ch4_lel": 30.0}, 0)), key=b"gas-2", partition=0)
+    assert rig.streams.metrics.undecodable._value.get() == 1  # type: ignore[attr-defined]
+    assert [f.rule for f in rig.sent] == ["gas.ch4"]
+
+
+async def test_a_tick_finds_a_device_that_never_spoke(rig: Rig) -> None:
+    partition = rig.partitions.partition_of("gas-1")
+    async with rig.streams.agents["tick"].test_context() as agent:
+        await agent.put(b"tick", partition=partition)
+        rig.now[0] = T0 + 3_500  # three intervals of 1 s and a half
+        await agent.put(b"tick", partition=partition)
+    assert [(f.key, f.event.value) for f in rig.sent] == [("gas-1:device.offline", "raised")]
+
+
+async def test_site_findings_are_correlated_by_the_site_agent(rig: Rig) -> None:
+    async with rig.streams.agents["evaluate"].test_context() as agent:
+        for name in ("gas-1", "gas-2"):
+            await agent.put(
+                rig.batch((name, {"ch4_lel": 30.0}, 0)), key=name.encode(), partition=rig.partitions.partition_of(name)
+            )
+    device_findings = list(rig.sent)
+    assert {f.key for f in device_findings} == {"gas-1:gas.ch4", "gas-2:gas.ch4"}
+    rig.sent.clear()
+    async with rig.streams.agents["correlate"].test_context() as agent:
+        for f in device_findings:
+            [site_key] = rig.streams.sites.routes(f)
+            await agent.put(f.model_dump_json().encode(), key=site_key, partition=0)
+    [site] = rig.sent
+    assert (site.key, site.level.value, site.confirmed) == ("site:site-a:gas.site", "red", True)
+    assert rig.streams.app.tables["site-state"]["site:site-a:gas.site"]
