@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,3 +85,51 @@ def count_readings(records: list[Consumed]) -> int:
 
 def distinct_seqs(records: list[Consumed]) -> set[tuple[str, int | None]]:
     return {(r.device_id, r.seq) for _, _, b in readings_of(records) for r in b.readings}
+
+
+class Tail:
+    """Follows a topic from the beginning in the background, keeping every record; ``wait_for`` a condition."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.records: list[Consumed] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        parts = await partitions_of(self.bootstrap, self.topic, timeout=30)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        await consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+
+        async def run() -> None:
+            try:
+                while True:
+                    for tp, msgs in (await consumer.getmany(timeout_ms=200)).items():
+                        self.records.extend(Consumed(tp.partition, m.key, m.value) for m in msgs)
+            finally:
+                await consumer.stop()
+
+        self._task = asyncio.create_task(run())
+
+    async def wait_for(self, condition: Callable[[list[Consumed]], bool], timeout: float = 30) -> list[Consumed]:
+        deadline = time.monotonic() + timeout
+        while not condition(self.records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: condition not met in {timeout} s; {len(self.records)} records")
+            if self._task is not None and self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.05)
+        return self.records
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic_settings import BaseSettings
 
 from devices.directory import DeviceDirectory, OpenDirectory
 from devices.mqtt_accounts import MqttAccounts
@@ -21,6 +22,7 @@ from ingest.settings import GatewaySettings
 from smartcity.settings import MqttConnection
 from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, dynsec_init, mosquitto
+from streams.settings import StreamsSettings
 
 pytestmark = pytest.mark.integration
 
@@ -70,11 +72,7 @@ def run_gateway() -> GatewayFactory:
 
 
 def gateway_env(settings: GatewaySettings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"SMARTCITY_{name.upper()}"] = str(value)
-    return env
+    return settings_env(settings)
 
 
 @pytest.fixture
@@ -142,3 +140,17 @@ def file_secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileSecur
     launch.start()
     yield rig
     launch.process.stop()
+
+
+def settings_env(settings: BaseSettings) -> dict[str, str]:
+    """The environment that makes a service process build exactly ``settings``."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"SMARTCITY_{name.upper()}"] = str(value)
+    return env
+
+
+def streams_process(settings: StreamsSettings, log: Path) -> ManagedProcess:
+    """A stream worker as its own process (``python -m smartcity streams``), for tests that run several or kill one."""
+    return ManagedProcess("streams", [sys.executable, "-m", "smartcity", "streams"], log, env=settings_env(settings))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +56,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path) -> Rig:
     settings = StreamsSettings(
         kafka_bootstrap="127.0.0.1:1", streams_app_id="agents-test", streams_data_dir=tmp_path, streams_checkpoint_s=60
     )
@@ -70,7 +69,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         sent.extend(findings)
 
     streams = build(settings, StreamMetrics.create(CollectorRegistry()), registry, sink=sink, clock=lambda: now[0])
-    yield Rig(streams, sent, now, Partitioner(settings.readings_partitions))
+    return Rig(streams, sent, now, Partitioner(settings.readings_partitions))
 
 
 async def test_a_reading_record_becomes_findings_and_saved_state(rig: Rig) -> None:
