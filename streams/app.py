@@ -11,6 +11,11 @@
 
 The registry is a ``devices.feed.KafkaDirectory`` holding every record in memory (a global table).
 
+Order of effects per record: findings are sent and acknowledged by Kafka *before* the rule states that produced
+them are written to the changelog. A worker killed in between leaves the old state, the record is replayed by the
+next owner (its offset was not committed), and the same finding is sent again with the same content-derived id;
+the reverse order would leave a saved state that already holds the alarm and a finding that never left.
+
 Table writes need the current event's partition (Faust writes the changelog to the source partition), which is
 why offline checks run as an agent on a ``ticks`` topic with the readings' partition count, fed by a timer, rather
 than in the timer itself. Internal topics are created before Faust starts (``streams_topics``), never by Faust:
@@ -189,10 +194,10 @@ def build(
             started, now = time.perf_counter(), clock()
             findings, states = processor.readings(batch, partition, now, rule_state.get)
             metrics.evaluation_seconds.observe(time.perf_counter() - started)
+            if findings:  # first: a saved state must never be ahead of the findings Kafka has (see module doc)
+                await emit(findings)
             save(states, "alarm")
             save(processor.checkpoint(partition, now), "checkpoint")
-            if findings:
-                await emit(findings)
             metrics.records.inc()
             metrics.readings.inc(len(batch))
             if batch:
@@ -206,10 +211,10 @@ def build(
         async for event in stream.events():
             partition, now = event.message.partition, clock()
             findings, states = processor.tick(partition, directory.records(), now, rule_state.get)
-            save(states, "alarm")
-            save(processor.checkpoint(partition, now), "checkpoint")
             if findings:
                 await emit(findings)
+            save(states, "alarm")
+            save(processor.checkpoint(partition, now), "checkpoint")
             metrics.devices_in_memory.set(len(processor))
             yield None
 
@@ -220,12 +225,12 @@ def build(
             key = event.key if isinstance(event.key, str) else (event.key or b"").decode()
             finding = Finding.model_validate_json(event.value)
             found, dump = sites.correlate(key, finding, clock(), site_state.get)
+            if found is not None:
+                await emit([found])
             if dump is not None:
                 site_state[key] = dump
             elif key in site_state:
                 del site_state[key]
-            if found is not None:
-                await emit([found])
             yield None
 
     async def send_ticks() -> None:

@@ -1,0 +1,108 @@
+"""Two stream workers split the partitions; one is killed with SIGKILL mid-stream; the other takes over its partitions
+with their rule state intact (an alarm raised before the kill escalates after it, it is not raised again) and no
+finding is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from devices.feed import DevicePublisher
+from ingest.partitioning import Partitioner
+from ingest.settings import GatewaySettings
+from smartcity.contracts.device import Device
+from smartcity.contracts.finding import Finding
+from smartcity.kafka_admin import all_topics, ensure_topics
+from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.services import http_ok
+from streams.app import streams_topics
+from streams.settings import StreamsSettings
+from tests.integration.conftest import settings_env, streams_process
+from tests.kafka_util import Tail
+from tests.mqtt_util import publish_all, publisher
+
+pytestmark = pytest.mark.integration
+
+
+def _telemetry(device_ids: list[str], ch4: float) -> list[tuple[str, bytes]]:
+    return [(f"devices/{d}/telemetry", json.dumps({"values": {"ch4_lel": ch4}}).encode()) for d in device_ids]
+
+
+def _findings(tail: Tail) -> list[Finding]:
+    return [Finding.model_validate_json(r.value) for r in tail.records]
+
+
+async def test_a_killed_worker_hands_its_partitions_over_with_state(
+    mqtt_url: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    u = uuid.uuid4().hex[:8]
+    topics = {"topic_readings": f"readings.{u}", "topic_rejected": f"rejected.{u}", "topic_devices": f"devices.{u}",
+              "topic_findings": f"findings.{u}"}  # fmt: skip
+    base = StreamsSettings(kafka_bootstrap=kafka_bootstrap, streams_app_id=f"streams-{u}", streams_tick_s=1, **topics)
+    await ensure_topics(kafka_bootstrap, [*all_topics(base), *streams_topics(base)])
+    device_ids = [f"gas-{u}-{i:02d}" for i in range(40)]
+    partitions = Partitioner(base.readings_partitions)
+    assert {partitions.partition_of(d) for d in device_ids} == set(range(base.readings_partitions))
+    feed = DevicePublisher(base)
+    await feed.start()
+    await feed.publish(
+        [Device(id=d, kind="gas", site_id=f"s-{d}", site_name="测试", lat=22.7, lon=114.2, interval_s=600,
+                departments=["emergency"]) for d in device_ids]
+    )  # fmt: skip
+    await feed.stop()
+    gateway = ManagedProcess(
+        "gateway",
+        [sys.executable, "-m", "smartcity", "gateway"],
+        tmp_path / "gateway.log",
+        env=settings_env(
+            GatewaySettings(
+                mqtt_url=mqtt_url,
+                kafka_bootstrap=kafka_bootstrap,
+                gateway_client_id=f"gw-{u}",
+                gateway_share_group=f"g{u}",
+                gateway_http_port=0,
+                **topics,
+            )
+        ),
+    )
+    workers = []
+    for name in ("a", "b"):
+        settings = base.model_copy(update={"streams_http_port": free_port(), "streams_data_dir": tmp_path / name})
+        workers.append((streams_process(settings, tmp_path / f"{name}.log"), settings.streams_http_port))
+    gateway.start()
+    for worker, _ in workers:
+        worker.start()
+    tail = Tail(kafka_bootstrap, base.topic_findings)
+    try:
+        for worker, port in workers:
+            health = f"http://127.0.0.1:{port}/healthz"
+            await asyncio.to_thread(worker.wait_healthy, lambda h=health: http_ok(h, (200,)), 90)  # type: ignore[misc]
+        await tail.start()
+        with publisher(mqtt_url) as pub:
+            await asyncio.to_thread(publish_all, pub, _telemetry(device_ids, 30.0))
+            await tail.wait_for(lambda _r: len(_findings(tail)) >= 40, 60)
+            await asyncio.sleep(2)  # past a commit: the state of every alarm is in the changelog
+            await asyncio.to_thread(publish_all, pub, _telemetry(device_ids[:20], 55.0))
+            workers[0][0].kill()
+            await asyncio.to_thread(publish_all, pub, _telemetry(device_ids[20:], 55.0))
+        await tail.wait_for(lambda _r: sum(f.event.value == "escalated" for f in _findings(tail)) >= 40, 90)
+        await asyncio.sleep(1)
+    finally:
+        await tail.stop()
+        for worker, _ in workers:
+            worker.stop()
+        gateway.stop()
+    findings = _findings(tail)
+    distinct = {f.id: f for f in findings}.values()  # a replayed finding has the same id
+    events = Counter((f.device_id, f.event.value, f.level.value) for f in distinct)
+    for d in device_ids:
+        assert events[(d, "raised", "orange")] == 1, d
+        assert events[(d, "escalated", "red")] == 1, d
+    assert not [f for f in distinct if f.event.value == "raised" and f.level.value == "red"], "state lost: raised again"
+    assert "Traceback" not in (tmp_path / "b.log").read_text()
