@@ -4,7 +4,7 @@
 
     readings (ReadingBatch records, partitioned by device)
        `-> agent evaluate ----> findings (key = alert key)      <- read by the alerts service
-              |  table rule-state (device id -> DeviceState), changelog-backed, co-partitioned with readings
+              |  table rule-state (bucket -> device states), changelog-backed, co-partitioned with readings
               `-> site-findings (key = site key) -> agent correlate -> findings
                                                        table site-state (site key -> SiteState)
     timer (every streams_tick_s) -> ticks (one per owned readings partition) -> agent tick -> findings
@@ -108,7 +108,13 @@ def build(
             processor_box[0].forget_device(device_id)
 
     directory = registry or KafkaDirectory(settings, keep_records=True, on_change=device_changed)
-    processor = RuleProcessor(engine, directory.get, partitioner, checkpoint_s=settings.streams_checkpoint_s)
+    processor = RuleProcessor(
+        engine,
+        directory.get,
+        partitioner,
+        checkpoint_s=settings.streams_checkpoint_s,
+        buckets_per_partition=settings.streams_state_buckets,
+    )
     processor_box.append(processor)
     sites = SiteProcessor(engine)
 
@@ -170,11 +176,14 @@ def build(
         for f in findings:
             metrics.findings.labels(f.hazard.value, f.level.value, f.event.value).inc()
 
-    def save(states: dict[str, list[Any]], cause: str) -> None:
-        for device_id, dump in states.items():
-            rule_state[device_id] = dump
-        if states:
-            metrics.states_saved.labels(cause).inc(len(states))
+    def save(device_ids: set[str], cause: str) -> None:
+        if not device_ids:
+            return
+        writes = processor.bucket_writes(device_ids, rule_state)
+        for key, bucket in writes.items():
+            rule_state[key] = bucket
+        metrics.states_saved.labels(cause).inc(len(device_ids))
+        metrics.bucket_writes.inc(len(writes))
 
     @app.agent(readings_topic)
     async def evaluate(stream: StreamT[bytes]) -> AsyncIterator[None]:
@@ -192,12 +201,12 @@ def build(
                 yield None  # one result per record: Faust's test context waits for it
                 continue
             started, now = time.perf_counter(), clock()
-            findings, states = processor.readings(batch, partition, now, rule_state.get)
+            findings, states = processor.readings(batch, partition, now, rule_state)
             metrics.evaluation_seconds.observe(time.perf_counter() - started)
             if findings:  # first: a saved state must never be ahead of the findings Kafka has (see module doc)
                 await emit(findings)
             save(states, "alarm")
-            save(processor.checkpoint(partition, now), "checkpoint")
+            save(processor.checkpoint_due(partition, now), "checkpoint")
             metrics.records.inc()
             metrics.readings.inc(len(batch))
             if batch:
@@ -210,11 +219,11 @@ def build(
         event: EventT[bytes]
         async for event in stream.events():
             partition, now = event.message.partition, clock()
-            findings, states = processor.tick(partition, directory.records(), now, rule_state.get)
+            findings, states = processor.tick(partition, directory.records(), now, rule_state)
             if findings:
                 await emit(findings)
             save(states, "alarm")
-            save(processor.checkpoint(partition, now), "checkpoint")
+            save(processor.checkpoint_due(partition, now), "checkpoint")
             metrics.devices_in_memory.set(len(processor))
             yield None
 

@@ -15,6 +15,7 @@ class StreamMetrics:
     findings: Counter
     evaluation_seconds: Histogram
     states_saved: Counter
+    bucket_writes: Counter
     devices_in_memory: Gauge
     lag_seconds: Gauge
 
@@ -35,6 +36,7 @@ class StreamMetrics:
             states_saved=Counter(
                 f"{ns}_states_saved", "Rule states written to the changelog, by cause", ["cause"], registry=registry
             ),
+            bucket_writes=Counter(f"{ns}_state_bucket_writes", "Changelog records of rule state", registry=registry),
             devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=registry),
             lag_seconds=Gauge(
                 f"{ns}_event_lag_seconds", "Wall clock minus the newest receive time evaluated", registry=registry

@@ -5,10 +5,16 @@ The agents (``streams.app``) stay thin: they hand records and clock ticks to a `
 returns. Keeping this part free of Faust lets it be tested and measured directly.
 
 State and the changelog. A device's ``DeviceState`` lives in memory while its partition is assigned here, and is
-saved (as ``DeviceState.dump()``) in a changelog-backed table. A state whose published alarm changed is saved at
-once, together with the finding; any other change (a rate window, the last-seen time) is saved at the partition's
-next checkpoint, every ``checkpoint_s``. So after a crash, alarms are exactly as officers were told, and windows and
-last-seen times are at most ``checkpoint_s`` old (then brought up to date by the replayed readings).
+saved (as the JSON of ``DeviceState.dump()``) in a changelog-backed table. A state whose published alarm changed is
+saved right after its finding was sent; any other change (a rate window, the last-seen time) is saved at the
+partition's next checkpoint, every ``checkpoint_s``. So after a crash, alarms are exactly as officers were told,
+and windows and last-seen times are at most ``checkpoint_s`` old (then brought up to date by the replayed readings).
+
+Buckets. Faust pays about 100 µs per changelog record (measured: docs/benchmarks.md), so one record per device per
+checkpoint would cap a worker near 8,000 device states a second. The table is therefore keyed by bucket,
+``"{partition}:{n}"`` with ``n`` from the device id, each value holding the JSON of its devices' states: a checkpoint
+writes one record per dirty bucket. The bucket lives on the device's own partition, so the table stays
+co-partitioned with the readings (Faust writes a change to the partition of the record being processed).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ingest.partitioning import Partitioner
 from rules.engine import Engine
@@ -29,7 +36,12 @@ from smartcity.contracts.finding import Finding
 
 logger = logging.getLogger(__name__)
 
-Loader = Callable[[str], "list[Any] | None"]
+#: What the table holds: bucket key -> {device id: JSON of its DeviceState.dump()}
+Bucket = dict[str, str]
+
+
+class StateTable(Protocol):
+    def get(self, key: str) -> Bucket | None: ...
 
 
 def now_ms() -> int:
@@ -53,11 +65,13 @@ class RuleProcessor:
         partitioner: Partitioner,
         *,
         checkpoint_s: float = 30.0,
+        buckets_per_partition: int = 256,
     ) -> None:
         self.engine = engine
         self._registry = registry
         self.partitioner = partitioner
         self._checkpoint_ms = int(checkpoint_s * 1000)
+        self._buckets = buckets_per_partition
         self._states: dict[str, DeviceState] = {}
         self._dirty: dict[int, set[str]] = {}
         self._last_checkpoint: dict[int, int] = {}
@@ -65,16 +79,16 @@ class RuleProcessor:
     # ------------------------------------------------------------------ readings
 
     def readings(
-        self, batch: list[ReadingDict], partition: int, now: int, load: Loader
-    ) -> tuple[list[Finding], dict[str, list[Any]]]:
-        """Findings of one record, and the states to save now (device id -> dump)."""
+        self, batch: list[ReadingDict], partition: int, now: int, table: StateTable
+    ) -> tuple[list[Finding], set[str]]:
+        """Findings of one record, and the devices whose state must be saved once those findings are sent."""
         findings: list[Finding] = []
         save_now: set[str] = set()
         dirty = self._dirty.setdefault(partition, set())
         registry, evaluate = self._registry, self.engine.evaluate
         for reading in batch:
             device_id = reading["device_id"]
-            state = self._state(device_id, load)
+            state = self._state(device_id, table)
             found = evaluate(reading, registry(device_id), state, now)
             if found:
                 findings.extend(found)
@@ -82,37 +96,54 @@ class RuleProcessor:
             else:
                 dirty.add(device_id)
         dirty -= save_now
-        return findings, self._dumps(save_now)
+        return findings, save_now
 
     # ------------------------------------------------------------------ clock
 
     def tick(
-        self, partition: int, devices: dict[str, Device], now: int, load: Loader
-    ) -> tuple[list[Finding], dict[str, list[Any]]]:
-        """Offline checks for the registered devices of ``partition``; states to save now."""
+        self, partition: int, devices: dict[str, Device], now: int, table: StateTable
+    ) -> tuple[list[Finding], set[str]]:
+        """Offline checks for the registered devices of ``partition``; devices to save once the findings are sent."""
         findings: list[Finding] = []
         save_now: set[str] = set()
         partition_of = self.partitioner.partition_of
         for device_id, device in devices.items():
             if partition_of(device_id) != partition:
                 continue
-            state = self._state(device_id, load)
+            state = self._state(device_id, table)
             fresh = state.since is None
             found = self.engine.check_silence(device, state, now)
             if found or fresh:
                 findings.extend(found)
                 save_now.add(device_id)
         self._dirty.get(partition, set()).difference_update(save_now)
-        return findings, self._dumps(save_now)
+        return findings, save_now
 
-    def checkpoint(self, partition: int, now: int, *, force: bool = False) -> dict[str, list[Any]]:
-        """The states of ``partition`` that changed since its last checkpoint, when one is due."""
+    def checkpoint_due(self, partition: int, now: int) -> set[str]:
+        """The devices of ``partition`` changed since its last checkpoint, when one is due (else none)."""
         last = self._last_checkpoint.setdefault(partition, now)
-        if not force and now - last < self._checkpoint_ms:
-            return {}
+        if now - last < self._checkpoint_ms:
+            return set()
         self._last_checkpoint[partition] = now
-        dirty = self._dirty.pop(partition, set())
-        return self._dumps(dirty)
+        return self._dirty.pop(partition, set())
+
+    def bucket_writes(self, device_ids: set[str], table: StateTable) -> dict[str, Bucket]:
+        """The table writes that save these devices' states: one per bucket touched."""
+        writes: dict[str, Bucket] = {}
+        states = self._states
+        for device_id in device_ids:
+            state = states.get(device_id)
+            if state is None:
+                continue
+            key = self.bucket_of(device_id)
+            bucket = writes.get(key)
+            if bucket is None:
+                bucket = writes[key] = dict(table.get(key) or {})
+            bucket[device_id] = json.dumps(state.dump(), separators=(",", ":"))
+        return writes
+
+    def bucket_of(self, device_id: str) -> str:
+        return f"{self.partitioner.partition_of(device_id)}:{zlib.crc32(device_id.encode()) % self._buckets}"
 
     # ------------------------------------------------------------------ ownership
 
@@ -130,17 +161,14 @@ class RuleProcessor:
     def __len__(self) -> int:
         return len(self._states)
 
-    def _state(self, device_id: str, load: Loader) -> DeviceState:
+    def _state(self, device_id: str, table: StateTable) -> DeviceState:
         state = self._states.get(device_id)
         if state is None:
-            stored = load(device_id)
-            state = DeviceState.load(stored) if stored else DeviceState()
+            bucket = table.get(self.bucket_of(device_id))
+            stored = bucket.get(device_id) if bucket else None
+            state = DeviceState.load(json.loads(stored)) if stored else DeviceState()
             self._states[device_id] = state
         return state
-
-    def _dumps(self, device_ids: set[str]) -> dict[str, list[Any]]:
-        states = self._states
-        return {d: states[d].dump() for d in device_ids if d in states}
 
 
 class SiteProcessor:
@@ -162,7 +190,9 @@ class SiteProcessor:
             site_key(self._rules[r], finding.site_id, finding.exercise) for r in self._listeners.get(finding.rule, ())
         ]
 
-    def correlate(self, key: str, finding: Finding, now: int, load: Loader) -> tuple[Finding | None, list[Any] | None]:
+    def correlate(
+        self, key: str, finding: Finding, now: int, load: Callable[[str], list[Any] | None]
+    ) -> tuple[Finding | None, list[Any] | None]:
         """The site finding (if any) and the site state to save (``None``: delete, it is idle)."""
         rule = self._rules[key.rsplit(":", 1)[1]]
         state = self._states.get(key)

@@ -24,6 +24,9 @@ class StreamsSettings(KafkaConnection):
         description="rule state that changed without changing an alarm (windows, last seen) reaches the changelog "
         "at most this late; a state whose alarm changed is written at once (docs/rules.md)",
     )
+    streams_state_buckets: int = Field(
+        256, ge=1, le=65536, description="rule-state table buckets per partition (one changelog record per bucket)"
+    )
     streams_session_timeout_s: float = Field(
         10.0, gt=0, description="consumer group session timeout; Tansu's first join waits about half of it"
     )

@@ -82,7 +82,9 @@ async def test_a_reading_record_becomes_findings_and_saved_state(rig: Rig) -> No
         ("gas-1:gas.ch4", "raised", "red"),
         ("gas-1:gas.ch4", "cleared", "red"),
     ]
-    assert table["gas-1"][3] == T0 + 1000  # the saved state's newest event time
+    bucket = rig.streams.processor.bucket_of("gas-1")
+    assert bucket.startswith(f"{partition}:")
+    assert json.loads(table[bucket]["gas-1"])[3] == T0 + 1000  # the saved state's newest event time
     # The changelog record goes to the readings partition the device hashes to (co-partitioned state).
     changelog = [
         m for m in rig.streams.app.producer.buffer.pending._queue if "rule-state" in m.message.channel.get_topic_name()
