@@ -33,6 +33,7 @@ format: setup
 bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see docs/benchmarks.md)
 	$(BIN)/smartcity bench ingest
 	$(BIN)/smartcity bench registry
+	$(BIN)/smartcity bench rules
 
 clean:
 	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results

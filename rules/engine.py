@@ -99,6 +99,8 @@ class Engine:
                 continue
             thresholds, rates, in_composite = step_
             if in_composite and in_order:
+                if st.latest is None:
+                    st.latest = {}
                 st.latest[metric] = (ts, value)
                 touched = True
             if isinstance(value, bool):
@@ -211,7 +213,7 @@ class Engine:
         for group in rule.any:
             for cond in group:
                 if isinstance(cond, MetricIs):
-                    seen = st.latest.get(cond.metric)
+                    seen = st.latest.get(cond.metric) if st.latest else None
                     if seen is None or seen[0] < horizon or not cond.holds(seen[1]):
                         break
                 else:

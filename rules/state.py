@@ -20,7 +20,7 @@ class DeviceState:
     def __init__(self) -> None:
         self.alarms: dict[str, AlarmState] = {}
         self.windows: dict[str, Window] = {}
-        self.latest: dict[str, tuple[int, float | bool]] = {}
+        self.latest: dict[str, tuple[int, float | bool]] | None = None  # made when a condition rule needs it
         self.last_ts: int | None = None  # newest event time taken in order
         self.last_seen: int | None = None  # wall-clock ms of the newest arrival (silence is measured on it)
         self.since: int | None = None  # wall-clock ms when the engine first knew the device (never-heard-from)
@@ -30,7 +30,7 @@ class DeviceState:
         return [
             {k: a.dump() for k, a in self.alarms.items()},
             {k: w.dump() for k, w in self.windows.items()},
-            {k: [t, v] for k, (t, v) in self.latest.items()},
+            {k: [t, v] for k, (t, v) in self.latest.items()} if self.latest else None,
             self.last_ts,
             self.last_seen,
             self.since,
@@ -43,6 +43,6 @@ class DeviceState:
         alarms, windows, latest, state.last_ts, state.last_seen, state.since, drill = data
         state.alarms = {k: AlarmState.load(a) for k, a in alarms.items()}
         state.windows = {k: Window.load(w) for k, w in windows.items()}
-        state.latest = {k: (t, v) for k, (t, v) in latest.items()}
+        state.latest = {k: (t, v) for k, (t, v) in latest.items()} if latest else None
         state.drill = cls.load(drill) if drill is not None else None
         return state

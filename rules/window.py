@@ -18,19 +18,26 @@ The baseline slices have a width of T / BUCKETS, so the window is T to T + T / B
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 BUCKETS = 6
 
 
+_SLOTS = BUCKETS + 1
+_RECENT = 2 * _SLOTS  # where the last three values start in ``data``; their count is at _COUNT
+_COUNT = _RECENT + 3
+
+
 class Window:
-    __slots__ = ("index", "mins", "newest", "recent")
+    """All numbers in one ``array('d')`` (about 290 bytes a window instead of 800 in lists of Python objects):
+    ``data[0:7]`` slice indices (-1 = empty), ``data[7:14]`` their minimums, ``data[14:17]`` the last three values,
+    ``data[17]`` how many of those are set. Slice indices are below 2**53, so a double holds them exactly."""
+
+    __slots__ = ("data", "newest")
 
     def __init__(self) -> None:
-        # A ring of BUCKETS + 1 slices: slot i % (BUCKETS + 1) holds slice i's minimum, if ``index`` says it is i.
-        self.index: list[int] = [-1] * (BUCKETS + 1)
-        self.mins: list[float] = [0.0] * (BUCKETS + 1)
-        self.recent: list[float] = []  # the last three in-order values
+        self.data = array("d", [-1.0] * _SLOTS + [0.0] * (_SLOTS + 4))
         self.newest: int | None = None
 
     def add(self, ts: int, value: float, window_ms: int) -> float | None:
@@ -38,48 +45,54 @@ class Window:
         width = window_ms // BUCKETS or 1
         index = ts // width
         newest = self.newest
+        data = self.data
         if newest is not None and ts < newest:
             if newest - ts <= window_ms:
                 self._lower(index, value)
             return None
         first = index - BUCKETS
         baseline: float | None = None
-        slots, mins = self.index, self.mins
-        for slot in range(BUCKETS + 1):
-            i = slots[slot]
+        for slot in range(_SLOTS):
+            i = data[slot]
             if first <= i < index:
-                m = mins[slot]
+                m = data[_SLOTS + slot]
                 if baseline is None or m < baseline:
                     baseline = m
-        recent = self.recent
-        recent.append(value)
-        if len(recent) > 3:
-            del recent[0]
+        count = int(data[_COUNT])
+        if count == 3:
+            data[_RECENT], data[_RECENT + 1] = data[_RECENT + 1], data[_RECENT + 2]
+            data[_RECENT + 2] = value
+        else:
+            data[_RECENT + count] = value
+            count += 1
+            data[_COUNT] = count
         self.newest = ts
         self._lower(index, value)
         if baseline is None:
             return None
-        if len(recent) == 3:
-            a, b, c = recent
+        if count == 3:
+            a, b, c = data[_RECENT], data[_RECENT + 1], data[_RECENT + 2]
             current = b if (a <= b <= c or c <= b <= a) else a if (b <= a <= c or c <= a <= b) else c  # median
         else:
-            current = min(recent)
+            current = min(data[_RECENT : _RECENT + count])
         return current - baseline
 
     def _lower(self, index: int, value: float) -> None:
-        slot = index % (BUCKETS + 1)
-        if self.index[slot] != index:
-            if index < self.index[slot]:
+        data = self.data
+        slot = index % _SLOTS
+        held = data[slot]
+        if held != index:
+            if index < held:
                 return  # older than what the slot holds now: outside every window that matters
-            self.index[slot], self.mins[slot] = index, value
-        elif value < self.mins[slot]:
-            self.mins[slot] = value
+            data[slot], data[_SLOTS + slot] = index, value
+        elif value < data[_SLOTS + slot]:
+            data[_SLOTS + slot] = value
 
     def dump(self) -> list[Any]:
-        return [self.newest, self.recent, self.index, self.mins]
+        return [self.newest, self.data.tolist()]
 
     @classmethod
     def load(cls, data: list[Any]) -> Window:
         window = cls()
-        window.newest, window.recent, window.index, window.mins = data[0], list(data[1]), list(data[2]), list(data[3])
+        window.newest, window.data = data[0], array("d", data[1])
         return window

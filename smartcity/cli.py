@@ -120,6 +120,17 @@ def bench_ingest(
         raise typer.Exit(1)
 
 
+@bench_app.command("rules")
+def bench_rules(
+    out: Path = Path("bench-results/rules.json"),
+    quick: Annotated[bool, typer.Option(help="fewer readings, for a smoke run")] = False,
+) -> None:
+    """Readings/s through rule evaluation (pure, and one Faust worker on Tansu) and state bytes per device."""
+    from smartcity.bench.rules import run_all
+
+    run_all(out, quick)
+
+
 @bench_app.command("registry")
 def bench_registry(
     devices: int = 100_000, accounts: int = 2_000, out: Path = Path("bench-results/registry.json")
