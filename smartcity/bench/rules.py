@@ -23,10 +23,10 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from devices.feed import DevicePublisher
@@ -123,8 +123,7 @@ def pure(n: int, rounds: int) -> dict[str, Any]:
 
 
 def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    text = httpx.get(url, timeout=5).text
     match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
@@ -195,7 +194,7 @@ def through_faust(n: int, rounds: int, work: Path) -> dict[str, Any]:
             raise RuntimeError(f"the worker evaluated {done:.0f} of {total} readings in time")
         findings = sum(
             float(v) for v in re.findall(r"^smartcity_streams_findings_total\{[^}]*\} ([0-9.e+]+)$",
-                                         urllib.request.urlopen(metrics).read().decode(), re.MULTILINE)
+                                         httpx.get(metrics, timeout=5).text, re.MULTILINE)
         )  # fmt: skip
         saved = _metric(metrics, "smartcity_streams_state_bucket_writes_total")
         elapsed = max(last - first, 1e-9)
