@@ -36,7 +36,9 @@ class _KindRules:
     composite_metrics: set[str] = field(default_factory=set)
     offline: list[Offline] = field(default_factory=list)
     #: metric -> (threshold rules, rate rules, looked at by a condition): one lookup per value in the hot path
-    plan: dict[str, tuple[tuple[Threshold, ...], tuple[Rate, ...], bool]] = field(default_factory=dict)
+    plan: dict[str, tuple[tuple[tuple[Threshold, str, int, float], ...], tuple[Rate, ...], bool]] = field(
+        default_factory=dict
+    )
 
 
 class Engine:
@@ -62,7 +64,10 @@ class Engine:
             rules.thresholds, rules.rates = dict(rules.thresholds), dict(rules.rates)
             for metric in {*rules.thresholds, *rules.rates, *rules.composite_metrics}:
                 rules.plan[metric] = (
-                    tuple(rules.thresholds.get(metric, ())),
+                    tuple(
+                        (r, r.id, 1 if r.direction == "above" else -1, r.compiled(None).idle_below)
+                        for r in rules.thresholds.get(metric, ())
+                    ),
                     tuple(rules.rates.get(metric, ())),
                     metric in rules.composite_metrics,
                 )
@@ -106,8 +111,13 @@ class Engine:
             if isinstance(value, bool):
                 continue
             if in_order:
-                for rule in thresholds:
-                    touched |= self._threshold(rule, device, reading, st, value, now_ms, out)
+                overridden = device is not None and metric in device.thresholds
+                alarms = st.alarms
+                for rule, rule_id, sign, idle_below in thresholds:
+                    touched = True
+                    if not overridden and rule_id not in alarms and sign * value < idle_below:
+                        continue  # the common case, decided without a call: no alarm, no level reached
+                    self._threshold(rule, device, reading, st, value, now_ms, out)
             for rate in rates:
                 touched |= self._rate(rate, device, reading, st, value, in_order, now_ms, out)
         if touched and rules.composites:

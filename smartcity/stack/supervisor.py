@@ -1,9 +1,10 @@
 """``smartcity up``: start the one-machine stack, watch it, stop it in order.
 
-Order: Mosquitto, the Kafka-compatible broker, InfluxDB, topic creation, then the services of the flow (today the
-ingest gateway). A service whose URL is set in the environment (``SMARTCITY_MQTT_URL``, ``SMARTCITY_KAFKA_BOOTSTRAP``,
-``SMARTCITY_INFLUX_URL``) is used as it is and not started. A child that dies is restarted with backoff. SIGINT or
-SIGTERM stops the flow's services first (the gateway drains into Kafka), then the brokers; exit status 0.
+Order: Mosquitto, the Kafka-compatible broker, InfluxDB, topic creation, then the services of the flow (the ingest
+gateway, the stream worker, the API). A service whose URL is set in the environment (``SMARTCITY_MQTT_URL``,
+``SMARTCITY_KAFKA_BOOTSTRAP``, ``SMARTCITY_INFLUX_URL``) is used as it is and not started. A child that dies is
+restarted with backoff. SIGINT or SIGTERM stops the flow's services first (the gateway drains into Kafka), then the
+brokers; exit status 0.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from rich.table import Table
 
 from devices.mqtt_files import FileAccounts
 from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.settings import KafkaConnection
 from smartcity.stack.process import ManagedProcess, require_port
 from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
 from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
+from streams.app import streams_topics
+from streams.settings import StreamsSettings
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class StackSettings(BaseSettings):
     influx_port: int = Field(8086, ge=1, le=65535)
     influx_rpc_port: int = Field(8088, ge=1, le=65535)
     gateway_http_port: int = Field(9301, ge=1, le=65535)
+    streams_http_port: int = Field(9311, ge=1, le=65535)
     http_port: int = Field(8080, ge=1, le=65535, description="the HTTP API and (later) the console")
     api_token: SecretStr | None = Field(None, description="admin token; generated into secrets.json if unset")
     mqtt_admin_password: SecretStr | None = Field(
@@ -108,8 +111,10 @@ class Stack:
             require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
             launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
         require_port(s.host, s.gateway_http_port, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
+        require_port(s.host, s.streams_http_port, "The stream worker", "SMARTCITY_STREAMS_HTTP_PORT")
         require_port(s.host, s.http_port, "The HTTP API", "SMARTCITY_HTTP_PORT")
         launches.append(self._gateway())
+        launches.append(self._streams())
         launches.append(self._api())
         return launches
 
@@ -151,12 +156,35 @@ class Stack:
         url = f"http://{s.host}:{s.gateway_http_port}"
         return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
 
+    def _streams(self) -> Launch:
+        s = self.settings
+        env = {
+            **os.environ,
+            "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "SMARTCITY_STREAMS_HTTP_HOST": s.host,
+            "SMARTCITY_STREAMS_HTTP_PORT": str(s.streams_http_port),
+            "SMARTCITY_STREAMS_DATA_DIR": str(self.data_dir / "streams"),
+        }
+        process = ManagedProcess(
+            "stream worker",
+            [sys.executable, "-m", "smartcity", "streams"],
+            self.data_dir / "logs" / "streams.log",
+            env=env,
+        )
+        url = f"http://{s.host}:{s.streams_http_port}"
+        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
+
+    def _topics(self) -> None:
+        """Every topic, before any client of them exists (Tansu's memory store breaks on a creation racing a
+        client's metadata request for the same topic)."""
+        streams = StreamsSettings(kafka_bootstrap=self.kafka_bootstrap)
+        asyncio.run(ensure_topics(streams.kafka_bootstrap, [*all_topics(streams), *streams_topics(streams)]))
+
     def start(self) -> None:
         launches = self.plan()
-        kafka = KafkaConnection(kafka_bootstrap=self.kafka_bootstrap)
         for launch in launches:
             if launch.process.name == "ingest gateway":
-                asyncio.run(ensure_topics(kafka.kafka_bootstrap, all_topics(kafka)))
+                self._topics()
             launch.start(self.settings.start_timeout_s)
             self.children.append(_Child(launch))
         self._write_state()
@@ -185,16 +213,16 @@ class Stack:
             self._write_state()
 
     def _after_kafka_restart(self) -> None:
-        """The memory broker came back empty: recreate the topics, and restart the API, which republishes the
-        registry at start (until it does, gateways following the devices topic would refuse every device)."""
-        kafka = KafkaConnection(kafka_bootstrap=self.kafka_bootstrap)
+        """The memory broker came back empty: recreate the topics; restart the API, which republishes the registry
+        at start (until it does, gateways following the devices topic would refuse every device), and the stream
+        worker, whose consumer group and table changelogs are gone (its rule state starts afresh: docs/rules.md)."""
         for child in self.children:
             if child.launch.process.name == "kafka (tansu)":
                 child.launch.process.wait_healthy(child.launch.check, self.settings.start_timeout_s)
-        asyncio.run(ensure_topics(kafka.kafka_bootstrap, all_topics(kafka)))
+        self._topics()
         for child in self.children:
-            if child.launch.process.name == "api":
-                logger.warning("restarting the API so that it republishes the registry")
+            if child.launch.process.name in ("api", "stream worker"):
+                logger.warning("restarting %s after the Kafka restart", child.launch.process.name)
                 child.launch.process.stop()
                 child.launch.process.start()
         self._write_state()
