@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from smartcity.contracts.finding import Finding
 from smartcity.stack.process import free_port
 from smartcity.stack.supervisor import READY_LINE
 from tests.kafka_util import consume, readings_of
@@ -96,8 +97,8 @@ def _stop(proc: subprocess.Popen[str], output: list[str]) -> str:
     return rest
 
 
-async def _publish_as(mqtt_url: str, username: str, password: str, device: str, seq: int) -> None:
-    body = json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": 7.5}}).encode()
+async def _publish_as(mqtt_url: str, username: str, password: str, device: str, seq: int, ch4: float = 7.5) -> None:
+    body = json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": ch4}}).encode()
     client = await asyncio.to_thread(Client, mqtt_url, username, password)
     try:
         assert client.connect_rc is not None
@@ -117,7 +118,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
     try:
         assert healthy_after <= 15, f"healthy after {healthy_after:.1f} s"
         state = json.loads((tmp_path / "stack.json").read_text())
-        assert set(state) == {"mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "api"}
+        assert set(state) == {"mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "stream worker", "api"}
         pids = [entry["pid"] for entry in state.values()]
         assert all(_alive(pid) for pid in pids)
 
@@ -126,7 +127,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         assert created.status_code == 201, created.text
         creds = created.json()["credentials"]
         await asyncio.sleep(1)  # the gateway's directory follows the devices topic
-        await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 1)
+        await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 1, ch4=30.0)
         anonymous = await asyncio.to_thread(Client, mqtt_url, None, None)
         anonymous.close()
         assert anonymous.connect_rc is not None
@@ -134,7 +135,12 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
         [(_, key, batch)] = readings_of(records)
         assert key == b"gas-stack-1"
-        assert batch.readings[0].values == {"ch4_lel": 7.5}
+        assert batch.readings[0].values == {"ch4_lel": 30.0}
+        # ... and the stream worker found it over the methane alarm level, with the registry's context.
+        found = await consume(bootstrap, "findings", lambda r: len(r) >= 1, timeout=20)
+        [finding] = [Finding.model_validate_json(r.value) for r in found]
+        assert (finding.key, finding.event.value, finding.level.value) == ("gas-stack-1:gas.ch4", "raised", "orange")
+        assert finding.site_name == "坪地化工园"
     finally:
         rest = _stop(proc, output)
     assert "stopped" in rest

@@ -13,12 +13,13 @@ from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings
 from smartcity.cli import app
 from smartcity.stack.supervisor import StackSettings
+from streams.settings import StreamsSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 OURS = {name: svc for name, svc in SERVICES.items() if svc.get("image", "").startswith("smartcity:")}
-SETTINGS: list[type[BaseSettings]] = [GatewaySettings, StackSettings, ApiSettings]
+SETTINGS: list[type[BaseSettings]] = [GatewaySettings, StackSettings, ApiSettings, StreamsSettings]
 
 
 def _known_variables() -> set[str]:
@@ -29,7 +30,7 @@ def _known_variables() -> set[str]:
 
 
 def test_our_services_exist() -> None:
-    assert {"api", "gateway-1", "gateway-2"} <= set(OURS)
+    assert {"api", "gateway-1", "gateway-2", "streams-1", "streams-2"} <= set(OURS)
 
 
 def test_every_smartcity_variable_is_a_real_setting() -> None:
@@ -56,7 +57,10 @@ def test_ports_agree() -> None:
         env = service["environment"]
         assert f"PLAINTEXT://{env['SMARTCITY_KAFKA_BOOTSTRAP']}" == kafka_env["KAFKA_ADVERTISED_LISTENERS"], name
         assert env["SMARTCITY_MQTT_URL"] == "mqtt://mosquitto:1883"
-        prefix = "SMARTCITY_GATEWAY_HTTP" if "gateway" in name else "SMARTCITY_HTTP"
+        prefix = next(
+            (f"SMARTCITY_{part.upper()}_HTTP" for part in ("gateway", "streams") if name.startswith(part)),
+            "SMARTCITY_HTTP",
+        )
         port = env[f"{prefix}_PORT"]
         assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"]), name
         assert env[f"{prefix}_HOST"] == "0.0.0.0"

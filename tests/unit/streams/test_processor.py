@@ -71,4 +71,3 @@ def test_tick_raises_offline_for_registered_devices_of_its_partition_only() -> N
     findings, _ = proc.tick(part, DEVICES, T0 + 31_000, table)
     assert {f.device_id for f in findings} == mine
     assert {f.rule for f in findings} == {"device.offline"}
-
