@@ -144,8 +144,9 @@ async def _fill(settings: StreamsSettings, devices: list[Device], rounds: int) -
         rng = random.Random(2)
         for r in range(rounds):
             batch = readings(devices, 1, seed=r)
+            stamp = int(time.time() * 1000) - (rounds - r) * 10_000  # one event time per round, as in service
             for reading in batch:
-                reading["ts"] = reading["received_at"] = int(time.time() * 1000) - (rounds - r) * 10_000
+                reading["ts"] = reading["received_at"] = stamp
             for device in rng.sample(devices[::4], 10):  # a few gas detectors cross their alarm level
                 batch.append({**batch[0], "device_id": device.id, "values": {"ch4_lel": 30.0 + r % 2 * 30}})
             futures = []
