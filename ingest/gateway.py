@@ -85,8 +85,31 @@ class Gateway:
         await self._producer.start()
         self._set_kafka_ok(True)
         await self.mqtt.start()
+        beat = asyncio.create_task(self._heartbeat()) if self.settings.gateway_heartbeat_s else None
         await stop.wait()
+        if beat is not None:
+            beat.cancel()
         await self.drain()
+
+    async def _heartbeat(self) -> None:
+        """While subscribed to MQTT, an empty reading batch on every readings partition every few seconds.
+
+        It tells the stream workers that the pipeline into each partition is alive and how far it has got (the
+        record's timestamp), so they measure device silence on that time, not on their own clock: a stalled gateway
+        or Kafka then raises no storm of offline alarms, and a worker catching up a backlog judges silence as of the
+        readings it is at (docs/rules.md).
+        """
+        empty = pydantic_core.to_json({"v": SCHEMA_VERSION, "readings": []})
+        topic = self.settings.topic_readings
+        while True:
+            await asyncio.sleep(self.settings.gateway_heartbeat_s)
+            if not self.mqtt.subscribed.is_set():
+                continue
+            records = [Record(topic, empty, key=b"", partition=p) for p in range(self._partitioner.partitions)]
+            try:
+                await self._producer.deliver(records)
+            except KafkaUnavailable as exc:
+                logger.debug("heartbeat not delivered: %s", exc)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Stop taking messages, deliver what we hold, send the acknowledgements we owe, disconnect.

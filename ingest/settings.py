@@ -38,5 +38,8 @@ class GatewaySettings(MqttConnection, KafkaConnection):
         5.0, gt=0, description="a flush not acknowledged by then is retried on a new producer (docs/ingest.md)"
     )
     gateway_max_flushes: int = Field(4, ge=1, description="flushes awaiting Kafka at once")
+    gateway_heartbeat_s: float = Field(
+        5.0, ge=0, description="an empty record on every readings partition this often while MQTT is up; 0: off"
+    )
     gateway_http_host: str = "127.0.0.1"
     gateway_http_port: int = Field(9301, ge=0, le=65535, description="/healthz and /metrics; 0 turns it off")

@@ -265,9 +265,14 @@ class Engine:
 
     # ------------------------------------------------------------------ silence
 
-    def check_silence(self, device: Device, state: DeviceState, now_ms: int) -> list[Finding]:
+    def check_silence(
+        self, device: Device, state: DeviceState, now_ms: int, wall_ms: int | None = None
+    ) -> list[Finding]:
         """Offline rules on a clock: silent for N x the registered interval, counting from the last arrival, or,
-        for a device never heard from, from when the engine first knew it (``state.since``, set here)."""
+        for a device never heard from, from when the engine first knew it (``state.since``, set here).
+
+        ``now_ms`` is the time silence is measured at: the stream workers pass how far the pipeline has got (the
+        newest record time on the device's partition), not their own clock; ``wall_ms`` stamps ``detected_at``."""
         if state.since is None:
             state.since = now_ms
         out: list[Finding] = []
@@ -288,7 +293,7 @@ class Engine:
                         device,
                         None,
                         change,
-                        now_ms,
+                        wall_ms if wall_ms is not None else now_ms,
                         value=round(silent / 1000, 3),
                         threshold=limit_ms / 1000,
                         ts=now_ms,

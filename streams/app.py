@@ -201,6 +201,8 @@ def build(
                 yield None  # one result per record: Faust's test context waits for it
                 continue
             started, now = time.perf_counter(), clock()
+            if event.message.timestamp:
+                processor.advance(partition, int(event.message.timestamp * 1000))
             findings, states = processor.readings(batch, partition, now, rule_state)
             metrics.evaluation_seconds.observe(time.perf_counter() - started)
             if findings:  # first: a saved state must never be ahead of the findings Kafka has (see module doc)

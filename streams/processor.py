@@ -75,6 +75,7 @@ class RuleProcessor:
         self._states: dict[str, DeviceState] = {}
         self._dirty: dict[int, set[str]] = {}
         self._last_checkpoint: dict[int, int] = {}
+        self._stream_time: dict[int, int] = {}
 
     # ------------------------------------------------------------------ readings
 
@@ -82,6 +83,8 @@ class RuleProcessor:
         self, batch: list[ReadingDict], partition: int, now: int, table: StateTable
     ) -> tuple[list[Finding], set[str]]:
         """Findings of one record, and the devices whose state must be saved once those findings are sent."""
+        if batch:
+            self.advance(partition, max(r["received_at"] for r in batch))
         findings: list[Finding] = []
         save_now: set[str] = set()
         dirty = self._dirty.setdefault(partition, set())
@@ -100,10 +103,24 @@ class RuleProcessor:
 
     # ------------------------------------------------------------------ clock
 
+    def advance(self, partition: int, record_ms: int) -> None:
+        """The pipeline into ``partition`` has got to ``record_ms`` (a record's time, a reading's arrival, or the
+        gateway's heartbeat: an empty batch it writes to every partition every few seconds)."""
+        if record_ms > self._stream_time.get(partition, 0):
+            self._stream_time[partition] = record_ms
+
     def tick(
-        self, partition: int, devices: dict[str, Device], now: int, table: StateTable
+        self, partition: int, devices: dict[str, Device], wall: int, table: StateTable
     ) -> tuple[list[Finding], set[str]]:
-        """Offline checks for the registered devices of ``partition``; devices to save once the findings are sent."""
+        """Offline checks for the registered devices of ``partition``; devices to save once the findings are sent.
+
+        Silence is measured at the partition's stream time, how far the pipeline into it has got, not at the wall
+        clock: if the gateway or Kafka stalls, stream time stops and no device is declared offline for the
+        pipeline's fault; a worker catching up a backlog judges silence as of the records it is at. Before any
+        record (or heartbeat) has arrived on the partition there is no evidence either way, and no check."""
+        now = self._stream_time.get(partition)
+        if now is None:
+            return [], set()
         findings: list[Finding] = []
         save_now: set[str] = set()
         partition_of = self.partitioner.partition_of
@@ -112,7 +129,7 @@ class RuleProcessor:
                 continue
             state = self._state(device_id, table)
             fresh = state.since is None
-            found = self.engine.check_silence(device, state, now)
+            found = self.engine.check_silence(device, state, now, wall)
             if found or fresh:
                 findings.extend(found)
                 save_now.add(device_id)

@@ -72,7 +72,14 @@ async def consume(
 
 
 def readings_of(records: list[Consumed]) -> list[tuple[int, bytes | None, ReadingBatch]]:
-    return [(r.partition, r.key, ReadingBatch.model_validate_json(r.value)) for r in records]
+    """The reading batches, without the gateway's heartbeats (empty batches on every partition)."""
+    batches = [(r.partition, r.key, ReadingBatch.model_validate_json(r.value)) for r in records]
+    return [b for b in batches if b[2].readings]
+
+
+def heartbeats_of(records: list[Consumed]) -> list[int]:
+    """The partitions of the gateway's heartbeats (empty reading batches)."""
+    return [r.partition for r in records if not ReadingBatch.model_validate_json(r.value).readings]
 
 
 def refused_of(records: list[Consumed]) -> list[RefusedMessage]:

@@ -15,7 +15,7 @@ from devices.directory import DeviceDirectory, StaticDirectory
 from ingest.partitioning import Partitioner
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory
-from tests.kafka_util import Consumed, consume, count_readings, readings_of, refused_of
+from tests.kafka_util import Consumed, consume, count_readings, heartbeats_of, readings_of, refused_of
 from tests.mqtt_util import Collector, publish_all, publisher
 
 pytestmark = pytest.mark.integration
@@ -136,3 +136,19 @@ async def test_unregistered_device_is_refused(rig: Rig, unique: str) -> None:
     assert json.loads(got[0][1])["reason"] == "unknown_device"
     assert {r.device_id for _, _, b in readings_of(records) for r in b.readings} == {known}
     assert [m.refusal.device_id for m in refused_of(refused)] == [stranger]
+
+
+async def test_the_gateway_beats_on_every_partition_while_subscribed(
+    gateway_settings: GatewaySettings, run_gateway: GatewayFactory, kafka_bootstrap: str
+) -> None:
+    """Empty batches tell the stream workers how far the pipeline into each partition has got (docs/rules.md)."""
+    settings = gateway_settings.model_copy(update={"gateway_heartbeat_s": 0.2})
+    async with run_gateway(settings):
+        records = await consume(
+            kafka_bootstrap,
+            settings.topic_readings,
+            lambda r: set(heartbeats_of(r)) == set(range(settings.readings_partitions)),
+            timeout=10,
+        )
+    assert set(heartbeats_of(records)) == set(range(settings.readings_partitions))
+    assert readings_of(records) == []

@@ -132,7 +132,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         anonymous.close()
         assert anonymous.connect_rc is not None
         assert anonymous.connect_rc.is_failure, "anonymous clients must be refused"
-        records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
+        records = await consume(bootstrap, "readings", lambda r: len(readings_of(r)) >= 1, timeout=20)
         [(_, key, batch)] = readings_of(records)
         assert key == b"gas-stack-1"
         assert batch.readings[0].values == {"ch4_lel": 30.0}
@@ -157,7 +157,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         assert again.status_code == 200
         assert again.json()["site_name"] == "坪地化工园"
         await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 2)
-        records = await consume(bootstrap, "readings", lambda r: len(r) >= 1, timeout=20)
+        records = await consume(bootstrap, "readings", lambda r: len(readings_of(r)) >= 1, timeout=20)
         assert [r.seq for _, _, b in readings_of(records) for r in b.readings] == [2]
     finally:
         _stop(proc, output)

@@ -102,9 +102,12 @@ async def test_an_unreadable_record_is_skipped_and_counted(rig: Rig) -> None:
 
 async def test_a_tick_finds_a_device_that_never_spoke(rig: Rig) -> None:
     partition = rig.partitions.partition_of("gas-1")
+    processor = rig.streams.processor
     async with rig.streams.agents["tick"].test_context() as agent:
+        await agent.put(b"tick", partition=partition)  # no record on the partition yet: no evidence, no check
+        processor.advance(partition, T0)  # a heartbeat or reading: the pipeline has got to T0
         await agent.put(b"tick", partition=partition)
-        rig.now[0] = T0 + 3_500  # three intervals of 1 s and a half
+        processor.advance(partition, T0 + 3_500)  # three intervals of 1 s and a half later, still silent
         await agent.put(b"tick", partition=partition)
     assert [(f.key, f.event.value) for f in rig.sent] == [("gas-1:device.offline", "raised")]
 

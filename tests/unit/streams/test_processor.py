@@ -66,8 +66,26 @@ def test_tick_raises_offline_for_registered_devices_of_its_partition_only() -> N
     proc, table = processor(), {}
     part = proc.partitioner.partition_of("gas-1")
     mine = {d for d in DEVICES if proc.partitioner.partition_of(d) == part}
+    assert proc.tick(part, DEVICES, T0, table) == ([], set())  # nothing arrived on the partition: no evidence
+    proc.advance(part, T0)
     _, saved = proc.tick(part, DEVICES, T0, table)
     assert saved == mine  # first sight of a never-heard device is saved (its "since")
+    proc.advance(part, T0 + 31_000)
     findings, _ = proc.tick(part, DEVICES, T0 + 31_000, table)
     assert {f.device_id for f in findings} == mine
     assert {f.rule for f in findings} == {"device.offline"}
+
+
+def test_a_stalled_pipeline_declares_no_device_offline() -> None:
+    """Silence is measured on the partition's stream time: with nothing arriving (gateway or Kafka down), however
+    long the wall clock runs, no offline storm; when records flow again, the silent devices are found."""
+    proc, table = processor(), {}
+    part = proc.partitioner.partition_of("gas-1")
+    proc.readings(
+        [reading({"ch4_lel": 1.0}, 0, d) for d in DEVICES if proc.partitioner.partition_of(d) == part], part, T0, table
+    )
+    assert proc.tick(part, DEVICES, T0 + 3_600_000, table)[0] == []  # an hour of wall clock, no records
+    proc.advance(part, T0 + 31_000)  # a heartbeat: the pipeline is alive, and the devices said nothing
+    findings, _ = proc.tick(part, DEVICES, T0 + 3_600_000, table)
+    assert {f.rule for f in findings} == {"device.offline"}
+    assert all(f.detected_at == T0 + 3_600_000 and f.ts == T0 + 31_000 for f in findings)
