@@ -121,7 +121,7 @@ def build(
     session = settings.streams_session_timeout_s
     app = faust.App(
         settings.streams_app_id,
-        broker=f"{transport.SCHEME}://{settings.kafka_bootstrap.split(',')[0]}",
+        broker=";".join(f"{transport.SCHEME}://{host.strip()}" for host in settings.kafka_bootstrap.split(",")),
         store="memory://",
         datadir=str(settings.streams_data_dir),
         web_enabled=False,
