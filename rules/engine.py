@@ -14,7 +14,6 @@ were interleaved with other devices'.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rules.alarm import NONE, RANK, AlarmState, Change, FlapPolicy, force, step
@@ -134,18 +133,13 @@ class Engine:
         value: float,
         now: int,
         out: list[Finding],
-    ) -> bool:
+    ) -> None:
         limits = self._limits(rule, device)
         alarm = st.alarms.get(rule.id)
         if alarm is None and (value if rule.direction == "above" else -value) < limits.idle_below:
-            return True  # the common case: no alarm, nothing reached
+            return  # the common case: no alarm, nothing reached
         current = alarm.level if alarm is not None else NONE
-        candidate = rule.candidate(value, current, limits)
-        if alarm is None:
-            if candidate == NONE:
-                return False
-            alarm = st.alarms[rule.id] = AlarmState()
-        change = step(alarm, candidate, reading["ts"], rule.hold, self.flap if rule.flap else None)
+        change = self._step(st, rule, rule.candidate(value, current, limits), reading["ts"])
         if change is not None:
             rank = RANK[change.level]
             limit = limits.raise_at[rank] if change.active else limits.clear_at[rank]
@@ -162,9 +156,6 @@ class Engine:
                     window_s=rule.hold_s or None,
                 )
             )
-        if alarm.idle:
-            del st.alarms[rule.id]
-        return True
 
     def _rate(
         self,
@@ -186,11 +177,9 @@ class Engine:
         alarm = st.alarms.get(rule.id)
         current = alarm.level if alarm is not None else NONE
         candidate = NONE if rise is None else rule.candidate(rise, value, current)
-        if alarm is None:
-            if candidate == NONE:
-                return False
-            alarm = st.alarms[rule.id] = AlarmState()
-        change = step(alarm, candidate, reading["ts"], rule.hold, self.flap if rule.flap else None)
+        if alarm is None and candidate == NONE:
+            return False
+        change = self._step(st, rule, candidate, reading["ts"])
         if change is not None:
             out.append(
                 _finding(
@@ -205,8 +194,6 @@ class Engine:
                     window_s=rule.window_s,
                 )
             )
-        if alarm.idle:
-            del st.alarms[rule.id]
         return True
 
     def _composite(
@@ -233,17 +220,21 @@ class Engine:
             else:
                 met = True
                 break
-        alarm = st.alarms.get(rule.id)
-        candidate = RANK[rule.level] if met else NONE
-        if alarm is None:
-            if candidate == NONE:
-                return
-            alarm = st.alarms[rule.id] = AlarmState()
-        change = step(alarm, candidate, ts, rule.hold, self.flap if rule.flap else None)
+        change = self._step(st, rule, RANK[rule.level] if met else NONE, ts)
         if change is not None:
             out.append(_finding(rule, device, reading, change, now, window_s=rule.within_s, confirmed=rule.confirmed))
+
+    def _step(self, st: DeviceState, rule: Threshold | Rate | Composite, candidate: int, ts: int) -> Change | None:
+        """One candidate into the rule's alarm: kept in ``st.alarms`` only while it is not idle."""
+        alarm = st.alarms.get(rule.id)
+        if alarm is None:
+            if candidate == NONE:
+                return None
+            alarm = st.alarms[rule.id] = AlarmState()
+        change = step(alarm, candidate, ts, rule.hold, self.flap if rule.flap else None)
         if alarm.idle:
             del st.alarms[rule.id]
+        return change
 
     def _limits(self, rule: Threshold, device: Device | None) -> Limits:
         if device is None or not rule.overridable:
@@ -363,8 +354,3 @@ def _finding(
         detected_at=now,
         title=rule.title,
     )
-
-
-def site_members(findings: Iterable[Finding], site_rules: list[Site]) -> list[tuple[Site, Finding]]:
-    """The findings a site rule listens to, paired with the rule (for routing them to the site's partition)."""
-    return [(s, f) for f in findings for s in site_rules if f.rule in s.rules and f.site_id is not None]
