@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import FindingEvent
+from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
 
 LEVELS: tuple[Level, ...] = (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)
 RANK: dict[Level, int] = {level: i for i, level in enumerate(LEVELS)}
@@ -47,6 +47,27 @@ class Change:
     previous: Level | None
     active: bool
     flapping: bool
+
+
+def finding_of(
+    change: Change, *, key: str, rule: str, hazard: Hazard, title: Text, ts: int, detected_at: int, **context: Any
+) -> Finding:
+    """The finding that publishes ``change`` of alert ``key``; ``context`` is the rest (device, site, value...)."""
+    return Finding(
+        id=finding_id(key, change.event, change.level, ts, change.flapping),
+        key=key,
+        event=change.event,
+        rule=rule,
+        hazard=hazard,
+        level=change.level,
+        previous_level=change.previous,
+        active=change.active,
+        flapping=change.flapping,
+        ts=ts,
+        detected_at=detected_at,
+        title=title,
+        **context,
+    )
 
 
 class AlarmState:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from rules.alarm import NONE, RANK, AlarmState, Change, FlapPolicy, force, step
+from rules.alarm import NONE, RANK, AlarmState, Change, FlapPolicy, finding_of, force, step
 from rules.kinds import Composite, Limits, MetricIs, Offline, Rate, Site, Threshold
 from rules.pack import RulePack
 from rules.state import DeviceState
@@ -24,7 +24,7 @@ from rules.window import Window
 from smartcity.contracts import ReadingDict
 from smartcity.contracts.catalogue import DeviceKind
 from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding, finding_id
+from smartcity.contracts.finding import Finding
 
 
 @dataclass
@@ -328,16 +328,14 @@ def _finding(
     exercise = bool(reading and reading["drill"])
     key = f"{'drill:' if exercise else ''}{device_id}:{rule.id}"
     when = ts if ts is not None else reading["ts"] if reading is not None else now
-    return Finding(
-        id=finding_id(key, change.event, change.level, when, change.flapping),
+    return finding_of(
+        change,
         key=key,
-        event=change.event,
         rule=rule.id,
         hazard=rule.hazard,
-        level=change.level,
-        previous_level=change.previous,
-        active=change.active,
-        flapping=change.flapping,
+        title=rule.title,
+        ts=when,
+        detected_at=now,
         confirmed=confirmed,
         exercise=exercise,
         device_id=device_id,
@@ -350,7 +348,4 @@ def _finding(
         value=value,
         threshold=threshold,
         window_s=window_s,
-        ts=when,
-        detected_at=now,
-        title=rule.title,
     )

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rules.alarm import NONE, RANK, AlarmState, force
+from rules.alarm import NONE, RANK, AlarmState, finding_of, force
 from rules.kinds import Site
-from smartcity.contracts.finding import Finding, finding_id
+from smartcity.contracts.finding import Finding
 
 _OPEN = None
 
@@ -82,15 +82,14 @@ def correlate(rule: Site, state: SiteState, finding: Finding, now_ms: int) -> Fi
         return None
     key = site_key(rule, finding.site_id or "", finding.exercise)
     devices = sorted({m[0] for m in state.members.values()})
-    return Finding(
-        id=finding_id(key, change.event, change.level, when, False),
+    return finding_of(
+        change,
         key=key,
-        event=change.event,
         rule=rule.id,
         hazard=rule.hazard,
-        level=change.level,
-        previous_level=change.previous,
-        active=change.active,
+        title=rule.title,
+        ts=when,
+        detected_at=now_ms,
         confirmed=True,
         exercise=finding.exercise,
         device_id=None,
@@ -103,9 +102,6 @@ def correlate(rule: Site, state: SiteState, finding: Finding, now_ms: int) -> Fi
         threshold=float(rule.min_devices),
         window_s=rule.within_s,
         confirms=sorted(state.members),
-        ts=when,
-        detected_at=now_ms,
-        title=rule.title,
     )
 
 
