@@ -101,11 +101,10 @@ def build(
     transport.install(settings.streams_fetch_wait_ms)
     engine = Engine(load_pack(settings.streams_rule_pack))
     partitioner = Partitioner(settings.readings_partitions)
-    processor_box: list[RuleProcessor] = []
 
     def device_changed(device_id: str, record: Device | None) -> None:
-        if record is None and processor_box:
-            processor_box[0].forget_device(device_id)
+        if record is None:  # called only once the registry is followed, after ``processor`` exists
+            processor.forget_device(device_id)
 
     directory = registry or KafkaDirectory(settings, keep_records=True, on_change=device_changed)
     processor = RuleProcessor(
@@ -115,7 +114,6 @@ def build(
         checkpoint_s=settings.streams_checkpoint_s,
         buckets_per_partition=settings.streams_state_buckets,
     )
-    processor_box.append(processor)
     sites = SiteProcessor(engine)
 
     session = settings.streams_session_timeout_s

@@ -71,22 +71,13 @@ def run_gateway() -> GatewayFactory:
     return _run
 
 
-def gateway_env(settings: GatewaySettings) -> dict[str, str]:
-    return settings_env(settings)
-
-
 @pytest.fixture
 def gateway_process(gateway_settings: GatewaySettings, tmp_path: Path) -> Callable[[GatewaySettings], ManagedProcess]:
     """A gateway as its own process (``python -m smartcity gateway``), for tests that kill it."""
     started: list[ManagedProcess] = []
 
     def _make(settings: GatewaySettings = gateway_settings) -> ManagedProcess:
-        process = ManagedProcess(
-            "gateway",
-            [sys.executable, "-m", "smartcity", "gateway"],
-            tmp_path / "gateway.log",
-            env=gateway_env(settings),
-        )
+        process = gateway_proc(settings, tmp_path / "gateway.log")
         started.append(process)
         return process
 
@@ -149,6 +140,11 @@ def settings_env(settings: BaseSettings) -> dict[str, str]:
         if value is not None:
             env[f"SMARTCITY_{name.upper()}"] = str(value)
     return env
+
+
+def gateway_proc(settings: GatewaySettings, log: Path) -> ManagedProcess:
+    """A gateway as its own process (``python -m smartcity gateway``)."""
+    return ManagedProcess("gateway", [sys.executable, "-m", "smartcity", "gateway"], log, env=settings_env(settings))
 
 
 def streams_process(settings: StreamsSettings, log: Path) -> ManagedProcess:

@@ -19,7 +19,7 @@ from devices.mqtt_accounts import api_acls
 from ingest.settings import GatewaySettings
 from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, http_ok
-from tests.integration.conftest import CONTROL_PASSWORD, CONTROL_USER, FileSecured, gateway_env
+from tests.integration.conftest import CONTROL_PASSWORD, CONTROL_USER, FileSecured, settings_env
 from tests.mqtt_util import Client
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def dynsec_api_url(
 def _api(settings: GatewaySettings, tmp_path: Path, extra: dict[str, str]) -> Iterator[str]:
     port = free_port()
     env = (
-        gateway_env(settings)
+        settings_env(settings)
         | extra
         | {
             "SMARTCITY_HTTP_PORT": str(port),

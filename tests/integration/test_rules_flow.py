@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import http_ok
 from streams.app import streams_topics
 from streams.settings import StreamsSettings
-from tests.integration.conftest import settings_env, streams_process
+from tests.integration.conftest import gateway_proc, streams_process
 from tests.kafka_util import Tail
 from tests.mqtt_util import publish_all, publisher
 
@@ -203,12 +202,7 @@ async def flow(mqtt_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.Tem
         mqtt_url=mqtt_url, kafka_bootstrap=kafka_bootstrap, gateway_client_id=f"gw-{u}", gateway_share_group=f"g{u}",
         gateway_http_port=0, **topics,
     )  # fmt: skip
-    gateway = ManagedProcess(
-        "gateway",
-        [sys.executable, "-m", "smartcity", "gateway"],
-        work / "gateway.log",
-        env=settings_env(gateway_settings),
-    )
+    gateway = gateway_proc(gateway_settings, work / "gateway.log")
     worker = streams_process(streams, work / "streams.log")
     gateway.start()
     worker.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,11 +18,11 @@ from ingest.settings import GatewaySettings
 from smartcity.contracts.device import Device
 from smartcity.contracts.finding import Finding
 from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.process import free_port
 from smartcity.stack.services import http_ok
 from streams.app import streams_topics
 from streams.settings import StreamsSettings
-from tests.integration.conftest import settings_env, streams_process
+from tests.integration.conftest import gateway_proc, streams_process
 from tests.kafka_util import Tail
 from tests.mqtt_util import publish_all, publisher
 
@@ -56,21 +55,11 @@ async def test_a_killed_worker_hands_its_partitions_over_with_state(
                 departments=["emergency"]) for d in device_ids]
     )  # fmt: skip
     await feed.stop()
-    gateway = ManagedProcess(
-        "gateway",
-        [sys.executable, "-m", "smartcity", "gateway"],
-        tmp_path / "gateway.log",
-        env=settings_env(
-            GatewaySettings(
-                mqtt_url=mqtt_url,
-                kafka_bootstrap=kafka_bootstrap,
-                gateway_client_id=f"gw-{u}",
-                gateway_share_group=f"g{u}",
-                gateway_http_port=0,
-                **topics,
-            )
-        ),
-    )
+    gateway_settings = GatewaySettings(
+        mqtt_url=mqtt_url, kafka_bootstrap=kafka_bootstrap, gateway_client_id=f"gw-{u}", gateway_share_group=f"g{u}",
+        gateway_http_port=0, **topics,
+    )  # fmt: skip
+    gateway = gateway_proc(gateway_settings, tmp_path / "gateway.log")
     workers = []
     for name in ("a", "b"):
         settings = base.model_copy(update={"streams_http_port": free_port(), "streams_data_dir": tmp_path / name})
