@@ -124,6 +124,14 @@ class Stack:
             env |= {"SMARTCITY_MQTT_USERNAME": username, "SMARTCITY_MQTT_PASSWORD": password}
         return env
 
+    def _service(self, name: str, command: str, port: int, env: dict[str, str]) -> Launch:
+        """``smartcity <command>`` as a child, healthy when ``/healthz`` on ``port`` answers 200."""
+        process = ManagedProcess(
+            name, [sys.executable, "-m", "smartcity", command], self.data_dir / "logs" / f"{command}.log", env=env
+        )
+        url = f"http://{self.settings.host}:{port}"
+        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
+
     def _api(self) -> Launch:
         s = self.settings
         env = self._service_env(API_USERNAME, self.secrets.api_mqtt_password) | {
@@ -135,11 +143,7 @@ class Stack:
             "SMARTCITY_MQTT_AUTH_DIR": str(self.data_dir / "mosquitto" / "auth"),
             "SMARTCITY_MOSQUITTO_PID_FILE": str(self.data_dir / "mosquitto" / "mosquitto.pid"),
         }
-        process = ManagedProcess(
-            "api", [sys.executable, "-m", "smartcity", "api"], self.data_dir / "logs" / "api.log", env=env
-        )
-        url = f"http://{s.host}:{s.http_port}"
-        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
+        return self._service("api", "api", s.http_port, env)
 
     def _gateway(self) -> Launch:
         s = self.settings
@@ -147,14 +151,7 @@ class Stack:
             "SMARTCITY_GATEWAY_HTTP_HOST": s.host,
             "SMARTCITY_GATEWAY_HTTP_PORT": str(s.gateway_http_port),
         }
-        process = ManagedProcess(
-            "ingest gateway",
-            [sys.executable, "-m", "smartcity", "gateway"],
-            self.data_dir / "logs" / "gateway.log",
-            env=env,
-        )
-        url = f"http://{s.host}:{s.gateway_http_port}"
-        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
+        return self._service("ingest gateway", "gateway", s.gateway_http_port, env)
 
     def _streams(self) -> Launch:
         s = self.settings
@@ -165,14 +162,7 @@ class Stack:
             "SMARTCITY_STREAMS_HTTP_PORT": str(s.streams_http_port),
             "SMARTCITY_STREAMS_DATA_DIR": str(self.data_dir / "streams"),
         }
-        process = ManagedProcess(
-            "stream worker",
-            [sys.executable, "-m", "smartcity", "streams"],
-            self.data_dir / "logs" / "streams.log",
-            env=env,
-        )
-        url = f"http://{s.host}:{s.streams_http_port}"
-        return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
+        return self._service("stream worker", "streams", s.streams_http_port, env)
 
     def _topics(self) -> None:
         """Every topic, before any client of them exists (Tansu's memory store breaks on a creation racing a
