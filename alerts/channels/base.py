@@ -1,0 +1,48 @@
+"""The shape every notification channel has, and the error a failed send raises.
+
+A channel is set up once (``start``), sends one delivery at a time (``send``), and is closed (``close``). A send
+that fails raises ``DeliveryError`` carrying whether a retry can help and after how long; it never swallows the
+failure. The dispatcher (``alerts.channels.dispatch``) owns retries, backoff and the record of what could not be
+delivered, so one slow or failing channel never blocks another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from smartcity.contracts.alert import Alert
+from smartcity.errors import SmartCityError
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One alert message for one department through one channel, to one target (a topic, a URL, an address)."""
+
+    alert: Alert
+    department: str
+    target: str
+
+
+class DeliveryError(SmartCityError):
+    """The channel could not deliver. ``retry_after`` seconds (None: use the backoff); ``permanent``: do not retry
+    (a 4xx answer, an address the server refused)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class Channel(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    def targets(self, alert: Alert, department: str) -> list[str]:
+        """Where this alert goes for this department through this channel (none: not at all)."""
+        ...
+
+    async def send(self, delivery: Delivery) -> None: ...
+
+    async def close(self) -> None: ...

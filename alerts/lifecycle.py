@@ -1,0 +1,353 @@
+"""The alert lifecycle: findings and officers' actions in, alert messages out. Pure: no Kafka, no clock of its own.
+
+One open alert per key. Two axes, ``active`` (the condition holds) and ``acknowledged`` (an officer took it):
+
+==============  =============  =====================================================================
+active          acknowledged   what happens next
+==============  =============  =====================================================================
+yes             no             reminders (escalating to more departments) until acknowledged
+yes             yes            quiet until the condition ends, changes level, or an officer closes it
+no (cleared)    no             stays open and visible until acknowledged or closed
+no              yes            closed: the record is kept for a while, the key is free again
+==============  =============  =====================================================================
+
+Every method *computes* the changed records and returns them without touching the book; the service persists them
+to Kafka first and only then ``commit``s them, so an acknowledgement the API answered is never lost, and a crash in
+between leaves the book as it was. A record whose ``alert.seq`` grew carries a message for officers; one that changed
+only silently (a silence began, an inhibition, a flapping flag) is persisted and shown on the console but not sent.
+
+Replays are dropped: each record remembers the ids of the recent findings it applied (finding ids are derived from
+their content, so a finding re-emitted after a stream worker restart has the same id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from alerts.routing import RANK, RoutingTable
+from alerts.silences import Windows
+from smartcity.contracts.alert import DRILL_PREFIX, Acknowledgement, Alert, AlertEvent
+from smartcity.contracts.catalogue import Department, Level
+from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text
+from smartcity.errors import SmartCityError
+
+HISTORY_LIMIT = 200
+FINDINGS_REMEMBERED = 32
+
+
+class LifecycleError(SmartCityError):
+    """An officer's action that cannot apply; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    seq: int
+    event: AlertEvent
+    level: str
+    at: int
+    active: bool
+    acknowledged: bool
+    departments: list[Department]
+    by: str | None = None
+    note: str | None = None
+
+
+class AlertRecord(BaseModel):
+    """What the alerts service keeps per alert (compacted Kafka topic ``alerts.state``, key = alert id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    alert: Alert
+    own_departments: list[Department] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list, description="ids of the recent findings applied")
+    history: list[HistoryEntry] = Field(default_factory=list)
+    next_reminder_at: int | None = None
+    notified_seq: int = Field(0, description="the last message every channel has taken (or given up on)")
+
+
+def alert_id(key: str, finding_id: str) -> str:
+    return hashlib.blake2b(f"{key}|{finding_id}".encode(), digest_size=8).hexdigest()
+
+
+def drill_title(title: Text) -> Text:
+    return Text(zh=f"{DRILL_PREFIX.zh} / {DRILL_PREFIX.en}：{title.zh}", en=f"{DRILL_PREFIX.en}: {title.en}")
+
+
+class AlertBook:
+    """Every open alert, and the recently closed ones, by id; plus the latest alert of each key."""
+
+    def __init__(self, routing: RoutingTable, windows: Windows) -> None:
+        self.routing = routing
+        self.windows = windows
+        self.records: dict[str, AlertRecord] = {}
+        self._by_key: dict[str, str] = {}
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> AlertRecord | None:
+        return self.records.get(alert_id)
+
+    def open_for(self, key: str) -> AlertRecord | None:
+        rec = self.records.get(self._by_key.get(key, ""))
+        return rec if rec is not None and not rec.alert.closed else None
+
+    def open_records(self) -> Iterator[AlertRecord]:
+        return (r for r in self.records.values() if not r.alert.closed)
+
+    # -- writing (after the records are persisted) -------------------------------------------------------------
+
+    def commit(self, records: Iterable[AlertRecord]) -> None:
+        for rec in records:
+            self.records[rec.alert.id] = rec
+            latest = self.records.get(self._by_key.get(rec.alert.key, ""))
+            if latest is None or latest.alert.opened_at <= rec.alert.opened_at:
+                self._by_key[rec.alert.key] = rec.alert.id
+
+    def forget(self, alert_ids: Iterable[str]) -> None:
+        for alert_id_ in alert_ids:
+            rec = self.records.pop(alert_id_, None)
+            if rec is not None and self._by_key.get(rec.alert.key) == alert_id_:
+                del self._by_key[rec.alert.key]
+
+    # -- findings ---------------------------------------------------------------------------------------------
+
+    def on_finding(self, finding: Finding, now: int) -> list[AlertRecord]:
+        exercise = finding.exercise or self.windows.in_drill(finding, now)
+        key = finding.key if finding.exercise or not exercise else f"drill:{finding.key}"
+        latest = self.records.get(self._by_key.get(key, ""))
+        if latest is not None and finding.id in latest.findings:
+            return []  # a replay
+        rec = latest if latest is not None and not latest.alert.closed else None
+        if rec is None:
+            if not finding.active:
+                return []  # the end of something already closed
+            raised = self._raise(finding, key, exercise, now)
+            remembered = [*(latest.findings if latest else []), finding.id][-FINDINGS_REMEMBERED:]
+            return self._settle([raised.model_copy(update={"findings": remembered})], now)
+        fields: dict[str, Any] = {
+            "metric": finding.metric or rec.alert.metric,
+            "value": finding.value,
+            "threshold": finding.threshold,
+            "flapping": finding.flapping,
+            "confirmed": finding.confirmed,
+            "confirms": finding.confirms,
+            "ts": finding.ts,
+        }
+        policy = self.routing.policy(finding.level)
+        if finding.event == FindingEvent.CLEARED or not finding.active:
+            changed = self._message(
+                rec, AlertEvent.CLEARED, now, active=False, closed=rec.alert.acknowledged, **fields
+            ).model_copy(update={"next_reminder_at": None})
+        elif finding.level != rec.alert.level or not rec.alert.active:
+            up = RANK[finding.level] > RANK[rec.alert.level]
+            event = AlertEvent.ESCALATED if up else AlertEvent.DEESCALATED if rec.alert.active else AlertEvent.RAISED
+            soon = now + int(policy.after_s * 1000)
+            pending = rec.next_reminder_at if rec.alert.active and rec.next_reminder_at is not None else soon
+            changed = self._message(
+                rec,
+                event,
+                now,
+                level=finding.level,
+                active=True,
+                departments=self._departments(rec, finding.level, rec.alert.escalations),
+                **fields,
+            ).model_copy(update={"next_reminder_at": None if rec.alert.acknowledged else min(pending, soon)})
+        else:
+            changed = _silent(rec, **fields)
+        changed = changed.model_copy(update={"findings": [*rec.findings, finding.id][-FINDINGS_REMEMBERED:]})
+        return self._settle([changed], now)
+
+    def _raise(self, finding: Finding, key: str, exercise: bool, now: int) -> AlertRecord:
+        own = list(finding.departments)
+        title = drill_title(finding.title) if exercise else finding.title
+        alert = Alert(
+            id=alert_id(key, finding.id),
+            key=key,
+            seq=1,
+            event=AlertEvent.RAISED,
+            level=finding.level,
+            hazard=finding.hazard,
+            rule=finding.rule,
+            device_id=finding.device_id,
+            site_id=finding.site_id,
+            site_name=finding.site_name,
+            lat=finding.lat,
+            lon=finding.lon,
+            metric=finding.metric,
+            value=finding.value,
+            threshold=finding.threshold,
+            departments=self.routing.departments(finding.hazard, finding.level, finding.rule, own),
+            active=True,
+            acknowledged=False,
+            exercise=exercise,
+            confirmed=finding.confirmed,
+            flapping=finding.flapping,
+            confirms=finding.confirms,
+            opened_at=now,
+            updated_at=now,
+            ts=finding.ts,
+            title=title,
+        )
+        return AlertRecord(
+            alert=alert,
+            own_departments=own,
+            findings=[finding.id],
+            history=[_entry(alert)],
+            next_reminder_at=now + int(self.routing.policy(finding.level).after_s * 1000),
+        )
+
+    # -- officers ---------------------------------------------------------------------------------------------
+
+    def acknowledge(self, alert_id_: str, by: str, note: str, now: int) -> list[AlertRecord]:
+        rec = self._actionable(alert_id_)
+        if rec.alert.acknowledged:
+            ack = rec.alert.acknowledgement
+            raise LifecycleError(f"alert {alert_id_} was already acknowledged by {ack.by if ack else '?'}", 409)
+        changed = [self._acknowledged(rec, by, note, now)]
+        for other in self.open_records():  # a site alert's acknowledgement covers the device alerts it absorbed
+            if other.alert.inhibited_by == alert_id_ and not other.alert.acknowledged:
+                changed.append(self._acknowledged(other, by, note or f"via {alert_id_}", now))
+        return self._settle(changed, now)
+
+    def _acknowledged(self, rec: AlertRecord, by: str, note: str, now: int) -> AlertRecord:
+        ack = Acknowledgement(by=by, note=note, at=now)
+        changed = self._message(
+            rec, AlertEvent.ACKNOWLEDGED, now, acknowledged=True, acknowledgement=ack, closed=not rec.alert.active
+        )
+        return changed.model_copy(update={"next_reminder_at": None})
+
+    def close(self, alert_id_: str, by: str, note: str, now: int) -> list[AlertRecord]:
+        rec = self._actionable(alert_id_)
+        changed = self._message(rec, AlertEvent.CLOSED, now, closed=True, closed_by=by, note=note)
+        return self._settle([changed.model_copy(update={"next_reminder_at": None})], now)
+
+    def _actionable(self, alert_id_: str) -> AlertRecord:
+        rec = self.records.get(alert_id_)
+        if rec is None:
+            raise LifecycleError(f"no alert {alert_id_}", 404)
+        if rec.alert.closed:
+            raise LifecycleError(f"alert {alert_id_} is closed", 409)
+        return rec
+
+    # -- time -------------------------------------------------------------------------------------------------
+
+    def tick(self, now: int) -> list[AlertRecord]:
+        """Reminders and escalations that are due, and mutes that began or ended."""
+        changed = self._settle([], now, every=True)
+        touched = {r.alert.id for r in changed}
+        for rec in self.open_records():
+            if rec.alert.id in touched or rec.next_reminder_at is None or rec.next_reminder_at > now:
+                continue
+            if not rec.alert.active or rec.alert.acknowledged or rec.alert.muted:
+                continue
+            changed.append(self._remind(rec, now, escalate=True))
+        return changed
+
+    def closed_before(self, cutoff: int) -> list[str]:
+        return [r.alert.id for r in self.records.values() if r.alert.closed and r.alert.updated_at < cutoff]
+
+    def _remind(self, rec: AlertRecord, now: int, *, escalate: bool) -> AlertRecord:
+        escalations = rec.alert.escalations + (1 if escalate else 0)
+        changed = self._message(
+            rec,
+            AlertEvent.REMINDER,
+            now,
+            escalations=escalations,
+            departments=self._departments(rec, rec.alert.level, escalations),
+        )
+        repeat = int(self.routing.policy(rec.alert.level).repeat_s * 1000)
+        return changed.model_copy(update={"next_reminder_at": now + repeat})
+
+    def _departments(self, rec: AlertRecord, level: Level, escalations: int) -> list[Department]:
+        a = rec.alert
+        return self.routing.departments(a.hazard, level, a.rule, rec.own_departments, escalations)
+
+    # -- mutes ------------------------------------------------------------------------------------------------
+
+    def _settle(self, changed: list[AlertRecord], now: int, *, every: bool = False) -> list[AlertRecord]:
+        """Recompute silences and inhibitions on the changed records (and, with ``every``, on all open ones, as
+        the changed ones may inhibit others). An alert a silence stops muting, still active and unacknowledged,
+        gets a reminder."""
+        pending = {r.alert.id: r for r in changed}
+        view = {**{r.alert.id: r for r in self.open_records()}, **pending}
+        inhibitors = self._inhibitors(view.values())
+        wide = every or any(_could_inhibit(r, self.routing) for r in changed)
+        scope = view.values() if wide else pending.values()
+        out: dict[str, AlertRecord] = dict(pending)
+        for rec in list(scope):
+            a = rec.alert
+            if a.closed:
+                continue
+            silenced = self.windows.silenced_by(a, now)
+            inhibited = _inhibitor_of(a, inhibitors, self.routing)
+            if silenced == a.silenced_by and inhibited == a.inhibited_by:
+                continue
+            updated = _silent(rec, silenced_by=silenced, inhibited_by=inhibited)
+            unmuted = a.silenced_by and not silenced and a.active and not a.acknowledged and inhibited is None
+            if unmuted and rec.alert.id not in pending:
+                updated = self._remind(updated, now, escalate=False)
+            out[a.id] = updated
+        return list(out.values())
+
+    def _inhibitors(self, records: Iterable[AlertRecord]) -> dict[str, str]:
+        """Key of an inhibited alert -> id of the alert inhibiting it, for every active inhibitor."""
+        found: dict[str, str] = {}
+        for rec in records:
+            a = rec.alert
+            if not a.active or a.closed:
+                continue
+            if a.rule in self.routing.inhibit.offline_rules and a.device_id:
+                found[f"offline:{'drill:' if a.exercise else ''}{a.device_id}"] = a.id
+            if self.routing.inhibit.site_absorbs and a.confirmed and a.site_id and a.device_id is None:
+                for key in a.confirms:
+                    found[key] = a.id
+        return found
+
+    def _message(self, rec: AlertRecord, event: AlertEvent, now: int, **changes: Any) -> AlertRecord:
+        note = changes.pop("note", None)
+        alert = rec.alert.model_copy(update={**changes, "event": event, "seq": rec.alert.seq + 1, "updated_at": now})
+        by = alert.acknowledgement.by if event == AlertEvent.ACKNOWLEDGED and alert.acknowledgement else None
+        if event == AlertEvent.ACKNOWLEDGED and alert.acknowledgement:
+            note = alert.acknowledgement.note
+        by = alert.closed_by if event == AlertEvent.CLOSED else by
+        history = [*rec.history, _entry(alert, by=by, note=note)][-HISTORY_LIMIT:]
+        return rec.model_copy(update={"alert": alert, "history": history})
+
+
+def _silent(rec: AlertRecord, **changes: Any) -> AlertRecord:
+    return rec.model_copy(update={"alert": rec.alert.model_copy(update=changes)})
+
+
+def _could_inhibit(rec: AlertRecord, routing: RoutingTable) -> bool:
+    a = rec.alert
+    return a.rule in routing.inhibit.offline_rules or (a.device_id is None and a.confirmed)
+
+
+def _inhibitor_of(alert: Alert, inhibitors: dict[str, str], routing: RoutingTable) -> str | None:
+    if alert.hazard != Hazard.DEVICE and alert.device_id:
+        offline = inhibitors.get(f"offline:{'drill:' if alert.exercise else ''}{alert.device_id}")
+        if offline is not None:
+            return offline
+    absorbed = inhibitors.get(alert.key)
+    return absorbed if absorbed != alert.id else None
+
+
+def _entry(alert: Alert, *, by: str | None = None, note: str | None = None) -> HistoryEntry:
+    return HistoryEntry(
+        seq=alert.seq,
+        event=alert.event,
+        level=alert.level,
+        at=alert.updated_at,
+        active=alert.active,
+        acknowledged=alert.acknowledged,
+        departments=alert.departments,
+        by=by,
+        note=note,
+    )

@@ -1,0 +1,103 @@
+"""The routing table: which departments an alert goes to, when it escalates, and what inhibits what.
+
+A YAML file (``alerts/routing.yaml`` is the default, from design.md), validated with pydantic: a bad file is a
+``RoutingError`` that names the file and the field. Every route that matches adds its departments (Alertmanager's
+``continue: true``): a red fire goes to fire *and* emergency. ``own_departments`` routes to the departments the device
+was registered with (device health alerts). An alert no route matches still goes to the device's own departments,
+so nothing is ever routed nowhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smartcity.contracts.catalogue import Department, Level
+from smartcity.contracts.finding import Hazard
+from smartcity.errors import SmartCityError
+
+DEFAULT_ROUTING = Path(__file__).with_name("routing.yaml")
+RANK = {Level.BLUE: 1, Level.YELLOW: 2, Level.ORANGE: 3, Level.RED: 4}
+
+
+class RoutingError(SmartCityError):
+    """The routing file cannot be used; the message names the file and the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Route(_Frozen):
+    hazard: Hazard | None = Field(None, description="None: every hazard")
+    min_level: Level = Level.BLUE
+    rule: str | None = Field(None, description="only this rule")
+    departments: list[Department] = Field(default_factory=list)
+    own_departments: bool = Field(False, description="also the departments the device is registered with")
+
+    def matches(self, hazard: Hazard, level: Level, rule: str) -> bool:
+        return (
+            (self.hazard is None or self.hazard == hazard)
+            and RANK[level] >= RANK[self.min_level]
+            and (self.rule is None or self.rule == rule)
+        )
+
+
+class Escalation(_Frozen):
+    after_s: Annotated[float, Field(gt=0)] = Field(description="first reminder this long after raised, if unacked")
+    repeat_s: Annotated[float, Field(gt=0)] = Field(description="then again at this interval")
+    add: list[Department] = Field(default_factory=lambda: [Department.COMMAND])
+
+
+class Inhibit(_Frozen):
+    offline_rules: list[str] = Field(default_factory=lambda: ["device.offline"])
+    site_absorbs: bool = True
+
+
+def _default_escalation() -> dict[Level, Escalation]:
+    return {
+        level: Escalation(after_s=120 if level == Level.RED else 600, repeat_s=120 if level == Level.RED else 600)
+        for level in Level
+    }
+
+
+class RoutingTable(_Frozen):
+    version: Literal[1] = 1
+    routes: list[Route]
+    escalation: dict[Level, Escalation] = Field(default_factory=_default_escalation)
+    inhibit: Inhibit = Field(default_factory=Inhibit)
+
+    def departments(
+        self, hazard: Hazard, level: Level, rule: str, own: list[Department], escalations: int = 0
+    ) -> list[Department]:
+        """The departments for an alert now, in a stable order (escalation adds the policy's departments)."""
+        chosen: list[Department] = []
+        for route in self.routes:
+            if route.matches(hazard, level, rule):
+                chosen.extend(route.departments)
+                if route.own_departments:
+                    chosen.extend(own)
+        if not chosen:
+            chosen.extend(own)
+        if escalations > 0:
+            chosen.extend(self.policy(level).add)
+        return list(dict.fromkeys(chosen))
+
+    def policy(self, level: Level) -> Escalation:
+        return self.escalation.get(level) or _default_escalation()[level]
+
+
+def load_routing(path: Path | None = None) -> RoutingTable:
+    source = path or DEFAULT_ROUTING
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RoutingError(f"{source}: cannot read the routing table: {exc}") from exc
+    try:
+        return RoutingTable.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors())
+        raise RoutingError(f"{source}: {problems}") from exc

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import pytest
+
+from alerts.lifecycle import AlertBook, AlertRecord, LifecycleError
+from alerts.routing import load_routing
+from alerts.silences import DrillWindow, Matchers, Silence, Windows
+from smartcity.contracts.alert import AlertEvent
+from smartcity.contracts.catalogue import Department, Level
+from smartcity.contracts.finding import FindingEvent, Hazard
+from tests.unit.alerts.factories import T0, finding
+
+MIN = 60_000
+
+
+@pytest.fixture
+def book() -> AlertBook:
+    return AlertBook(load_routing(), Windows())
+
+
+def apply(book: AlertBook, records: list[AlertRecord]) -> list[AlertRecord]:
+    book.commit(records)
+    return records
+
+
+def events(records: list[AlertRecord]) -> list[str]:
+    return [r.alert.event.value for r in records]
+
+
+def test_raise_routes_by_hazard_and_level(book: AlertBook) -> None:
+    (rec,) = apply(book, book.on_finding(finding(level=Level.ORANGE), T0))
+    assert rec.alert.event == AlertEvent.RAISED
+    assert rec.alert.seq == 1
+    assert rec.alert.departments == [Department.EMERGENCY]
+    assert rec.alert.active
+    assert not rec.alert.acknowledged
+    fire = book.on_finding(finding("f-1", "fire.heat", hazard=Hazard.FIRE, level=Level.RED), T0)
+    assert fire[0].alert.departments == [Department.FIRE, Department.EMERGENCY]
+    water = book.on_finding(finding("w-1", "water.level", hazard=Hazard.WATER, level=Level.YELLOW), T0)
+    assert water[0].alert.departments == [Department.WATER]
+
+
+def test_device_hazard_goes_to_the_devices_own_departments(book: AlertBook) -> None:
+    f = finding("w-2", "device.offline", hazard=Hazard.DEVICE, level=Level.BLUE, departments=[Department.WATER])
+    assert book.on_finding(f, T0)[0].alert.departments == [Department.WATER]
+
+
+def test_level_changes_clear_and_close(book: AlertBook) -> None:
+    apply(book, book.on_finding(finding(), T0))
+    (up,) = apply(book, book.on_finding(finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 1), T0 + 10))
+    assert up.alert.event == AlertEvent.ESCALATED
+    assert up.alert.level == Level.RED
+    assert up.alert.seq == 2
+    (down,) = apply(book, book.on_finding(finding(event=FindingEvent.DEESCALATED, ts=T0 + 2), T0 + 20))
+    assert down.alert.event == AlertEvent.DEESCALATED
+    assert down.alert.id == up.alert.id
+    (cleared,) = apply(book, book.on_finding(finding(event=FindingEvent.CLEARED, ts=T0 + 3), T0 + 30))
+    assert cleared.alert.event == AlertEvent.CLEARED
+    assert not cleared.alert.active
+    assert not cleared.alert.closed, "a cleared alert nobody acknowledged stays open"
+    (acked,) = apply(book, book.acknowledge(cleared.alert.id, "李值班", "现场已处置", T0 + 40))
+    assert acked.alert.closed
+    assert acked.alert.acknowledgement is not None
+    assert acked.alert.acknowledgement.by == "李值班"
+    assert [h.event for h in acked.history] == ["raised", "escalated", "deescalated", "cleared", "acknowledged"]
+    assert acked.history[-1].note == "现场已处置"
+
+
+def test_new_occurrence_after_close_is_a_new_alert(book: AlertBook) -> None:
+    (first,) = apply(book, book.on_finding(finding(), T0))
+    apply(book, book.acknowledge(first.alert.id, "a", "", T0 + 1))
+    apply(book, book.on_finding(finding(event=FindingEvent.CLEARED, ts=T0 + 2), T0 + 2))
+    assert book.open_for(first.alert.key) is None
+    (second,) = apply(book, book.on_finding(finding(ts=T0 + 10), T0 + 10))
+    assert second.alert.id != first.alert.id
+    assert second.alert.seq == 1
+    assert second.alert.key == first.alert.key
+
+
+def test_a_replayed_finding_changes_nothing(book: AlertBook) -> None:
+    f = finding()
+    apply(book, book.on_finding(f, T0))
+    assert book.on_finding(f, T0 + 5) == []
+    (_rec,) = apply(book, book.acknowledge(next(iter(book.records)), "a", "", T0 + 6))
+    apply(book, book.on_finding(finding(event=FindingEvent.CLEARED, ts=T0 + 7), T0 + 7))
+    assert book.on_finding(f, T0 + 8) == [], "a replay of the raise must not reopen a closed alert"
+
+
+def test_acknowledge_twice_and_unknown_are_refused(book: AlertBook) -> None:
+    (rec,) = apply(book, book.on_finding(finding(), T0))
+    apply(book, book.acknowledge(rec.alert.id, "a", "", T0 + 1))
+    with pytest.raises(LifecycleError) as twice:
+        book.acknowledge(rec.alert.id, "b", "", T0 + 2)
+    assert twice.value.status == 409
+    assert "already acknowledged by a" in str(twice.value)
+    with pytest.raises(LifecycleError) as unknown:
+        book.acknowledge("nope", "b", "", T0)
+    assert unknown.value.status == 404
+
+
+def test_reminders_escalate_to_command_until_acknowledged(book: AlertBook) -> None:
+    (rec,) = apply(book, book.on_finding(finding(level=Level.RED), T0))
+    assert book.tick(T0 + 2 * MIN - 1) == []
+    (first,) = apply(book, book.tick(T0 + 2 * MIN))
+    assert first.alert.event == AlertEvent.REMINDER
+    assert first.alert.escalations == 1
+    assert first.alert.departments == [Department.EMERGENCY, Department.COMMAND]
+    assert book.tick(T0 + 3 * MIN) == []
+    (second,) = apply(book, book.tick(T0 + 4 * MIN))
+    assert second.alert.escalations == 2
+    apply(book, book.acknowledge(rec.alert.id, "a", "", T0 + 5 * MIN))
+    assert book.tick(T0 + 60 * MIN) == []
+
+
+def test_other_levels_wait_ten_minutes(book: AlertBook) -> None:
+    apply(book, book.on_finding(finding(level=Level.YELLOW), T0))
+    assert book.tick(T0 + 10 * MIN - 1) == []
+    assert events(book.tick(T0 + 10 * MIN)) == ["reminder"]
+
+
+def test_escalating_to_red_brings_the_reminder_forward(book: AlertBook) -> None:
+    apply(book, book.on_finding(finding(level=Level.YELLOW), T0))
+    apply(book, book.on_finding(finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 1), T0 + MIN))
+    assert events(book.tick(T0 + 3 * MIN)) == ["reminder"]
+
+
+def test_a_silence_mutes_and_its_end_reminds(book: AlertBook) -> None:
+    book.windows.silences["s1"] = Silence(
+        id="s1",
+        matchers=Matchers(site_id="site-1"),
+        reason="检修 maintenance",
+        starts_at=T0 - 1,
+        ends_at=T0 + 5 * MIN,
+        created_by="admin",
+        created_at=T0,
+    )
+    (rec,) = apply(book, book.on_finding(finding(level=Level.RED), T0))
+    assert rec.alert.silenced_by == ["s1"]
+    assert rec.alert.muted
+    assert book.tick(T0 + 3 * MIN) == [], "no reminders while muted"
+    (unmuted,) = apply(book, book.tick(T0 + 5 * MIN))
+    assert unmuted.alert.event == AlertEvent.REMINDER
+    assert unmuted.alert.silenced_by == []
+    assert not unmuted.alert.muted
+
+
+def test_a_silence_that_begins_mutes_silently(book: AlertBook) -> None:
+    (rec,) = apply(book, book.on_finding(finding(), T0))
+    book.windows.silences["s2"] = Silence(
+        id="s2",
+        matchers=Matchers(department=Department.EMERGENCY),
+        reason="演练",
+        starts_at=T0 + MIN,
+        ends_at=T0 + 2 * MIN,
+        created_by="admin",
+        created_at=T0,
+    )
+    (muted,) = apply(book, book.tick(T0 + MIN))
+    assert muted.alert.silenced_by == ["s2"]
+    assert muted.alert.seq == rec.alert.seq, "state only, no message"
+
+
+def test_offline_inhibits_the_devices_other_alerts(book: AlertBook) -> None:
+    offline = finding("gas-1", "device.offline", hazard=Hazard.DEVICE, level=Level.BLUE)
+    (off,) = apply(book, book.on_finding(offline, T0))
+    (stale,) = apply(book, book.on_finding(finding(ts=T0 + 1), T0 + 1))
+    assert stale.alert.inhibited_by == off.alert.id
+    assert stale.alert.muted
+    changed = apply(
+        book,
+        book.on_finding(
+            finding("gas-1", "device.offline", FindingEvent.CLEARED, Level.BLUE, hazard=Hazard.DEVICE, ts=T0 + 2),
+            T0 + 2,
+        ),
+    )
+    freed = {r.alert.key: r for r in changed}["gas-1:gas.ch4"]
+    assert freed.alert.inhibited_by is None
+
+
+def test_confirmed_site_alert_absorbs_and_acknowledges_the_device_alerts(book: AlertBook) -> None:
+    (a,) = apply(book, book.on_finding(finding("gas-1"), T0))
+    (b,) = apply(book, book.on_finding(finding("gas-2"), T0))
+    site = finding(
+        "x",
+        "gas.site",
+        level=Level.RED,
+        key="site:site-1:gas.site",
+        device_id=None,
+        confirmed=True,
+        confirms=[a.alert.key, b.alert.key],
+    )
+    changed = apply(book, book.on_finding(site, T0 + 1))
+    by_key = {r.alert.key: r for r in changed}
+    site_id = by_key["site:site-1:gas.site"].alert.id
+    assert by_key[a.alert.key].alert.inhibited_by == site_id
+    assert by_key[b.alert.key].alert.inhibited_by == site_id
+    acked = apply(book, book.acknowledge(site_id, "王", "消防已到场", T0 + 2))
+    assert {r.alert.key for r in acked if r.alert.acknowledged} == {site.key, a.alert.key, b.alert.key}
+
+
+def test_drill_findings_and_drill_windows_make_exercise_alerts(book: AlertBook) -> None:
+    (drill,) = book.on_finding(finding(exercise=True), T0)
+    assert drill.alert.exercise
+    assert drill.alert.key.startswith("drill:")
+    assert drill.alert.title.zh.startswith("演练")
+    assert drill.alert.title.en.startswith("DRILL")
+    book.windows.drills["d1"] = DrillWindow(
+        id="d1", name="台风演练", site_ids=["site-1"], starts_at=T0, ends_at=T0 + MIN, created_by="a", created_at=T0
+    )
+    (windowed,) = book.on_finding(finding("gas-9"), T0 + 1)
+    assert windowed.alert.exercise
+    assert windowed.alert.key == "drill:gas-9:gas.ch4"
+    (after,) = book.on_finding(finding("gas-9", ts=T0 + 2 * MIN), T0 + 2 * MIN)
+    assert not after.alert.exercise
+
+
+def test_close_by_an_officer(book: AlertBook) -> None:
+    (rec,) = apply(book, book.on_finding(finding(), T0))
+    (closed,) = apply(book, book.close(rec.alert.id, "主任", "误报 false alarm", T0 + 1))
+    assert closed.alert.closed
+    assert closed.alert.closed_by == "主任"
+    assert closed.alert.event == AlertEvent.CLOSED
+    assert closed.history[-1].note == "误报 false alarm"
+    with pytest.raises(LifecycleError):
+        book.close(rec.alert.id, "x", "", T0 + 2)
+    # the condition still holds: its next change is a new alert
+    (again,) = book.on_finding(finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 3), T0 + 3)
+    assert again.alert.id != rec.alert.id
+    assert again.alert.event == AlertEvent.RAISED
