@@ -5,9 +5,14 @@
     SmartCityError
     ├── ConfigError             settings that cannot work (a port taken, a binary missing)
     ├── StackError              a one-machine service failed to start or to become healthy
-    └── TransportError          a broker did not take what we sent; carries ``retry_after`` seconds
-        ├── KafkaUnavailable
-        └── MqttUnavailable
+    ├── TransportError          a broker did not take what we sent; carries ``retry_after`` seconds
+    │   ├── KafkaUnavailable
+    │   ├── MqttUnavailable
+    │   └── InfluxUnavailable   (smartcity.influx) InfluxDB down, 5xx, 429
+    ├── InfluxRefused           (smartcity.influx) InfluxDB refused the lines: 400, 401/403, 404
+    ├── RoutingError            (alerts.routing) a routing table that cannot be used
+    ├── LifecycleError          (alerts.lifecycle) an officer's action that cannot apply (404, 409)
+    └── DeliveryError           (alerts.channels.base) a channel could not deliver; retry or permanent
 
 Bad input is never an exception that escapes: the ingest parser turns it into a ``Refusal`` with a reason.
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from smartcity.stack.process import free_port
-from smartcity.stack.services import Launch, influxdb, mosquitto, tansu
+from smartcity.stack.services import Launch, influxdb, mosquitto, tansu, victoria_metrics
 
 
 def _running(launch: Launch) -> Iterator[Launch]:
@@ -57,3 +57,9 @@ def unique() -> str:
 @pytest.fixture
 def work_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def victoria_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
+    """VictoriaMetrics: the InfluxDB v2 write API (``/api/v2/write``) on one machine."""
+    yield from _running(victoria_metrics(tmp_path_factory.mktemp("victoria"), "127.0.0.1", free_port()))

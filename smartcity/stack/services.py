@@ -174,3 +174,20 @@ bind-address = "{host}:{rpc_port}"
     )
     process = ManagedProcess("influxdb", [binary, "-config", str(conf)], directory / "influxdb.log")
     return Launch(process, lambda: http_ok(f"http://{host}:{port}/ping"), f"http://{host}:{port}")
+
+
+def victoria_metrics(directory: Path, host: str, port: int, binary: str | None = None) -> Launch:
+    """VictoriaMetrics (Debian's ``victoria-metrics``), data under ``directory``: the stand-in InfluxDB v2 write
+    endpoint (``/api/v2/write``) on one machine. Retention is 100 years, so readings with old timestamps (buffered
+    by a device that was offline, or replayed in tests) are kept rather than silently discarded."""
+    candidates = [binary] if binary else ["victoria-metrics", "/usr/bin/victoria-metrics"]
+    binary = find_binary("victoria-metrics", candidates, "victoria-metrics")
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary,
+        f"-httpListenAddr={host}:{port}",
+        f"-storageDataPath={directory / 'data'}",
+        "-retentionPeriod=100y",
+    ]
+    process = ManagedProcess("victoria-metrics", argv, directory / "victoria-metrics.log")
+    return Launch(process, lambda: http_ok(f"http://{host}:{port}/health", expect=(200,)), f"http://{host}:{port}")

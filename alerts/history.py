@@ -1,0 +1,212 @@
+"""The alert history: every alert message kept in InfluxDB, measurement ``alert_events``, one point per message.
+
+A storage sink of the same shape as the notification channels: ``start``, ``add`` (never blocks, never raises),
+``flush``, ``close``; ``run`` flushes periodically. What it guarantees:
+
+- **Every message is its own point.** InfluxDB identifies a point by measurement, tag set and timestamp, and a
+  second write with the same three replaces the first. Two messages of one alert can share ``updated_at`` (an
+  acknowledgement and the clear it completes, within one millisecond), so ``seq`` is a tag: (``alert_id``,
+  ``seq``) names one message (contracts/alert.py), and each message lands in its own series. The price is one
+  series per message instead of one per alert; alert messages are few (compared with readings), so that is cheap.
+  A message delivered twice (at least once) has the same tags and timestamp and is stored once.
+- **Nothing is lost while InfluxDB is down.** ``flush`` puts the batch back and re-raises ``InfluxUnavailable``
+  (the caller retries after ``retry_after``). The buffer is bounded (``max_buffered``, 100,000 lines); past that the
+  oldest lines are dropped, counted in ``dropped`` and logged.
+- **A refused line never blocks the others.** On a 400 (InfluxDB 1.x refuses a whole request for one field type
+  conflict) the batch is halved, up to 6 times, until the refused lines are isolated; only those are dropped
+  (counted in ``refused``, logged with InfluxDB's reason). A configuration refusal (401, 403, 404) drops the
+  batch, logged as an error: retrying would not help, and holding it would block every later alert until the
+  bound is reached.
+- Field types never change between messages (InfluxDB refuses a field whose type differs from the first write):
+  ``value``/``threshold`` are always floats and are left out when the reading is a boolean (smoke, flame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Final
+
+from smartcity.contracts.alert import Alert
+from smartcity.influx import FieldValue, InfluxRefused, InfluxUnavailable, LineWriter, point_line
+
+logger = logging.getLogger(__name__)
+
+MEASUREMENT: Final = "alert_events"
+MAX_BUFFERED: Final = 100_000
+# Isolating refused lines costs at most 2 * 2**MAX_HALVINGS requests per batch; alert batches are rarely over 64
+# lines, so in practice a bad line is dropped alone.
+MAX_HALVINGS: Final = 6
+
+
+def _number(value: float | bool | None) -> float | None:
+    if value is None or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def alert_line(alert: Alert, measurement: str = MEASUREMENT) -> str:
+    """One alert message as a line of ``alert_events`` (schema in docs/influxdb.md), timestamp ``updated_at``."""
+    tags = {
+        "key": alert.key,
+        "alert_id": alert.id,
+        "seq": str(alert.seq),
+        "event": alert.event.value,
+        "level": alert.level.value,
+        "hazard": alert.hazard.value,
+        "rule": alert.rule,
+        "exercise": "true" if alert.exercise else "false",
+        "site_id": alert.site_id or "",
+        "device_id": alert.device_id or "",
+    }
+    fields: dict[str, FieldValue] = {
+        "active": alert.active,
+        "acknowledged": alert.acknowledged,
+        "closed": alert.closed,
+        "departments": ",".join(d.value for d in alert.departments),
+        "title_zh": alert.title.zh,
+        "title_en": alert.title.en,
+    }
+    for name, raw in (("value", alert.value), ("threshold", alert.threshold)):
+        number = _number(raw)
+        if number is not None:
+            fields[name] = number
+    if alert.metric:
+        fields["metric"] = alert.metric
+    if alert.acknowledgement is not None:
+        fields["acknowledged_by"] = alert.acknowledgement.by
+        fields["note"] = alert.acknowledgement.note
+    return point_line(measurement, tags, fields, alert.updated_at)
+
+
+class AlertHistory:
+    """Buffers alert messages and writes them to InfluxDB through ``writer``, which it starts and closes."""
+
+    name = "influxdb"
+
+    def __init__(self, writer: LineWriter, *, max_buffered: int = MAX_BUFFERED) -> None:
+        if max_buffered < 1:
+            raise ValueError("max_buffered must be at least 1")
+        self.writer = writer
+        self.max_buffered = max_buffered
+        self.written = 0
+        self.refused = 0
+        self.dropped = 0
+        self._buffer: deque[str] = deque()
+        self._lock = asyncio.Lock()
+        self._database_ready = False
+        self._unlogged_drops = 0
+
+    @property
+    def pending(self) -> int:
+        """Lines waiting for the next flush."""
+        return len(self._buffer)
+
+    async def start(self) -> None:
+        """Start the writer and create the database (v1). InfluxDB being down does not stop the alerts service:
+        the database is then created at the first flush that reaches it."""
+        await self.writer.start()
+        try:
+            await self._ensure_database()
+        except InfluxUnavailable as exc:
+            logger.warning("alert history: InfluxDB not reachable yet, will retry at flush: %s", exc)
+
+    def add(self, alert: Alert) -> None:
+        self._buffer.append(alert_line(alert))
+        self._trim()
+
+    async def flush(self) -> int:
+        """Write every buffered line. Returns how many lines InfluxDB refused (dropped, logged). Raises
+        ``InfluxUnavailable`` with the unwritten lines back in the buffer."""
+        async with self._lock:
+            if not self._buffer:
+                return 0
+            await self._ensure_database()
+            size = self.writer.conn.influx_batch_lines
+            batch = list(self._buffer)
+            self._buffer.clear()
+            refused = 0
+            for start in range(0, len(batch), size):
+                try:
+                    chunk_refused = await self._write_isolating(batch[start : start + size])
+                except InfluxUnavailable:
+                    self._buffer.extendleft(reversed(batch[start:]))
+                    self._trim()
+                    raise
+                refused += chunk_refused
+                self.refused += chunk_refused
+            if self._unlogged_drops:
+                logger.warning(
+                    "alert history: %d alert events were dropped while InfluxDB was down", self._unlogged_drops
+                )
+                self._unlogged_drops = 0
+            return refused
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
+        """Flush every ``interval_s`` until ``stop`` is set; after a failure wait the server's ``retry_after``, or
+        twice the last wait, whichever is longer (at most ``max_backoff_s``). ``close`` does the last flush."""
+        delay = interval_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return
+            try:
+                await self.flush()
+            except InfluxUnavailable as exc:
+                delay = min(max_backoff_s, max(exc.retry_after, delay * 2))
+                logger.warning("alert history: %s; %d lines kept, retry in %.1fs", exc, self.pending, delay)
+            else:
+                delay = interval_s
+
+    async def close(self) -> None:
+        """Flush what is left (once, no retry), then close the writer. Lines InfluxDB could not take are logged."""
+        try:
+            await self.flush()
+        except InfluxUnavailable as exc:
+            logger.error("alert history: %d alert events not written at close: %s", self.pending, exc)
+        finally:
+            await self.writer.close()
+
+    async def _ensure_database(self) -> None:
+        """Create the database once. A refusal (an account without the admin right CREATE DATABASE needs) is
+        logged and does not stop writing: the database may well exist; if not, writes are refused with 404."""
+        if self._database_ready:
+            return
+        try:
+            await self.writer.ensure_database()
+        except InfluxRefused as exc:
+            logger.warning("alert history: %s; writing anyway", exc)
+        self._database_ready = True
+
+    async def _write_isolating(self, lines: Sequence[str], depth: int = 0) -> int:
+        """Write ``lines``; on a 400, halve (at most ``MAX_HALVINGS`` times) until the refused lines are isolated.
+        Returns how many lines were dropped."""
+        try:
+            await self.writer.write(lines)
+        except InfluxRefused as exc:
+            if exc.status == 400 and len(lines) > 1 and depth < MAX_HALVINGS:
+                middle = len(lines) // 2
+                first = await self._write_isolating(lines[:middle], depth + 1)
+                return first + await self._write_isolating(lines[middle:], depth + 1)
+            logger.error(
+                "alert history: InfluxDB refused %d alert events, dropped: %s; first: %s",
+                len(lines),
+                exc,
+                lines[0][:300],
+            )
+            return len(lines)
+        self.written += len(lines)
+        return 0
+
+    def _trim(self) -> None:
+        while len(self._buffer) > self.max_buffered:
+            self._buffer.popleft()
+            self.dropped += 1
+            if self._unlogged_drops == 0:
+                logger.warning("alert history: buffer full (%d lines), dropping the oldest", self.max_buffered)
+            self._unlogged_drops += 1
