@@ -16,8 +16,11 @@ to Kafka first and only then ``commit``s them, so an acknowledgement the API ans
 between leaves the book as it was. A record whose ``alert.seq`` grew carries a message for officers; one that changed
 only silently (a silence began, an inhibition, a flapping flag) is persisted and shown on the console but not sent.
 
-Replays are dropped: each record remembers the ids of the recent findings it applied (finding ids are derived from
-their content, so a finding re-emitted after a stream worker restart has the same id).
+Replays are dropped twice over: each record remembers the ids of the recent findings it applied (finding ids are
+derived from their content, so a finding a stream worker re-emits after its restart has the same id), and the
+Kafka offset of the last one: all findings of a key share a partition, so after a restart of the alerts service
+anything at or below that offset was seen already, including findings that changed nothing then (a ``cleared``
+with no open alert must not clear the alert raised after it).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class AlertRecord(BaseModel):
     findings: list[str] = Field(default_factory=list, description="ids of the recent findings applied")
     history: list[HistoryEntry] = Field(default_factory=list)
     next_reminder_at: int | None = None
+    offset: int = Field(-1, description="Kafka offset of the last finding applied (its key's partition)")
     notified_seq: int = Field(0, description="the last message every channel has taken (or given up on)")
 
 
@@ -118,11 +122,12 @@ class AlertBook:
 
     # -- findings ---------------------------------------------------------------------------------------------
 
-    def on_finding(self, finding: Finding, now: int) -> list[AlertRecord]:
+    def on_finding(self, finding: Finding, now: int, offset: int = -1) -> list[AlertRecord]:
+        """``offset``: the finding's Kafka offset (-1: unknown)."""
         exercise = finding.exercise or self.windows.in_drill(finding, now)
         key = finding.key if finding.exercise or not exercise else f"drill:{finding.key}"
         latest = self.records.get(self._by_key.get(key, ""))
-        if latest is not None and finding.id in latest.findings:
+        if latest is not None and (finding.id in latest.findings or -1 < offset <= latest.offset):
             return []  # a replay
         rec = latest if latest is not None and not latest.alert.closed else None
         if rec is None:
@@ -130,7 +135,7 @@ class AlertBook:
                 return []  # the end of something already closed
             raised = self._raise(finding, key, exercise, now)
             remembered = [*(latest.findings if latest else []), finding.id][-FINDINGS_REMEMBERED:]
-            return self._settle([raised.model_copy(update={"findings": remembered})], now)
+            return self._settle([raised.model_copy(update={"findings": remembered, "offset": offset})], now)
         fields: dict[str, Any] = {
             "metric": finding.metric or rec.alert.metric,
             "value": finding.value,
@@ -161,7 +166,8 @@ class AlertBook:
             ).model_copy(update={"next_reminder_at": None if rec.alert.acknowledged else min(pending, soon)})
         else:
             changed = _silent(rec, **fields)
-        changed = changed.model_copy(update={"findings": [*rec.findings, finding.id][-FINDINGS_REMEMBERED:]})
+        remembered = [*rec.findings, finding.id][-FINDINGS_REMEMBERED:]
+        changed = changed.model_copy(update={"findings": remembered, "offset": max(offset, rec.offset)})
         return self._settle([changed], now)
 
     def _raise(self, finding: Finding, key: str, exercise: bool, now: int) -> AlertRecord:

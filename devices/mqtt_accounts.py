@@ -76,8 +76,9 @@ def department_acls(department: str) -> list[Acl]:
 
 
 def api_acls() -> list[Acl]:
-    """The API follows devices' status topics (retained last wills) for device health."""
-    return [Acl("subscribePattern", "devices/+/status")]
+    """The API follows devices' status topics (retained last wills) for device health, and its alerts service
+    publishes every department's ``alerts/{department}``."""
+    return [Acl("subscribePattern", "devices/+/status"), Acl("publishClientSend", "alerts/#")]
 
 
 def operator_acls() -> list[Acl]:

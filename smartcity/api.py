@@ -1,24 +1,35 @@
-"""The HTTP service on 127.0.0.1:8080: ``/healthz``, ``/metrics`` and the ``/api/`` routers of each part.
+"""The HTTP service on 127.0.0.1:8080: ``/healthz``, ``/metrics``, the ``/api/`` routers of each part, and the
+alerts service (``alerts.service``) running beside them in the same process.
 
-Every ``/api/`` call needs ``Authorization: Bearer <token>``. On one machine ``SMARTCITY_API_TOKEN`` is the
-all-departments admin token; officers' own tokens arrive with the alerts API (issue 5).
+Every ``/api/`` call needs ``Authorization: Bearer <token>`` of an officer (``alerts.officers``); on one machine
+``SMARTCITY_API_TOKEN`` is the all-departments admin token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import uuid
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import Field, SecretStr
 
+from alerts.api import alerts_router, officer_auth
+from alerts.channels.base import Channel
+from alerts.channels.email import EmailChannel
+from alerts.channels.mqtt import MqttChannel
+from alerts.channels.webhook import WebhookChannel
+from alerts.contacts import load_contacts
+from alerts.history import AlertHistory
+from alerts.metrics import AlertMetrics
+from alerts.officers import Officers
+from alerts.routing import load_routing
+from alerts.service import AlertService
+from alerts.settings import AlertsSettings
 from devices.api import devices_router
 from devices.feed import DevicePublisher, follow_readings
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts
@@ -26,12 +37,12 @@ from devices.mqtt_files import FileAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
+from smartcity.influx import LineWriter
 from smartcity.mqtt import AsyncMqttClient
-from smartcity.settings import KafkaConnection, MqttConnection
 
 
-class ApiSettings(MqttConnection, KafkaConnection):
-    """The API service. Its MQTT account is the dynamic-security administrator (it issues device credentials)."""
+class ApiSettings(AlertsSettings):
+    """The API and alerts service. Its MQTT account issues device credentials and publishes ``alerts/#``."""
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
@@ -46,20 +57,17 @@ class ApiSettings(MqttConnection, KafkaConnection):
     mosquitto_pid_file: Path = Field(Path(".smartcity/mosquitto/mosquitto.pid"), description="to reload (files)")
 
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def create_app(settings: ApiSettings, registry: Registry, metrics: CollectorRegistry) -> FastAPI:
+def create_app(
+    settings: ApiSettings,
+    registry: Registry,
+    metrics: CollectorRegistry,
+    alerts: AlertService | None = None,
+    officers: Officers | None = None,
+) -> FastAPI:
     app = FastAPI(title="SmartCity", version="0.1.0", description="Hazard sensing and alerting for a smart district.")
-
-    def require_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        if creds is None or creds.scheme.lower() != "bearer":
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
-        token = settings.api_token.get_secret_value() if settings.api_token else None
-        if token is None or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    officers = officers or Officers.load(settings.officers_file, token)
+    auth = officer_auth(officers)
 
     @app.exception_handler(AccountError)
     async def account_refused(_request: Request, exc: AccountError) -> JSONResponse:
@@ -85,7 +93,9 @@ def create_app(settings: ApiSettings, registry: Registry, metrics: CollectorRegi
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(devices_router(registry, require_token))
+    app.include_router(devices_router(registry, auth))
+    if alerts is not None:
+        app.include_router(alerts_router(alerts, auth, officers))
     return app
 
 
@@ -114,11 +124,17 @@ async def run_api(settings: ApiSettings) -> None:
         on_message=lambda m: registry.health.status(device_id_of(m.topic), m.payload.decode(errors="replace")),
     )
     await statuses.start()
-    app = create_app(settings, registry, CollectorRegistry())
+    prometheus = CollectorRegistry()
+    alerts = alert_service(settings, prometheus) if settings.alerts_enabled else None
+    if alerts is not None:
+        await alerts.start()
+    app = create_app(settings, registry, prometheus, alerts)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
     try:
         await server.serve()
     finally:
+        if alerts is not None:
+            await alerts.stop()
         readings.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await readings
@@ -127,3 +143,18 @@ async def run_api(settings: ApiSettings) -> None:
             await accounts.close()
         await feed.stop()
         store.close()
+
+
+def alert_service(settings: ApiSettings, prometheus: CollectorRegistry) -> AlertService:
+    """The alerts service with every channel its settings name (MQTT always; webhook and e-mail from contacts)."""
+    contacts = load_contacts(settings.alerts_contacts_file)
+    client = AsyncMqttClient(settings, f"smartcity-alerts-{uuid.uuid4().hex[:8]}", clean_start=True)
+    console = settings.alerts_public_url
+    channels: list[Channel] = [
+        MqttChannel(client),
+        WebhookChannel(contacts, console_url=console),
+        EmailChannel(contacts, console_url=console),
+    ]
+    history = AlertHistory(LineWriter(settings)) if settings.alerts_history else None
+    routing = load_routing(settings.alerts_routing_file)
+    return AlertService(settings, routing, channels, AlertMetrics.create(prometheus), history=history)

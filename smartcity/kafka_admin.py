@@ -34,6 +34,10 @@ def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
         TopicSpec(kafka.topic_readings, kafka.readings_partitions, kafka.kafka_replication),
         TopicSpec(kafka.topic_rejected, kafka.rejected_partitions, kafka.kafka_replication),
         TopicSpec(kafka.topic_findings, kafka.findings_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_alerts, kafka.findings_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_alert_state, 1, kafka.kafka_replication, compacted=True),
+        TopicSpec(kafka.topic_alert_control, 1, kafka.kafka_replication, compacted=True),
+        TopicSpec(kafka.topic_undelivered, 1, kafka.kafka_replication),
     ]
 
 

@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from smartcity.errors import MqttUnavailable
 from smartcity.settings import MqttConnection
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class AsyncMqttClient:
         client.on_connect = self._connect_cb
         client.on_disconnect = self._disconnect_cb
         client.on_subscribe = self._subscribe_cb
+        client.on_publish = self._publish_cb
+        self._acks: dict[int, asyncio.Future[None]] = {}
         if on_message is not None:
             client.on_message = lambda _c, _u, msg: on_message(msg)
         self.client = client
@@ -109,6 +112,29 @@ class AsyncMqttClient:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Queue a publish; paho sends it when the socket is writable (and again after a reconnect for QoS 1)."""
         self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_acked(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+        """QoS 1 publish whose future completes when the broker's PUBACK arrives (raises ``MqttUnavailable`` if
+        the broker refused it). While disconnected, paho keeps the message and sends it after the reconnect."""
+        assert self._loop is not None, "start() first"
+        future: asyncio.Future[None] = self._loop.create_future()
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            future.set_exception(MqttUnavailable(f"publish to {topic} failed: {mqtt.error_string(info.rc)}"))
+        elif info.is_published():
+            future.set_result(None)
+        else:
+            self._acks[info.mid] = future
+        return future
+
+    def _publish_cb(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties | None) -> None:
+        future = self._acks.pop(mid, None)
+        if future is None or future.done():
+            return
+        if rc.is_failure:
+            future.set_exception(MqttUnavailable(f"the broker refused the publish: {rc}"))
+        else:
+            future.set_result(None)
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (the broker then holds messages for us)."""

@@ -54,6 +54,10 @@ class KafkaConnection(_Base):
     topic_rejected: str = "readings.rejected"
     topic_devices: str = Field("devices", description="compacted; key = device id, value = device record")
     topic_findings: str = Field("findings", description="rule findings (key = alert key), read by the alerts service")
+    topic_alerts: str = Field("alerts", description="alert messages (the contract), key = alert key")
+    topic_alert_state: str = Field("alerts.state", description="compacted; the alerts service's state, by alert id")
+    topic_alert_control: str = Field("alerts.control", description="compacted; silences and drill windows")
+    topic_undelivered: str = Field("alerts.undelivered", description="deliveries every retry failed, with reason")
     # Four on one machine: Tansu auto-creates a topic with 4 partitions whenever a client asks for its metadata, so
     # after a broker restart a topic recreated by any client has the same layout. Production sets more (compose).
     readings_partitions: int = Field(4, ge=1, le=1024)

@@ -138,6 +138,8 @@ class Stack:
             "SMARTCITY_HTTP_HOST": s.host,
             "SMARTCITY_HTTP_PORT": str(s.http_port),
             "SMARTCITY_API_TOKEN": self.secrets.api_token,
+            "SMARTCITY_INFLUX_URL": self.influx_url,
+            "SMARTCITY_ALERTS_PUBLIC_URL": f"http://{s.host}:{s.http_port}",
             "SMARTCITY_REGISTRY_DB": str(self.data_dir / "registry.db"),
             "SMARTCITY_MQTT_ACCOUNTS": "files" if s.mqtt_url is None else "off",
             "SMARTCITY_MQTT_AUTH_DIR": str(self.data_dir / "mosquitto" / "auth"),
