@@ -24,9 +24,11 @@ from alerts.silences import DrillWindow, Matchers, Silence
 from smartcity.contracts.alert import Alert
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Hazard
+from smartcity.errors import KafkaUnavailable
 
 _bearer = HTTPBearer(auto_error=False)
 W = TypeVar("W", Silence, DrillWindow)
+T = TypeVar("T")
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
@@ -91,11 +93,17 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this alert is not routed to your departments")
         return rec
 
-    async def act(action: Callable[[], Awaitable[Alert]]) -> Alert:
+    async def act(action: Callable[[], Awaitable[T]]) -> T:
         try:
             return await action()
         except LifecycleError as exc:
             raise HTTPException(exc.status, str(exc)) from exc
+        except KafkaUnavailable as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"not saved, nothing changed: {exc}; retry",
+                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+            ) from exc
 
     @router.get("/alerts", response_model=list[Alert])
     async def list_alerts(
@@ -209,7 +217,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "officers may only silence their own department's alerts")
         now = service.clock()
         silence = _window(Silence, body, officer, now, matchers=body.matchers, reason=body.reason)
-        await service.put_window(silence)
+        await act(lambda: service.put_window(silence))
         return silence
 
     @router.delete("/silences/{silence_id}", response_model=Silence)
@@ -220,7 +228,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         if not officer.admin and silence.created_by != officer.name:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only its author or an administrator ends a silence")
         ended = silence.model_copy(update={"ends_at": max(silence.starts_at + 1, service.clock())})
-        await service.put_window(ended)
+        await act(lambda: service.put_window(ended))
         return ended
 
     @router.get("/drills", response_model=list[DrillWindow])
@@ -242,7 +250,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
             device_ids=body.device_ids,
             site_ids=body.site_ids,
         )
-        await service.put_window(drill)
+        await act(lambda: service.put_window(drill))
         return drill
 
     @router.delete("/drills/{drill_id}", response_model=DrillWindow)
@@ -253,7 +261,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         if not officer.admin:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "drill windows are ended by an administrator")
         ended = drill.model_copy(update={"ends_at": max(drill.starts_at + 1, service.clock())})
-        await service.put_window(ended)
+        await act(lambda: service.put_window(ended))
         return ended
 
     return router

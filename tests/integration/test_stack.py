@@ -109,6 +109,16 @@ async def _publish_as(mqtt_url: str, username: str, password: str, device: str, 
         client.close()
 
 
+async def _alert_message(officer: Client, count: int, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while len(officer.received) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(officer.received) >= count, officer.received
+    topic, payload = officer.received[count - 1]
+    assert topic == "alerts/emergency"
+    return dict(json.loads(payload))
+
+
 async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stops_cleanly(tmp_path: Path) -> None:
     env = _env(SMARTCITY_API_TOKEN="stack-test-token")
     api, mqtt_url, bootstrap, auth = _where(env)
@@ -127,6 +137,9 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         assert created.status_code == 201, created.text
         creds = created.json()["credentials"]
         await asyncio.sleep(1)  # the gateway's directory follows the devices topic
+        secrets = json.loads((tmp_path / "secrets.json").read_text())
+        officer = await asyncio.to_thread(Client, mqtt_url, "dept-emergency", secrets["departments"]["emergency"])
+        officer.client.subscribe("alerts/emergency", qos=1)
         await _publish_as(mqtt_url, creds["username"], creds["password"], "gas-stack-1", 1, ch4=30.0)
         anonymous = await asyncio.to_thread(Client, mqtt_url, None, None)
         anonymous.close()
@@ -141,6 +154,17 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         [finding] = [Finding.model_validate_json(r.value) for r in found]
         assert (finding.key, finding.event.value, finding.level.value) == ("gas-stack-1:gas.ch4", "raised", "orange")
         assert finding.site_name == "坪地化工园"
+        # ... the alerts service told the emergency department's duty officers over MQTT; one acknowledges it.
+        raised = await _alert_message(officer, 1)
+        assert (raised["event"], raised["level"], raised["departments"]) == ("raised", "orange", ["emergency"])
+        async with httpx.AsyncClient(base_url=api, headers=auth) as http:
+            acked = await http.post(f"/api/alerts/{raised['id']}/ack", json={"by": "值班员", "note": "已通知燃气公司"})
+            assert acked.status_code == 200, acked.text
+            listed = (await http.get("/api/alerts", params={"department": "emergency"})).json()
+        assert [(a["id"], a["acknowledged"]) for a in listed] == [(raised["id"], True)]
+        acknowledged = await _alert_message(officer, 2)
+        assert (acknowledged["event"], acknowledged["acknowledgement"]["by"]) == ("acknowledged", "值班员")
+        officer.close()
     finally:
         rest = _stop(proc, output)
     assert "stopped" in rest
