@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import Field, SecretStr
@@ -26,7 +26,7 @@ from alerts.channels.webhook import WebhookChannel
 from alerts.contacts import load_contacts
 from alerts.history import AlertHistory
 from alerts.metrics import AlertMetrics
-from alerts.officers import Officers
+from alerts.officers import Officer, Officers
 from alerts.routing import load_routing
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
@@ -93,7 +93,15 @@ def create_app(
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(devices_router(registry, auth))
+    signed_in = Depends(auth)
+
+    def devices_auth(request: Request, officer: Officer = signed_in) -> Officer:
+        """Officers read the registry; changing it is for administrators."""
+        if request.method not in ("GET", "HEAD") and not officer.admin:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only an administrator changes the device registry")
+        return officer
+
+    app.include_router(devices_router(registry, devices_auth))
     if alerts is not None:
         app.include_router(alerts_router(alerts, auth, officers))
     return app
