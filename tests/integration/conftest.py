@@ -13,6 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic_settings import BaseSettings
 
+from alerts.officers import token_hash
+from alerts.settings import AlertsSettings
 from devices.directory import DeviceDirectory, OpenDirectory
 from devices.mqtt_accounts import MqttAccounts
 from devices.mqtt_files import FileAccounts
@@ -23,6 +25,7 @@ from smartcity.settings import MqttConnection
 from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, dynsec_init, mosquitto
 from streams.settings import StreamsSettings
+from tests.alerts_util import FIRE_OFFICER, RigFactory, rig_factory
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +153,30 @@ def gateway_proc(settings: GatewaySettings, log: Path) -> ManagedProcess:
 def streams_process(settings: StreamsSettings, log: Path) -> ManagedProcess:
     """A stream worker as its own process (``python -m smartcity streams``), for tests that run several or kill one."""
     return ManagedProcess("streams", [sys.executable, "-m", "smartcity", "streams"], log, env=settings_env(settings))
+
+
+@pytest.fixture
+def alerts_settings(mqtt_url: str, kafka_bootstrap: str, influx_service: Launch, unique: str) -> AlertsSettings:
+    return AlertsSettings(
+        mqtt_url=mqtt_url,
+        kafka_bootstrap=kafka_bootstrap,
+        influx_url=influx_service.url,
+        influx_db=f"alerts_{unique}",
+        topic_findings=f"findings.{unique}",
+        topic_alerts=f"alerts.{unique}",
+        topic_alert_state=f"alerts.state.{unique}",
+        topic_alert_control=f"alerts.control.{unique}",
+        topic_undelivered=f"alerts.undelivered.{unique}",
+        alerts_group=f"alerts-{unique}",
+        alerts_tick_s=0.2,
+        alerts_max_attempts=2,
+    )
+
+
+@pytest.fixture
+def rig(alerts_settings: AlertsSettings, tmp_path: Path) -> RigFactory:
+    officers_file = tmp_path / "officers.yaml"
+    officers_file.write_text(
+        f"officers:\n  - name: 火警值班员\n    departments: [fire]\n    token_sha256: {token_hash(FIRE_OFFICER)}\n"
+    )
+    return rig_factory(alerts_settings, officers_file)

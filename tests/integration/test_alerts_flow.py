@@ -7,9 +7,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,138 +14,20 @@ import httpx
 import pytest
 import uvicorn
 import xmlschema
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
-from alerts.api import alerts_router, officer_auth
-from alerts.channels.base import Channel
-from alerts.channels.mqtt import MqttChannel
-from alerts.channels.webhook import WebhookChannel
-from alerts.contacts import load_contacts
-from alerts.history import AlertHistory
-from alerts.metrics import AlertMetrics
-from alerts.officers import Officers, token_hash
-from alerts.routing import load_routing
-from alerts.service import AlertService
-from alerts.settings import AlertsSettings
-from alerts.store import alert_topics
-from smartcity.contracts.alert import Alert
 from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import Finding, FindingEvent, Hazard
-from smartcity.influx import LineWriter
-from smartcity.kafka_admin import ensure_topics
-from smartcity.mqtt import AsyncMqttClient
+from smartcity.contracts.finding import FindingEvent, Hazard
 from smartcity.stack.process import free_port
 from smartcity.stack.services import Launch
+from tests.alerts_util import FIRE_OFFICER, RigFactory, messages
 from tests.kafka_util import consume
 from tests.mqtt_util import Collector
 from tests.unit.alerts.factories import finding
 
 pytestmark = pytest.mark.integration
 
-ADMIN = "admin-token"
-FIRE_OFFICER = "fire-officer-token"
 SCHEMA = Path(__file__).parents[2] / "alerts" / "schema" / "cap-1.2.xsd"
-
-
-@dataclass
-class Rig:
-    settings: AlertsSettings
-    service: AlertService
-    http: httpx.AsyncClient
-    url: str
-
-    async def send(self, *findings: Finding) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
-        await producer.start()
-        try:
-            for f in findings:
-                await producer.send_and_wait(
-                    self.settings.topic_findings, f.model_dump_json().encode(), key=f.key.encode()
-                )
-        finally:
-            await producer.stop()
-
-    async def wait_alert(self, key: str, check: Callable[[Alert], bool], timeout: float = 20) -> Alert:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rec = self.service.book.open_for(key) or next(
-                (r for r in self.service.book.records.values() if r.alert.key == key), None
-            )
-            if rec is not None and check(rec.alert):
-                return rec.alert
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no alert {key} matching the check within {timeout} s")
-
-
-RigFactory = Callable[..., AbstractAsyncContextManager[Rig]]
-
-
-@pytest.fixture
-def alerts_settings(mqtt_url: str, kafka_bootstrap: str, influx_service: Launch, unique: str) -> AlertsSettings:
-    return AlertsSettings(
-        mqtt_url=mqtt_url,
-        kafka_bootstrap=kafka_bootstrap,
-        influx_url=influx_service.url,
-        influx_db=f"alerts_{unique}",
-        topic_findings=f"findings.{unique}",
-        topic_alerts=f"alerts.{unique}",
-        topic_alert_state=f"alerts.state.{unique}",
-        topic_alert_control=f"alerts.control.{unique}",
-        topic_undelivered=f"alerts.undelivered.{unique}",
-        alerts_group=f"alerts-{unique}",
-        alerts_tick_s=0.2,
-        alerts_max_attempts=2,
-    )
-
-
-@pytest.fixture
-def rig(alerts_settings: AlertsSettings, tmp_path: Path) -> RigFactory:
-    officers_file = tmp_path / "officers.yaml"
-    officers_file.write_text(
-        f"officers:\n  - name: 火警值班员\n    departments: [fire]\n    token_sha256: {token_hash(FIRE_OFFICER)}\n"
-    )
-
-    @asynccontextmanager
-    async def _run(routing: Path | None = None, contacts: Path | None = None, **changes: Any) -> AsyncIterator[Rig]:
-        settings = alerts_settings.model_copy(update=changes)
-        await ensure_topics(settings.kafka_bootstrap, alert_topics(settings))
-        contact_book = load_contacts(contacts)
-        channels: list[Channel] = [
-            MqttChannel(AsyncMqttClient(settings, f"alerts-{time.monotonic_ns()}", clean_start=True)),
-            WebhookChannel(contact_book),
-        ]
-        service = AlertService(
-            settings,
-            load_routing(routing),
-            channels,
-            AlertMetrics.create(CollectorRegistry()),
-            history=AlertHistory(LineWriter(settings)),
-        )
-        await service.start()
-        officers = Officers.load(officers_file, ADMIN)
-        app = FastAPI()
-        app.include_router(alerts_router(service, officer_auth(officers), officers))
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-                yield Rig(settings, service, http, url)
-        finally:
-            server.should_exit = True
-            await serving
-            await service.stop()
-
-    return _run
-
-
-def _messages(collector: Collector, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-    return [json.loads(p) for _, p in collector.wait_for(count, timeout)]
 
 
 async def test_a_finding_becomes_an_alert_on_mqtt_and_an_acknowledgement_follows(
@@ -158,7 +37,7 @@ async def test_a_finding_becomes_an_alert_on_mqtt_and_an_acknowledgement_follows
     try:
         async with rig() as r:
             await r.send(finding("gas-a1", level=Level.ORANGE))
-            [raised] = await asyncio.to_thread(_messages, emergency, 1)
+            [raised] = await asyncio.to_thread(messages, emergency, 1)
             assert raised["event"] == "raised"
             assert (raised["level"], raised["hazard"], raised["departments"]) == ("orange", "gas", ["emergency"])
             assert raised["active"] is True
@@ -169,7 +48,7 @@ async def test_a_finding_becomes_an_alert_on_mqtt_and_an_acknowledgement_follows
                 f"/api/alerts/{raised['id']}/ack", json={"by": "张三", "note": "已派人 dispatched"}
             )
             assert acked.status_code == 200, acked.text
-            [_, ack] = await asyncio.to_thread(_messages, emergency, 2)
+            [_, ack] = await asyncio.to_thread(messages, emergency, 2)
             assert (ack["event"], ack["acknowledged"], ack["seq"]) == ("acknowledged", True, 2)
             assert ack["acknowledgement"]["by"] == "张三"
             again = await r.http.post(f"/api/alerts/{raised['id']}/ack", json={"by": "李四"})
@@ -181,7 +60,7 @@ async def test_a_finding_becomes_an_alert_on_mqtt_and_an_acknowledgement_follows
             assert detail["history"][1]["note"] == "已派人 dispatched"
 
             await r.send(finding("gas-a1", event=FindingEvent.CLEARED, ts=finding().ts + 1))
-            [*_, cleared] = await asyncio.to_thread(_messages, emergency, 3)
+            [*_, cleared] = await asyncio.to_thread(messages, emergency, 3)
             assert (cleared["event"], cleared["active"], cleared["closed"]) == ("cleared", False, True)
 
             on_kafka = await consume(r.settings.kafka_bootstrap, r.settings.topic_alerts, lambda m: len(m) >= 3)
@@ -212,12 +91,12 @@ async def test_escalation_reminds_the_command_centre_on_time(rig: RigFactory, mq
         async with rig(routing=routing) as r:
             await r.send(finding("gas-e1", level=Level.RED))
             raised = await r.wait_alert("gas-e1:gas.ch4", lambda a: a.seq == 1)
-            [reminder] = await asyncio.to_thread(_messages, command, 1, 6)
+            [reminder] = await asyncio.to_thread(messages, command, 1, 6)
             late = reminder["updated_at"] - raised.opened_at
             assert 1500 <= late <= 2500, f"the reminder came {late} ms after the alert"
             assert (reminder["event"], reminder["escalations"]) == ("reminder", 1)
             assert reminder["departments"] == ["emergency", "command"]
-            await asyncio.to_thread(_messages, command, 2, 4)  # and again, until someone acknowledges
+            await asyncio.to_thread(messages, command, 2, 4)  # and again, until someone acknowledges
             assert (await r.http.post(f"/api/alerts/{raised.id}/ack", json={})).status_code == 200
             await asyncio.sleep(0.5)
             count = len(command.messages)
@@ -247,7 +126,7 @@ async def test_a_silence_mutes_and_its_end_unmutes(rig: RigFactory, mqtt_url: st
             shown = (await r.http.get("/api/alerts", params={"department": "emergency"})).json()
             assert [a["silenced_by"] for a in shown] == [[silence["id"]]], "but the console shows it, marked"
             assert (await r.http.delete(f"/api/silences/{silence['id']}")).status_code == 200
-            [reminder] = await asyncio.to_thread(_messages, emergency, 1)
+            [reminder] = await asyncio.to_thread(messages, emergency, 1)
             assert (reminder["event"], reminder["silenced_by"], reminder["id"]) == ("reminder", [], muted.id)
     finally:
         emergency.close()
@@ -276,11 +155,11 @@ async def test_a_hanging_webhook_does_not_delay_mqtt_and_ends_recorded(
         async with rig(contacts=contacts) as r:
             await r.send(finding("gas-w0", rule="warm.up"))  # the first group join takes seconds on Tansu
             await r.wait_alert("gas-w0:warm.up", lambda a: True)
-            await asyncio.to_thread(_messages, emergency, 1)
+            await asyncio.to_thread(messages, emergency, 1)
             emergency.messages.clear()
             sent = time.monotonic()
             await r.send(finding("gas-w1"))
-            [raised] = await asyncio.to_thread(_messages, emergency, 1)
+            [raised] = await asyncio.to_thread(messages, emergency, 1)
             assert time.monotonic() - sent < 1.0, "MQTT waited for the webhook"
             records = await consume(r.settings.kafka_bootstrap, r.settings.topic_undelivered, lambda m: len(m) >= 1,
                                     timeout=30)  # fmt: skip

@@ -1,0 +1,128 @@
+"""The alerts service killed with SIGKILL: open alerts and acknowledgements survive, and a change that was saved but
+maybe never sent is sent again on start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alerts.lifecycle import AlertBook
+from alerts.routing import load_routing
+from alerts.settings import AlertsSettings
+from alerts.silences import Windows
+from alerts.store import AlertStore, alert_topics
+from smartcity.api import ApiSettings
+from smartcity.contracts.finding import FindingEvent
+from smartcity.kafka_admin import ensure_topics
+from smartcity.stack.process import ManagedProcess, free_port
+from tests.alerts_util import RigFactory, messages, send_findings
+from tests.integration.conftest import settings_env
+from tests.mqtt_util import Collector
+from tests.unit.alerts.factories import finding
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "fault-admin-token"
+
+
+async def _wait(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if await check():
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+async def test_sigkill_loses_no_alert_and_no_acknowledgement(
+    alerts_settings: AlertsSettings, tmp_path: Path, mqtt_url: str
+) -> None:
+    port = free_port()
+    settings = ApiSettings(
+        **alerts_settings.model_dump(exclude={"mqtt_password", "influx_password", "influx_token", "api_token"}),
+        http_port=port,
+        registry_db=tmp_path / "registry.db",
+        mqtt_accounts="off",
+    )
+    await ensure_topics(settings.kafka_bootstrap, alert_topics(settings))
+    process = ManagedProcess(
+        "api",
+        [sys.executable, "-m", "smartcity", "api"],
+        tmp_path / "api.log",
+        env=settings_env(settings) | {"SMARTCITY_API_TOKEN": TOKEN},
+    )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    emergency = await asyncio.to_thread(Collector, mqtt_url, "alerts/emergency")
+    try:
+        process.start()
+        async with httpx.AsyncClient(base_url=base, headers=headers) as http:
+            await _wait(lambda: _ok(http, "/healthz"))
+            await send_findings(settings, finding("gas-k1"), finding("gas-k2"))
+            raised = await asyncio.to_thread(messages, emergency, 2, 30)
+            ids = {m["key"]: m["id"] for m in raised}
+            acked = await http.post(f"/api/alerts/{ids['gas-k1:gas.ch4']}/ack", json={"note": "在处理"})
+            assert acked.status_code == 200
+
+            process.kill()  # SIGKILL: no clean shutdown, no last flush
+            process.start()
+            await _wait(lambda: _ok(http, "/healthz"))
+            listed = {a["key"]: a for a in (await http.get("/api/alerts")).json()}
+            assert set(listed) == {"gas-k1:gas.ch4", "gas-k2:gas.ch4"}
+            assert listed["gas-k1:gas.ch4"]["acknowledged"] is True
+            assert listed["gas-k1:gas.ch4"]["acknowledgement"]["note"] == "在处理"
+            assert listed["gas-k2:gas.ch4"]["acknowledged"] is False
+
+            # and the findings keep flowing into the same alerts
+            await send_findings(settings, finding("gas-k2", event=FindingEvent.CLEARED, ts=finding().ts + 9))
+
+            async def cleared() -> bool:
+                alert = (await http.get(f"/api/alerts/{ids['gas-k2:gas.ch4']}")).json()["alert"]
+                return alert["active"] is False and alert["id"] == ids["gas-k2:gas.ch4"]
+
+            await _wait(cleared)
+        events = [json.loads(p)["event"] for _, p in emergency.messages]
+        assert events.count("raised") == 2, events  # re-sent at most as repeats of the same (id, seq)
+        assert "acknowledged" in events
+        assert "cleared" in events
+    finally:
+        emergency.close()
+        process.stop()
+
+
+async def test_a_saved_but_unsent_change_is_sent_on_start(
+    rig: RigFactory, alerts_settings: AlertsSettings, mqtt_url: str
+) -> None:
+    """What a crash between saving a change and handing it to the channels leaves behind: a record whose
+    ``notified_seq`` is behind its ``seq``. The next start sends that alert's latest message."""
+    await ensure_topics(alerts_settings.kafka_bootstrap, alert_topics(alerts_settings))
+    book = AlertBook(load_routing(), Windows())
+    [record] = book.on_finding(finding("gas-u1"), int(time.time() * 1000))
+    store = AlertStore(alerts_settings)
+    await store.start()
+    await store.save([record], [record.alert])
+    await store.stop()
+    emergency = await asyncio.to_thread(Collector, mqtt_url, "alerts/emergency")
+    try:
+        async with rig():
+            [sent] = await asyncio.to_thread(messages, emergency, 1)
+            assert (sent["id"], sent["seq"], sent["event"]) == (record.alert.id, 1, "raised")
+        async with rig():  # now recorded as sent: not again
+            await asyncio.sleep(1.5)
+            assert len(emergency.messages) == 1
+    finally:
+        emergency.close()
+
+
+async def _ok(http: httpx.AsyncClient, path: str) -> bool:
+    return (await http.get(path)).status_code == 200
