@@ -92,6 +92,8 @@ class AlertBook:
         self.windows = windows
         self.records: dict[str, AlertRecord] = {}
         self._by_key: dict[str, str] = {}
+        #: open alerts that may inhibit others (offline, confirmed site): few, so settling a change stays O(1)
+        self._inhibiting: dict[str, AlertRecord] = {}
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -110,6 +112,10 @@ class AlertBook:
     def commit(self, records: Iterable[AlertRecord]) -> None:
         for rec in records:
             self.records[rec.alert.id] = rec
+            if _could_inhibit(rec, self.routing) and not rec.alert.closed:
+                self._inhibiting[rec.alert.id] = rec
+            else:
+                self._inhibiting.pop(rec.alert.id, None)
             latest = self.records.get(self._by_key.get(rec.alert.key, ""))
             if latest is None or latest.alert.opened_at <= rec.alert.opened_at:
                 self._by_key[rec.alert.key] = rec.alert.id
@@ -117,6 +123,7 @@ class AlertBook:
     def forget(self, alert_ids: Iterable[str]) -> None:
         for alert_id_ in alert_ids:
             rec = self.records.pop(alert_id_, None)
+            self._inhibiting.pop(alert_id_, None)
             if rec is not None and self._by_key.get(rec.alert.key) == alert_id_:
                 del self._by_key[rec.alert.key]
 
@@ -282,10 +289,11 @@ class AlertBook:
         the changed ones may inhibit others). An alert a silence stops muting, still active and unacknowledged,
         gets a reminder."""
         pending = {r.alert.id: r for r in changed}
-        view = {**{r.alert.id: r for r in self.open_records()}, **pending}
-        inhibitors = self._inhibitors(view.values())
-        wide = every or any(_could_inhibit(r, self.routing) for r in changed)
-        scope = view.values() if wide else pending.values()
+        candidates = {i: r for i, r in self._inhibiting.items() if i not in pending}
+        candidates.update({i: r for i, r in pending.items() if _could_inhibit(r, self.routing)})
+        inhibitors = self._inhibitors(candidates.values())
+        wide = every or any(i in self._inhibiting or _could_inhibit(r, self.routing) for i, r in pending.items())
+        scope = {**{r.alert.id: r for r in self.open_records()}, **pending}.values() if wide else pending.values()
         out: dict[str, AlertRecord] = dict(pending)
         for rec in list(scope):
             a = rec.alert

@@ -105,6 +105,15 @@ def test_invariants_hold_for_any_sequence(sequence: list[tuple[object, ...]]) ->
 
 def _check(book: AlertBook) -> None:
     open_keys = [r.alert.key for r in book.open_records()]
+    offline = {
+        (r.alert.device_id, r.alert.exercise): r.alert.id
+        for r in book.open_records()
+        if r.alert.rule == "device.offline" and r.alert.active
+    }
+    for rec in book.open_records():
+        a = rec.alert
+        expected = offline.get((a.device_id, a.exercise)) if a.hazard != Hazard.DEVICE else None
+        assert a.inhibited_by == expected, "inhibition as a full recomputation gives it"
     assert len(open_keys) == len(set(open_keys)), "at most one open alert per key"
     for rec in book.records.values():
         a = rec.alert
