@@ -53,7 +53,12 @@ class AlertDetail(BaseModel):
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    by: str | None = Field(None, max_length=100, description="who acts; default: the token's officer")
+    by: str | None = Field(
+        None,
+        max_length=100,
+        description="who acts, for the administrator's token (an integration acting for an "
+        "officer); an officer's own token always records the officer's name",
+    )
     note: str = Field("", max_length=2000)
 
 
@@ -174,13 +179,13 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
     async def acknowledge(alert_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Alert:
         visible(alert_id, officer)
         body = body or ActionIn()
-        return await act(lambda: service.acknowledge(alert_id, body.by or officer.name, body.note))
+        return await act(lambda: service.acknowledge(alert_id, _who(body, officer), body.note))
 
     @router.post("/alerts/{alert_id}/close", response_model=Alert)
     async def close(alert_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Alert:
         visible(alert_id, officer)
         body = body or ActionIn()
-        return await act(lambda: service.close(alert_id, body.by or officer.name, body.note))
+        return await act(lambda: service.close(alert_id, _who(body, officer), body.note))
 
     @router.get("/alerts/{alert_id}/cap", response_class=Response, responses={200: {"content": {CAP_MIME_TYPE: {}}}})
     async def cap(alert_id: str, officer: Officer = signed_in) -> Response:
@@ -265,6 +270,10 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         return ended
 
     return router
+
+
+def _who(body: ActionIn, officer: Officer) -> str:
+    return (body.by or officer.name) if officer.admin else officer.name
 
 
 def _window(cls: type[W], body: SilenceIn | DrillIn, officer: Officer, now: int, **fields: Any) -> W:

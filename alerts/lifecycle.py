@@ -72,8 +72,14 @@ class AlertRecord(BaseModel):
     findings: list[str] = Field(default_factory=list, description="ids of the recent findings applied")
     history: list[HistoryEntry] = Field(default_factory=list)
     next_reminder_at: int | None = None
-    offset: int = Field(-1, description="Kafka offset of the last finding applied (its key's partition)")
+    offsets: dict[int, int] = Field(
+        default_factory=dict, description="findings partition -> Kafka offset of the last finding applied from it"
+    )
     notified_seq: int = Field(0, description="the last message every channel has taken (or given up on)")
+
+
+#: (alert id, the record it replaced or None, its key, the key's alert id before)
+Undo = tuple[str, "AlertRecord | None", str, str | None]
 
 
 def alert_id(key: str, finding_id: str) -> str:
@@ -94,6 +100,8 @@ class AlertBook:
         self._by_key: dict[str, str] = {}
         #: open alerts that may inhibit others (offline, confirmed site): few, so settling a change stays O(1)
         self._inhibiting: dict[str, AlertRecord] = {}
+        #: message numbers a failed save may have left in Kafka: never given to another message
+        self.burned: dict[str, int] = {}
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -109,8 +117,12 @@ class AlertBook:
 
     # -- writing (after the records are persisted) -------------------------------------------------------------
 
-    def commit(self, records: Iterable[AlertRecord]) -> None:
+    def commit(self, records: Iterable[AlertRecord], undo: list[Undo] | None = None) -> None:
+        """Take ``records``; with ``undo``, note what they replaced so that ``rollback(undo)`` restores it."""
         for rec in records:
+            if undo is not None:
+                a = rec.alert
+                undo.append((a.id, self.records.get(a.id), a.key, self._by_key.get(a.key)))
             self.records[rec.alert.id] = rec
             if _could_inhibit(rec, self.routing) and not rec.alert.closed:
                 self._inhibiting[rec.alert.id] = rec
@@ -119,6 +131,18 @@ class AlertBook:
             latest = self.records.get(self._by_key.get(rec.alert.key, ""))
             if latest is None or latest.alert.opened_at <= rec.alert.opened_at:
                 self._by_key[rec.alert.key] = rec.alert.id
+
+    def rollback(self, undo: list[Undo]) -> None:
+        for alert_id_, before, key, key_before in reversed(undo):
+            if before is None:
+                self.records.pop(alert_id_, None)
+                self._inhibiting.pop(alert_id_, None)
+            else:
+                self.commit([before])
+            if key_before is None:
+                self._by_key.pop(key, None)
+            else:
+                self._by_key[key] = key_before
 
     def forget(self, alert_ids: Iterable[str]) -> None:
         for alert_id_ in alert_ids:
@@ -129,20 +153,32 @@ class AlertBook:
 
     # -- findings ---------------------------------------------------------------------------------------------
 
-    def on_finding(self, finding: Finding, now: int, offset: int = -1) -> list[AlertRecord]:
-        """``offset``: the finding's Kafka offset (-1: unknown)."""
-        exercise = finding.exercise or self.windows.in_drill(finding, now)
-        key = finding.key if finding.exercise or not exercise else f"drill:{finding.key}"
-        latest = self.records.get(self._by_key.get(key, ""))
-        if latest is not None and (finding.id in latest.findings or -1 < offset <= latest.offset):
-            return []  # a replay
-        rec = latest if latest is not None and not latest.alert.closed else None
+    def on_finding(self, finding: Finding, now: int, position: tuple[int, int] | None = None) -> list[AlertRecord]:
+        """``position``: the finding's Kafka (partition, offset), when it came from Kafka."""
+        drill_key = finding.key if finding.exercise else f"drill:{finding.key}"
+        candidates = [k for k in (finding.key, drill_key) if k in self._by_key]
+        for key_ in candidates:
+            seen = self.records.get(self._by_key[key_])
+            if seen is not None and _replayed(seen, finding, position):
+                return []
+        # An open alert keeps its nature to the end: a drill window opening or closing while it is open changes
+        # nothing; whether a new alert is a drill is decided by the event time of the finding that raises it.
+        open_now = [r for k in candidates if (r := self.open_for(k)) is not None]
+        rec: AlertRecord | None = open_now[0] if open_now else None
+        latest: AlertRecord | None = rec
+        if rec is not None:
+            key = rec.alert.key
+        else:
+            exercise = finding.exercise or self.windows.in_drill(finding, finding.ts)
+            key = drill_key if exercise else finding.key
+            latest = self.records.get(self._by_key.get(key, ""))
         if rec is None:
             if not finding.active:
                 return []  # the end of something already closed
-            raised = self._raise(finding, key, exercise, now)
+            raised = self._raise(finding, key, key.startswith("drill:"), now)
             remembered = [*(latest.findings if latest else []), finding.id][-FINDINGS_REMEMBERED:]
-            return self._settle([raised.model_copy(update={"findings": remembered, "offset": offset})], now)
+            offsets = _advanced(latest.offsets if latest else {}, position)
+            return self._settle([raised.model_copy(update={"findings": remembered, "offsets": offsets})], now)
         fields: dict[str, Any] = {
             "metric": finding.metric or rec.alert.metric,
             "value": finding.value,
@@ -174,7 +210,7 @@ class AlertBook:
         else:
             changed = _silent(rec, **fields)
         remembered = [*rec.findings, finding.id][-FINDINGS_REMEMBERED:]
-        changed = changed.model_copy(update={"findings": remembered, "offset": max(offset, rec.offset)})
+        changed = changed.model_copy(update={"findings": remembered, "offsets": _advanced(rec.offsets, position)})
         return self._settle([changed], now)
 
     def _raise(self, finding: Finding, key: str, exercise: bool, now: int) -> AlertRecord:
@@ -225,7 +261,11 @@ class AlertBook:
             raise LifecycleError(f"alert {alert_id_} was already acknowledged by {ack.by if ack else '?'}", 409)
         changed = [self._acknowledged(rec, by, note, now)]
         for other in self.open_records():  # a site alert's acknowledgement covers the device alerts it absorbed
-            if other.alert.inhibited_by == alert_id_ and not other.alert.acknowledged:
+            if (
+                other.alert.key in rec.alert.confirms
+                and other.alert.inhibited_by == alert_id_
+                and not (other.alert.acknowledged)
+            ):
                 changed.append(self._acknowledged(other, by, note or f"via {alert_id_}", now))
         return self._settle(changed, now)
 
@@ -279,15 +319,18 @@ class AlertBook:
         return changed.model_copy(update={"next_reminder_at": now + repeat})
 
     def _departments(self, rec: AlertRecord, level: Level, escalations: int) -> list[Department]:
+        """Routing for the level now, plus every department told before: whoever heard of an alert hears how it
+        ends (a red fire that drops to orange still reaches emergency)."""
         a = rec.alert
-        return self.routing.departments(a.hazard, level, a.rule, rec.own_departments, escalations)
+        now = self.routing.departments(a.hazard, level, a.rule, rec.own_departments, escalations)
+        return list(dict.fromkeys([*a.departments, *now]))
 
     # -- mutes ------------------------------------------------------------------------------------------------
 
     def _settle(self, changed: list[AlertRecord], now: int, *, every: bool = False) -> list[AlertRecord]:
-        """Recompute silences and inhibitions on the changed records (and, with ``every``, on all open ones, as
-        the changed ones may inhibit others). An alert a silence stops muting, still active and unacknowledged,
-        gets a reminder."""
+        """Recompute silences and inhibitions on the changed records (and on every open one when ``every``, or
+        when a changed record may inhibit others). An alert that a silence or an inhibition stops muting for some
+        department, still active and unacknowledged, gets a reminder unless this change already sends a message."""
         pending = {r.alert.id: r for r in changed}
         candidates = {i: r for i, r in self._inhibiting.items() if i not in pending}
         candidates.update({i: r for i, r in pending.items() if _could_inhibit(r, self.routing)})
@@ -299,34 +342,37 @@ class AlertBook:
             a = rec.alert
             if a.closed:
                 continue
-            silenced = self.windows.silenced_by(a, now)
-            inhibited = _inhibitor_of(a, inhibitors, self.routing)
-            if silenced == a.silenced_by and inhibited == a.inhibited_by:
+            silenced, muted = self.windows.muting(a, now)
+            inhibited = _inhibitor_of(a, inhibitors)
+            if (silenced, muted, inhibited) == (a.silenced_by, a.muted_departments, a.inhibited_by):
                 continue
-            updated = _silent(rec, silenced_by=silenced, inhibited_by=inhibited)
-            unmuted = a.silenced_by and not silenced and a.active and not a.acknowledged and inhibited is None
-            if unmuted and rec.alert.id not in pending:
+            updated = _silent(rec, silenced_by=silenced, muted_departments=muted, inhibited_by=inhibited)
+            before = self.records.get(a.id)
+            sending = before is None or rec.alert.seq > before.alert.seq
+            if not sending and a.active and not a.acknowledged and _heard_by(updated.alert) - _heard_by(a):
                 updated = self._remind(updated, now, escalate=False)
             out[a.id] = updated
         return list(out.values())
 
-    def _inhibitors(self, records: Iterable[AlertRecord]) -> dict[str, str]:
-        """Key of an inhibited alert -> id of the alert inhibiting it, for every active inhibitor."""
-        found: dict[str, str] = {}
+    def _inhibitors(self, records: Iterable[AlertRecord]) -> dict[str, tuple[str, int]]:
+        """What inhibits whom, for every active inhibitor: ``offline:{device}`` -> (the offline alert's id, when it
+        opened); a device alert key -> (the confirmed site alert absorbing it, 0)."""
+        found: dict[str, tuple[str, int]] = {}
         for rec in records:
             a = rec.alert
             if not a.active or a.closed:
                 continue
             if a.rule in self.routing.inhibit.offline_rules and a.device_id:
-                found[f"offline:{'drill:' if a.exercise else ''}{a.device_id}"] = a.id
+                found[f"offline:{'drill:' if a.exercise else ''}{a.device_id}"] = (a.id, a.opened_at)
             if self.routing.inhibit.site_absorbs and a.confirmed and a.site_id and a.device_id is None:
                 for key in a.confirms:
-                    found[key] = a.id
+                    found[key] = (a.id, 0)
         return found
 
     def _message(self, rec: AlertRecord, event: AlertEvent, now: int, **changes: Any) -> AlertRecord:
         note = changes.pop("note", None)
-        alert = rec.alert.model_copy(update={**changes, "event": event, "seq": rec.alert.seq + 1, "updated_at": now})
+        seq = max(rec.alert.seq, self.burned.get(rec.alert.id, 0)) + 1
+        alert = rec.alert.model_copy(update={**changes, "event": event, "seq": seq, "updated_at": now})
         by = alert.acknowledgement.by if event == AlertEvent.ACKNOWLEDGED and alert.acknowledgement else None
         if event == AlertEvent.ACKNOWLEDGED and alert.acknowledgement:
             note = alert.acknowledgement.note
@@ -340,17 +386,38 @@ def _silent(rec: AlertRecord, **changes: Any) -> AlertRecord:
 
 
 def _could_inhibit(rec: AlertRecord, routing: RoutingTable) -> bool:
+    """Only these alerts can inhibit others: kept in an index, so a change elsewhere never scans every alert."""
     a = rec.alert
     return a.rule in routing.inhibit.offline_rules or (a.device_id is None and a.confirmed)
 
 
-def _inhibitor_of(alert: Alert, inhibitors: dict[str, str], routing: RoutingTable) -> str | None:
+def _inhibitor_of(alert: Alert, inhibitors: dict[str, tuple[str, int]]) -> str | None:
+    """An offline device's alerts raised after it went silent are stale (buffered readings); those raised before
+    it are real and stay loud. A confirmed site alert absorbs the device alerts it names."""
     if alert.hazard != Hazard.DEVICE and alert.device_id:
         offline = inhibitors.get(f"offline:{'drill:' if alert.exercise else ''}{alert.device_id}")
-        if offline is not None:
-            return offline
+        if offline is not None and alert.opened_at >= offline[1]:
+            return offline[0]
     absorbed = inhibitors.get(alert.key)
-    return absorbed if absorbed != alert.id else None
+    return absorbed[0] if absorbed is not None and absorbed[0] != alert.id else None
+
+
+def _heard_by(alert: Alert) -> set[Department]:
+    """The departments officers are notified in now."""
+    return set() if alert.inhibited_by is not None else set(alert.departments) - set(alert.muted_departments)
+
+
+def _replayed(rec: AlertRecord, finding: Finding, position: tuple[int, int] | None) -> bool:
+    if finding.id in rec.findings:
+        return True
+    return position is not None and position[1] <= rec.offsets.get(position[0], -1)
+
+
+def _advanced(offsets: dict[int, int], position: tuple[int, int] | None) -> dict[int, int]:
+    if position is None:
+        return offsets
+    partition, offset = position
+    return {**offsets, partition: max(offset, offsets.get(partition, -1))}
 
 
 def _entry(alert: Alert, *, by: str | None = None, note: str | None = None) -> HistoryEntry:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from alerts.channels.base import Channel, Delivery
 from alerts.channels.dispatch import Dispatcher
 from alerts.history import AlertHistory
-from alerts.lifecycle import AlertBook, AlertRecord
+from alerts.lifecycle import AlertBook, AlertRecord, Undo
 from alerts.live import LiveHub
 from alerts.metrics import AlertMetrics
 from alerts.routing import RoutingTable
@@ -90,7 +90,7 @@ class AlertService:
         if self.history is not None:
             await self.history.start()
             self._tasks.append(asyncio.create_task(self.history.run(self._stop)))
-        behind = [r for r in self.book.open_records() if r.notified_seq < r.alert.seq]
+        behind = [r for r in self.book.records.values() if r.notified_seq < r.alert.seq]
         for rec in behind:  # saved, but maybe never sent: send the latest state again
             self._dispatch(rec.alert)
         self._count_open()
@@ -104,6 +104,10 @@ class AlertService:
         )
         self._tasks[:0] = [asyncio.create_task(self._ticks()), asyncio.create_task(self._consume())]
         self.ready.set()
+
+    def healthy(self) -> bool:
+        """The findings consumer and the tick loop are running (``/healthz`` answers 503 otherwise)."""
+        return self.ready.is_set() and all(not t.done() for t in self._tasks)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -128,13 +132,13 @@ class AlertService:
     async def acknowledge(self, alert_id: str, by: str, note: str) -> Alert:
         async with self._lock:
             changed = self.book.acknowledge(alert_id, by, note, self.clock())
-            await self._save(changed, retry=False)
+            await self._save(changed)
         return changed[0].alert
 
     async def close(self, alert_id: str, by: str, note: str) -> Alert:
         async with self._lock:
             changed = self.book.close(alert_id, by, note, self.clock())
-            await self._save(changed, retry=False)
+            await self._save(changed)
         return changed[0].alert
 
     async def put_window(self, window: Silence | DrillWindow) -> None:
@@ -143,7 +147,10 @@ class AlertService:
             await self.store.save_window(window)
             target = self.windows.silences if isinstance(window, Silence) else self.windows.drills
             target[window.id] = window  # type: ignore[assignment]
-            await self._save(self.book.tick(self.clock()), retry=False)
+            try:
+                await self._save(self.book.tick(self.clock()))
+            except KafkaUnavailable as exc:  # the window is saved; the next tick applies it
+                logger.warning("alerts: window %s saved, its effect waits for the next tick: %s", window.id, exc)
 
     # -- findings ---------------------------------------------------------------------------------------------
 
@@ -168,7 +175,7 @@ class AlertService:
                 while not self._stop.is_set():
                     batches = await consumer.getmany(timeout_ms=200)
                     findings = [
-                        (f, m.offset)
+                        (f, (m.partition, m.offset))
                         for msgs in batches.values()
                         for m in msgs
                         if (f := self._decode(m.value, m.offset))
@@ -179,6 +186,10 @@ class AlertService:
                         await consumer.commit()
             except (KafkaError, OSError) as exc:
                 logger.warning("alerts: findings consumer failed (%r); again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+            except Exception:  # a bug must not stop alerting for good: log it, reconnect
+                logger.exception("alerts: findings consumer crashed; reconnecting in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
             finally:
@@ -193,22 +204,36 @@ class AlertService:
             logger.error("alerts: unreadable finding at offset %d skipped: %s", offset, exc)
             return None
 
-    async def _on_findings(self, findings: list[tuple[Finding, int]]) -> None:
-        async with self._lock:
-            now = self.clock()
-            changed: dict[str, AlertRecord] = {}
-            messages: list[Alert] = []
-            for finding, offset in findings:
-                records = self.book.on_finding(finding, now, offset)
-                self.metrics.findings.labels("applied" if records else "unchanged").inc()
-                messages.extend(self._messages(records))
-                self.book.commit(records)  # the next finding of the batch must see this one's effect
-                changed.update({r.alert.id: r for r in records})
-                for record in records:
-                    if record.alert.seq > 0 and record.alert.updated_at == now:
-                        delay = (now - finding.detected_at) / 1000
-                        self.metrics.finding_to_alert_seconds.observe(max(delay, 0.0))
-            await self._persist(list(changed.values()), messages, retry=True)
+    async def _on_findings(self, findings: list[tuple[Finding, tuple[int, int]]]) -> None:
+        """Apply a batch and save it; while Kafka refuses, undo and try again later, without holding the lock
+        (officers' requests then get a quick 503, and the book never shows what was not saved)."""
+        delay = 0.2
+        while True:
+            async with self._lock:
+                now = self.clock()
+                undo: list[Undo] = []
+                changed: dict[str, AlertRecord] = {}
+                messages: list[Alert] = []
+                for finding, position in findings:
+                    records = self.book.on_finding(finding, now, position)
+                    self.metrics.findings.labels("applied" if records else "unchanged").inc()
+                    messages.extend(self._messages(records))
+                    self.book.commit(records, undo)  # the next finding of the batch must see this one's effect
+                    changed.update({r.alert.id: r for r in records})
+                    if records:
+                        self.metrics.finding_to_alert_seconds.observe(max(now - finding.detected_at, 0) / 1000)
+                try:
+                    await self.store.save(list(changed.values()), messages)
+                except KafkaUnavailable as exc:
+                    self.book.rollback(undo)
+                    self._burn(messages)
+                    self.metrics.save_retries.inc()
+                    logger.warning("alerts: findings not saved (%s); again in %.1f s", exc, delay)
+                else:
+                    self._publish(list(changed.values()), messages)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
 
     # -- time -------------------------------------------------------------------------------------------------
 
@@ -218,7 +243,7 @@ class AlertService:
             try:
                 async with self._lock:
                     now = self.clock()
-                    await self._save(self.book.tick(now), retry=False)
+                    await self._save(self.book.tick(now))
                     await self._save_notified()
                     expired = self.book.closed_before(now - self.settings.alerts_closed_retention_s * 1000)
                     if expired:
@@ -226,6 +251,8 @@ class AlertService:
                         self.book.forget(expired)
             except KafkaUnavailable as exc:
                 logger.warning("alerts: tick could not save (%s); again next tick", exc)
+            except Exception:  # a bug here must not end reminders for good: log it, go on
+                logger.exception("alerts: tick failed; again next tick")
 
     # -- saving and publishing --------------------------------------------------------------------------------
 
@@ -237,31 +264,27 @@ class AlertService:
                 out.append(rec.alert)
         return out
 
-    async def _save(self, records: list[AlertRecord], *, retry: bool) -> None:
-        if records:
-            messages = self._messages(records)
-            await self._persist(records, messages, retry=retry, commit=True)
+    async def _save(self, records: list[AlertRecord]) -> None:
+        """Save, then take and publish ``records`` (the caller holds the lock); ``KafkaUnavailable`` if not saved."""
+        if not records:
+            return
+        messages = self._messages(records)
+        try:
+            await self.store.save(records, messages)
+        except KafkaUnavailable:
+            self._burn(messages)
+            raise
+        self.book.commit(records)
+        self._publish(records, messages)
 
-    async def _persist(
-        self, records: list[AlertRecord], messages: list[Alert], *, retry: bool, commit: bool = False
-    ) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await self.store.save(records, messages)
-                break
-            except KafkaUnavailable as exc:
-                if not retry:
-                    raise
-                self.metrics.save_retries.inc()
-                logger.warning("alerts: state not saved (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
-        if commit:
-            self.book.commit(records)
+    def _burn(self, messages: list[Alert]) -> None:
+        """A failed save may still have left these in Kafka: their numbers are never reused for other messages."""
+        for alert in messages:
+            self.book.burned[alert.id] = max(self.book.burned.get(alert.id, 0), alert.seq)
+
+    def _publish(self, records: list[AlertRecord], messages: list[Alert]) -> None:
         for rec in records:
-            if rec.alert.seq == (self.book.get(rec.alert.id) or rec).alert.seq:
-                self.live.publish(rec.alert)
+            self.live.publish(rec.alert)
         for alert in messages:
             self.metrics.messages.labels(alert.event, alert.level, alert.hazard, str(alert.exercise).lower()).inc()
             if self.history is not None:

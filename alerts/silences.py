@@ -93,8 +93,17 @@ class Windows:
         self.silences: dict[str, Silence] = {}
         self.drills: dict[str, DrillWindow] = {}
 
-    def silenced_by(self, alert: Alert, now: int) -> list[str]:
-        return sorted(s.id for s in self.silences.values() if s.mutes(alert, now))
+    def muting(self, alert: Alert, now: int) -> tuple[list[str], list[Department]]:
+        """The silences muting ``alert`` now, and the departments they mute it for: a silence naming a department
+        mutes that department only; one naming none mutes every department the alert goes to."""
+        ids: list[str] = []
+        muted: set[Department] = set()
+        for silence in self.silences.values():
+            if silence.mutes(alert, now):
+                ids.append(silence.id)
+                department = silence.matchers.department
+                muted.update([department] if department is not None else alert.departments)
+        return sorted(ids), [d for d in alert.departments if d in muted]
 
     def in_drill(self, finding: Finding, now: int) -> bool:
         return any(d.covers(finding, now) for d in self.drills.values())

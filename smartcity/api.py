@@ -86,8 +86,12 @@ def create_app(
         )
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        if alerts is not None and not alerts.healthy():
+            return JSONResponse(
+                {"status": "alerts service not running"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+        return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:

@@ -1,8 +1,9 @@
 """The dispatcher: every alert message, through every channel, to every target, retried, and never lost silently.
 
 ``submit(alert)`` returns at once. For each channel it asks ``targets(alert, department)`` for every department in
-``alert.departments`` (none while ``alert.muted``), drops a target already chosen for another department (one
-message per address or URL, however many departments share it), and queues one ``Delivery`` per target. It returns
+``alert.departments`` (none while ``alert.muted``, nor those in ``alert.muted_departments``), drops a target
+already chosen for another department (one message per address or URL, however many departments share it), and
+queues one ``Delivery`` per target. It returns
 how many deliveries it made; each of them ends in exactly one ``on_delivered`` or ``on_undelivered`` call (when
 ``on_delivered`` is given), so a caller can tell when an alert message has gone everywhere it can go.
 
@@ -236,6 +237,8 @@ class Dispatcher:
             chosen: set[str] = set()
             overflow: list[tuple[_Job, str]] = []
             for department in alert.departments:
+                if department in alert.muted_departments:  # a silence of that department
+                    continue
                 for target in runner.channel.targets(alert, department.value):
                     if target in chosen:
                         continue

@@ -77,6 +77,10 @@ class Alert(BaseModel):
     flapping: bool = False
     escalations: int = Field(0, description="reminders sent because nobody acknowledged")
     silenced_by: list[str] = Field(default_factory=list, description="ids of the silences muting it now")
+    muted_departments: list[Department] = Field(
+        default_factory=list,
+        description="departments a silence mutes it for now (a department's silence mutes only that department)",
+    )
     inhibited_by: str | None = Field(
         None,
         description="id of the alert that makes this one redundant: its device's offline alert, or the "
@@ -90,8 +94,8 @@ class Alert(BaseModel):
 
     @property
     def muted(self) -> bool:
-        """Officers are not notified (MQTT, webhook, email) while muted; the console still shows it."""
-        return bool(self.silenced_by) or self.inhibited_by is not None
+        """No department is notified (MQTT, webhook, e-mail) while muted; the console still shows it."""
+        return self.inhibited_by is not None or set(self.departments) <= set(self.muted_departments)
 
     @property
     def open(self) -> bool:

@@ -229,7 +229,8 @@ async def test_cap_documents_validate_and_drill_windows_make_exercises(rig: RigF
             "/api/drills", json={"name": "台风演练 typhoon drill", "site_ids": ["site-d"], "ends_at": now + 600_000}
         )
         assert drill.status_code == 201, drill.text
-        await r.send(finding("gas-d1", site="site-d"), finding("gas-d2", site="site-real"))
+        at = drill.json()["starts_at"] + 1  # the drill window counts the findings' event time
+        await r.send(finding("gas-d1", site="site-d", ts=at), finding("gas-d2", site="site-real", ts=at))
         exercise = await r.wait_alert("drill:gas-d1:gas.ch4", lambda a: True)
         real = await r.wait_alert("gas-d2:gas.ch4", lambda a: True)
         assert exercise.exercise

@@ -227,3 +227,71 @@ def test_close_by_an_officer(book: AlertBook) -> None:
     (again,) = book.on_finding(finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 3), T0 + 3)
     assert again.alert.id != rec.alert.id
     assert again.alert.event == AlertEvent.RAISED
+
+
+def test_offline_does_not_hide_an_alarm_raised_before_it(book: AlertBook) -> None:
+    (gas,) = apply(book, book.on_finding(finding(level=Level.RED), T0))
+    offline = finding("gas-1", "device.offline", hazard=Hazard.DEVICE, level=Level.BLUE, departments=[Department.WATER])
+    changed = apply(book, book.on_finding(offline, T0 + 30_000))
+    assert all(r.alert.inhibited_by is None for r in changed)
+    (reminder,) = [r for r in apply(book, book.tick(T0 + 2 * MIN)) if r.alert.id == gas.alert.id]
+    assert reminder.alert.event == AlertEvent.REMINDER, "the red alarm still escalates"
+    off_id = next(r.alert.id for r in changed if r.alert.rule == "device.offline")
+    acked = apply(book, book.acknowledge(off_id, "水务", "", T0 + 3 * MIN))
+    assert [r.alert.id for r in acked] == [off_id], "acknowledging the offline alert acknowledges nothing else"
+
+
+def test_the_end_of_an_inhibition_reminds(book: AlertBook) -> None:
+    offline = finding("gas-1", "device.offline", hazard=Hazard.DEVICE, level=Level.BLUE)
+    apply(book, book.on_finding(offline, T0))
+    (stale,) = apply(book, book.on_finding(finding(level=Level.RED, ts=T0 + 1), T0 + 1))
+    assert stale.alert.muted
+    back = finding("gas-1", "device.offline", FindingEvent.CLEARED, Level.BLUE, hazard=Hazard.DEVICE, ts=T0 + 2)
+    freed = {r.alert.key: r for r in apply(book, book.on_finding(back, T0 + 2))}["gas-1:gas.ch4"]
+    assert freed.alert.event == AlertEvent.REMINDER
+    assert not freed.alert.muted
+
+
+def test_a_departments_silence_mutes_that_department_only(book: AlertBook) -> None:
+    book.windows.silences["s3"] = Silence(
+        id="s3", matchers=Matchers(department=Department.EMERGENCY), reason="r", starts_at=T0 - 1,
+        ends_at=T0 + 60 * MIN, created_by="e", created_at=T0,
+    )  # fmt: skip
+    (fire,) = apply(book, book.on_finding(finding("f-2", "fire.heat", hazard=Hazard.FIRE, level=Level.RED), T0))
+    assert fire.alert.silenced_by == ["s3"]
+    assert fire.alert.muted_departments == [Department.EMERGENCY]
+    assert not fire.alert.muted, "the fire department still hears it"
+    assert events(book.tick(T0 + 2 * MIN)) == ["reminder"], "and it still escalates"
+
+
+def test_a_department_told_once_hears_how_it_ends(book: AlertBook) -> None:
+    fire = finding("f-3", "fire.heat", hazard=Hazard.FIRE, level=Level.RED)
+    apply(book, book.on_finding(fire, T0))
+    lower = finding("f-3", "fire.heat", FindingEvent.DEESCALATED, Level.ORANGE, hazard=Hazard.FIRE, ts=T0 + 1)
+    (down,) = apply(book, book.on_finding(lower, T0 + 1))
+    assert down.alert.departments == [Department.FIRE, Department.EMERGENCY]
+
+
+def test_a_drill_window_never_turns_an_open_alert_into_a_drill_or_back(book: AlertBook) -> None:
+    (real,) = apply(book, book.on_finding(finding("gas-5"), T0))
+    book.windows.drills["d2"] = DrillWindow(
+        id="d2", name="演练", device_ids=["gas-5", "gas-6"], starts_at=T0 + 10, ends_at=T0 + MIN, created_by="a",
+        created_at=T0,
+    )  # fmt: skip
+    (up,) = apply(
+        book, book.on_finding(finding("gas-5", event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 20), T0 + 20)
+    )
+    assert (up.alert.id, up.alert.exercise) == (real.alert.id, False)
+    (drill,) = apply(book, book.on_finding(finding("gas-6", ts=T0 + 30), T0 + 30))
+    assert drill.alert.exercise
+    (cleared,) = apply(
+        book, book.on_finding(finding("gas-6", event=FindingEvent.CLEARED, ts=T0 + 2 * MIN), T0 + 2 * MIN)
+    )
+    assert (cleared.alert.id, cleared.alert.active) == (drill.alert.id, False), "its end still finds it"
+
+
+def test_replays_are_recognised_per_partition(book: AlertBook) -> None:
+    apply(book, book.on_finding(finding(), T0, (2, 100)))
+    assert book.on_finding(finding(event=FindingEvent.CLEARED, ts=T0 - 5), T0, (2, 99)) == [], "below: a replay"
+    moved = book.on_finding(finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 1), T0, (5, 3))
+    assert events(moved) == ["escalated"], "another partition's offsets are not comparable"
