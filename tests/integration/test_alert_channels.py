@@ -354,7 +354,7 @@ async def test_messages_to_one_target_keep_their_order(receiver: Receiver, dispa
 
 async def test_muted_alert_notifies_nobody(receiver: Receiver, dispatcher: DispatcherFactory) -> None:
     d, record = await dispatcher([WebhookChannel(contacts([{"url": receiver.url("quiet")}]))])
-    d.submit(make_alert(silenced_by=["silence-1"]))
+    d.submit(make_alert(silenced_by=["silence-1"], muted_departments=[Department.EMERGENCY]))
     d.submit(make_alert(inhibited_by="a-offline"))
     assert await d.drain(1)
     await asyncio.sleep(0.1)
@@ -484,7 +484,7 @@ class BrokenChannel:
 async def test_every_delivery_ends_in_one_callback(receiver: Receiver, dispatcher: DispatcherFactory) -> None:
     d, record = await dispatcher([BrokenChannel(), WebhookChannel(contacts([{"url": receiver.url("fine")}]))])
     assert d.submit(make_alert()) == 2
-    assert d.submit(make_alert(2, silenced_by=["s-1"])) == 0
+    assert d.submit(make_alert(2, silenced_by=["s-1"], muted_departments=[Department.EMERGENCY])) == 0
     assert await d.drain(10)
     assert [(r[0].target, r[1]) for r in record.delivered] == [(record.delivered[0][0].target, "webhook")]
     ((delivery, channel, reason, attempts),) = record.undelivered
