@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -22,15 +23,20 @@ from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
 _MAX_OUTSTANDING = 20_000
 
 
-def payloads(devices: int, per_message: int, count: int, seq_base: int, ts_base: int) -> list[tuple[str, bytes]]:
-    """``count`` messages round-robin over ``devices`` ids, ``per_message`` readings each, seq unique per device."""
+def payloads(
+    devices: int, per_message: int, count: int, seq_base: int, ts_base: int, value: float | None = None
+) -> list[tuple[str, bytes]]:
+    """``count`` messages round-robin over ``devices`` ids, ``per_message`` readings each, seq unique per device.
+    ``ch4_lel`` cycles through 0..19 unless ``value`` fixes it (quiet background load that raises no alert)."""
     out: list[tuple[str, bytes]] = []
     for i in range(count):
         device = f"bench-{i % devices:06d}"
         first = seq_base + (i // devices) * per_message
         items = [
             TelemetryItem.model_construct(
-                ts=ts_base + i // 10, seq=first + k, values={"ch4_lel": float((i + k) % 20), "battery_pct": 87.0}
+                ts=ts_base + i // 10,
+                seq=first + k,
+                values={"ch4_lel": float((i + k) % 20) if value is None else value, "battery_pct": 87.0},
             ).model_dump_json(exclude_none=True)
             for k in range(per_message)
         ]
@@ -39,9 +45,13 @@ def payloads(devices: int, per_message: int, count: int, seq_base: int, ts_base:
     return out
 
 
-def run(url: str, messages: list[tuple[str, bytes]], rate: float) -> dict[str, float | int]:
+def run(
+    url: str, messages: list[tuple[str, bytes]], rate: float, username: str | None = None, password: str | None = None
+) -> dict[str, float | int]:
     parts = urlsplit(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=MQTTProtocolVersion.MQTTv5)
+    if username is not None:
+        client.username_pw_set(username, password)
     # Stay under the broker's receive maximum (Mosquitto: max_inflight_messages, 1000 in our configuration): a
     # client with more QoS 1 messages in flight is disconnected, and its in-flight messages go with it.
     client.max_inflight_messages_set(500)
@@ -103,9 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True, help="messages to publish")
     parser.add_argument("--rate", type=float, default=0, help="messages/s; 0 = as fast as possible")
     parser.add_argument("--seq-base", type=int, default=0)
+    parser.add_argument("--value", type=float, default=None, help="a constant ch4_lel (default: cycling 0..19)")
+    parser.add_argument("--username", default=None, help="MQTT account; its password from $SMARTCITY_MQTT_PASSWORD")
     args = parser.parse_args(argv)
-    messages = payloads(args.devices, args.per_message, args.count, args.seq_base, int(time.time() * 1000) - 60_000)
-    print(json.dumps(run(args.url, messages, args.rate)))
+    ts_base = int(time.time() * 1000) - 60_000
+    messages = payloads(args.devices, args.per_message, args.count, args.seq_base, ts_base, args.value)
+    password = os.environ.get("SMARTCITY_MQTT_PASSWORD")
+    print(json.dumps(run(args.url, messages, args.rate, args.username, password)))
     return 0
 
 

@@ -141,5 +141,28 @@ def bench_registry(
     typer.echo(json.dumps(run(devices, accounts, out), indent=2))
 
 
+@bench_app.command("alerts")
+def bench_alerts(
+    rate: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="background readings/s, one run each (default 1,000 and 10,000); 0 = as fast as the publisher can"
+        ),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="probe alerts per background rate")] = 200,
+    interval_ms: Annotated[float, typer.Option(help="time between probes")] = 150,
+    devices: Annotated[int, typer.Option(help="background fleet")] = 10_000,
+    out: Path = Path("bench-results/alerts.json"),
+    quick: Annotated[bool, typer.Option(help="50 probes per rate, for a smoke run")] = False,
+) -> None:
+    """Reading to officer over the whole stack: MQTT publish -> alerts/{department}, p50/p99 under background load."""
+    from smartcity.bench.alerts import run_all
+
+    results = run_all(rate or [1_000, 10_000], 50 if quick else samples, interval_ms / 1000, devices, out)
+    if any(r.lost for r in results):
+        typer.secho("alerts were lost (none within 5 s)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
