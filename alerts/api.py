@@ -225,16 +225,21 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         await act(lambda: service.put_window(silence))
         return silence
 
+    async def end(window: W | None, what: str, allowed: bool, refusal: str) -> W:
+        """End a window now (a copy with ``ends_at`` now, saved): its mutes or drill marking stop at once."""
+        if window is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
+        if not allowed:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, refusal)
+        ended = window.model_copy(update={"ends_at": max(window.starts_at + 1, service.clock())})
+        await act(lambda: service.put_window(ended))
+        return ended
+
     @router.delete("/silences/{silence_id}", response_model=Silence)
     async def end_silence(silence_id: str, officer: Officer = signed_in) -> Silence:
         silence = service.windows.silences.get(silence_id)
-        if silence is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no silence {silence_id!r}")
-        if not officer.admin and silence.created_by != officer.name:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "only its author or an administrator ends a silence")
-        ended = silence.model_copy(update={"ends_at": max(silence.starts_at + 1, service.clock())})
-        await act(lambda: service.put_window(ended))
-        return ended
+        mine = officer.admin or (silence is not None and silence.created_by == officer.name)
+        return await end(silence, f"silence {silence_id!r}", mine, "only its author or an administrator ends it")
 
     @router.get("/drills", response_model=list[DrillWindow])
     async def list_drills(officer: Officer = signed_in) -> list[DrillWindow]:
@@ -261,13 +266,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
     @router.delete("/drills/{drill_id}", response_model=DrillWindow)
     async def end_drill(drill_id: str, officer: Officer = signed_in) -> DrillWindow:
         drill = service.windows.drills.get(drill_id)
-        if drill is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no drill window {drill_id!r}")
-        if not officer.admin:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "drill windows are ended by an administrator")
-        ended = drill.model_copy(update={"ends_at": max(drill.starts_at + 1, service.clock())})
-        await act(lambda: service.put_window(ended))
-        return ended
+        return await end(drill, f"drill window {drill_id!r}", officer.admin, "drills are ended by an administrator")
 
     return router
 

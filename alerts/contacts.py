@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from smartcity.contracts.alert import Alert, AlertEvent
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.errors import ConfigError
+from smartcity.yamlfile import read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -200,14 +200,7 @@ def load_contacts(path: Path | None, env: Mapping[str, str] | None = None) -> Co
     """The contacts in ``path`` (None: nobody, only MQTT and the console are notified)."""
     if path is None:
         return Contacts()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ContactsError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ContactsError([f"{path.name}: not YAML: {exc}"]) from None
+    data = read_yaml(path, lambda problem: ContactsError([problem]))
     contacts = parse_contacts(data, path.name, env)
     logger.info(
         "alert contacts loaded from %s: %d webhooks, %d e-mail addresses",

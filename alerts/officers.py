@@ -18,11 +18,11 @@ import hmac
 import sys
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smartcity.contracts.catalogue import Department
 from smartcity.errors import ConfigError
+from smartcity.yamlfile import read_yaml
 
 
 class Officer(BaseModel):
@@ -63,9 +63,7 @@ class Officers:
         if path is None:
             return cls([], admin_token)
         try:
-            parsed = _File.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the officers file: {exc}") from exc
+            parsed = _File.model_validate(read_yaml(path, ConfigError) or {})
         except ValidationError as exc:
             where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigError(f"{path}: {where}") from exc

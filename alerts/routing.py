@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Hazard
 from smartcity.errors import SmartCityError
+from smartcity.yamlfile import read_yaml
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.yaml")
 RANK = {Level.BLUE: 1, Level.YELLOW: 2, Level.ORANGE: 3, Level.RED: 4}
@@ -92,10 +92,7 @@ class RoutingTable(_Frozen):
 
 def load_routing(path: Path | None = None) -> RoutingTable:
     source = path or DEFAULT_ROUTING
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RoutingError(f"{source}: cannot read the routing table: {exc}") from exc
+    data = read_yaml(source, RoutingError)
     try:
         return RoutingTable.model_validate(data)
     except ValidationError as exc:

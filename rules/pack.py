@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rules.kinds import Composite, HoldsAndFlaps, Rule, Site
 from smartcity.errors import SmartCityError
+from smartcity.yamlfile import read_yaml
 
 DEFAULT_PACK = Path(__file__).parent / "packs" / "default.yaml"
 
@@ -69,15 +69,7 @@ def parse_pack(data: Any, source: str) -> RulePack:
 
 
 def load_pack(path: Path = DEFAULT_PACK) -> RulePack:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulePackError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RulePackError([f"{path.name}: not YAML: {exc}"]) from None
-    return parse_pack(data, path.name)
+    return parse_pack(read_yaml(path, lambda problem: RulePackError([problem])), path.name)
 
 
 def _problems(exc: ValidationError, data: Any, source: str) -> Iterator[str]:

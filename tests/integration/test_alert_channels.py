@@ -28,9 +28,10 @@ from alerts.channels.email import EmailChannel
 from alerts.channels.webhook import WebhookChannel, dingtalk_sign, verify_signature
 from alerts.contacts import Contacts, parse_contacts
 from smartcity.contracts.alert import Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Hazard, Text
+from smartcity.contracts.catalogue import Department
+from smartcity.contracts.finding import Text
 from smartcity.stack.process import free_port
+from tests.unit.alerts.factories import alert
 
 pytestmark = pytest.mark.integration
 
@@ -40,32 +41,7 @@ DING_SECRET = "SECabc123"
 
 
 def make_alert(seq: int = 1, event: AlertEvent = AlertEvent.RAISED, **overrides: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "id": "a-7f3c",
-        "key": "gas-1:gas.ch4",
-        "seq": seq,
-        "event": event,
-        "level": Level.RED,
-        "hazard": Hazard.GAS,
-        "rule": "gas.ch4",
-        "device_id": "gas-1",
-        "site_id": "site-1",
-        "site_name": "坪山燃气站",
-        "lat": 22.7,
-        "lon": 114.25,
-        "metric": "ch4_lel",
-        "value": 55.0,
-        "threshold": 50.0,
-        "departments": [Department.EMERGENCY],
-        "active": event not in (AlertEvent.CLEARED, AlertEvent.CLOSED),
-        "acknowledged": False,
-        "exercise": False,
-        "opened_at": T0,
-        "updated_at": T0 + seq,
-        "ts": T0,
-        "title": Text(zh="甲烷浓度超过二级报警值", en="Methane above the level-2 alarm"),
-    }
-    return Alert(**(fields | overrides))
+    return alert(**({"id": "a-7f3c", "seq": seq, "event": event} | overrides))
 
 
 # --- an HTTP receiver with scripted answers --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smartcity.contracts.alert import Alert, AlertEvent
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
 
@@ -48,3 +49,34 @@ def finding(
         title=Text(zh="可燃气体浓度超限", en="Combustible gas above limit"),
         **extra,
     )
+
+
+def alert(**overrides: Any) -> Alert:
+    """An alert message as the alerts service sends it (a red methane alarm, raised); ``overrides`` change fields."""
+    event = overrides.get("event", AlertEvent.RAISED)
+    fields: dict[str, Any] = {
+        "id": "a-1",
+        "key": "gas-1:gas.ch4",
+        "seq": 1,
+        "event": event,
+        "level": Level.RED,
+        "hazard": Hazard.GAS,
+        "rule": "gas.ch4",
+        "device_id": "gas-1",
+        "site_id": "site-1",
+        "site_name": "坪山燃气站",
+        "lat": 22.7,
+        "lon": 114.25,
+        "metric": "ch4_lel",
+        "value": 55.0,
+        "threshold": 50.0,
+        "departments": [Department.EMERGENCY],
+        "active": event not in (AlertEvent.CLEARED, AlertEvent.CLOSED),
+        "acknowledged": False,
+        "exercise": False,
+        "opened_at": T0,
+        "updated_at": T0 + overrides.get("seq", 1) - 1,
+        "ts": T0,
+        "title": Text(zh="甲烷浓度超过二级报警值", en="Methane above the level-2 alarm"),
+    }
+    return Alert(**(fields | overrides))

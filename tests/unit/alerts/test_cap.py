@@ -26,6 +26,7 @@ from smartcity.contracts.alert import Acknowledgement, Alert, AlertEvent
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Hazard, Text
 from smartcity.errors import ConfigError
+from tests.unit.alerts.factories import alert
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "alerts" / "schema" / "cap-1.2.xsd"
 SENDER = "smartcity@longgang.example"
@@ -42,33 +43,14 @@ def schema() -> xmlschema.XMLSchema:
 
 
 def make_alert(**changes: Any) -> Alert:
+    """An orange methane alert of a detector routed to two departments, opened at ``OPENED``."""
     fields: dict[str, Any] = {
-        "id": "01JD2Y3G7Q",
-        "key": "gas-001:ch4_high",
-        "seq": 1,
-        "event": AlertEvent.RAISED,
-        "level": Level.ORANGE,
-        "hazard": Hazard.GAS,
-        "rule": "ch4_high",
-        "device_id": "gas-001",
-        "site_id": "site-7",
-        "site_name": "坂田燃气调压站",
-        "lat": 22.6478,
-        "lon": 114.0652,
-        "metric": "ch4_lel",
-        "value": 25.0,
-        "threshold": 20.0,
-        "departments": [Department.EMERGENCY, Department.FIRE],
-        "active": True,
-        "acknowledged": False,
-        "exercise": False,
-        "opened_at": OPENED,
-        "updated_at": OPENED,
-        "ts": OPENED,
-        "title": Text(zh="甲烷浓度超限", en="Methane above limit"),
-    }
-    fields.update(changes)
-    return Alert(**fields)
+        "id": "01JD2Y3G7Q", "key": "gas-001:ch4_high", "level": Level.ORANGE, "rule": "ch4_high",
+        "device_id": "gas-001", "site_id": "site-7", "site_name": "坂田燃气调压站", "lat": 22.6478, "lon": 114.0652,
+        "value": 25.0, "threshold": 20.0, "departments": [Department.EMERGENCY, Department.FIRE], "opened_at": OPENED,
+        "updated_at": OPENED, "ts": OPENED, "title": Text(zh="甲烷浓度超限", en="Methane above limit"),
+    }  # fmt: skip
+    return alert(**(fields | changes))
 
 
 def document(alert: Alert) -> ET.Element:

@@ -52,7 +52,7 @@ def test_an_unrouted_alert_goes_to_the_devices_own_departments(tmp_path: Path) -
         ("version: 1\nroutes:\n  - {hazard: gas, departments: [police]}\n", "routes.0.departments.0"),
         ("version: 1\nroutes: []\nescalation:\n  red: {after_s: 0, repeat_s: 1}\n", "escalation.red.after_s"),
         ("version: 2\nroutes: []\n", "version"),
-        ("routes: [\n", "cannot read"),
+        ("routes: [\n", "not YAML"),
     ],
 )
 def test_bad_routing_files_name_file_and_field(tmp_path: Path, body: str, message: str) -> None:

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from alerts.text import body_markdown, body_text, is_drill_marked, subject, title, when
-from smartcity.contracts.alert import Acknowledgement, Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
+from smartcity.contracts.alert import Acknowledgement, AlertEvent
+from smartcity.contracts.catalogue import Level
 from smartcity.contracts.finding import Hazard, Text
+from tests.unit.alerts.factories import alert
 
 T0 = 1_763_900_000_000  # 2025-11-23 12:13:20 UTC = 20:13:20 in Shanghai
-
-
-def alert(**overrides: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "id": "a-1",
-        "key": "gas-1:gas.ch4",
-        "seq": 1,
-        "event": AlertEvent.RAISED,
-        "level": Level.RED,
-        "hazard": Hazard.GAS,
-        "rule": "gas.ch4",
-        "device_id": "gas-1",
-        "site_id": "site-1",
-        "site_name": "坪山燃气站",
-        "lat": 22.7,
-        "lon": 114.25,
-        "metric": "ch4_lel",
-        "value": 55.0,
-        "threshold": 50.0,
-        "departments": [Department.EMERGENCY],
-        "active": True,
-        "acknowledged": False,
-        "exercise": False,
-        "opened_at": T0,
-        "updated_at": T0,
-        "ts": T0,
-        "title": Text(zh="甲烷浓度超过二级报警值", en="Methane above the level-2 alarm"),
-    }
-    return Alert(**(fields | overrides))
 
 
 def test_subject_is_chinese_first_with_english_beside() -> None:
