@@ -154,11 +154,12 @@ def bench_alerts(
     devices: Annotated[int, typer.Option(help="background fleet")] = 10_000,
     out: Path = Path("bench-results/alerts.json"),
     quick: Annotated[bool, typer.Option(help="50 probes per rate, for a smoke run")] = False,
+    per_message: Annotated[int, typer.Option(help="background readings per MQTT message (concentrators batch)")] = 1,
 ) -> None:
     """Reading to officer over the whole stack: MQTT publish -> alerts/{department}, p50/p99 under background load."""
     from smartcity.bench.alerts import run_all
 
-    results = run_all(rate or [1_000, 10_000], 50 if quick else samples, interval_ms / 1000, devices, out)
+    results = run_all(rate or [1_000, 10_000], 50 if quick else samples, interval_ms / 1000, devices, out, per_message)
     if any(r.lost for r in results):
         typer.secho("alerts were lost (none within 5 s)", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

@@ -239,25 +239,33 @@ def warm_up(probes: Probes, devices: list[str]) -> float:
 
 
 def _load(
-    stack: StackRun, rate: int, devices: int, probes: int, interval_s: float, seq_base: int
+    stack: StackRun, rate: int, devices: int, probes: int, interval_s: float, seq_base: int, per_message: int
 ) -> tuple[subprocess.Popen[bytes], int]:
     """The load publisher, with messages enough to last until the last probe's timeout (rate 0: as fast as it can,
     about 12,000 messages/s in the ingest benchmark); and how many it will send."""
-    count = int((rate or 20_000) * (SETTLE_S + probes * interval_s + TIMEOUT_S + 15))
+    messages_per_s = rate / per_message
+    count = int((messages_per_s or 20_000) * (SETTLE_S + probes * interval_s + TIMEOUT_S + 15))
     argv = [sys.executable, "-m", "simulators.publisher", "--url", stack.mqtt_url, "--devices", str(devices),
-            "--count", str(count), "--rate", str(rate), "--seq-base", str(seq_base), "--value", "2.0",
-            "--username", "admin"]  # fmt: skip
+            "--count", str(count), "--rate", str(messages_per_s), "--seq-base", str(seq_base), "--value", "2.0",
+            "--username", "admin", "--per-message", str(per_message)]  # fmt: skip
     env = {**stack.env, "SMARTCITY_MQTT_PASSWORD": stack.admin_password}
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent), count
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent), count * per_message
 
 
 def run_level(
-    stack: StackRun, probes: Probes, rate: int, devices: int, probe_ids: list[str], interval_s: float, seq_base: int
+    stack: StackRun,
+    probes: Probes,
+    rate: int,
+    devices: int,
+    probe_ids: list[str],
+    interval_s: float,
+    seq_base: int,
+    per_message: int = 1,
 ) -> tuple[LevelResult, list[Sample], int]:
     """One background rate: returns its result, its samples and how many load messages were planned."""
     accepted = partial(_metric, stack.gateway_metrics, ACCEPTED)
     refused = partial(_metric, stack.gateway_metrics, "smartcity_ingest_refusals_total")
-    load, count = _load(stack, rate, devices, len(probe_ids), interval_s, seq_base)
+    load, count = _load(stack, rate, devices, len(probe_ids), interval_s, seq_base, per_message)
     try:
         base, deadline = accepted(), time.monotonic() + 120
         while accepted() < base + rate / 10:  # the publisher builds its payloads first
@@ -366,7 +374,10 @@ def _print(levels: list[LevelResult], devices: int) -> None:
     Console(width=160).print(latency, spans, cpu)
 
 
-def run_all(rates: list[int], samples: int, interval_s: float, devices: int, out: Path) -> list[LevelResult]:
+def run_all(
+    rates: list[int], samples: int, interval_s: float, devices: int, out: Path, per_message: int = 1
+) -> list[LevelResult]:
+    """``per_message``: background readings per MQTT message (field concentrators send batches)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per metrics poll otherwise
     warm = [f"probe-w{n:02d}" for n in range(20)]
     probe_ids = [[f"probe-{r}-{n:04d}" for n in range(samples)] for r in range(len(rates))]
@@ -381,7 +392,9 @@ def run_all(rates: list[int], samples: int, interval_s: float, devices: int, out
             seq_base = 0
             for rate, ids in zip(rates, probe_ids, strict=True):
                 print(f"background {rate} readings/s, {samples} probes every {interval_s * 1000:.0f} ms", flush=True)
-                result, level_samples, count = run_level(stack, probes, rate, devices, ids, interval_s, seq_base)
+                result, level_samples, count = run_level(
+                    stack, probes, rate, devices, ids, interval_s, seq_base, per_message
+                )
                 results.append((result, level_samples))
                 seq_base += count  # seq stays increasing per device
                 stack.wait_drained()
@@ -395,7 +408,8 @@ def run_all(rates: list[int], samples: int, interval_s: float, devices: int, out
     levels = [r for r, _ in results]
     _print(levels, devices)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"cpus": os.cpu_count(), "devices": devices, "interval_ms": interval_s * 1000, "timeout_s": TIMEOUT_S}
+    meta = {"cpus": os.cpu_count(), "devices": devices, "interval_ms": interval_s * 1000, "timeout_s": TIMEOUT_S,
+            "per_message": per_message}  # fmt: skip
     out.write_text(json.dumps({**meta, "results": [asdict(r) for r in levels]}, indent=2))
     print(f"written to {out}")
     return levels
