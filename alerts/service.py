@@ -76,6 +76,7 @@ class AlertService:
         self._outstanding: dict[tuple[str, int], int] = {}
         self._notified: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._consumer: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     # -- running ----------------------------------------------------------------------------------------------
@@ -102,7 +103,8 @@ class AlertService:
             len(loaded.silences),
             len(loaded.drills),
         )
-        self._tasks[:0] = [asyncio.create_task(self._ticks()), asyncio.create_task(self._consume())]
+        self._consumer = asyncio.create_task(self._consume())
+        self._tasks += [self._consumer, asyncio.create_task(self._ticks())]
         self.ready.set()
 
     def healthy(self) -> bool:
@@ -113,8 +115,9 @@ class AlertService:
         self._stop.set()
         # The findings consumer leaves its group cleanly (a successor then joins at once, not after the session
         # timeout); the other tasks have nothing to finish.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._tasks[1]), 5)
+        if self._consumer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._consumer), 5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -122,9 +125,7 @@ class AlertService:
                 await task
         await self.dispatcher.close()
         if self.history is not None:
-            with contextlib.suppress(Exception):
-                await self.history.flush()
-            await self.history.close()
+            await self.history.close()  # its last flush; what it cannot write is logged
         await self.store.stop()
 
     # -- officers' actions (the API) --------------------------------------------------------------------------
