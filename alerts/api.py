@@ -7,7 +7,7 @@ Every route needs a bearer token that belongs to an officer (``alerts.officers``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
@@ -210,8 +210,8 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
 
     @router.get("/silences", response_model=list[Silence])
     async def list_silences(officer: Officer = signed_in) -> list[Silence]:
-        now = service.clock()
-        return sorted((s for s in service.windows.silences.values() if s.ends_at > now), key=lambda s: s.starts_at)
+        """Silences in force or ahead (maintenance windows), soonest first."""
+        return _not_ended(service.windows.silences.values(), service.clock())
 
     @router.post("/silences", response_model=Silence, status_code=status.HTTP_201_CREATED)
     async def add_silence(body: SilenceIn, officer: Officer = signed_in) -> Silence:
@@ -243,8 +243,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
 
     @router.get("/drills", response_model=list[DrillWindow])
     async def list_drills(officer: Officer = signed_in) -> list[DrillWindow]:
-        now = service.clock()
-        return sorted((d for d in service.windows.drills.values() if d.ends_at > now), key=lambda d: d.starts_at)
+        return _not_ended(service.windows.drills.values(), service.clock())
 
     @router.post("/drills", response_model=DrillWindow, status_code=status.HTTP_201_CREATED)
     async def add_drill(body: DrillIn, officer: Officer = signed_in) -> DrillWindow:
@@ -269,6 +268,10 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         return await end(drill, f"drill window {drill_id!r}", officer.admin, "drills are ended by an administrator")
 
     return router
+
+
+def _not_ended(windows: Iterable[W], now: int) -> list[W]:
+    return sorted((w for w in windows if w.ends_at > now), key=lambda w: w.starts_at)
 
 
 def _who(body: ActionIn, officer: Officer) -> str:
