@@ -33,6 +33,7 @@ def _env(**extra: str) -> dict[str, str]:
         SMARTCITY_INFLUX_PORT=str(free_port()),
         SMARTCITY_INFLUX_RPC_PORT=str(free_port()),
         SMARTCITY_GATEWAY_HTTP_PORT=str(free_port()),
+        SMARTCITY_STREAMS_HTTP_PORT=str(free_port()),
         SMARTCITY_HTTP_PORT=str(free_port()),
         COLUMNS="200",
     )
