@@ -77,6 +77,15 @@ def streams() -> None:
 
 
 @app.command()
+def writer() -> None:
+    """Run one InfluxDB writer (Kafka readings -> InfluxDB, offsets committed after each write) until SIGTERM."""
+    from smartcity.storage.service import run_writer
+    from smartcity.storage.settings import WriterSettings
+
+    asyncio.run(run_writer(_settings(WriterSettings)))
+
+
+@app.command()
 def api() -> None:
     """Run the HTTP API (registry; later alerts and the console) until SIGTERM."""
     from smartcity.api import ApiSettings, run_api

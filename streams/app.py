@@ -40,10 +40,11 @@ from rules.engine import Engine
 from rules.pack import load_pack
 from smartcity.contracts.device import Device
 from smartcity.contracts.finding import Finding
+from smartcity.contracts.telemetry import decode_batch
 from smartcity.kafka_admin import TopicSpec
 from streams import transport
 from streams.metrics import StreamMetrics
-from streams.processor import RuleProcessor, SiteProcessor, decode_batch, now_ms
+from streams.processor import RuleProcessor, SiteProcessor, now_ms
 from streams.settings import StreamsSettings
 
 logger = logging.getLogger(__name__)

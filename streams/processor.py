@@ -48,15 +48,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def decode_batch(raw: bytes) -> list[ReadingDict]:
-    """A readings record (``ReadingBatch`` JSON, written by our gateway). Trusted but checked for its version."""
-    body = json.loads(raw)
-    if not isinstance(body, dict) or body.get("v") != 1 or not isinstance(body.get("readings"), list):
-        raise ValueError("not a v1 reading batch")
-    readings: list[ReadingDict] = body["readings"]
-    return readings
-
-
 class RuleProcessor:
     def __init__(
         self,

@@ -11,6 +11,7 @@ record per group, keyed by one of the group's device ids, so a record lands on t
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Final, Literal, NotRequired
 
@@ -94,3 +95,13 @@ class ReadingBatch(BaseModel):
 
     v: Literal[1] = SCHEMA_VERSION
     readings: list[Reading]
+
+
+def decode_batch(raw: bytes) -> list[ReadingDict]:
+    """A readings record (``ReadingBatch`` JSON, written by our gateway) as plain dicts: fast, for the consumers
+    of the readings topic. Trusted but checked for its version; ``ValueError`` if it is not a v1 batch."""
+    body = json.loads(raw)
+    if not isinstance(body, dict) or body.get("v") != 1 or not isinstance(body.get("readings"), list):
+        raise ValueError("not a v1 reading batch")
+    readings: list[ReadingDict] = body["readings"]
+    return readings

@@ -1,0 +1,211 @@
+"""The InfluxDB writer: every reading on Kafka into InfluxDB, batched, nothing lost, nothing doubled.
+
+A consumer group of its own (``SMARTCITY_WRITER_GROUP``), so storage never slows alerting. It reads readings
+records, turns them into lines (``smartcity.storage.lines``), and writes a batch when it holds
+``writer_batch_points`` points or ``writer_batch_ms`` has passed. Guarantees, and how:
+
+- **Nothing lost**: offsets are committed only after InfluxDB acknowledged the batch (204). While InfluxDB is down
+  (connection refused, 5xx, 429/503 with ``Retry-After``), the writer keeps the batch, pauses its partitions (it
+  still polls, so it keeps its place in the group), retries with backoff, and catches up when InfluxDB returns.
+- **Nothing doubled**: a batch written again after a crash or a rebalance rewrites the same points (same series,
+  same timestamp): storage is idempotent, so at-least-once delivery stores every reading exactly once.
+- **Bad points never block the stream**: when InfluxDB refuses a batch (400: a field type conflict), the batch is
+  halved until the refused lines are found; those go to the refused-readings topic with InfluxDB's reason
+  (``storage_refused``), the rest are written.
+- A configuration problem (401/403, database missing and not creatable) is retried with backoff and logged
+  loudly: the data waits in Kafka rather than being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from ingest.kafka import FlushProducer, Record
+from smartcity.contracts.refusal import Refusal, RefusalItem, RefusalReason, RefusedMessage
+from smartcity.contracts.telemetry import decode_batch
+from smartcity.errors import KafkaUnavailable
+from smartcity.influx import InfluxRefused, InfluxUnavailable, LineWriter
+from smartcity.kafka_admin import TopicSpec
+from smartcity.storage.lines import LineBuilder
+from smartcity.storage.metrics import WriterMetrics
+from smartcity.storage.settings import WriterSettings
+
+logger = logging.getLogger(__name__)
+
+_MAX_BACKOFF_S = 30.0
+
+
+class InfluxWriter:
+    def __init__(
+        self, settings: WriterSettings, lines: LineBuilder, influx: LineWriter, metrics: WriterMetrics
+    ) -> None:
+        self.settings = settings
+        self.lines = lines
+        self.influx = influx
+        self.metrics = metrics
+        spec = TopicSpec(settings.topic_rejected, settings.rejected_partitions, settings.kafka_replication)
+        self._refused = FlushProducer(settings, [spec])
+        self.ready = asyncio.Event()
+        self.influx_up = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and write until ``stop``; reconnect to Kafka with backoff."""
+        await self._refused.start()
+        delay = 0.5
+        try:
+            while not stop.is_set():
+                consumer = self._consumer()
+                try:
+                    await consumer.start()
+                    self.ready.set()
+                    delay = 0.5
+                    await self._loop(consumer, stop)
+                except (KafkaError, OSError) as exc:
+                    logger.warning("writer: Kafka failed (%r); again in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10)
+                finally:
+                    with contextlib.suppress(KafkaError, OSError):
+                        await consumer.stop()
+        finally:
+            await self._refused.stop()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(
+            s.topic_readings,
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.writer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.writer_fetch_wait_ms,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=s.writer_session_timeout_ms,
+            heartbeat_interval_ms=s.writer_session_timeout_ms // 4,
+        )
+
+    async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        s = self.settings
+        while not stop.is_set():
+            batch: list[str] = []
+            readings = 0
+            deadline = time.monotonic() + s.writer_batch_ms / 1000
+            while len(batch) < s.writer_batch_points and not stop.is_set():
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    break
+                fetched = await consumer.getmany(timeout_ms=min(left_ms, 200))
+                for records in fetched.values():
+                    for record in records:
+                        readings += self._add(record.value, record.offset, batch)
+            if batch:
+                if not await self._write(batch, consumer, stop):
+                    return  # stopping: the batch stays uncommitted and is read again after the restart
+                self.metrics.readings.inc(readings)
+            await consumer.commit()  # only what is now in InfluxDB (or refused and recorded)
+
+    def _add(self, raw: bytes | None, offset: int, batch: list[str]) -> int:
+        try:
+            readings = decode_batch(raw or b"")
+        except ValueError as exc:
+            self.metrics.undecodable.inc()
+            logger.error("writer: unreadable readings record at offset %d skipped: %s", offset, exc)
+            return 0
+        for reading in readings:
+            batch.extend(self.lines.lines(reading))
+        return len(readings)
+
+    async def _write(self, batch: list[str], consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+        """Write ``batch`` however long InfluxDB takes to come back (False: told to stop first); refused lines go
+        to the refused topic."""
+        delay = 0.5
+        paused = False
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self._write_isolating(batch)
+                    self.metrics.batch_seconds.observe(time.monotonic() - started)
+                    self.metrics.batch_points.observe(len(batch))
+                    if not self.influx_up:
+                        logger.info("writer: InfluxDB is back; catching up")
+                    self.influx_up = True
+                    self.metrics.influx_up.set(1)
+                    return True
+                except (InfluxUnavailable, InfluxRefused) as exc:
+                    self.influx_up = False
+                    self.metrics.influx_up.set(0)
+                    self.metrics.retries.labels(type(exc).__name__).inc()
+                    wait = max(getattr(exc, "retry_after", 0.0), delay)
+                    logger.warning("writer: %d points not written (%s); again in %.1f s", len(batch), exc, wait)
+                    if not paused:
+                        consumer.pause(*consumer.assignment())
+                        paused = True
+                    if not await self._wait(consumer, wait, stop):
+                        return False
+                    delay = min(delay * 2, _MAX_BACKOFF_S)
+                    if isinstance(exc, InfluxRefused) and exc.status == 404:
+                        with contextlib.suppress(InfluxUnavailable, InfluxRefused):
+                            await self.influx.ensure_database()
+        finally:
+            if paused:
+                consumer.resume(*consumer.assignment())
+
+    async def _wait(self, consumer: AIOKafkaConsumer, seconds: float, stop: asyncio.Event) -> bool:
+        """Sleep, polling the paused consumer so that the group does not think this member is gone; False if
+        told to stop meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if stop.is_set():
+                return False
+            await consumer.getmany(timeout_ms=min(200, max(1, int((deadline - time.monotonic()) * 1000))))
+        return True
+
+    async def _write_isolating(self, lines: list[str]) -> None:
+        """Write; on a 400, halve until each refused line is found, and record those as refused."""
+        try:
+            await self.influx.write(lines)
+        except InfluxRefused as exc:
+            if exc.status != 400:
+                raise
+            if len(lines) == 1:
+                await self._refuse(lines[0], str(exc))
+                return
+            middle = len(lines) // 2
+            await self._write_isolating(lines[:middle])
+            await self._write_isolating(lines[middle:])
+
+    async def _refuse(self, line: str, reason: str) -> None:
+        self.metrics.refused.inc()
+        device_id = _tag(line, "device_id") or "-"
+        refusal = Refusal.of(
+            device_id,
+            self.settings.topic_readings,
+            int(time.time() * 1000),
+            0,
+            [RefusalItem(reason=RefusalReason.STORAGE_REFUSED, detail=f"InfluxDB refused the point: {reason}")],
+        )
+        value = RefusedMessage.of(refusal, line.encode()).model_dump_json().encode()
+        logger.error("writer: InfluxDB refused a point of %s: %s", device_id, reason)
+        while True:
+            try:
+                await self._refused.deliver([Record(self.settings.topic_rejected, value, device_id.encode())])
+                return
+            except KafkaUnavailable as exc:
+                logger.warning("writer: refused point not recorded yet (%s); retrying", exc)
+                await asyncio.sleep(1)
+
+
+def _tag(line: str, name: str) -> str | None:
+    """A tag's value in one of our lines (ids match the contract's pattern: nothing in them is escaped)."""
+    for part in line.split(" ", 1)[0].split(",")[1:]:
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None

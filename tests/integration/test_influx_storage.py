@@ -1,0 +1,255 @@
+"""The InfluxDB writer against real Tansu, Mosquitto and influxd 1.6: readings over MQTT land with the right tags and
+timestamps; InfluxDB down for 20 s, or the writer killed with SIGKILL, and every reading is still stored exactly
+once; a point InfluxDB refuses goes to the refused topic with its reason while the rest are stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from devices.feed import DevicePublisher
+from ingest.settings import GatewaySettings
+from smartcity.contracts.device import Device
+from smartcity.contracts.refusal import RefusedMessage
+from smartcity.contracts.telemetry import Reading, ReadingBatch
+from smartcity.kafka_admin import TopicSpec, devices_topic, ensure_topics
+from smartcity.stack.process import ManagedProcess, free_port
+from smartcity.stack.services import Launch, influxdb
+from smartcity.storage.service import run_writer
+from smartcity.storage.settings import WriterSettings
+from tests.integration.conftest import GatewayFactory, settings_env
+from tests.kafka_util import consume
+from tests.mqtt_util import publish_all, publisher
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_763_900_000_000
+
+
+def _device(device_id: str, kind: str = "gas", site: str = "S01") -> Device:
+    return Device.model_validate(
+        {"id": device_id, "kind": kind, "site_id": site, "site_name": "坪地化工园", "lat": 22.76, "lon": 114.31,
+         "interval_s": 60, "departments": ["emergency"]}
+    )  # fmt: skip
+
+
+@pytest.fixture
+def own_influx(tmp_path: Path) -> Iterator[Launch]:
+    """An influxd of this test alone, which it may kill and start again on the same data."""
+    launch = influxdb(tmp_path / "influxdb", "127.0.0.1", free_port(), free_port())
+    launch.start(timeout=20)
+    yield launch
+    launch.process.stop()
+
+
+def _settings(kafka_bootstrap: str, influx_url: str, unique: str) -> WriterSettings:
+    return WriterSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        influx_url=influx_url,
+        influx_db=f"w{unique}",
+        topic_readings=f"readings.{unique}",
+        topic_rejected=f"rejected.{unique}",
+        topic_devices=f"devices.{unique}",
+        writer_group=f"writer-{unique}",
+        writer_http_port=0,
+        writer_batch_ms=300,
+        writer_retention=False,
+    )
+
+
+async def _prepare(settings: WriterSettings, devices: list[Device]) -> None:
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [
+            TopicSpec(settings.topic_readings, settings.readings_partitions),
+            TopicSpec(settings.topic_rejected, 1),
+            devices_topic(settings),
+        ],
+    )
+    feed = DevicePublisher(settings)
+    await feed.start()
+    try:
+        await feed.publish(devices)
+    finally:
+        await feed.stop()
+
+
+@contextlib.asynccontextmanager
+async def _writer(settings: WriterSettings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_writer(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _reading(device_id: str, i: int) -> Reading:
+    return Reading(device_id=device_id, ts=T0 + i, seq=i, values={"ch4_lel": i % 20 + 0.5}, received_at=T0 + i)
+
+
+async def _produce(
+    settings: WriterSettings,
+    device_ids: list[str],
+    count: int,
+    per_record: int = 100,
+    pause_s: float = 0.05,
+    start: int = 0,
+) -> None:
+    """``count`` readings round robin over ``device_ids``, ``per_record`` to a Kafka record, each its own ms."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for first in range(start, count, per_record):
+            span = range(first, min(first + per_record, count))
+            readings = [_reading(device_ids[i % len(device_ids)], i) for i in span]
+            body = ReadingBatch(readings=readings).model_dump_json().encode()
+            await producer.send(settings.topic_readings, body, key=readings[0].device_id.encode())
+            if first % 2000 == 0:
+                await producer.flush()
+                await asyncio.sleep(pause_s)  # a stream, not one burst
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _query(url: str, db: str, q: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        answer = (await http.get("/query", params={"db": db, "q": q, "epoch": "ms"})).json()
+    series = answer["results"][0].get("series", [])
+    return [dict(zip(s["columns"], row, strict=True)) | s.get("tags", {}) for s in series for row in s["values"]]
+
+
+async def _count(url: str, db: str) -> int:
+    with contextlib.suppress(httpx.HTTPError, KeyError):
+        rows = await _query(url, db, 'SELECT count("ch4_lel") FROM "gas"')
+        return int(rows[0]["count"]) if rows else 0
+    return -1
+
+
+async def _wait_count(url: str, db: str, expected: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        seen = await _count(url, db)
+        if seen >= expected:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.5)  # and nothing more arrives
+    return await _count(url, db)
+
+
+async def test_readings_over_mqtt_land_with_their_tags_and_timestamps(
+    gateway_settings: GatewaySettings, run_gateway: GatewayFactory, own_influx: Launch, unique: str, mqtt_url: str
+) -> None:
+    settings = _settings(gateway_settings.kafka_bootstrap, own_influx.url, unique).model_copy(
+        update={"topic_readings": gateway_settings.topic_readings, "topic_rejected": gateway_settings.topic_rejected}
+    )
+    await _prepare(settings, [_device("gas-m1"), _device("fire-m1", "fire", "S02")])
+    async with run_gateway(gateway_settings), _writer(settings):
+        with publisher(mqtt_url) as client:
+            gas = {"ts": T0, "seq": 1, "values": {"ch4_lel": 12.5, "battery_pct": 80}}
+            fire = {"ts": T0 + 7, "seq": 1, "values": {"temp_c": 31.0, "smoke": True}, "drill": True}
+            publish_all(
+                client,
+                [
+                    ("devices/gas-m1/telemetry", json.dumps(gas).encode()),
+                    ("devices/fire-m1/telemetry", json.dumps(fire).encode()),
+                ],
+            )
+        deadline = time.monotonic() + 20
+        while await _count(own_influx.url, settings.influx_db) < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        gas = await _query(own_influx.url, settings.influx_db, 'SELECT * FROM "gas"')
+        fire = await _query(own_influx.url, settings.influx_db, 'SELECT * FROM "fire"')
+        health = await _query(own_influx.url, settings.influx_db, 'SELECT * FROM "device_health"')
+    assert [(r["time"], r["device_id"], r["site_id"], r["kind"], r["drill"], r["ch4_lel"]) for r in gas] == [
+        (T0, "gas-m1", "S01", "gas", "false", 12.5)
+    ]
+    assert [(r["time"], r["device_id"], r["drill"], r["temp_c"], r["smoke"]) for r in fire] == [
+        (T0 + 7, "fire-m1", "true", 31.0, True)
+    ]
+    assert [(r["time"], r["device_id"], r["battery_pct"]) for r in health] == [(T0, "gas-m1", 80.0)]
+
+
+async def test_influxdb_down_for_20_s_loses_and_doubles_nothing(
+    kafka_bootstrap: str, own_influx: Launch, unique: str
+) -> None:
+    settings = _settings(kafka_bootstrap, own_influx.url, unique)
+    devices = [f"gas-d{i}" for i in range(50)]
+    await _prepare(settings, [_device(d) for d in devices])
+    async with _writer(settings):
+        stream = asyncio.create_task(_produce(settings, devices, 20_000))
+        await asyncio.sleep(1.0)
+        own_influx.process.kill()
+        await asyncio.sleep(20)
+        own_influx.start(timeout=20)
+        await stream
+        stored = await _wait_count(own_influx.url, settings.influx_db, 20_000, 60)
+    assert stored == 20_000
+
+
+async def test_the_writer_killed_mid_batch_loses_and_doubles_nothing(
+    kafka_bootstrap: str, own_influx: Launch, unique: str, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, own_influx.url, unique)
+    devices = [f"gas-k{i}" for i in range(50)]
+    await _prepare(settings, [_device(d) for d in devices])
+    process = ManagedProcess(
+        "writer", [sys.executable, "-m", "smartcity", "writer"], tmp_path / "writer.log", env=settings_env(settings)
+    )
+    process.start()
+    try:
+        await _produce(settings, devices, 4_000)
+        await _wait_count(own_influx.url, settings.influx_db, 4_000, 60)  # the writer is in its group, writing
+        stream = asyncio.create_task(_produce(settings, devices, 20_000, per_record=50, pause_s=1.0, start=4_000))
+        await asyncio.sleep(2.5)
+        process.kill()  # SIGKILL, most likely with a batch taken from Kafka and not yet committed
+        partial = await _count(own_influx.url, settings.influx_db)
+        await stream
+        process.start()
+        stored = await _wait_count(own_influx.url, settings.influx_db, 20_000, 60)
+    finally:
+        process.stop()
+    assert 0 < partial < 20_000
+    assert stored == 20_000
+
+
+async def test_a_refused_point_is_recorded_with_its_reason_and_the_rest_are_stored(
+    kafka_bootstrap: str, own_influx: Launch, unique: str
+) -> None:
+    settings = _settings(kafka_bootstrap, own_influx.url, unique)
+    await _prepare(settings, [_device("gas-c1")])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    readings = [
+        Reading(device_id="gas-c1", ts=T0, seq=1, values={"ch4_lel": 3.0}, received_at=T0),
+        Reading(device_id="gas-c1", ts=T0 + 1, seq=2, values={"ch4_lel": True}, received_at=T0),  # type changed
+        Reading(device_id="gas-c1", ts=T0 + 2, seq=3, values={"ch4_lel": 4.0}, received_at=T0),
+    ]
+    try:
+        for reading in readings:  # one record each: the first is stored before the conflicting one comes
+            body = ReadingBatch(readings=[reading]).model_dump_json().encode()
+            await producer.send_and_wait(settings.topic_readings, body, key=b"gas-c1")
+    finally:
+        await producer.stop()
+    async with _writer(settings):
+        stored = await _wait_count(own_influx.url, settings.influx_db, 2, 30)
+        refused = await consume(kafka_bootstrap, settings.topic_rejected, lambda r: len(r) >= 1, timeout=30)
+    assert stored == 2
+    [message] = [RefusedMessage.model_validate_json(r.value) for r in refused]
+    assert message.refusal.device_id == "gas-c1"
+    assert message.refusal.reason == "storage_refused"
+    assert "field type conflict" in message.refusal.errors[0].detail
+    assert b"ch4_lel=true" in message.raw
