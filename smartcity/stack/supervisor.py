@@ -36,6 +36,7 @@ from streams.settings import StreamsSettings
 logger = logging.getLogger(__name__)
 
 READY_LINE = "SmartCity is up"
+SERVICES = ("ingest gateway", "stream worker", "influx writer", "api")  # our own processes
 
 
 class StackSettings(BaseSettings):
@@ -51,6 +52,7 @@ class StackSettings(BaseSettings):
     influx_rpc_port: int = Field(8088, ge=1, le=65535)
     gateway_http_port: int = Field(9301, ge=1, le=65535)
     streams_http_port: int = Field(9311, ge=1, le=65535)
+    writer_http_port: int = Field(9321, ge=1, le=65535, description="the InfluxDB writer's /healthz and /metrics")
     http_port: int = Field(8080, ge=1, le=65535, description="the HTTP API and (later) the console")
     api_token: SecretStr | None = Field(None, description="admin token; generated into secrets.json if unset")
     mqtt_admin_password: SecretStr | None = Field(
@@ -112,9 +114,11 @@ class Stack:
             launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
         require_port(s.host, s.gateway_http_port, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
         require_port(s.host, s.streams_http_port, "The stream worker", "SMARTCITY_STREAMS_HTTP_PORT")
+        require_port(s.host, s.writer_http_port, "The InfluxDB writer", "SMARTCITY_WRITER_HTTP_PORT")
         require_port(s.host, s.http_port, "The HTTP API", "SMARTCITY_HTTP_PORT")
         launches.append(self._gateway())
         launches.append(self._streams())
+        launches.append(self._writer())
         launches.append(self._api())
         return launches
 
@@ -166,6 +170,17 @@ class Stack:
         }
         return self._service("stream worker", "streams", s.streams_http_port, env)
 
+    def _writer(self) -> Launch:
+        s = self.settings
+        env = {
+            **os.environ,
+            "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "SMARTCITY_INFLUX_URL": self.influx_url,
+            "SMARTCITY_WRITER_HTTP_HOST": s.host,
+            "SMARTCITY_WRITER_HTTP_PORT": str(s.writer_http_port),
+        }
+        return self._service("influx writer", "writer", s.writer_http_port, env)
+
     def _topics(self) -> None:
         """Every topic, before any client of them exists (Tansu's memory store breaks on a creation racing a
         client's metadata request for the same topic)."""
@@ -173,12 +188,21 @@ class Stack:
         asyncio.run(ensure_topics(streams.kafka_bootstrap, [*all_topics(streams), *streams_topics(streams)]))
 
     def start(self) -> None:
+        """The brokers one after the other, then the topics, then our services all at once (each needs only the
+        brokers), each waited for until healthy."""
         launches = self.plan()
+        timeout = self.settings.start_timeout_s
+        services = [launch for launch in launches if launch.process.name in SERVICES]
         for launch in launches:
-            if launch.process.name == "ingest gateway":
-                self._topics()
-            launch.start(self.settings.start_timeout_s)
+            if launch not in services:
+                launch.start(timeout)
+                self.children.append(_Child(launch))
+        self._topics()
+        for launch in services:
+            launch.process.start()
             self.children.append(_Child(launch))
+        for launch in services:
+            launch.process.wait_healthy(launch.check, timeout)
         self._write_state()
 
     def _write_state(self) -> None:
@@ -213,7 +237,7 @@ class Stack:
                 child.launch.process.wait_healthy(child.launch.check, self.settings.start_timeout_s)
         self._topics()
         for child in self.children:
-            if child.launch.process.name in ("api", "stream worker"):
+            if child.launch.process.name in ("api", "stream worker", "influx writer"):
                 logger.warning("restarting %s after the Kafka restart", child.launch.process.name)
                 child.launch.process.stop()
                 child.launch.process.start()

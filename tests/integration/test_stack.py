@@ -34,6 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
         SMARTCITY_INFLUX_RPC_PORT=str(free_port()),
         SMARTCITY_GATEWAY_HTTP_PORT=str(free_port()),
         SMARTCITY_STREAMS_HTTP_PORT=str(free_port()),
+        SMARTCITY_WRITER_HTTP_PORT=str(free_port()),
         SMARTCITY_HTTP_PORT=str(free_port()),
         COLUMNS="200",
     )
@@ -129,7 +130,15 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
     try:
         assert healthy_after <= 15, f"healthy after {healthy_after:.1f} s"
         state = json.loads((tmp_path / "stack.json").read_text())
-        assert set(state) == {"mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "stream worker", "api"}
+        assert set(state) == {
+            "mosquitto",
+            "kafka (tansu)",
+            "influxdb",
+            "ingest gateway",
+            "stream worker",
+            "influx writer",
+            "api",
+        }
         pids = [entry["pid"] for entry in state.values()]
         assert all(_alive(pid) for pid in pids)
 

@@ -13,13 +13,14 @@ from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings
 from smartcity.cli import app
 from smartcity.stack.supervisor import StackSettings
+from smartcity.storage.settings import WriterSettings
 from streams.settings import StreamsSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 OURS = {name: svc for name, svc in SERVICES.items() if svc.get("image", "").startswith("smartcity:")}
-SETTINGS: list[type[BaseSettings]] = [GatewaySettings, StackSettings, ApiSettings, StreamsSettings]
+SETTINGS: list[type[BaseSettings]] = [GatewaySettings, StackSettings, ApiSettings, StreamsSettings, WriterSettings]
 
 
 def _known_variables() -> set[str]:
@@ -30,7 +31,7 @@ def _known_variables() -> set[str]:
 
 
 def test_our_services_exist() -> None:
-    assert {"api", "gateway-1", "gateway-2", "streams-1", "streams-2"} <= set(OURS)
+    assert {"api", "gateway-1", "gateway-2", "streams-1", "streams-2", "writer"} <= set(OURS)
 
 
 def test_every_smartcity_variable_is_a_real_setting() -> None:
@@ -58,7 +59,7 @@ def test_ports_agree() -> None:
         assert f"PLAINTEXT://{env['SMARTCITY_KAFKA_BOOTSTRAP']}" == kafka_env["KAFKA_ADVERTISED_LISTENERS"], name
         assert env["SMARTCITY_MQTT_URL"] == "mqtt://mosquitto:1883"
         prefix = next(
-            (f"SMARTCITY_{part.upper()}_HTTP" for part in ("gateway", "streams") if name.startswith(part)),
+            (f"SMARTCITY_{part.upper()}_HTTP" for part in ("gateway", "streams", "writer") if name.startswith(part)),
             "SMARTCITY_HTTP",
         )
         port = env[f"{prefix}_PORT"]
