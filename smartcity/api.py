@@ -39,6 +39,8 @@ from devices.store import DeviceStore
 from ingest.parse import device_id_of
 from smartcity.influx import LineWriter
 from smartcity.mqtt import AsyncMqttClient
+from smartcity.storage.api import readings_router
+from smartcity.storage.history import History
 
 
 class ApiSettings(AlertsSettings):
@@ -63,6 +65,7 @@ def create_app(
     metrics: CollectorRegistry,
     alerts: AlertService | None = None,
     officers: Officers | None = None,
+    history: History | None = None,
 ) -> FastAPI:
     app = FastAPI(title="SmartCity", version="0.1.0", description="Hazard sensing and alerting for a smart district.")
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -106,6 +109,8 @@ def create_app(
         return officer
 
     app.include_router(devices_router(registry, devices_auth))
+    if history is not None:
+        app.include_router(readings_router(history, registry.get, auth))
     if alerts is not None:
         app.include_router(alerts_router(alerts, auth, officers))
     return app
@@ -140,13 +145,15 @@ async def run_api(settings: ApiSettings) -> None:
     alerts = alert_service(settings, prometheus) if settings.alerts_enabled else None
     if alerts is not None:
         await alerts.start()
-    app = create_app(settings, registry, prometheus, alerts)
+    history = History(settings)
+    app = create_app(settings, registry, prometheus, alerts, history=history)
     server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
     try:
         await server.serve()
     finally:
         if alerts is not None:
             await alerts.stop()
+        await history.close()
         readings.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await readings
@@ -167,6 +174,9 @@ def alert_service(settings: ApiSettings, prometheus: CollectorRegistry) -> Alert
         WebhookChannel(contacts, console_url=console),
         EmailChannel(contacts, console_url=console),
     ]
-    history = AlertHistory(LineWriter(settings)) if settings.alerts_history else None
+    # Alert events are kept for good: on 1.x not in the readings' 90-day default policy but in ``autogen``.
+    v1_default = settings.influx_api == "v1" and settings.influx_rp is None
+    keep = settings.model_copy(update={"influx_rp": "autogen"}) if v1_default else settings
+    history = AlertHistory(LineWriter(keep)) if settings.alerts_history else None
     routing = load_routing(settings.alerts_routing_file)
     return AlertService(settings, routing, channels, AlertMetrics.create(prometheus), history=history)

@@ -24,6 +24,8 @@ from tests.mqtt_util import Client
 
 pytestmark = pytest.mark.integration
 
+NOW = int(time.time() * 1000) - 60_000  # readings' event time: recent, so inside InfluxDB's raw retention policy
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")}
@@ -100,7 +102,7 @@ def _stop(proc: subprocess.Popen[str], output: list[str]) -> str:
 
 
 async def _publish_as(mqtt_url: str, username: str, password: str, device: str, seq: int, ch4: float = 7.5) -> None:
-    body = json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": ch4}}).encode()
+    body = json.dumps({"ts": NOW + seq, "seq": seq, "values": {"ch4_lel": ch4}}).encode()
     client = await asyncio.to_thread(Client, mqtt_url, username, password)
     try:
         assert client.connect_rc is not None
@@ -175,6 +177,15 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         acknowledged = await _alert_message(officer, 2)
         assert (acknowledged["event"], acknowledged["acknowledgement"]["by"]) == ("acknowledged", "值班员")
         officer.close()
+        # ... and the InfluxDB writer stored the reading, which the history API returns.
+        params = {"metric": "ch4_lel", "from": NOW - 60_000, "to": NOW + 60_000}
+        async with httpx.AsyncClient(base_url=api, headers=auth) as http:
+            for _ in range(100):
+                history = (await http.get("/api/devices/gas-stack-1/readings", params=params)).json()
+                if history.get("points"):
+                    break
+                await asyncio.sleep(0.1)
+        assert history["points"] == [{"ts": NOW + 1, "value": 30.0}], history
     finally:
         rest = _stop(proc, output)
     assert "stopped" in rest

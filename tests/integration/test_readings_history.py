@@ -1,0 +1,464 @@
+"""Retention, downsampling and the history API against a real InfluxDB 1.6, one database per test.
+
+Readings are written the way the writer writes them (``LineBuilder`` lines, ``LineWriter`` with ``influx_rp="raw"``);
+the expected raw points and aggregates are computed here from the same values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from statistics import fmean
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from alerts.api import officer_auth
+from alerts.officers import Officers
+from smartcity.contracts.catalogue import Department, DeviceKind
+from smartcity.contracts.device import Device
+from smartcity.contracts.telemetry import ReadingDict
+from smartcity.influx import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter
+from smartcity.stack.process import free_port
+from smartcity.stack.services import Launch
+from smartcity.storage.api import readings_router
+from smartcity.storage.history import DAY_MS, History, TooManyPoints
+from smartcity.storage.lines import LineBuilder, series
+from smartcity.storage.retention import AGG_RP, CQ_NAME, RAW_RP, ensure_retention
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+TOKEN = "history-test-token"
+ODD_ID = "it's \\odd\""  # not a valid device id, but tags and queries must survive it
+
+
+def _device(device_id: str, kind: DeviceKind) -> Device:
+    return Device(
+        id=device_id if "'" not in device_id else "odd",
+        kind=kind,
+        site_id="S1",
+        site_name="坪地 化工园",
+        lat=22.7,
+        lon=114.3,
+        interval_s=10,
+        departments=[Department.EMERGENCY],
+    )
+
+
+DEVICES = {
+    "gas-a": _device("gas-a", DeviceKind.GAS),
+    "gas-b": _device("gas-b", DeviceKind.GAS),
+    "fire-a": _device("fire-a", DeviceKind.FIRE),
+    ODD_ID: _device(ODD_ID, DeviceKind.GAS),
+}
+
+
+def _now_minute() -> int:
+    return int(time.time() * 1000) // MIN * MIN
+
+
+async def _rows(url: str, db: str, query: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.get("/query", params={"db": db, "q": query, "epoch": "ms"})
+    response.raise_for_status()
+    result = response.json()["results"][0]
+    assert "error" not in result, result
+    rows: list[dict[str, Any]] = []
+    for found in result.get("series", []):
+        rows += [dict(zip(found["columns"], values, strict=True)) for values in found["values"]]
+    return rows
+
+
+@pytest.fixture
+def conn(influx_service: Launch, unique: str) -> InfluxConnection:
+    return InfluxConnection(influx_url=influx_service.url, influx_api="v1", influx_db=f"h{unique}", influx_rp=RAW_RP)
+
+
+@pytest.fixture
+async def history(conn: InfluxConnection) -> AsyncIterator[History]:
+    async with History(conn) as found:
+        yield found
+
+
+def _readings(base: int) -> list[ReadingDict]:
+    """Five minutes from ``base``: gas-a and gas-b every 10 s (different values), fire-a every 20 s, one drill
+    reading of gas-a, and the odd device."""
+    out: list[ReadingDict] = []
+    for i in range(30):
+        ts = base + i * 10_000
+        out.append(_reading("gas-a", ts, {"ch4_lel": round(i * 1.25 + (i % 4) * 0.5, 3), "battery_pct": 90.0 - i}))
+        out.append(_reading("gas-b", ts, {"ch4_lel": 100.0 + i}))
+        if i % 2 == 0:
+            out.append(_reading("fire-a", ts, {"smoke": i % 6 == 0, "temp_c": 20.0 + i / 2}))
+    out.append(_reading("gas-a", base + 15_000, {"ch4_lel": 77.5}, drill=True))
+    out.append(_reading(ODD_ID, base + 5_000, {"ch4_lel": 1.5}))
+    return out
+
+
+def _reading(device_id: str, ts: int, values: dict[str, float | bool], drill: bool = False) -> ReadingDict:
+    return {"device_id": device_id, "ts": ts, "seq": None, "values": values, "drill": drill, "received_at": ts}
+
+
+def _values(readings: list[ReadingDict], device_id: str, metric: str, drill: bool = False) -> list[tuple[int, Any]]:
+    return sorted(
+        (r["ts"], r["values"][metric])
+        for r in readings
+        if r["device_id"] == device_id and r["drill"] == drill and metric in r["values"]
+    )
+
+
+def _aggregates(points: list[tuple[int, Any]], every_s: int, start: int, end: int) -> list[dict[str, Any]]:
+    buckets: dict[int, list[Any]] = defaultdict(list)
+    for ts, value in points:
+        if start <= ts < end:
+            buckets[ts // (every_s * 1000) * every_s * 1000].append(value)
+    return [
+        {
+            "ts": ts,
+            "mean": None if isinstance(values[0], bool) else pytest.approx(fmean(values)),
+            "min": min(values),
+            "max": max(values),
+        }
+        for ts, values in sorted(buckets.items())
+    ]
+
+
+async def _write(conn: InfluxConnection, lines: list[str]) -> None:
+    async with LineWriter(conn) as writer:
+        await writer.write(lines)
+
+
+@pytest.fixture
+async def stored(conn: InfluxConnection) -> tuple[int, list[ReadingDict]]:
+    """The database set up as the writer sets it up, and ``_readings`` written into ``raw``. Returns (base, them)."""
+    await ensure_retention(conn)
+    base = _now_minute() - 60 * MIN
+    readings = _readings(base)
+    builder = LineBuilder(DEVICES.get)
+    await _write(conn, [line for r in readings for line in builder.lines(r)])
+    return base, readings
+
+
+async def test_retention_is_set_up_idempotently_and_follows_changes(conn: InfluxConnection) -> None:
+    db, url = conn.influx_db, conn.influx_url
+
+    async def policies() -> dict[str, tuple[str, bool]]:
+        rows = await _rows(url, db, f'SHOW RETENTION POLICIES ON "{db}"')
+        return {r["name"]: (r["duration"], r["default"]) for r in rows}
+
+    async def queries() -> dict[str, str]:
+        rows = await _rows(url, db, "SHOW CONTINUOUS QUERIES")
+        return {
+            r["name"]: r["query"] for r in rows if r["query"].startswith(f"CREATE CONTINUOUS QUERY {CQ_NAME} ON {db} ")
+        }
+
+    await ensure_retention(conn)
+    await ensure_retention(conn)
+    assert await policies() == {"autogen": ("0s", False), RAW_RP: ("2160h0m0s", True), AGG_RP: ("26280h0m0s", False)}
+    cqs = await queries()
+    assert list(cqs) == [CQ_NAME]
+    assert "RESAMPLE FOR 10m" in cqs[CQ_NAME]
+    assert f"SELECT mean(*), min(*), max(*) INTO {db}.agg_1m.:MEASUREMENT FROM {db}.raw./^(gas|water|" in cqs[CQ_NAME]
+    assert cqs[CQ_NAME].endswith("GROUP BY time(1m), * END")
+
+    await ensure_retention(conn, raw_days=30, agg_days=400, every="5m", resample_for="30m")
+    assert await policies() == {"autogen": ("0s", False), RAW_RP: ("720h0m0s", True), AGG_RP: ("9600h0m0s", False)}
+    changed = (await queries())[CQ_NAME]
+    assert "RESAMPLE FOR 30m" in changed
+    assert "GROUP BY time(5m)" in changed
+
+    async with httpx.AsyncClient(base_url=url) as client:  # someone made autogen the default again
+        await client.post("/query", params={"q": f'ALTER RETENTION POLICY "autogen" ON "{db}" DEFAULT'})
+    await ensure_retention(conn)
+    assert (await policies())[RAW_RP] == ("2160h0m0s", True)
+    assert "GROUP BY time(1m)" in (await queries())[CQ_NAME]
+
+    with pytest.raises(ValueError, match="resample_for"):
+        await ensure_retention(conn, every="1h", resample_for="10m")
+
+
+async def test_retention_on_v2_only_logs(caplog: pytest.LogCaptureFixture) -> None:
+    nowhere = InfluxConnection(influx_url=f"http://127.0.0.1:{free_port()}", influx_api="v2")
+    with caplog.at_level("INFO"):
+        await ensure_retention(nowhere)  # no request: nothing listens there
+    assert "set up by the operator" in caplog.text
+
+
+async def test_raw_points_of_one_device_within_the_window(
+    history: History, stored: tuple[int, list[ReadingDict]]
+) -> None:
+    base, readings = stored
+    start, end = base + MIN, base + 3 * MIN
+    got = await history.readings("gas", "gas-a", "ch4_lel", start, end, None)
+    expected = [{"ts": ts, "value": v} for ts, v in _values(readings, "gas-a", "ch4_lel") if start <= ts < end]
+    assert got == expected
+    assert len(got) == 12
+    assert all(isinstance(p["value"], float) for p in got)
+
+    other = await history.readings("gas", "gas-b", "ch4_lel", start, end, None)
+    assert [p["value"] for p in other] == [100.0 + i for i in range(6, 18)]
+
+    drill = await history.readings("gas", "gas-a", "ch4_lel", base, end, None, drill=True)
+    assert drill == [{"ts": base + 15_000, "value": 77.5}]
+
+    health = await history.readings("device_health", "gas-a", "battery_pct", base, base + 30_000, None)
+    assert health == [{"ts": base + i * 10_000, "value": 90.0 - i} for i in range(3)]
+
+    odd = await history.readings("gas", ODD_ID, "ch4_lel", base, end, None)
+    assert odd == [{"ts": base + 5_000, "value": 1.5}]
+
+
+@pytest.mark.parametrize("every_s", [60, 120, 45])
+async def test_aggregates_per_interval_equal_what_the_readings_give(
+    history: History, stored: tuple[int, list[ReadingDict]], every_s: int
+) -> None:
+    base, readings = stored
+    start, end = base + 20_000, base + 5 * MIN
+    got = await history.readings("gas", "gas-a", "ch4_lel", start, end, every_s)
+    assert got == _aggregates(_values(readings, "gas-a", "ch4_lel"), every_s, start, end)
+    assert got[0]["ts"] <= start < got[0]["ts"] + every_s * 1000  # epoch-aligned: the first interval starts earlier
+
+
+async def test_boolean_metrics_raw_and_aggregated(history: History, stored: tuple[int, list[ReadingDict]]) -> None:
+    base, readings = stored
+    end = base + 5 * MIN
+    raw = await history.readings("fire", "fire-a", "smoke", base, end, None)
+    assert raw == [{"ts": ts, "value": v} for ts, v in _values(readings, "fire-a", "smoke")]
+    assert {type(p["value"]) for p in raw} == {bool}
+    per_minute = await history.readings("fire", "fire-a", "smoke", base, end, 60)
+    assert per_minute == _aggregates(_values(readings, "fire-a", "smoke"), 60, base, end)
+    assert per_minute[0] == {"ts": base, "mean": None, "min": False, "max": True}
+
+
+async def test_empty_ranges_and_unknown_names_give_no_points(
+    history: History, stored: tuple[int, list[ReadingDict]]
+) -> None:
+    base, _ = stored
+    assert await history.readings("gas", "gas-a", "ch4_lel", base - 30 * MIN, base, None) == []
+    assert await history.readings("gas", "gas-a", "ch4_lel", base - 30 * MIN, base, 60) == []
+    assert await history.readings("gas", "nobody", "ch4_lel", base, base + 5 * MIN, None) == []
+    assert await history.readings("gas", "gas-a", "co_ppm", base, base + 5 * MIN, 60) == []
+    assert await history.readings("water", "gas-a", "ch4_lel", base, base + 5 * MIN, None) == []
+
+
+async def test_too_many_points_is_refused_with_a_usable_every(
+    conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
+) -> None:
+    base, _ = stored
+    async with History(conn, max_points=10) as small:
+        with pytest.raises(TooManyPoints) as raw:
+            await small.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, None)
+        assert raw.value.every_s == 30
+        assert len(await small.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, raw.value.every_s)) == 10
+        with pytest.raises(TooManyPoints, match="every >= 30s"):
+            await small.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, 20)
+
+
+async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention(
+    conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
+) -> None:
+    """Pretend raw is kept only 2.5 minutes past ``base`` (the clock), and put recognisable 1-minute aggregates in
+    ``agg_1m``: intervals before the retention boundary come from them, later ones from raw."""
+    base, readings = stored
+    device = DEVICES["gas-a"]
+    prefix = series("gas", "gas-a", device.site_id, "gas", False)
+    fake = {base + m * MIN: (1000.0 + m, 900.0 + m, 1100.0 + m) for m in range(5)}
+    await _write(
+        conn.model_copy(update={"influx_rp": AGG_RP}),
+        [f"{prefix} mean_ch4_lel={a},min_ch4_lel={b},max_ch4_lel={c} {ts}" for ts, (a, b, c) in fake.items()],
+    )
+    raw_days = 1
+
+    def clock() -> float:
+        return (base + 150_000 + raw_days * DAY_MS) / 1000
+
+    end = base + 5 * MIN
+    async with History(conn, raw_days=raw_days, clock=clock) as history:
+        per_minute = await history.readings("gas", "gas-a", "ch4_lel", base, end, 60)
+        from_raw = _aggregates(_values(readings, "gas-a", "ch4_lel"), 60, base, end)
+        assert per_minute[:3] == [{"ts": ts, "mean": a, "min": b, "max": c} for ts, (a, b, c) in fake.items()][:3]
+        assert per_minute[3:] == from_raw[3:]  # split at base + 3 min, the first whole interval after the boundary
+
+        two_minutes = await history.readings("gas", "gas-a", "ch4_lel", base, base + 2 * MIN, 120)
+        buckets: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
+        for ts in (base, base + MIN):
+            buckets[ts // 120_000 * 120_000].append(fake[ts])
+        assert two_minutes == [
+            {"ts": ts, "mean": pytest.approx(fmean(a for a, _, _ in got)), "min": min(b for _, b, _ in got),
+             "max": max(c for _, _, c in got)}
+            for ts, got in sorted(buckets.items())
+        ]  # fmt: skip
+        # raw points are never taken from the aggregates
+        assert len(await history.readings("gas", "gas-a", "ch4_lel", base, end, None)) == 30
+
+
+async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConnection) -> None:
+    """The real continuous query, run by InfluxDB at the next minute boundary (``RESAMPLE FOR 10m`` covers the last
+    ten minutes): its aggregates, read through the history, equal those computed from raw."""
+    await ensure_retention(conn)
+    start = _now_minute() - 3 * MIN
+    readings = [
+        _reading("fire-a", start + i * 15_000, {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5)})
+        for i in range(8)
+    ]
+    builder = LineBuilder(DEVICES.get)
+    await _write(conn, [line for r in readings for line in builder.lines(r)])
+    end = start + 2 * MIN
+
+    deadline = time.monotonic() + 75
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        query = f'SELECT * FROM "{AGG_RP}"."fire" WHERE time >= {start}ms AND time < {end}ms'
+        rows = await _rows(conn.influx_url, conn.influx_db, query)
+        if len(rows) == 2:
+            break
+        await asyncio.sleep(1.0)
+    assert len(rows) == 2, f"the continuous query did not run within 75 s: {rows}"
+    assert rows[0]["device_id"] == "fire-a"
+    assert rows[0]["site_id"] == "S1"
+    assert rows[0]["drill"] == "false"
+    assert "mean_smoke" not in rows[0]
+    assert rows[0]["max_smoke"] is True
+
+    expected = _aggregates(_values(readings, "fire-a", "temp_c"), 60, start, end)
+    async with History(conn) as recent:
+        assert await recent.readings("fire", "fire-a", "temp_c", start, end, 60) == expected  # from raw
+
+    def two_days_later() -> float:  # with raw kept one day, the whole range is read from agg_1m
+        return time.time() + 2 * DAY_MS / 1000
+
+    async with History(conn, raw_days=1, clock=two_days_later) as aged:
+        assert await aged.readings("fire", "fire-a", "temp_c", start, end, 60) == expected
+        smoke = await aged.readings("fire", "fire-a", "smoke", start, end, 60)
+    assert smoke == _aggregates(_values(readings, "fire-a", "smoke"), 60, start, end)
+
+
+# --- the HTTP API, on the real InfluxDB ---
+
+
+def _app(history: History) -> FastAPI:
+    app = FastAPI()
+    auth = officer_auth(Officers([], TOKEN))  # the administrator's token: an admin Officer
+    app.include_router(readings_router(history, DEVICES.get, auth))
+    return app
+
+
+async def _get(
+    app: FastAPI, path: str, *, token: str | None = TOKEN, from_: int | str | None = None, **params: Any
+) -> httpx.Response:
+    if from_ is not None:
+        params["from"] = from_
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://smartcity") as client:
+        return await client.get(path, params=params, headers=headers)
+
+
+async def test_api_answers_raw_and_aggregated_series(history: History, stored: tuple[int, list[ReadingDict]]) -> None:
+    base, readings = stored
+    app = _app(history)
+    raw = await _get(app, "/api/devices/gas-a/readings", metric="ch4_lel", from_=base, to=base + MIN)
+    assert raw.status_code == 200, raw.text
+    body = raw.json()
+    assert {k: body[k] for k in ("device_id", "metric", "unit", "from", "to", "every_s", "drill")} == {
+        "device_id": "gas-a", "metric": "ch4_lel", "unit": "%LEL", "from": base, "to": base + MIN, "every_s": None,
+        "drill": False,
+    }  # fmt: skip
+    assert body["points"] == [{"ts": ts, "value": v} for ts, v in _values(readings, "gas-a", "ch4_lel")][:6]
+
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base / 1000))
+    agg = await _get(
+        app, "/api/devices/gas-a/readings", metric="ch4_lel", every="1m", from_=f"{iso}Z", to=base + 5 * MIN
+    )
+    assert agg.status_code == 200, agg.text
+    assert agg.json()["every_s"] == 60
+    assert agg.json()["points"] == _aggregates(_values(readings, "gas-a", "ch4_lel"), 60, base, base + 5 * MIN)
+
+    health = await _get(app, "/api/devices/gas-a/readings", metric="battery_pct", from_=base, to=base + 1)
+    assert health.json()["unit"] == "%"
+    assert health.json()["points"] == [{"ts": base, "value": 90.0}]
+
+    drill = await _get(app, "/api/devices/gas-a/readings", metric="ch4_lel", drill="true", from_=base)
+    assert drill.json()["points"] == [{"ts": base + 15_000, "value": 77.5}]
+
+    latest = await _get(app, "/api/devices/gas-a/readings", metric="ch4_lel")  # the last hour: base is 60 min ago
+    assert latest.status_code == 200
+    assert latest.json()["to"] - latest.json()["from"] == 3_600_000
+
+
+async def test_api_refusals(history: History, stored: tuple[int, list[ReadingDict]]) -> None:
+    base, _ = stored
+    app = _app(history)
+    path = "/api/devices/gas-a/readings"
+    assert (await _get(app, path, token=None, metric="ch4_lel")).status_code == 401
+    assert (await _get(app, "/api/devices/nobody/readings", metric="ch4_lel")).status_code == 404
+    assert (await _get(app, path, metric="CH4")).status_code == 422
+    assert (await _get(app, path)).status_code == 422
+    assert (await _get(app, path, metric="ch4_lel", every="5 minutes")).status_code == 422
+    assert (await _get(app, path, metric="ch4_lel", from_="yesterday")).status_code == 422
+    same = await _get(app, path, metric="ch4_lel", from_=base, to=base)
+    assert same.status_code == 400
+    assert "before" in same.json()["detail"]
+    many = await _get(app, path, metric="ch4_lel", every="1s", from_=base - 10 * DAY_MS, to=base)
+    assert many.status_code == 400
+    assert "every >=" in many.json()["detail"]
+
+
+async def test_api_influxdb_down_is_503_and_refused_is_502(
+    conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
+) -> None:
+    down = conn.model_copy(update={"influx_url": f"http://127.0.0.1:{free_port()}"})
+    async with History(down) as history:
+        with pytest.raises(InfluxUnavailable):
+            await history.readings("gas", "gas-a", "ch4_lel", 0, 1, None)
+        response = await _get(_app(history), "/api/devices/gas-a/readings", metric="ch4_lel")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+
+    missing = conn.model_copy(update={"influx_db": conn.influx_db + "_missing"})
+    async with History(missing) as history:
+        with pytest.raises(InfluxRefused, match="database not found"):
+            await history.readings("gas", "gas-a", "ch4_lel", 0, 1, None)
+        response = await _get(_app(history), "/api/devices/gas-a/readings", metric="ch4_lel")
+    assert response.status_code == 502
+    assert "database not found" in response.json()["detail"]
+
+
+async def test_v2_reads_the_bucket_through_v1_compatibility(
+    conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
+) -> None:
+    """v2: ``db`` = the bucket, no retention policy in ``FROM`` (the default mapping; on this 1.6 server the default
+    policy, ``raw``), ``Authorization: Token``. InfluxDB 1.6 without auth ignores the header; a recording transport
+    shows it is sent."""
+    base, readings = stored
+    v2 = InfluxConnection(
+        influx_api="v2", influx_url=conn.influx_url, influx_bucket=conn.influx_db, influx_token="s3cret"
+    )
+    async with History(v2) as history:
+        got = await history.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, 60)
+    assert got == _aggregates(_values(readings, "gas-a", "ch4_lel"), 60, base, base + 5 * MIN)
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"results": [{"statement_id": 0}]})
+
+    async with History(v2, transport=httpx.MockTransport(answer)) as history:
+        assert await history.readings("gas", "gas-a", "ch4_lel", base, base + MIN, None) == []
+    assert seen[0].headers["Authorization"] == "Token s3cret"
+    assert seen[0].url.params["db"] == conn.influx_db
+    assert seen[0].url.params["epoch"] == "ms"
+    assert 'FROM "gas" WHERE' in seen[0].url.params["q"]
+
+    v1 = conn.model_copy(update={"influx_username": "reader", "influx_password": SecretStr("pw")})
+    async with History(v1, transport=httpx.MockTransport(answer)) as history:
+        await history.readings("gas", "gas-a", "ch4_lel", base, base + MIN, None)
+    assert seen[1].headers["Authorization"] == httpx.BasicAuth("reader", "pw")._auth_header
+    assert 'FROM "raw"."gas" WHERE' in seen[1].url.params["q"]
