@@ -7,6 +7,8 @@ records, turns them into lines (``smartcity.storage.lines``), and writes a batch
 - **Nothing lost**: offsets are committed only after InfluxDB acknowledged the batch (204). While InfluxDB is down
   (connection refused, 5xx, 429/503 with ``Retry-After``), the writer keeps the batch, pauses its partitions (it
   still polls, so it keeps its place in the group), retries with backoff, and catches up when InfluxDB returns.
+  The next batch is read and built while the previous one is being written (one write in flight); each commit
+  names exactly the offsets of the batch InfluxDB took.
 - **Nothing doubled**: a batch written again after a crash or a rebalance rewrites the same points (same series,
   same timestamp): storage is idempotent, so at-least-once delivery stores every reading exactly once.
 - **Bad points never block the stream**: when InfluxDB refuses a batch (400: a field type conflict), the batch is
@@ -22,8 +24,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ingest.kafka import FlushProducer, Record
@@ -39,6 +42,15 @@ from smartcity.storage.settings import WriterSettings
 logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class _Flight:
+    """A batch being written, and what to commit once it is."""
+
+    task: asyncio.Task[bool]
+    offsets: dict[TopicPartition, int]
+    readings: int
 
 
 class InfluxWriter:
@@ -91,24 +103,57 @@ class InfluxWriter:
         )
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        s = self.settings
+        """Fill the next batch while the previous one is being written (one write in flight), then commit the
+        previous batch's offsets, exactly those, once InfluxDB has it."""
+        flight: _Flight | None = None
         while not stop.is_set():
-            batch: list[str] = []
-            readings = 0
-            deadline = time.monotonic() + s.writer_batch_ms / 1000
-            while len(batch) < s.writer_batch_points and not stop.is_set():
-                left_ms = int((deadline - time.monotonic()) * 1000)
-                if left_ms <= 0:
-                    break
-                fetched = await consumer.getmany(timeout_ms=min(left_ms, 200))
-                for records in fetched.values():
-                    for record in records:
-                        readings += self._add(record.value, record.offset, batch)
+            batch, offsets, readings = await self._fill(consumer, stop)
+            if flight is not None:
+                if not await self._land(consumer, flight, stop):
+                    return  # stopping: that batch stays uncommitted and is read again after the restart
+                flight = None
             if batch:
-                if not await self._write(batch, consumer, stop):
-                    return  # stopping: the batch stays uncommitted and is read again after the restart
-                self.metrics.readings.inc(readings)
-            await consumer.commit()  # only what is now in InfluxDB (or refused and recorded)
+                flight = _Flight(asyncio.create_task(self._write(batch, stop)), offsets, readings)
+            elif offsets:
+                await consumer.commit(offsets)  # records that held no reading (unreadable ones, logged)
+        if flight is not None:
+            flight.task.cancel()
+
+    async def _fill(
+        self, consumer: AIOKafkaConsumer, stop: asyncio.Event
+    ) -> tuple[list[str], dict[TopicPartition, int], int]:
+        s = self.settings
+        batch: list[str] = []
+        offsets: dict[TopicPartition, int] = {}
+        readings = 0
+        deadline = time.monotonic() + s.writer_batch_ms / 1000
+        while len(batch) < s.writer_batch_points and not stop.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            fetched = await consumer.getmany(timeout_ms=min(left_ms, 200))
+            for tp, records in fetched.items():
+                for record in records:
+                    readings += self._add(record.value, record.offset, batch)
+                offsets[tp] = records[-1].offset + 1
+        return batch, offsets, readings
+
+    async def _land(self, consumer: AIOKafkaConsumer, flight: _Flight, stop: asyncio.Event) -> bool:
+        """Wait for the write in flight; while it takes long (InfluxDB down), fetch nothing more but keep polling
+        the paused consumer, so that the group does not think this member is gone."""
+        if not flight.task.done():
+            consumer.pause(*consumer.assignment())
+            try:
+                while not flight.task.done():
+                    await asyncio.wait([flight.task], timeout=0.2)
+                    await consumer.getmany(timeout_ms=0)
+            finally:
+                consumer.resume(*consumer.assignment())
+        if not flight.task.result():
+            return False
+        await consumer.commit(flight.offsets)
+        self.metrics.readings.inc(flight.readings)
+        return True
 
     def _add(self, raw: bytes | None, offset: int, batch: list[str]) -> int:
         try:
@@ -121,51 +166,36 @@ class InfluxWriter:
             batch.extend(self.lines.lines(reading))
         return len(readings)
 
-    async def _write(self, batch: list[str], consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+    async def _write(self, batch: list[str], stop: asyncio.Event) -> bool:
         """Write ``batch`` however long InfluxDB takes to come back (False: told to stop first); refused lines go
         to the refused topic."""
         delay = 0.5
-        paused = False
-        try:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self._write_isolating(batch)
-                    self.metrics.batch_seconds.observe(time.monotonic() - started)
-                    self.metrics.batch_points.observe(len(batch))
-                    if not self.influx_up:
-                        logger.info("writer: InfluxDB is back; catching up")
-                    self.influx_up = True
-                    self.metrics.influx_up.set(1)
-                    return True
-                except (InfluxUnavailable, InfluxRefused) as exc:
-                    self.influx_up = False
-                    self.metrics.influx_up.set(0)
-                    self.metrics.retries.labels(type(exc).__name__).inc()
-                    wait = max(getattr(exc, "retry_after", 0.0), delay)
-                    logger.warning("writer: %d points not written (%s); again in %.1f s", len(batch), exc, wait)
-                    if not paused:
-                        consumer.pause(*consumer.assignment())
-                        paused = True
-                    if not await self._wait(consumer, wait, stop):
-                        return False
-                    delay = min(delay * 2, _MAX_BACKOFF_S)
-                    if isinstance(exc, InfluxRefused) and exc.status == 404:
-                        with contextlib.suppress(InfluxUnavailable, InfluxRefused):
-                            await self.influx.ensure_database()
-        finally:
-            if paused:
-                consumer.resume(*consumer.assignment())
-
-    async def _wait(self, consumer: AIOKafkaConsumer, seconds: float, stop: asyncio.Event) -> bool:
-        """Sleep, polling the paused consumer so that the group does not think this member is gone; False if
-        told to stop meanwhile."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if stop.is_set():
-                return False
-            await consumer.getmany(timeout_ms=min(200, max(1, int((deadline - time.monotonic()) * 1000))))
-        return True
+        while True:
+            started = time.monotonic()
+            try:
+                await self._write_isolating(batch)
+            except (InfluxUnavailable, InfluxRefused) as exc:
+                self.influx_up = False
+                self.metrics.influx_up.set(0)
+                self.metrics.retries.labels(type(exc).__name__).inc()
+                wait = max(getattr(exc, "retry_after", 0.0), delay)
+                logger.warning("writer: %d points not written (%s); again in %.1f s", len(batch), exc, wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                if stop.is_set():
+                    return False
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+                if isinstance(exc, InfluxRefused) and exc.status == 404:
+                    with contextlib.suppress(InfluxUnavailable, InfluxRefused):
+                        await self.influx.ensure_database()
+                continue
+            self.metrics.batch_seconds.observe(time.monotonic() - started)
+            self.metrics.batch_points.observe(len(batch))
+            if not self.influx_up:
+                logger.info("writer: InfluxDB is back; catching up")
+            self.influx_up = True
+            self.metrics.influx_up.set(1)
+            return True
 
     async def _write_isolating(self, lines: list[str]) -> None:
         """Write; on a 400, halve until each refused line is found, and record those as refused."""
