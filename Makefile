@@ -35,6 +35,7 @@ bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see
 	$(BIN)/smartcity bench registry
 	$(BIN)/smartcity bench rules
 	$(BIN)/smartcity bench alerts
+	$(BIN)/smartcity bench storage
 
 clean:
 	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results

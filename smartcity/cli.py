@@ -174,5 +174,18 @@ def bench_alerts(
         raise typer.Exit(1)
 
 
+@bench_app.command("storage")
+def bench_storage(
+    readings: Annotated[int, typer.Option(help="readings put on Kafka before the writer starts")] = 1_000_000,
+    devices: Annotated[int, typer.Option(help="registered devices the readings come from")] = 10_000,
+    samples: Annotated[int, typer.Option(help="readings timed from MQTT publish to queryable")] = 50,
+    out: Path = Path("bench-results/storage.json"),
+) -> None:
+    """InfluxDB writer throughput (readings/s into influxd 1.6) and the lag from MQTT publish to queryable."""
+    from smartcity.bench.storage import run_all
+
+    run_all(readings, devices, samples, out)
+
+
 def main() -> None:
     app()

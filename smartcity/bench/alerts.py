@@ -111,12 +111,14 @@ class StackRun:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         ports = {
-            p: free_port() for p in ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "HTTP")
+            p: free_port()
+            for p in ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP")
         }
         self.env = {"SMARTCITY_LOG_LEVEL": "WARNING", **os.environ}
         self.env |= {f"SMARTCITY_{name}_PORT": str(port) for name, port in ports.items()}
         self.mqtt_url, self.kafka = f"mqtt://127.0.0.1:{ports['MQTT']}", f"127.0.0.1:{ports['KAFKA']}"
         self.api = f"http://127.0.0.1:{ports['HTTP']}"
+        self.influx = f"http://127.0.0.1:{ports['INFLUX']}"
         self.gateway_metrics = f"http://127.0.0.1:{ports['GATEWAY_HTTP']}/metrics"
         self.streams_metrics = f"http://127.0.0.1:{ports['STREAMS_HTTP']}/metrics"
         self.proc: subprocess.Popen[bytes] | None = None
