@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 
 from devices.feed import DevicePublisher
 from ingest.settings import GatewaySettings
@@ -253,3 +254,29 @@ async def test_a_refused_point_is_recorded_with_its_reason_and_the_rest_are_stor
     assert message.refusal.reason == "storage_refused"
     assert "field type conflict" in message.refusal.errors[0].detail
     assert b"ch4_lel=true" in message.raw
+
+
+async def test_the_v2_path_through_influxdb_client(kafka_bootstrap: str, victoria_service: Launch, unique: str) -> None:
+    """``SMARTCITY_INFLUX_API=v2`` (InfluxDB 2.x/3.x in production), here into VictoriaMetrics' ``/api/v2/write``,
+    which keeps ``{measurement}_{field}`` with the tags as labels."""
+    settings = _settings(kafka_bootstrap, victoria_service.url, unique).model_copy(
+        update={"influx_api": "v2", "influx_token": SecretStr("unused"), "influx_bucket": "readings"}
+    )
+    devices = [f"gas-v{unique[:4]}{i}" for i in range(5)]
+    await _prepare(settings, [_device(d) for d in devices])
+    await _produce(settings, devices, 500)
+    async with _writer(settings), httpx.AsyncClient(base_url=victoria_service.url) as vm:
+        series: list[dict[str, Any]] = []
+        for _ in range(100):
+            await vm.get("/internal/force_flush")
+            match = f'gas_ch4_lel{{device_id=~"gas-v{unique[:4]}.*"}}'
+            answer = await vm.get("/api/v1/export", params={"match[]": match})
+            series = [json.loads(line) for line in answer.text.splitlines() if line]
+            if sum(len(s["values"]) for s in series) >= 500:
+                break
+            await asyncio.sleep(0.2)
+    assert sum(len(s["values"]) for s in series) == 500
+    labels = {s["metric"]["device_id"]: s["metric"] for s in series}
+    assert set(labels) == set(devices)
+    assert {(m["site_id"], m["kind"], m["drill"]) for m in labels.values()} == {("S01", "gas", "false")}
+    assert min(t for s in series for t in s["timestamps"]) == T0
