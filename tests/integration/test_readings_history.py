@@ -71,7 +71,7 @@ async def _rows(url: str, db: str, query: str) -> list[dict[str, Any]]:
     assert "error" not in result, result
     rows: list[dict[str, Any]] = []
     for found in result.get("series", []):
-        rows += [dict(zip(found["columns"], values, strict=True)) for values in found["values"]]
+        rows += [dict(zip(found["columns"], values, strict=True)) for values in found.get("values", [])]
     return rows
 
 
