@@ -28,6 +28,7 @@ from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, influxdb
 from smartcity.storage.service import run_writer
 from smartcity.storage.settings import WriterSettings
+from tests.influx_util import influx_rows
 from tests.integration.conftest import GatewayFactory, settings_env
 from tests.kafka_util import consume
 from tests.mqtt_util import publish_all, publisher
@@ -125,16 +126,9 @@ async def _produce(
         await producer.stop()
 
 
-async def _query(url: str, db: str, q: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-        answer = (await http.get("/query", params={"db": db, "q": q, "epoch": "ms"})).json()
-    series = answer["results"][0].get("series", [])
-    return [dict(zip(s["columns"], row, strict=True)) | s.get("tags", {}) for s in series for row in s["values"]]
-
-
 async def _count(url: str, db: str) -> int:
-    with contextlib.suppress(httpx.HTTPError, KeyError):
-        rows = await _query(url, db, 'SELECT count("ch4_lel") FROM "gas"')
+    with contextlib.suppress(httpx.HTTPError, KeyError, AssertionError):  # no database yet: nothing stored
+        rows = await influx_rows(url, db, 'SELECT count("ch4_lel") FROM "gas"')
         return int(rows[0]["count"]) if rows else 0
     return -1
 
@@ -172,9 +166,9 @@ async def test_readings_over_mqtt_land_with_their_tags_and_timestamps(
         deadline = time.monotonic() + 20
         while await _count(own_influx.url, settings.influx_db) < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
-        gas = await _query(own_influx.url, settings.influx_db, 'SELECT * FROM "gas"')
-        fire = await _query(own_influx.url, settings.influx_db, 'SELECT * FROM "fire"')
-        health = await _query(own_influx.url, settings.influx_db, 'SELECT * FROM "device_health"')
+        gas = await influx_rows(own_influx.url, settings.influx_db, 'SELECT * FROM "gas"')
+        fire = await influx_rows(own_influx.url, settings.influx_db, 'SELECT * FROM "fire"')
+        health = await influx_rows(own_influx.url, settings.influx_db, 'SELECT * FROM "device_health"')
     assert [(r["time"], r["device_id"], r["site_id"], r["kind"], r["drill"], r["ch4_lel"]) for r in gas] == [
         (T0, "gas-m1", "S01", "gas", "false", 12.5)
     ]

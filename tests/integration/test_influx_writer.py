@@ -17,6 +17,7 @@ from smartcity.contracts.finding import Hazard, Text
 from smartcity.influx import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter, point_line
 from smartcity.stack.process import free_port
 from smartcity.stack.services import Launch
+from tests.influx_util import influx_rows
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -27,19 +28,6 @@ SITE = "坪地 化工园,A=1"
 
 def _v1(url: str, db: str, **changes: Any) -> InfluxConnection:
     return InfluxConnection(influx_url=url, influx_api="v1", influx_db=db, **changes)
-
-
-async def _select(url: str, db: str, query: str) -> list[dict[str, Any]]:
-    """Rows of an InfluxQL query, as dicts of column to value, time in epoch ms."""
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.get("/query", params={"db": db, "q": query, "epoch": "ms"})
-    response.raise_for_status()
-    result = response.json()["results"][0]
-    assert "error" not in result, result
-    rows: list[dict[str, Any]] = []
-    for series in result.get("series", []):
-        rows += [dict(zip(series["columns"], values, strict=True)) for values in series["values"]]
-    return rows
 
 
 async def _influxql(url: str, query: str) -> None:
@@ -62,13 +50,13 @@ async def test_v1_writes_and_reads_back(influx_service: Launch, unique: str) -> 
         await writer.ensure_database()
         await writer.ensure_database()  # idempotent
         await writer.write(lines)
-    rows = await _select(influx_service.url, db, "SELECT * FROM probe")
+    rows = await influx_rows(influx_service.url, db, "SELECT * FROM probe")
     assert sorted((r["time"], r["device_id"], r["site"], r["v"], r["n"], r["ok"], r["s"]) for r in rows) == [
         (T0, "gas-1", SITE, 12.5, 3, True, 'a "b"\\nc'),
         (T0 + 1, "gas 2", SITE, -1.25, 5, True, "龙岗"),
         (T0 + 1, "gas-1", SITE, 13.0, 4, False, ""),
     ]
-    fields = await _select(influx_service.url, db, "SHOW FIELD KEYS FROM probe")
+    fields = await influx_rows(influx_service.url, db, "SHOW FIELD KEYS FROM probe")
     assert {r["fieldKey"]: r["fieldType"] for r in fields} == {
         "v": "float", "n": "integer", "ok": "boolean", "s": "string",
     }  # fmt: skip
@@ -175,7 +163,7 @@ async def test_alert_history_keeps_two_messages_of_one_millisecond(influx_servic
     assert await history.flush() == 0
     await history.close()
     assert history.written == 2
-    rows = await _select(influx_service.url, db, "SELECT * FROM alert_events ORDER BY time")
+    rows = await influx_rows(influx_service.url, db, "SELECT * FROM alert_events ORDER BY time")
     rows.sort(key=lambda r: int(r["seq"]))
     assert [(r["time"], r["seq"], r["event"], r["acknowledged"], r["acknowledged_by"]) for r in rows] == [
         (T0 + 60_000, "1", "raised", False, None),
@@ -208,7 +196,7 @@ async def test_alert_history_keeps_its_buffer_while_influxdb_is_down(influx_serv
     assert await history.flush() == 0
     assert history.pending == 0
     await history.close()
-    rows = await _select(influx_service.url, db, 'SELECT "event", "value" FROM "week"."alert_events"')
+    rows = await influx_rows(influx_service.url, db, 'SELECT "event", "value" FROM "week"."alert_events"')
     assert sorted((r["event"], r["value"]) for r in rows) == [("cleared", 30.0), ("escalated", 55.5), ("raised", 30.0)]
 
 
@@ -238,7 +226,7 @@ async def test_alert_history_drops_only_refused_lines(influx_service: Launch, un
     assert await history.flush() == 1
     assert (history.refused, history.written, history.pending) == (1, 2, 0)
     await history.close()
-    rows = await _select(influx_service.url, db, "SELECT * FROM alert_events WHERE \"alert_id\" != 'other'")
+    rows = await influx_rows(influx_service.url, db, "SELECT * FROM alert_events WHERE \"alert_id\" != 'other'")
     assert sorted(r["alert_id"] for r in rows) == ["a-2", "a-3"]
 
 
@@ -253,5 +241,5 @@ async def test_alert_history_run_flushes_periodically(influx_service: Launch, un
     stop.set()
     await asyncio.wait_for(runner, 5)
     await history.close()
-    rows = await _select(influx_service.url, db, "SELECT * FROM alert_events WHERE \"exercise\" = 'true'")
+    rows = await influx_rows(influx_service.url, db, "SELECT * FROM alert_events WHERE \"exercise\" = 'true'")
     assert [r["key"] for r in rows] == ["drill:gas-1:gas.ch4"]

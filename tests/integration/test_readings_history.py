@@ -30,6 +30,7 @@ from smartcity.storage.api import readings_router
 from smartcity.storage.history import DAY_MS, History, TooManyPoints
 from smartcity.storage.lines import LineBuilder, series
 from smartcity.storage.retention import AGG_RP, CQ_NAME, RAW_RP, ensure_retention
+from tests.influx_util import influx_rows
 
 pytestmark = pytest.mark.integration
 
@@ -61,18 +62,6 @@ DEVICES = {
 
 def _now_minute() -> int:
     return int(time.time() * 1000) // MIN * MIN
-
-
-async def _rows(url: str, db: str, query: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=url) as client:
-        response = await client.get("/query", params={"db": db, "q": query, "epoch": "ms"})
-    response.raise_for_status()
-    result = response.json()["results"][0]
-    assert "error" not in result, result
-    rows: list[dict[str, Any]] = []
-    for found in result.get("series", []):
-        rows += [dict(zip(found["columns"], values, strict=True)) for values in found.get("values", [])]
-    return rows
 
 
 @pytest.fixture
@@ -149,11 +138,11 @@ async def test_retention_is_set_up_idempotently_and_follows_changes(conn: Influx
     db, url = conn.influx_db, conn.influx_url
 
     async def policies() -> dict[str, tuple[str, bool]]:
-        rows = await _rows(url, db, f'SHOW RETENTION POLICIES ON "{db}"')
+        rows = await influx_rows(url, db, f'SHOW RETENTION POLICIES ON "{db}"')
         return {r["name"]: (r["duration"], r["default"]) for r in rows}
 
     async def queries() -> dict[str, str]:
-        rows = await _rows(url, db, "SHOW CONTINUOUS QUERIES")
+        rows = await influx_rows(url, db, "SHOW CONTINUOUS QUERIES")
         return {
             r["name"]: r["query"] for r in rows if r["query"].startswith(f"CREATE CONTINUOUS QUERY {CQ_NAME} ON {db} ")
         }
@@ -315,7 +304,7 @@ async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConn
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         query = f'SELECT * FROM "{AGG_RP}"."fire" WHERE time >= {start}ms AND time < {end}ms'
-        rows = await _rows(conn.influx_url, conn.influx_db, query)
+        rows = await influx_rows(conn.influx_url, conn.influx_db, query)
         if len(rows) == 2:
             break
         await asyncio.sleep(1.0)
