@@ -25,6 +25,7 @@ from smartcity.contracts.alert import Alert
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Hazard
 from smartcity.errors import KafkaUnavailable
+from smartcity.http_errors import retry_later
 
 _bearer = HTTPBearer(auto_error=False)
 W = TypeVar("W", Silence, DrillWindow)
@@ -104,11 +105,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         except LifecycleError as exc:
             raise HTTPException(exc.status, str(exc)) from exc
         except KafkaUnavailable as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"not saved, nothing changed: {exc}; retry",
-                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
-            ) from exc
+            raise retry_later("not saved, nothing changed", exc) from exc
 
     @router.get("/alerts", response_model=list[Alert])
     async def list_alerts(

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from smartcity.contracts.catalogue import METRICS
 from smartcity.contracts.device import Device
 from smartcity.contracts.telemetry import METRIC_NAME_RE
+from smartcity.http_errors import retry_later
 from smartcity.influx import InfluxRefused, InfluxUnavailable
 from smartcity.storage.history import History, TooManyPoints
 from smartcity.storage.lines import HEALTH_MEASUREMENT, HEALTH_METRICS
@@ -122,11 +123,7 @@ def readings_router(
         except TooManyPoints as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
         except InfluxUnavailable as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the readings store is unavailable: {exc}; retry",
-                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
-            ) from exc
+            raise retry_later("the readings store is unavailable", exc) from exc
         except InfluxRefused as exc:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
         catalogued = METRICS.get(metric)
