@@ -4,6 +4,7 @@
 
     SmartCityError
     ├── ConfigError             settings that cannot work (a port taken, a binary missing)
+    │   └── ContactsError       (alerts.contacts) a department contacts file that cannot be used
     ├── StackError              a one-machine service failed to start or to become healthy
     ├── TransportError          a broker did not take what we sent; carries ``retry_after`` seconds
     │   ├── KafkaUnavailable
@@ -12,7 +13,10 @@
     ├── InfluxRefused           (smartcity.influx) InfluxDB refused the lines: 400, 401/403, 404
     ├── RoutingError            (alerts.routing) a routing table that cannot be used
     ├── LifecycleError          (alerts.lifecycle) an officer's action that cannot apply (404, 409)
-    └── DeliveryError           (alerts.channels.base) a channel could not deliver; retry or permanent
+    ├── DeliveryError           (alerts.channels.base) a channel could not deliver; retry or permanent
+    ├── TooManyPoints           (smartcity.storage.history) a history query asking for too many points
+    ├── AccountError            (devices.mqtt_accounts) the broker refused an account change
+    └── RulePackError           (rules.pack) a rule pack that cannot be used, naming file, rule and field
 
 Bad input is never an exception that escapes: the ingest parser turns it into a ``Refusal`` with a reason.
 """
