@@ -272,13 +272,20 @@ class AlertBook:
     def _acknowledged(self, rec: AlertRecord, by: str, note: str, now: int) -> AlertRecord:
         ack = Acknowledgement(by=by, note=note, at=now)
         changed = self._message(
-            rec, AlertEvent.ACKNOWLEDGED, now, acknowledged=True, acknowledgement=ack, closed=not rec.alert.active
+            rec,
+            AlertEvent.ACKNOWLEDGED,
+            now,
+            by=by,
+            note=note,
+            acknowledged=True,
+            acknowledgement=ack,
+            closed=not rec.alert.active,
         )
         return changed.model_copy(update={"next_reminder_at": None})
 
     def close(self, alert_id_: str, by: str, note: str, now: int) -> list[AlertRecord]:
         rec = self._actionable(alert_id_)
-        changed = self._message(rec, AlertEvent.CLOSED, now, closed=True, closed_by=by, note=note)
+        changed = self._message(rec, AlertEvent.CLOSED, now, by=by, note=note, closed=True, closed_by=by)
         return self._settle([changed.model_copy(update={"next_reminder_at": None})], now)
 
     def _actionable(self, alert_id_: str) -> AlertRecord:
@@ -369,14 +376,19 @@ class AlertBook:
                     found[key] = (a.id, 0)
         return found
 
-    def _message(self, rec: AlertRecord, event: AlertEvent, now: int, **changes: Any) -> AlertRecord:
-        note = changes.pop("note", None)
+    def _message(
+        self,
+        rec: AlertRecord,
+        event: AlertEvent,
+        now: int,
+        *,
+        by: str | None = None,
+        note: str | None = None,
+        **changes: Any,
+    ) -> AlertRecord:
+        """The next message of ``rec`` (``changes`` applied), with its history entry (``by`` and ``note``)."""
         seq = max(rec.alert.seq, self.burned.get(rec.alert.id, 0)) + 1
         alert = rec.alert.model_copy(update={**changes, "event": event, "seq": seq, "updated_at": now})
-        by = alert.acknowledgement.by if event == AlertEvent.ACKNOWLEDGED and alert.acknowledgement else None
-        if event == AlertEvent.ACKNOWLEDGED and alert.acknowledgement:
-            note = alert.acknowledgement.note
-        by = alert.closed_by if event == AlertEvent.CLOSED else by
         history = [*rec.history, _entry(alert, by=by, note=note)][-HISTORY_LIMIT:]
         return rec.model_copy(update={"alert": alert, "history": history})
 
