@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
@@ -35,15 +34,12 @@ from alerts.routing import RoutingTable
 from alerts.settings import AlertsSettings
 from alerts.silences import DrillWindow, Silence, Windows
 from alerts.store import AlertStore
+from smartcity.clock import now_ms
 from smartcity.contracts.alert import Alert
 from smartcity.contracts.finding import Finding
 from smartcity.errors import KafkaUnavailable
 
 logger = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class AlertService:

@@ -38,13 +38,14 @@ from devices.feed import KafkaDirectory
 from ingest.partitioning import Partitioner
 from rules.engine import Engine
 from rules.pack import load_pack
+from smartcity.clock import now_ms
 from smartcity.contracts.device import Device
 from smartcity.contracts.finding import Finding
 from smartcity.contracts.telemetry import decode_batch
 from smartcity.kafka_admin import TopicSpec
 from streams import transport
 from streams.metrics import StreamMetrics
-from streams.processor import RuleProcessor, SiteProcessor, now_ms
+from streams.processor import RuleProcessor, SiteProcessor
 from streams.settings import StreamsSettings
 
 logger = logging.getLogger(__name__)

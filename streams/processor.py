@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -42,10 +41,6 @@ Bucket = dict[str, str]
 
 class StateTable(Protocol):
     def get(self, key: str) -> Bucket | None: ...
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class RuleProcessor:
