@@ -1,0 +1,74 @@
+"""A scenario on its fleet, as the time-ordered messages the devices send, and its ground truth.
+
+Every device reports every ``interval_s`` scenario seconds from its own phase (so a fleet does not publish in
+lock-step); each report is its baseline reading with the hazards applied, carrying ``ts`` (event time: ``t0_ms``
+plus the scenario second, plus any clock skew of a faulty device) and ``seq`` (the event time without skew in ms,
+so it grows across runs too). Malformed messages and going offline (a disconnect with the will message) are
+messages as well. The same scenario, seed and ``t0_ms`` give the same messages, byte for byte.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from simulators.fleet import Fleet, SimDevice, generate_fleet
+from simulators.hazards import Effect, Truth, resolve
+from simulators.scenario import Scenario
+from smartcity.contracts import TelemetryItem
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    at_s: float  # scenario second it is sent at
+    device_id: str
+    payload: bytes  # empty for ``offline``
+    ts: int | None = None  # a reading's event time (None: malformed or offline)
+    values: dict[str, float | bool] | None = None
+    offline: bool = False
+
+
+def scenario_fleet(scenario: Scenario, prefix: str = "sim") -> Fleet:
+    spec = scenario.fleet
+    seed = scenario.seed if spec.seed is None else spec.seed
+    return generate_fleet(spec.devices, seed, interval_s=spec.interval_s, prefix=prefix)
+
+
+class Plan:
+    """``scenario`` placed on ``fleet`` with event times from ``t0_ms``; ``messages()`` can be iterated again."""
+
+    def __init__(self, scenario: Scenario, fleet: Fleet, t0_ms: int, *, drill: bool = True) -> None:
+        self.scenario, self.fleet, self.t0_ms, self.drill = scenario, fleet, t0_ms, drill
+        self.truths: tuple[Truth, ...] = tuple(e.truth for e in self._effects())
+
+    def _effects(self) -> list[Effect]:
+        """Fresh effects (some keep state while the messages are produced, e.g. a stuck sensor's values)."""
+        return [resolve(h, self.fleet, self.scenario.label(i)) for i, h in enumerate(self.scenario.hazards)]
+
+    def messages(self, until_s: float | None = None) -> Iterator[Message]:
+        effects = self._effects()
+        end = self.scenario.duration_s if until_s is None else until_s
+        streams = (self._device(d, effects, end) for d in self.fleet.devices)
+        return heapq.merge(*streams, key=lambda m: m.at_s)
+
+    def _device(self, device: SimDevice, effects: list[Effect], end: float) -> Iterator[Message]:
+        interval = device.record.interval_s
+        s = random.Random(f"{self.fleet.seed}:{device.id}:phase").uniform(0, interval)
+        last = s - interval
+        while s < end:
+            for effect in effects:
+                for raw in effect.malformed(device.id, s, last):
+                    yield Message(s, device.id, raw)
+            if any(e.silent(device.id, s) for e in effects):
+                yield Message(s, device.id, b"", offline=True)
+                return
+            seq = self.t0_ms + int(s * 1000)
+            values = device.baseline.values(s, seq)
+            for effect in effects:
+                effect.apply(device, s, values)
+            ts = seq + sum(e.skew_ms(device.id, s) for e in effects)
+            item = TelemetryItem.model_construct(ts=ts, seq=seq, values=values, drill=self.drill)
+            yield Message(s, device.id, item.model_dump_json().encode(), ts, values)
+            last, s = s, s + interval
