@@ -72,3 +72,30 @@ class Plan:
             item = TelemetryItem.model_construct(ts=ts, seq=seq, values=values, drill=self.drill)
             yield Message(s, device.id, item.model_dump_json().encode(), ts, values)
             last, s = s, s + interval
+
+
+def batched(messages: Iterator[Message], size: int) -> Iterator[Message]:
+    """Readings buffered per device and sent ``size`` at a time as one array, as a field concentrator or a device
+    that reports in bursts does; a batch goes out with its last reading. Malformed messages and going offline pass
+    through at once (a device going offline first sends what it holds)."""
+    if size <= 1:
+        yield from messages
+        return
+    held: dict[str, list[Message]] = {}
+    for m in messages:
+        if m.values is None:
+            if m.offline and held.get(m.device_id):
+                yield _batch(held.pop(m.device_id), m.at_s)
+            yield m
+            continue
+        pending = held.setdefault(m.device_id, [])
+        pending.append(m)
+        if len(pending) >= size:
+            yield _batch(held.pop(m.device_id), m.at_s)
+    for pending in held.values():  # the end of the run: what each device still holds goes out now
+        yield _batch(pending, pending[-1].at_s)
+
+
+def _batch(items: list[Message], at_s: float) -> Message:
+    body = b"[" + b",".join(m.payload for m in items) + b"]"
+    return Message(at_s, items[0].device_id, body, items[-1].ts, items[-1].values)

@@ -187,13 +187,22 @@ def _meet(
     ), used
 
 
-def judge(
-    truths: tuple[Truth, ...],
-    starts: dict[str, float],
-    arrivals: list[Arrival],
-    refusals: list[Refused],
-    **header: object,
-) -> DrillReport:
+@dataclass(frozen=True)
+class Verdict:
+    expectations: list[ExpectationOut]
+    unexpected: list[AlertOut]
+    related: list[AlertOut]
+    unexpected_refusals: list[tuple[float, str, str]]
+    refusals: dict[str, int]
+
+    @property
+    def passed(self) -> bool:
+        return all(e.ok for e in self.expectations) and not self.unexpected and not self.unexpected_refusals
+
+
+def assess(
+    truths: tuple[Truth, ...], starts: dict[str, float], arrivals: list[Arrival], refusals: list[Refused]
+) -> Verdict:
     """``starts``: each hazard's start, in seconds into the run (the clock ``arrivals`` and ``refusals`` use)."""
     expectations: list[ExpectationOut] = []
     used: set[str] = set()
@@ -202,11 +211,10 @@ def judge(
             result, ids = _meet(exp, starts[truth.label], arrivals, refusals)
             expectations.append(result)
             used |= ids
-    alerts = _alerts(arrivals)
     devices = {d for t in truths for d in t.devices}
     sites = {s for t in truths for s in t.sites}
     related, unexpected = [], []
-    for alert in alerts.values():
+    for alert in _alerts(arrivals).values():
         if alert.problem is not None:
             unexpected.append(alert)
         elif alert.id in used:
@@ -219,6 +227,18 @@ def judge(
     for r in refusals:
         counts[r.reason] += 1
     stray = [(round(r.at_s, 3), r.device_id, r.reason) for r in refusals if r.device_id not in devices]
+    return Verdict(expectations, unexpected, related, stray, dict(counts))
+
+
+def judge(
+    truths: tuple[Truth, ...],
+    starts: dict[str, float],
+    arrivals: list[Arrival],
+    refusals: list[Refused],
+    **header: object,
+) -> DrillReport:
+    """The report: ``assess`` with the run's ``header`` fields (scenario, mode, seed, ...)."""
+    verdict = assess(truths, starts, arrivals, refusals)
     hazards = [
         HazardOut(
             label=t.label,
@@ -230,16 +250,15 @@ def judge(
         )
         for t in truths
     ]
-    passed = all(e.ok for e in expectations) and not unexpected and not stray
     return DrillReport.model_validate(
         {
             **header,
-            "passed": passed,
+            "passed": verdict.passed,
             "hazards": hazards,
-            "expectations": expectations,
-            "unexpected": unexpected,
-            "related": related,
-            "refusals": dict(counts),
-            "unexpected_refusals": stray,
+            "expectations": verdict.expectations,
+            "unexpected": verdict.unexpected,
+            "related": verdict.related,
+            "refusals": verdict.refusals,
+            "unexpected_refusals": verdict.unexpected_refusals,
         }
     )

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 
+from simulators.cli import simulate_app
 from smartcity.devices_cli import devices_app
 from smartcity.errors import SmartCityError
 
@@ -109,6 +110,7 @@ def topics() -> None:
 
 
 app.add_typer(devices_app, name="devices")
+app.add_typer(simulate_app, name="simulate")
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print figures, write bench-results/*.json.")
 app.add_typer(bench_app, name="bench")

@@ -54,7 +54,9 @@ class AsyncMqttClient:
         on_message: MessageHandler | None = None,
         on_connected: Callable[[bool], None] | None = None,
         on_disconnected: Callable[[], None] | None = None,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
+        """``will``: (topic, payload) the broker publishes, retained at QoS 1, if we vanish (a device's status)."""
         self._conn = conn
         self._clean_start = clean_start
         self._session_expiry_s = session_expiry_s
@@ -86,6 +88,8 @@ class AsyncMqttClient:
             client.username_pw_set(conn.mqtt_username, password)
         if conn.mqtt_tls:
             client.tls_set_context(ssl.create_default_context())
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.on_socket_open = self._socket_open
@@ -142,13 +146,15 @@ class AsyncMqttClient:
         if self._loop is not None and sock is not None:
             self._loop.remove_reader(sock)
 
-    async def close(self) -> None:
-        """Disconnect cleanly. With ``session_expiry_s`` > 0 the broker keeps our session and queues for us."""
+    async def close(self, *, with_will: bool = False) -> None:
+        """Disconnect cleanly. With ``session_expiry_s`` > 0 the broker keeps our session and queues for us.
+        ``with_will`` asks the broker to publish our will anyway (MQTT 5 reason code 0x04), as a lost link would."""
         self._closing = True
         if self._reconnect is not None:
             self._reconnect.cancel()
         if self.client.socket() is not None:
-            self.client.disconnect()
+            reason = ReasonCode(PacketTypes.DISCONNECT, identifier=4) if with_will and self._v5 else None
+            self.client.disconnect(reasoncode=reason)
             for _ in range(50):
                 if self.client.socket() is None:
                     break

@@ -1,0 +1,203 @@
+"""``smartcity simulate``: scenarios, drills, replays, a live fleet, alert quality and load runs.
+
+Where the platform is comes from the options or the environment (``SMARTCITY_API_URL``, ``SMARTCITY_API_TOKEN``,
+``SMARTCITY_MQTT_URL``, ``SMARTCITY_MQTT_ADMIN_PASSWORD``), and on the stack's own machine from its secrets file.
+Exit status: 0 passed, 1 a drill or quality run failed its ground truth, 2 the input or the platform was unusable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulators.field import Target
+from simulators.scenario import Scenario, ScenarioError, bundled, load_scenario
+
+simulate_app = typer.Typer(no_args_is_help=True, help="Simulators: drills, replays, a live fleet, quality, load.")
+console = Console(stderr=True)
+
+_DATA_DIR = Path(".smartcity")
+
+
+@simulate_app.callback()
+def _connection(
+    ctx: typer.Context,
+    api: Annotated[str, typer.Option(envvar="SMARTCITY_API_URL", help="the API's base URL")] = "http://127.0.0.1:8080",
+    token: Annotated[str | None, typer.Option(envvar="SMARTCITY_API_TOKEN", help="bearer token")] = None,
+    mqtt: Annotated[str, typer.Option(envvar="SMARTCITY_MQTT_URL", help="the MQTT broker")] = "mqtt://127.0.0.1:1883",
+    admin_password: Annotated[
+        str | None, typer.Option(envvar="SMARTCITY_MQTT_ADMIN_PASSWORD", help="password of the MQTT account admin")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(envvar="SMARTCITY_DATA_DIR", help="where secrets.json is")] = _DATA_DIR,
+) -> None:
+    ctx.obj = (api, token, mqtt, admin_password, data_dir)
+
+
+def _target(ctx: typer.Context) -> Target:
+    api, token, mqtt, admin_password, data_dir = ctx.obj
+    secrets_file = data_dir / "secrets.json"
+    saved = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    token = token or saved.get("api_token")
+    admin_password = admin_password or saved.get("admin_password")
+    if not token or not admin_password:
+        _fail(
+            "no API token or MQTT admin password: pass --token and --admin-password (or SMARTCITY_API_TOKEN and "
+            f"SMARTCITY_MQTT_ADMIN_PASSWORD), or run where the stack's {secrets_file} is"
+        )
+    return Target(api, token, mqtt, admin_password)
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _scenario(name: str) -> Scenario:
+    from rules.pack import load_pack
+
+    try:
+        return load_scenario(Path(name), {r.id for r in load_pack().rules})
+    except ScenarioError as exc:
+        _fail(str(exc))
+
+
+def _unreachable(target: Target, exc: Exception) -> NoReturn:
+    _fail(
+        f"the platform did not answer ({exc}); is `smartcity up` running? API {target.api_url}, MQTT {target.mqtt_url}"
+    )
+
+
+@simulate_app.command("scenarios")
+def list_scenarios() -> None:
+    """The bundled scenarios."""
+    table = Table("name", "title", "hazards", "s", "speed")
+    for path in bundled():
+        s = load_scenario(path)
+        hazards = ", ".join(dict.fromkeys(h.type for h in s.hazards)) or "-"
+        table.add_row(s.name, s.title.zh, hazards, f"{s.duration_s:g}", f"x{s.speed:g}")
+    Console().print(table)
+
+
+@simulate_app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario files")]) -> None:
+    """Check scenario files; every problem is reported with its file and field."""
+    bad = 0
+    for path in files:
+        try:
+            _check(path)
+            console.print(f"[green]ok[/] {path}")
+        except ScenarioError as exc:
+            bad += 1
+            console.print(f"[red]invalid[/] {exc}", highlight=False)
+    raise typer.Exit(2 if bad else 0)
+
+
+def _check(path: Path) -> None:
+    from rules.pack import load_pack
+    from simulators.plan import Plan, scenario_fleet
+
+    scenario = load_scenario(path, {r.id for r in load_pack().rules})
+    Plan(scenario, scenario_fleet(scenario), 0)  # places every hazard on the fleet: a site it lacks is an error
+
+
+def _report_out(out: Path, name: str) -> Path:
+    return out / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+@simulate_app.command()
+def replay(
+    scenario: Annotated[str, typer.Argument(help="a bundled scenario's name or a YAML file")],
+    out: Annotated[Path, typer.Option(help="where the reports go")] = Path("drill-reports"),
+) -> None:
+    """Run a scenario through the platform's parser, rules and routing without brokers, in seconds."""
+    from simulators.plan import Plan, scenario_fleet
+    from simulators.render import text, write
+    from simulators.replay import replay_report
+
+    s = _scenario(scenario)
+    try:
+        fleet = scenario_fleet(s)
+        report = replay_report(Plan(s, fleet, int(datetime.now(UTC).timestamp() * 1000) - int(s.duration_s * 1000)))
+    except ScenarioError as exc:
+        _fail(str(exc))
+    print(text(report))
+    for path in write(report, _report_out(out, f"{s.name}-replay")):
+        console.print(f"report: {path}")
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@simulate_app.command()
+def drill(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Argument(help="a bundled scenario's name or a YAML file")],
+    prefix: Annotated[str, typer.Option(help="device and site ids begin with this")] = "sim",
+    keep_fleet: Annotated[bool, typer.Option(help="leave the fleet registered afterwards")] = False,
+    batch: Annotated[int, typer.Option(min=1, max=500, help="readings per message")] = 1,
+    out: Annotated[Path, typer.Option(help="where the reports go")] = Path("drill-reports"),
+) -> None:
+    """Play a scenario on the running platform as a drill; report text, JSON and HTML; exit 1 if it failed."""
+    from simulators.drill import run_drill
+    from simulators.render import text, write
+
+    s = _scenario(scenario)
+    target = _target(ctx)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(f"演练 drill {s.name}", total=s.duration_s, status="registering the fleet")
+
+        def show(at_s: float, sent: int, heard: int) -> None:
+            bar.update(task, completed=at_s, status=f"{at_s:.0f}/{s.duration_s:g} s · {sent} sent · {heard} alerts")
+
+        try:
+            run = run_drill(s, target, prefix=prefix, keep_fleet=keep_fleet, batch=batch, progress=show)
+            report = asyncio.run(run)
+        except ScenarioError as exc:
+            _fail(str(exc))
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            _unreachable(target, exc)
+    print(text(report))
+    for path in write(report, _report_out(out, s.name)):
+        console.print(f"report: {path}")
+    raise typer.Exit(0 if report.passed else 1)
+
+
+@simulate_app.command()
+def fleet(
+    ctx: typer.Context,
+    devices: Annotated[int, typer.Option(min=1, help="how many devices")] = 200,
+    seed: int = 1,
+    interval_s: Annotated[int, typer.Option(min=1, help="seconds between a device's readings")] = 10,
+    prefix: Annotated[str, typer.Option(help="device and site ids begin with this")] = "sim",
+    batch: Annotated[int, typer.Option(min=1, max=500, help="readings per message")] = 1,
+    duration_s: Annotated[float | None, typer.Option(help="stop after this long (default: Ctrl-C)")] = None,
+    drill_flag: Annotated[bool, typer.Option("--drill/--no-drill", help="flag the readings as drill data")] = True,
+    keep: Annotated[bool, typer.Option(help="leave the fleet registered when stopping")] = False,
+) -> None:
+    """Register a generated Longgang fleet and keep it reporting healthy readings."""
+    from simulators.fleet import generate_fleet
+    from simulators.live import run_fleet
+
+    target = _target(ctx)
+    the_fleet = generate_fleet(devices, seed, interval_s=interval_s, prefix=prefix)
+    console.print(f"fleet: {len(the_fleet.devices)} devices at {len(the_fleet.sites)} sites, every {interval_s} s")
+    try:
+        sent = asyncio.run(
+            run_fleet(the_fleet, target, duration_s=duration_s, batch=batch, drill=drill_flag, keep=keep)
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")
+        return
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        _unreachable(target, exc)
+    console.print(f"sent {sent} messages")

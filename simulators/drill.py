@@ -1,0 +1,216 @@
+"""Drill mode: a scenario played on the real platform, its alerts heard as officers hear them, and judged.
+
+The run, in order:
+
+1. The fleet is registered (``simulators.field``) and a drill window is opened over its sites (``POST
+   /api/drills``), so whatever the fleet causes is an exercise alert, offline alerts included (silence carries no
+   drill flag of its own). Drill alerts of the same fleet still open from an earlier run are closed first: one open
+   alert per key would otherwise swallow this run's.
+2. A listener logs in as the operator and subscribes to ``alerts/+`` (every department's feed, where officers'
+   systems listen) and ``devices/+/errors``; every message about the fleet is noted with its arrival time.
+3. Every device connects with its own credentials and sends one reading, until the gateway knows them all
+   (``GET /api/devices/{id}/health`` shows it seen; a device refused as ``unknown_device`` sends again).
+4. The scenario is played: each message at its scenario second divided by ``speed``, readings flagged
+   ``drill``; a device that goes offline disconnects with its will.
+5. The run listens ``settle_s`` more (less once every expectation is met), ends the drill window, removes the
+   fleet from the registry (unless kept: its silence would otherwise raise offline alerts), and judges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import httpx
+from paho.mqtt.client import MQTTMessage
+from pydantic import ValidationError
+
+from simulators.field import FieldDevices, Target, register, unregister
+from simulators.plan import Message, Plan, batched, scenario_fleet
+from simulators.report import Arrival, DrillReport, Refused, assess, judge
+from simulators.scenario import Scenario
+from smartcity.contracts import TelemetryItem
+from smartcity.contracts.alert import Alert
+from smartcity.contracts.refusal import Refusal, RefusalReason
+from smartcity.mqtt import AsyncMqttClient
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, int, int], None]  # (scenario seconds played, messages sent, alerts heard)
+
+
+class Listener:
+    """Alert and refusal messages about one fleet, with their arrival in seconds since ``start``."""
+
+    def __init__(self, target: Target, devices: set[str], sites: set[str]) -> None:
+        self.devices, self.sites = devices, sites
+        self.start = time.monotonic()
+        self.arrivals: list[Arrival] = []
+        self.refusals: list[Refused] = []
+        self.client = AsyncMqttClient(
+            target.mqtt(target.admin_username, target.admin_password),
+            f"sim-drill-listener-{id(self):x}",
+            clean_start=True,
+            subscriptions=[("alerts/+", 1), ("devices/+/errors", 1)],
+            on_message=self._message,
+        )
+
+    def _message(self, msg: MQTTMessage) -> None:
+        at = time.monotonic() - self.start
+        try:
+            if msg.topic.startswith("alerts/"):
+                alert = Alert.model_validate_json(msg.payload)
+                if alert.device_id in self.devices or (alert.device_id is None and alert.site_id in self.sites):
+                    self.arrivals.append(
+                        Arrival(at, msg.topic.split("/", 1)[1], alert.id, alert.event, alert.level, alert.rule,
+                                alert.hazard, alert.device_id, alert.site_id, alert.exercise)
+                    )  # fmt: skip
+            else:
+                refusal = Refusal.model_validate_json(msg.payload)
+                if refusal.device_id in self.devices:
+                    self.refusals.extend(Refused(at, refusal.device_id, e.reason) for e in refusal.errors)
+        except ValidationError as exc:
+            logger.warning("a message on %s does not follow the contract: %s", msg.topic, exc)
+
+    async def __aenter__(self) -> Listener:
+        await self.client.start()
+        async with asyncio.timeout(15):
+            await self.client.subscribed.wait()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.client.close()
+
+
+async def _clean_board(http: httpx.AsyncClient, devices: set[str], sites: set[str]) -> int:
+    answer = await http.get("/api/alerts", params={"state": "open", "exercise": "true", "limit": 5000})
+    answer.raise_for_status()
+    stale = [a["id"] for a in answer.json() if a["device_id"] in devices or a["site_id"] in sites]
+    for alert_id in stale:
+        note = {"note": "a new drill of the same fleet begins / 同一演练设备群开始新演练"}
+        (await http.post(f"/api/alerts/{alert_id}/close", json=note)).raise_for_status()
+    return len(stale)
+
+
+async def _until_known(http: httpx.AsyncClient, field: FieldDevices, listener: Listener, plan: Plan) -> None:
+    """Each device sends one healthy reading until the platform has seen it (the gateway learns new devices from
+    the registry's Kafka topic within a second or two; a reading before that is refused as unknown_device)."""
+    fleet = plan.fleet
+    pending = {d.id for d in fleet.devices}
+    deadline = time.monotonic() + 60
+    while pending:
+        refused_before = len(listener.refusals)
+        for device_id in pending:
+            ts = int(time.time() * 1000)
+            values = fleet.by_id[device_id].baseline.values(0, ts)
+            item = TelemetryItem.model_construct(ts=ts, seq=plan.t0_ms - 1, values=values, drill=True)
+            field.send(device_id, item.model_dump_json().encode())
+        await asyncio.sleep(1.5)
+        seen = set()
+        for device_id in pending:
+            answer = await http.get(f"/api/devices/{device_id}/health")
+            if answer.status_code == 200 and answer.json().get("last_seen") is not None:
+                seen.add(device_id)
+        pending -= seen
+        unknown = {r.device_id for r in listener.refusals[refused_before:] if r.reason == RefusalReason.UNKNOWN_DEVICE}
+        del listener.refusals[refused_before:]  # the warm-up's refusals are not the scenario's
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the platform did not take readings from {len(pending)} of the fleet's devices within 60 s "
+                f"({len(unknown)} refused as unknown_device): is the gateway reading the registry?"
+            )
+
+
+async def run_drill(
+    scenario: Scenario,
+    target: Target,
+    *,
+    prefix: str = "sim",
+    keep_fleet: bool = False,
+    batch: int = 1,
+    progress: Progress | None = None,
+) -> DrillReport:
+    """Play ``scenario`` on the platform at ``target`` and judge what officers and devices were told.
+    ``batch`` > 1 sends each device's readings in arrays of that many (later, by design, so allow for it)."""
+    fleet = scenario_fleet(scenario, prefix)
+    devices, sites = {d.id for d in fleet.devices}, {s.id for s in fleet.sites}
+    speed, duration = scenario.speed, scenario.duration_s
+    async with target.http() as http:
+        closed = await _clean_board(http, devices, sites)
+        if closed:
+            logger.info("closed %d drill alerts of this fleet left open by an earlier run", closed)
+        passwords = await register(http, fleet)
+        field = FieldDevices(target, passwords)
+        async with Listener(target, devices, sites) as listener:
+            await field.connect()
+            wall_ms = int(time.time() * 1000)
+            plan = Plan(scenario, fleet, wall_ms - int(duration * (1 - 1 / speed) * 1000), drill=True)
+            window = await http.post(
+                "/api/drills",
+                json={"name": f"{scenario.name} ({prefix})", "site_ids": sorted(sites), "starts_at": wall_ms - 60_000,
+                      "ends_at": wall_ms + int((120 + duration / speed + scenario.settle_s) * 1000)},
+            )  # fmt: skip
+            window.raise_for_status()
+            try:
+                await _until_known(http, field, listener, plan)
+                started_at = datetime.now(UTC)
+                # The scenario's clock starts now: event times were fixed when the plan was made, so the
+                # warm-up moved them into the past by its length, which the gateway accepts.
+                listener.start = time.monotonic()
+                sent = await _play(plan, batched(plan.messages(), batch), field, listener, progress)
+                await _settle(plan, listener, scenario.settle_s)
+            finally:
+                await field.close()
+                await http.delete(f"/api/drills/{window.json()['id']}")
+                if not keep_fleet:
+                    await unregister(http, fleet)
+    return judge(
+        plan.truths,
+        {t.label: t.at_s / speed for t in plan.truths},
+        listener.arrivals,
+        listener.refusals,
+        scenario=scenario.name,
+        title=scenario.title,
+        mode="drill",
+        seed=scenario.seed,
+        speed=speed,
+        devices=len(fleet.devices),
+        started_at=started_at.isoformat(timespec="seconds"),
+        run_s=round(time.monotonic() - listener.start, 3),
+        messages_sent=sent,
+    )
+
+
+async def _play(
+    plan: Plan, messages: Iterator[Message], field: FieldDevices, listener: Listener, progress: Progress | None
+) -> int:
+    speed, sent = plan.scenario.speed, 0
+    for message in messages:
+        delay = listener.start + message.at_s / speed - time.monotonic()
+        if delay > 0:
+            if progress is not None:
+                progress(message.at_s, sent, len(listener.arrivals))
+            await asyncio.sleep(delay)
+        if message.offline:
+            await field.go_offline(message.device_id)
+        else:
+            field.send(message.device_id, message.payload)
+            sent += 1
+    if progress is not None:
+        progress(plan.scenario.duration_s, sent, len(listener.arrivals))
+    return sent
+
+
+async def _settle(plan: Plan, listener: Listener, settle_s: float) -> None:
+    """Listen up to ``settle_s`` more; stop early once every expectation is met and nothing new came for 2 s."""
+    starts = {t.label: t.at_s / plan.scenario.speed for t in plan.truths}
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        heard = len(listener.arrivals) + len(listener.refusals)
+        await asyncio.sleep(2)
+        quiet = heard == len(listener.arrivals) + len(listener.refusals)
+        if quiet and assess(plan.truths, starts, listener.arrivals, listener.refusals).passed:
+            return
