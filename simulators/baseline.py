@@ -45,7 +45,7 @@ class Baseline:
 
     def __post_init__(self) -> None:
         draw = random.Random(f"{self.seed}:{self.device_id}:constants")
-        self.noise = random.Random(f"{self.seed}:{self.device_id}:noise")
+        self.noise = self.new_noise()
         self.base = {
             "ch4_lel": draw.uniform(0.2, 1.5),
             "co_ppm": draw.uniform(0.5, 3.0),
@@ -70,9 +70,14 @@ class Baseline:
     def battery(self, t_s: float) -> float:
         return max(0.0, self.battery_start - self.battery_drain_per_day * t_s / DAY_S)
 
-    def values(self, t_s: float, ts_ms: int) -> dict[str, float | bool]:
-        """The reading at ``t_s`` seconds into the run (drift, drain) and event time ``ts_ms`` (the daily cycle)."""
-        gauss, days, day = self.noise.gauss, t_s / DAY_S, diurnal(ts_ms)
+    def new_noise(self) -> random.Random:
+        """A fresh noise generator: the same readings again from the start."""
+        return random.Random(f"{self.seed}:{self.device_id}:noise")
+
+    def values(self, t_s: float, ts_ms: int, noise: random.Random | None = None) -> dict[str, float | bool]:
+        """The reading at ``t_s`` seconds into the run (drift, drain) and event time ``ts_ms`` (the daily cycle).
+        ``noise`` (from ``new_noise``) for a reproducible sequence; by default the device's own, which goes on."""
+        gauss, days, day = (noise or self.noise).gauss, t_s / DAY_S, diurnal(ts_ms)
         out: dict[str, float | bool] = {}
         for metric in self.metrics:
             base = self.base.get(metric, 0.0) + self.drift_per_day.get(metric, 0.0) * days

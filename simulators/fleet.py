@@ -54,24 +54,24 @@ class _Spec:
 
 _SPECS: dict[SiteType, _Spec] = {
     SiteType.CHEMICAL_PARK: _Spec(DeviceKind.GAS, "化工园区储罐区", "chemical park tank farm", (4, 8),
-                                  ("ch4_lel", "co_ppm", "h2s_ppm", "o2_pct"), 40, 0.10, Department.EMERGENCY),
+                                  ("ch4_lel", "co_ppm", "h2s_ppm", "o2_pct"), 40, 0.07, Department.EMERGENCY),
     SiteType.GAS_STATION: _Spec(DeviceKind.GAS, "加油加气站", "filling station", (2, 4), ("ch4_lel", "co_ppm"), 20,
-                                0.10, Department.EMERGENCY),
+                                0.07, Department.EMERGENCY),
     SiteType.GAS_VALVE: _Spec(DeviceKind.GAS, "燃气管线阀室", "gas pipeline valve chamber", (2, 3), ("ch4_lel",), 8,
-                              0.10, Department.EMERGENCY),
+                              0.08, Department.EMERGENCY),
     SiteType.RIVER_GAUGE: _Spec(DeviceKind.WATER, "水位站", "river gauge station", (1, 2), ("level_m", "rain_mm_h"),
-                                30, 0.07, Department.WATER),
+                                30, 0.14, Department.WATER),
     SiteType.UNDERPASS: _Spec(DeviceKind.WATER, "下穿通道积水监测", "underpass flood gauge", (1, 2), ("level_m",), 30,
-                              0.05, Department.WATER),
+                              0.10, Department.WATER),
     SiteType.HIGH_RISE: _Spec(DeviceKind.FIRE, "高层建筑", "high-rise building", (3, 8), ("temp_c", "smoke"), 15,
                               0.12, Department.FIRE),
     SiteType.BRIDGE: _Spec(DeviceKind.STRUCTURAL, "桥梁", "bridge", (2, 4),
-                           ("tilt_deg", "displacement_mm", "vibration_mm_s", "strain_ue"), 60, 0.05,
+                           ("tilt_deg", "displacement_mm", "vibration_mm_s", "strain_ue"), 60, 0.06,
                            Department.HOUSING),
     SiteType.EXCAVATION: _Spec(DeviceKind.STRUCTURAL, "深基坑", "deep excavation", (2, 4),
-                               ("displacement_mm", "tilt_deg"), 40, 0.05, Department.HOUSING),
+                               ("displacement_mm", "tilt_deg"), 40, 0.06, Department.HOUSING),
     SiteType.OLD_BUILDING: _Spec(DeviceKind.STRUCTURAL, "老旧房屋", "old building", (1, 3),
-                                 ("tilt_deg", "crack_mm"), 10, 0.05, Department.HOUSING),
+                                 ("tilt_deg", "crack_mm"), 10, 0.06, Department.HOUSING),
 }  # fmt: skip
 
 #: Per-structure limits (orange, red), ours and illustrative: see the module docstring.
@@ -160,7 +160,7 @@ def generate_fleet(devices: int, seed: int = 1, *, interval_s: int = 60, prefix:
         for device_id in ids:
             baseline = Baseline(device_id, spec.metrics, seed, dry=site_type is SiteType.UNDERPASS)
             east, north = (rng.uniform(-spec.spread_m, spec.spread_m) for _ in range(2))
-            d_lat, d_lon = offset(lat, lon, east, north)
+            d_lat, d_lon = clamp(*offset(lat, lon, east, north))
             record = Device(
                 id=device_id,
                 kind=spec.kind,

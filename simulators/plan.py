@@ -57,6 +57,7 @@ class Plan:
         interval = device.record.interval_s
         s = random.Random(f"{self.fleet.seed}:{device.id}:phase").uniform(0, interval)
         last = s - interval
+        noise = device.baseline.new_noise()
         while s < end:
             for effect in effects:
                 for raw in effect.malformed(device.id, s, last):
@@ -65,7 +66,7 @@ class Plan:
                 yield Message(s, device.id, b"", offline=True)
                 return
             seq = self.t0_ms + int(s * 1000)
-            values = device.baseline.values(s, seq)
+            values = device.baseline.values(s, seq, noise)
             for effect in effects:
                 effect.apply(device, s, values)
             ts = seq + sum(e.skew_ms(device.id, s) for e in effects)

@@ -163,7 +163,7 @@ def _meet(
     used = {a.alert_id for a in mine}
     reaching = [a for a in mine if a.event in _DELIVERING and RANK[a.level] >= RANK[exp.level]]
     if not reaching:
-        top = max((a.level for a in mine), key=RANK.__getitem__, default=None)
+        top = max((a.level for a in mine if a.event in _DELIVERING), key=RANK.__getitem__, default=None)
         problem = "never arrived" if top is None else f"reached {top}, not {exp.level}"
         return ExpectationOut(**base, arrived=False, got_level=top, ok=False, problem=problem), used
     first = min(reaching, key=lambda a: a.at_s)

@@ -227,5 +227,6 @@ def _problems(exc: ValidationError, data: Any, source: str) -> list[str]:
         field = ".".join(str(p) for p in loc if p not in ("ExpectAlert", "ExpectRefusal"))
         if not field and error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             field = "type"
-        out.append(f"{source}:{where} field {field!r}: {error['msg']}" if field else f"{source}:{where} {error['msg']}")
+        msg = error["msg"].removeprefix("Value error, ")
+        out.append(f"{source}:{where} field {field!r}: {msg}" if field else f"{source}:{where} {msg}")
     return out
