@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -201,3 +202,40 @@ def fleet(
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
         _unreachable(target, exc)
     console.print(f"sent {sent} messages")
+
+
+@simulate_app.command()
+def quality(
+    seeds: Annotated[int, typer.Option(min=1, help="runs of each scenario, each with another seed")] = 3,
+    devices: Annotated[int, typer.Option(min=9, help="fleet size of each scenario run")] = 200,
+    quiet_devices: Annotated[int, typer.Option(min=0, help="devices of the quiet day (0: none)")] = 1000,
+    quiet_hours: Annotated[float, typer.Option(min=0.1, help="length of the quiet day")] = 24.0,
+    scenario: Annotated[list[str] | None, typer.Option(help="only these scenarios (default: all bundled)")] = None,
+    out: Annotated[Path, typer.Option(help="the JSON report")] = Path("bench-results/quality.json"),
+) -> None:
+    """Missed hazards, false alerts per 10,000 device-hours and time to alert over the labelled suite."""
+    from simulators.quality import FALSE_ALERTS_TARGET, measure
+
+    paths = None if not scenario else [Path(s) for s in scenario]
+    with console.status("replaying the scenario suite and a quiet day through the rules..."):
+        try:
+            result = measure(
+                scenarios=paths, seeds=seeds, devices=devices, quiet_devices=quiet_devices, quiet_hours=quiet_hours
+            )
+        except ScenarioError as exc:
+            _fail(str(exc))
+    table = Table("run", "seed", "devices", "device-h", "expected", "missed", "late", "false alerts", "time to alert")
+    for r in result.runs:
+        tta = f"{statistics.median(r.times_to_alert_s):.1f} s" if r.times_to_alert_s else "-"
+        table.add_row(r.scenario, str(r.seed), str(r.devices), f"{r.device_hours:,.0f}", str(r.expected),
+                      str(len(r.missed)), str(len(r.late)), str(len(r.false_alerts)), tta)  # fmt: skip
+    Console().print(table)
+    Console().print(
+        f"missed hazards {result.missed} (target 0) · false alerts {result.false_alerts} in "
+        f"{result.device_hours:,.0f} device-hours = {result.false_per_10k_device_hours} per 10,000 "
+        f"(target <= {FALSE_ALERTS_TARGET:g}) · time to alert {result.time_to_alert_s} · {result.seconds} s"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    console.print(f"report: {out}")
+    raise typer.Exit(0 if result.passed else 1)

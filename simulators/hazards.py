@@ -97,11 +97,7 @@ class _GasLeak(Effect):
         if device.site.id != self.source.site.id:
             return
         h = self.hazard
-        de, dn = device.east_m - self.source.east_m, device.north_m - self.source.north_m
-        r = math.hypot(de, dn)
-        downwind = math.radians((h.wind.from_deg + 180) % 360)  # the direction the wind blows to
-        cos = (de * math.sin(downwind) + dn * math.cos(downwind)) / r if r else 1.0
-        share = 0.5 ** (r / h.spread_m) * (0.3 + 0.7 * max(0.0, cos))
+        share, r = plume_share(h, self.source, device)
         started = self.at_s + r / h.wind.speed_m_s
         level = _ramp((s - started) / h.ramp_s)
         if h.lasts_s is not None:
@@ -109,6 +105,30 @@ class _GasLeak(Effect):
         ppm = h.peak_lel * share * level
         if "ch4_lel" in values and ppm > float(values["ch4_lel"]):
             values["ch4_lel"] = round(ppm, 2)
+
+
+def plume_share(leak: GasLeak, source: SimDevice, device: SimDevice) -> tuple[float, float]:
+    """The share of the leak's peak that reaches ``device`` (halving every ``spread_m``, mostly downwind), and
+    its distance from the source in metres."""
+    de, dn = device.east_m - source.east_m, device.north_m - source.north_m
+    r = math.hypot(de, dn)
+    downwind = math.radians((leak.wind.from_deg + 180) % 360)  # the direction the wind blows to
+    cos = (de * math.sin(downwind) + dn * math.cos(downwind)) / r if r else 1.0
+    return 0.5 ** (r / leak.spread_m) * (0.3 + 0.7 * max(0.0, cos)), r
+
+
+def _leak_source(leak: GasLeak, site: Site, fleet: Fleet, label: str) -> SimDevice:
+    """The named detector, or the one whose plume reaches a neighbour best (a leak worth a drill)."""
+    detectors = [fleet.by_id[d] for d in site.device_ids]
+    if leak.source is not None:
+        if leak.source >= len(detectors):
+            raise ScenarioError(f"{label}: site {site.id} has {len(detectors)} detectors; no number {leak.source}")
+        return detectors[leak.source]
+
+    def best_neighbour(source: SimDevice) -> float:
+        return max((plume_share(leak, source, d)[0] for d in detectors if d is not source), default=0.0)
+
+    return max(detectors, key=best_neighbour)
 
 
 @dataclass
@@ -236,11 +256,7 @@ def resolve(hazard: Hazard, fleet: Fleet, label: str) -> Effect:
     """Place ``hazard`` on ``fleet``; a hazard the fleet cannot hold raises ``ScenarioError``."""
     if isinstance(hazard, GasLeak):
         site = _pick(fleet.sites_of(hazard.site_type), hazard.site, hazard.site_type, label)
-        if hazard.source >= len(site.device_ids):
-            raise ScenarioError(
-                f"{label}: site {site.id} has {len(site.device_ids)} detectors; no number {hazard.source}"
-            )
-        source = fleet.by_id[site.device_ids[hazard.source]]
+        source = _leak_source(hazard, site, fleet, label)
         truth = _truth(label, hazard, [site], site.device_ids, source.id, site.id)
         return _GasLeak(truth, hazard.at_s, hazard=hazard, source=source)
     if isinstance(hazard, TyphoonRain):

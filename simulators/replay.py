@@ -27,7 +27,6 @@ from smartcity.contracts.finding import Finding
 from streams.processor import SiteProcessor
 
 
-
 @dataclass
 class Replayed:
     arrivals: list[Arrival] = field(default_factory=list)

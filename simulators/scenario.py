@@ -79,7 +79,9 @@ class GasLeak(_Hazard):
     type: Literal["gas_leak"]
     site_type: Literal[SiteType.CHEMICAL_PARK, SiteType.GAS_STATION, SiteType.GAS_VALVE] = SiteType.CHEMICAL_PARK
     site: Annotated[int, Field(ge=0)] = 0
-    source: Annotated[int, Field(ge=0)] = Field(0, description="which detector of the site leaks")
+    source: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="which detector of the site leaks; default: the one with a neighbour best downwind"
+    )
     peak_lel: Annotated[float, Field(gt=0, le=100)] = 70.0
     ramp_s: Positive = 30.0
     lasts_s: Positive | None = Field(None, description="then the leak is stopped and the gas disperses")
