@@ -120,6 +120,7 @@ def plot(reports: list[LoadReport], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     fig, axes = plt.subplots(2, len(reports), figsize=(6 * len(reports), 7), squeeze=False)
     for column, report in enumerate(reports):
@@ -138,6 +139,7 @@ def plot(reports: list[LoadReport], path: Path) -> None:
             bottom.plot(x, [v if v is not None else float("nan") for v in values], marker="o", label=name)
         bottom.set_ylabel("alert latency, ms")
         bottom.set_yscale("log")
+        bottom.yaxis.set_major_formatter(ScalarFormatter())
         bottom.legend()
         for ax in (top, bottom):
             ax.set_xticks(x, labels)

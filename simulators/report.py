@@ -5,9 +5,10 @@ and replays through the rule engine (findings, scenario times).
 An expected alert is met by the first message of its rule, on one of its devices (or its site), that reaches the
 expected level; it passes when it came within ``within_s`` of the hazard's start and the departments that received
 it at that level (raised and escalated messages; reminders also go to the command centre) are exactly the expected
-ones. An alert on a device or site a hazard touches that no expectation asked for is *related* (a leak's early
-warning at a neighbour): listed, never a failure. Any other alert is *unexpected*, and fails the run, as does a
-refusal at a device no fault was placed on (a reading the platform should have taken).
+ones (at least them, if the alert went straight to a higher level). An alert on a device or site a hazard
+touches that no expectation asked for is *related* (a leak's early warning at a neighbour): listed, never a
+failure. Any other alert is *unexpected*, and fails the run, as does a refusal at a device no fault was placed on
+(a reading the platform should have taken).
 """
 
 from __future__ import annotations
@@ -173,7 +174,10 @@ def _meet(
     problems = []
     if late > exp.within_s:
         problems.append(f"came {late:.1f} s after the hazard began; allowed {exp.within_s:g} s")
-    if set(departments) != exp.departments:
+    # At the expected level the departments must be exactly the expected ones; an alert that went straight to a
+    # higher level (two readings in one batch) may rightly reach more, but never fewer.
+    wrong = set(departments) != exp.departments if first.level == exp.level else not exp.departments <= set(departments)
+    if wrong:
         problems.append(f"went to {', '.join(departments)}; expected {', '.join(sorted(exp.departments))}")
     return ExpectationOut(
         **base,

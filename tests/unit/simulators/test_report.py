@@ -113,3 +113,14 @@ def test_the_reports_read_in_chinese_and_english_and_escape_what_they_did_not_wr
     failed = judge((LEAK,), STARTS, [], [], **HEADER)
     assert "未通过 FAIL" in text(failed)
     assert "never arrived" in html(failed)
+
+
+def test_an_alert_that_went_straight_to_a_higher_level_may_reach_more_departments_never_fewer() -> None:
+    orange = Expected("x", 60, rule="water.level", level=Level.ORANGE, departments=frozenset({Department.WATER}),
+                      devices=("w-1",))  # fmt: skip
+    truth = Truth("x", "typhoon_rain", 0, ("s",), ("w-1",), (orange,))
+    red = [Arrival(5, d, "w", "raised", Level.RED, "water.level", "water", "w-1", "s") for d in ("water", "emergency")]
+    assert judge((truth,), {"x": 0.0}, red, [], **HEADER).passed
+    only_emergency = red[1:]
+    report = judge((truth,), {"x": 0.0}, only_emergency, [], **HEADER)
+    assert report.expectations[0].problem == "went to emergency; expected water"
