@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from simulators.cli import simulate_app
 from smartcity.devices_cli import devices_app
 from smartcity.errors import SmartCityError
+from smartcity.stack.supervisor import StackSettings
 
 S = TypeVar("S")
 
@@ -38,11 +39,28 @@ def up(
     data_dir: Annotated[Path | None, typer.Option(help="where the brokers keep their data and logs")] = None,
 ) -> None:
     """Run the whole system on this machine until Ctrl-C."""
-    from smartcity.stack.supervisor import StackSettings, run_stack
+    from smartcity.stack.supervisor import run_stack
 
     try:
         settings = StackSettings() if data_dir is None else StackSettings(data_dir=data_dir)
         sys.exit(run_stack(settings))
+    except (SmartCityError, ValidationError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help="the drill to play (a bundled scenario or a YAML file)")] = "gas-leak",
+    devices: Annotated[int, typer.Option(min=10, help="devices of the background fleet")] = 300,
+    reports: Annotated[Path, typer.Option(help="where the drill report goes")] = Path("drill-reports"),
+    data_dir: Annotated[Path | None, typer.Option(help="where the brokers keep their data and logs")] = None,
+) -> None:
+    """The main job: the whole system on this machine, a live Longgang fleet, and a drill; Ctrl-C stops it."""
+    from smartcity.demo import run_demo
+
+    try:
+        settings = StackSettings() if data_dir is None else StackSettings(data_dir=data_dir)
+        sys.exit(run_demo(settings, scenario, devices, reports))
     except (SmartCityError, ValidationError) as exc:
         _fail(exc)
 

@@ -121,6 +121,7 @@ class StackRun:
         self.influx = f"http://127.0.0.1:{ports['INFLUX']}"
         self.gateway_metrics = f"http://127.0.0.1:{ports['GATEWAY_HTTP']}/metrics"
         self.streams_metrics = f"http://127.0.0.1:{ports['STREAMS_HTTP']}/metrics"
+        self.writer_metrics = f"http://127.0.0.1:{ports['WRITER_HTTP']}/metrics"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> StackRun:
