@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,13 @@ def _connection(
     data_dir: Annotated[Path, typer.Option(envvar="SMARTCITY_DATA_DIR", help="where secrets.json is")] = _DATA_DIR,
 ) -> None:
     ctx.obj = (api, token, mqtt, admin_password, data_dir)
+    quiet_field_logs()
+
+
+def quiet_field_logs() -> None:
+    """Hundreds of simulated devices each connecting, and the drill's polling of the API, are not news."""
+    for name in ("smartcity.mqtt", "httpx"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _target(ctx: typer.Context) -> Target:

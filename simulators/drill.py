@@ -104,9 +104,11 @@ async def _until_known(http: httpx.AsyncClient, field: FieldDevices, listener: L
     while pending:
         refused_before = len(listener.refusals)
         for device_id in pending:
-            ts = int(time.time() * 1000)
+            # Stamped before the scenario's first event time: a newer one would make the scenario's readings
+            # late, and late readings move no threshold alarm (rules.engine).
+            ts = plan.t0_ms - 1000
             values = fleet.by_id[device_id].baseline.values(0, ts)
-            item = TelemetryItem.model_construct(ts=ts, seq=plan.t0_ms - 1, values=values, drill=True)
+            item = TelemetryItem.model_construct(ts=ts, seq=ts, values=values, drill=True)
             field.send(device_id, item.model_dump_json().encode())
         await asyncio.sleep(1.5)
         seen = set()

@@ -9,14 +9,19 @@ a registered device that falls silent is, rightly, reported offline; ``keep`` le
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+
+import httpx
 
 from simulators.field import FieldDevices, Target, register, unregister
 from simulators.fleet import Fleet
 from simulators.plan import Plan, batched
 from simulators.scenario import Scenario
 from smartcity.contracts.finding import Text
+
+logger = logging.getLogger(__name__)
 
 FOREVER_S = 10 * 365 * 86_400.0
 
@@ -56,5 +61,10 @@ async def run_fleet(
         finally:
             await field.close()
             if not keep:
-                await unregister(http, fleet)
+                try:
+                    await unregister(http, fleet)
+                except httpx.HTTPError as exc:
+                    logger.warning(
+                        "could not remove the fleet from the registry (%s); its devices stay registered", exc
+                    )
     return sent

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from simulators.cli import quiet_field_logs
 from simulators.drill import run_drill
 from simulators.field import Target
 from simulators.fleet import generate_fleet
@@ -27,6 +28,7 @@ from simulators.live import run_fleet
 from simulators.render import text, write
 from simulators.scenario import load_scenario
 from smartcity.errors import StackError
+from smartcity.stack.process import die_with_parent
 from smartcity.stack.supervisor import READY_LINE, StackSettings
 
 console = Console()
@@ -34,7 +36,17 @@ console = Console()
 
 def _start_stack(settings: StackSettings) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "smartcity", "up", "--data-dir", str(settings.data_dir)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # Its own session, so Ctrl-C reaches the demo alone: the fleet must leave the registry while the API is still
+    # there, and only then the stack stops. It still dies with us (PDEATHSIG) if we are killed.
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         print(line, end="", flush=True)
@@ -78,6 +90,7 @@ async def _demo(target: Target, scenario_name: str, devices: int, reports: Path)
 
 
 def run_demo(settings: StackSettings, scenario: str, devices: int, reports: Path) -> int:
+    quiet_field_logs()
     stack = _start_stack(settings)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the demo as Ctrl-C does
     try:
