@@ -13,7 +13,8 @@ setup: $(VENV)/.installed  ## install system packages, .venv and the project
 up: setup  ## run the whole system on this machine (Ctrl-C stops it)
 	$(BIN)/smartcity up
 
-demo: up  ## the main job: today the one-machine stack; simulators and the console join as they land
+demo: setup  ## the main job: the one-machine stack, a live Longgang fleet and a drill (Ctrl-C stops it)
+	$(BIN)/smartcity demo
 
 test: setup  ## every test, against real Mosquitto, Tansu and InfluxDB started by the fixtures
 	$(BIN)/pytest
@@ -36,6 +37,7 @@ bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see
 	$(BIN)/smartcity bench rules
 	$(BIN)/smartcity bench alerts
 	$(BIN)/smartcity bench storage
+	$(BIN)/smartcity simulate quality
 
 clean:
-	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results
+	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results drill-reports
