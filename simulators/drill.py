@@ -150,10 +150,11 @@ async def run_drill(
             await field.connect()
             wall_ms = int(time.time() * 1000)
             plan = Plan(scenario, fleet, wall_ms - int(duration * (1 - 1 / speed) * 1000), drill=True)
+            ends_at = wall_ms + int((120 + duration / speed + scenario.settle_s) * 1000)
             window = await http.post(
                 "/api/drills",
-                json={"name": f"{scenario.name} ({prefix})", "site_ids": sorted(sites), "starts_at": plan.t0_ms - 60_000,
-                      "ends_at": wall_ms + int((120 + duration / speed + scenario.settle_s) * 1000)},
+                json={"name": f"{scenario.name} ({prefix})", "site_ids": sorted(sites),
+                      "starts_at": plan.t0_ms - 60_000, "ends_at": ends_at},
             )  # fmt: skip
             window.raise_for_status()
             try:
