@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from simulators.field import FieldDevices, Target, register, unregister
 from simulators.plan import Message, Plan, batched, scenario_fleet
-from simulators.report import Arrival, DrillReport, Refused, assess, judge
+from simulators.report import Arrival, DrillReport, Refused, assess, judge_run, starts
 from simulators.scenario import Scenario
 from smartcity.contracts import TelemetryItem
 from smartcity.contracts.alert import Alert
@@ -170,17 +170,11 @@ async def run_drill(
                 await http.delete(f"/api/drills/{window.json()['id']}")
                 if not keep_fleet:
                     await unregister(http, fleet)
-    return judge(
-        plan.truths,
-        {t.label: t.at_s / speed for t in plan.truths},
+    return judge_run(
+        plan,
         listener.arrivals,
         listener.refusals,
-        scenario=scenario.name,
-        title=scenario.title,
         mode="drill",
-        seed=scenario.seed,
-        speed=speed,
-        devices=len(fleet.devices),
         started_at=started_at.isoformat(timespec="seconds"),
         run_s=round(time.monotonic() - listener.start, 3),
         messages_sent=sent,
@@ -209,11 +203,11 @@ async def _play(
 
 async def _settle(plan: Plan, listener: Listener, settle_s: float) -> None:
     """Listen up to ``settle_s`` more; stop early once every expectation is met and nothing new came for 2 s."""
-    starts = {t.label: t.at_s / plan.scenario.speed for t in plan.truths}
+    began = starts(plan)
     deadline = time.monotonic() + settle_s
     while time.monotonic() < deadline:
         heard = len(listener.arrivals) + len(listener.refusals)
         await asyncio.sleep(2)
         quiet = heard == len(listener.arrivals) + len(listener.refusals)
-        if quiet and assess(plan.truths, starts, listener.arrivals, listener.refusals).passed:
+        if quiet and assess(plan.truths, began, listener.arrivals, listener.refusals).passed:
             return

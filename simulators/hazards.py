@@ -121,9 +121,7 @@ def _leak_source(leak: GasLeak, site: Site, fleet: Fleet, label: str) -> SimDevi
     """The named detector, or the one whose plume reaches a neighbour best (a leak worth a drill)."""
     detectors = [fleet.by_id[d] for d in site.device_ids]
     if leak.source is not None:
-        if leak.source >= len(detectors):
-            raise ScenarioError(f"{label}: site {site.id} has {len(detectors)} detectors; no number {leak.source}")
-        return detectors[leak.source]
+        return fleet.by_id[_device_at(site, leak.source, "detectors", label)]
 
     def best_neighbour(source: SimDevice) -> float:
         return max((plume_share(leak, source, d)[0] for d in detectors if d is not source), default=0.0)
@@ -232,6 +230,12 @@ def _pick(items: list[Site], index: int, what: str, label: str) -> Site:
     return items[index]
 
 
+def _device_at(site: Site, index: int, what: str, label: str) -> str:
+    if index >= len(site.device_ids):
+        raise ScenarioError(f"{label}: {site.id} has {len(site.device_ids)} {what}; there is no number {index}")
+    return site.device_ids[index]
+
+
 def _expected(
     label: str, hazard: Hazard, source: str, site: str | None, touched: tuple[str, ...]
 ) -> tuple[Expected, ...]:
@@ -273,16 +277,12 @@ def resolve(hazard: Hazard, fleet: Fleet, label: str) -> Effect:
         return _Typhoon(truth, hazard.at_s, hazard=hazard, targets=targets)
     if isinstance(hazard, HighRiseFire):
         site = _pick(fleet.sites_of(SiteType.HIGH_RISE), hazard.site, SiteType.HIGH_RISE, label)
-        if hazard.detector >= len(site.device_ids):
-            raise ScenarioError(f"{label}: {site.id} has {len(site.device_ids)} detectors; no number {hazard.detector}")
-        detector = site.device_ids[hazard.detector]
+        detector = _device_at(site, hazard.detector, "detectors", label)
         truth = _truth(label, hazard, [site], site.device_ids, detector, site.id)
         return _Fire(truth, hazard.at_s, hazard=hazard, detector=detector)
     if isinstance(hazard, StructureTilt):
         site = _pick(fleet.sites_of(hazard.site_type), hazard.site, hazard.site_type, label)
-        if hazard.device >= len(site.device_ids):
-            raise ScenarioError(f"{label}: {site.id} has {len(site.device_ids)} sensors; no number {hazard.device}")
-        device_id = site.device_ids[hazard.device]
+        device_id = _device_at(site, hazard.device, "sensors", label)
         if "tilt_deg" not in fleet.by_id[device_id].baseline.metrics:
             raise ScenarioError(f"{label}: {device_id} ({hazard.site_type}) has no inclinometer")
         truth = _truth(label, hazard, [site], (device_id,), device_id, site.id)

@@ -21,7 +21,7 @@ from rules.engine import Engine
 from rules.pack import RulePack, load_pack
 from rules.state import DeviceState
 from simulators.plan import Plan
-from simulators.report import Arrival, DrillReport, Refused, judge
+from simulators.report import Arrival, DrillReport, Refused, judge_run
 from smartcity.contracts import TELEMETRY_TOPIC
 from smartcity.contracts.finding import Finding
 from streams.processor import SiteProcessor
@@ -99,19 +99,12 @@ def replay_report(plan: Plan, pack: RulePack | None = None, routing: RoutingTabl
     the scenario's speed, as a drill would see them; silence, though, is judged in scenario time here and in wall
     time by the stream worker, so an offline alert of a sped-up scenario comes sooner here."""
     done = replay(plan, pack, routing)
-    scenario = plan.scenario
-    return judge(
-        plan.truths,
-        {t.label: t.at_s / scenario.speed for t in plan.truths},
+    return judge_run(
+        plan,
         done.arrivals,
         done.refusals,
-        scenario=scenario.name,
-        title=scenario.title,
         mode="replay",
-        seed=scenario.seed,
-        speed=scenario.speed,
-        devices=len(plan.fleet.devices),
         started_at=datetime.fromtimestamp(plan.t0_ms / 1000, UTC).isoformat(),
-        run_s=scenario.duration_s,
+        run_s=plan.scenario.duration_s,
         messages_sent=done.messages,
     )

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from rules.alarm import RANK
 from simulators.hazards import Expected, Truth
+from simulators.plan import Plan
 from smartcity.contracts.catalogue import Level
 from smartcity.contracts.finding import Text
 
@@ -265,4 +266,37 @@ def judge(
             "refusals": verdict.refusals,
             "unexpected_refusals": verdict.unexpected_refusals,
         }
+    )
+
+
+def starts(plan: Plan) -> dict[str, float]:
+    """Each hazard's start in seconds into the run: its scenario second over the speed."""
+    return {t.label: t.at_s / plan.scenario.speed for t in plan.truths}
+
+
+def judge_run(
+    plan: Plan,
+    arrivals: list[Arrival],
+    refusals: list[Refused],
+    *,
+    mode: str,
+    started_at: str,
+    run_s: float,
+    messages_sent: int,
+) -> DrillReport:
+    scenario = plan.scenario
+    return judge(
+        plan.truths,
+        starts(plan),
+        arrivals,
+        refusals,
+        scenario=scenario.name,
+        title=scenario.title,
+        mode=mode,
+        seed=scenario.seed,
+        speed=scenario.speed,
+        devices=len(plan.fleet.devices),
+        started_at=started_at,
+        run_s=run_s,
+        messages_sent=messages_sent,
     )
