@@ -38,6 +38,7 @@ bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see
 	$(BIN)/smartcity bench alerts
 	$(BIN)/smartcity bench storage
 	$(BIN)/smartcity simulate quality
+	$(BIN)/smartcity bench e2e
 
 clean:
 	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results drill-reports

@@ -247,3 +247,46 @@ def quality(
     out.write_text(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     console.print(f"report: {out}")
     raise typer.Exit(0 if result.passed else 1)
+
+
+@simulate_app.command()
+def load(
+    preset: Annotated[str | None, typer.Option(help="w1, w2 or latency (the end-to-end benchmark's workloads)")] = None,
+    quick: Annotated[bool, typer.Option(help="the preset's smoke-run size")] = False,
+    latency_rate: Annotated[
+        int, typer.Option(min=1, help="the latency preset's steady rate: about half of W1's measured peak here")
+    ] = 3_000,
+    devices: Annotated[int, typer.Option(min=1, help="fleet size")] = 2_000,
+    per_message: Annotated[int, typer.Option(min=1, max=500, help="readings per MQTT message")] = 1,
+    rates: Annotated[
+        str, typer.Option(help="readings/s of each step, comma-separated; the last is held")
+    ] = "2000,4000",
+    step_s: Annotated[float, typer.Option(min=0, help="seconds of each ramp step")] = 10,
+    hold_s: Annotated[float, typer.Option(min=1, help="seconds the last rate is held")] = 30,
+    probes: Annotated[bool, typer.Option(help="probe alerts for latency percentiles")] = True,
+    seed: int = 1,
+    out: Annotated[Path, typer.Option(help="the JSON report (the plot goes beside it)")] = Path(
+        "bench-results/load.json"
+    ),
+) -> None:
+    """Load mode: a one-machine stack of its own, a generated fleet ramped and held; throughput, loss in Kafka and
+    InfluxDB, alert latency, CPU per service; JSON report and plot. Exit 1 if any reading was lost."""
+    from simulators.load import LoadPlan, latency, run_load, w1, w2
+
+    if preset is not None:
+        presets = {"w1": lambda: w1(quick), "w2": lambda: w2(quick), "latency": lambda: latency(latency_rate, quick)}
+        if preset not in presets:
+            _fail(f"unknown preset {preset!r}; known: {', '.join(presets)}")
+        plan: LoadPlan = presets[preset]()
+        report = plan.run(out)
+    else:
+        try:
+            steps = tuple(int(r) for r in rates.split(","))
+        except ValueError:
+            _fail(f"--rates must be comma-separated integers, got {rates!r}")
+        try:
+            report = run_load(devices, per_message, steps, step_s=step_s, hold_s=hold_s, out=out, probes=probes,
+                              seed=seed)  # fmt: skip
+        except ValueError as exc:
+            _fail(str(exc))
+    raise typer.Exit(1 if report.accounting.lost else 0)

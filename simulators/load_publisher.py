@@ -16,8 +16,9 @@ What the load run's accounting relies on:
   ``0 .. n_d - 1`` with n_d given by ``published_per_device``: every reading is identified without a list of them;
 - timestamps strictly increase per device, at least 1 ms apart, so InfluxDB (one point per series and timestamp)
   keeps every reading. They trail the wall clock by the device's reading interval at the current rate (a device
-  that sends P readings at once took them over the P intervals before), never lead it: no reading is refused as
-  being from the future, and they are recent, inside the raw retention policy.
+  that sends P readings at once took them over the P intervals before) and lead it only by the milliseconds that
+  uniqueness needs if one device is sent more than 1,000 readings a second: never refused as from the future,
+  always recent, inside InfluxDB's raw retention policy.
 """
 
 from __future__ import annotations
@@ -125,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             counts[1] += 1
 
+    def on_disconnect(*_args: object) -> None:
+        disconnects[0] += 1
+
     def say(line: dict[str, Any]) -> None:
         with out_lock:
             print(json.dumps(line), flush=True)
 
     client.on_publish = on_publish
-    client.on_disconnect = lambda *_a: disconnects.__setitem__(0, disconnects[0] + 1)
+    client.on_disconnect = on_disconnect
     parts = urlsplit(args.url)
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.loop_start()
@@ -172,6 +176,7 @@ class LoadPublisher:
         )
         self.pid = self.proc.pid
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()  # the rate schedule and the snapshots write from different threads
         threading.Thread(target=self._read, daemon=True).start()
         self._answer(120)  # ready: pool read, connected
 
@@ -182,8 +187,9 @@ class LoadPublisher:
 
     def _send(self, command: str) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
+        with self._lock:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
 
     def _answer(self, timeout: float) -> dict[str, Any]:
         try:
@@ -195,7 +201,7 @@ class LoadPublisher:
         self._send(f"rate {readings_per_s}")
 
     def stat(self) -> tuple[int, int]:
-        """Messages sent and acknowledged so far."""
+        """Messages sent and acknowledged so far (one caller at a time: the answers are not matched)."""
         self._send("stat")
         answer = self._answer(30)
         return int(answer["sent"]), int(answer["acked"])

@@ -1,4 +1,5 @@
-"""What a load run measured, as JSON, a plot and a table.
+"""What a load run measured: a step's figures from two snapshots, every reading looked for in Kafka and InfluxDB,
+and the report as JSON, a plot and a table.
 
 The report is plain dataclasses, written with ``json`` (a missing figure is ``null``, never NaN, so any JSON reader
 takes the file). The plot goes beside the JSON (same name, ``.png``): for each run, the readings/s asked of each
@@ -10,10 +11,17 @@ benchmark's summary figure.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import httpx
 from rich.table import Table
+
+from simulators.load_publisher import published_per_device
+from smartcity.bench.alerts import Sample, _quantile
+from smartcity.bench.alerts import _read_all as read_topic
+from smartcity.contracts.telemetry import decode_batch
 
 #: The platform's own processes, as ``smartcity up`` names them in stack.json; the load publisher is not one.
 PLATFORM = ("mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "stream worker", "influx writer", "api")
@@ -41,7 +49,9 @@ class StepResult:
     phase: str  # "ramp" or "hold"
     target_readings_per_s: int
     window_s: float
-    published_readings_per_s: float
+    snapshot_s: float  # the slower of the window's two snapshots: how blurred its ends are (a busy service is slow
+    # to answer for its metrics)
+    acked_readings_per_s: float  # the load's readings the broker acknowledged
     accepted_readings_per_s: float
     evaluated_readings_per_s: float
     stored_readings_per_s: float
@@ -58,7 +68,8 @@ class StepResult:
 class Accounting:
     """Every reading the publisher sent, looked for after the flow drained. ``in_kafka`` counts distinct
     (device, seq) pairs of the published ones on the readings topic; ``in_influx`` the points in InfluxDB carrying
-    ``battery_pct`` (every load reading has one, no probe reading does). Lost = acknowledged but not found."""
+    ``battery_pct`` (every load reading has one, no probe reading does). Lost = acknowledged but not found; when
+    the flow did not drain in time (``drained`` false), "not found" includes readings still on their way."""
 
     sent_readings: int
     acked_readings: int
@@ -70,6 +81,7 @@ class Accounting:
     refused: int
     disconnects: int
     drain_s: float
+    drained: bool  # the stream worker and the writer caught up with the gateway before the counts were taken
 
     @property
     def lost(self) -> int:
@@ -106,6 +118,101 @@ class LoadReport:
         return {**asdict(self), "lost": self.accounting.lost, "peak_readings_per_s": self.peak_readings_per_s}
 
 
+@dataclass
+class Snapshot:
+    """The counters, CPU times and the publisher's acknowledged messages at one moment (``t``, monotonic)."""
+
+    t: float
+    counters: tuple[float, float, float, float]  # accepted, evaluated, stored, refused
+    cpu: dict[str, float]  # seconds
+    acked: int  # messages of the publisher the broker has acknowledged
+    took: float  # seconds to take it: a service busy with a backlog is slow to answer for its metrics
+
+
+def per_reading(cpu_s: float, readings: float) -> float | None:
+    """Microseconds of CPU per reading; none when no reading went through."""
+    return round(cpu_s / readings * 1e6, 1) if readings > 0 else None
+
+
+def platform_total(per: dict[str, float | None]) -> float | None:
+    """The platform's processes together; none if any is unknown."""
+    values = list(per.values())
+    return None if None in values else round(sum(v or 0.0 for v in values), 1)
+
+
+def step_result(
+    n: int, phase: str, rate: int, a: Snapshot, b: Snapshot, samples: list[Sample] | None, per_message: int
+) -> StepResult:
+    """A step's figures over the window between two snapshots; ``samples`` none when it sent no probes."""
+    window = b.t - a.t
+    accepted, evaluated, stored, refused = (y - x for x, y in zip(a.counters, b.counters, strict=True))
+    cpu = {name: b.cpu[name] - a.cpu[name] for name in a.cpu}
+    per = {name: per_reading(cpu[name], accepted) for name in PLATFORM}
+    lat = None
+    if samples is not None:
+        ms = [m for s in samples if (m := s.latency_ms()) is not None]
+        p50, p95, p99 = (None if math.isnan(v := _quantile(ms, q)) else v for q in (0.5, 0.95, 0.99))
+        lat = Latency(len(samples), len(samples) - len(ms), p50, p95, p99, round(max(ms), 1) if ms else None)
+    acked, accepted_s, evaluated_s, stored_s = (
+        round(v / window, 1) for v in ((b.acked - a.acked) * per_message, accepted, evaluated, stored)
+    )
+    return StepResult(
+        step=n,
+        phase=phase,
+        target_readings_per_s=rate,
+        window_s=round(window, 2),
+        snapshot_s=max(a.took, b.took),
+        acked_readings_per_s=acked,
+        accepted_readings_per_s=accepted_s,
+        evaluated_readings_per_s=evaluated_s,
+        stored_readings_per_s=stored_s,
+        sustained_readings_per_s=min(accepted_s, evaluated_s, stored_s),
+        refused=int(refused),
+        latency=lat,
+        cpu_percent={name: round(v / window * 100, 1) for name, v in cpu.items()},
+        cpu_us_per_reading=per,
+        platform_cpu_us_per_reading=platform_total(per),
+        publisher_cpu_us_per_reading=per_reading(cpu[PUBLISHER], accepted),
+    )
+
+
+async def count_in_kafka(bootstrap: str, topic: str, ids: list[str], messages: int, per_message: int) -> int:
+    """Distinct published (device, seq) pairs on the readings topic."""
+    index = {d: i for i, d in enumerate(ids)}
+    sent = [published_per_device(i, len(ids), messages, per_message) for i in range(len(ids))]
+    stride = max(sent) or 1
+    seen = bytearray(len(ids) * stride)
+
+    def keep(_ts: int, value: bytes) -> None:
+        for r in decode_batch(value):
+            i, seq = index.get(r["device_id"]), r["seq"]
+            if i is not None and seq is not None and 0 <= seq < sent[i]:
+                seen[i * stride + seq] = 1
+
+    await read_topic(bootstrap, topic, keep)
+    return seen.count(1)
+
+
+def count_in_influx(url: str) -> int:
+    """Points with ``battery_pct``: one per load reading (probes send only ``ch4_lel``)."""
+    q = 'SELECT count("battery_pct") FROM "device_health"'
+    answer = httpx.get(f"{url}/query", params={"db": "smartcity", "q": q}, timeout=600).json()
+    series = answer["results"][0].get("series", [])
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def read(path: Path) -> LoadReport:
+    """A report written by ``save``, to plot or compare again."""
+    data = json.loads(path.read_text())
+    steps = [
+        StepResult(**{**s, "latency": Latency(**s["latency"]) if s["latency"] else None}) for s in data.pop("steps")
+    ]
+    accounting = Accounting(**data.pop("accounting"))
+    for derived in ("lost", "peak_readings_per_s"):
+        data.pop(derived)
+    return LoadReport(**{**data, "steps": steps, "accounting": accounting})
+
+
 def save(report: LoadReport, out: Path) -> None:
     """The JSON at ``out`` and the plot beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +227,7 @@ def plot(reports: list[LoadReport], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(2, len(reports), figsize=(6 * len(reports), 7), squeeze=False)
     for column, report in enumerate(reports):
@@ -133,16 +240,21 @@ def plot(reports: list[LoadReport], path: Path) -> None:
             top.plot(x, values, style, marker="s", label=name)
         top.set_title(f"{report.name}: {report.devices:,} devices, {report.per_message} reading(s)/message")
         top.set_ylabel("readings/s")
+        top.set_ylim(bottom=0)
         top.legend()
         for name in ("p50", "p95", "p99"):
             values = [getattr(s.latency, f"{name}_ms") if s.latency else None for s in report.steps]
             bottom.plot(x, [v if v is not None else float("nan") for v in values], marker="o", label=name)
         bottom.set_ylabel("alert latency, ms")
         bottom.set_yscale("log")
+        bottom.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 100, 200, 500, 1000 ...
         bottom.yaxis.set_major_formatter(ScalarFormatter())
+        bottom.yaxis.set_minor_formatter(NullFormatter())
         bottom.legend()
+        late = [f"\n{s.latency.lost} late" if s.latency and s.latency.lost else "" for s in report.steps]
+        top.set_xticks(x, labels)
+        bottom.set_xticks(x, [label + extra for label, extra in zip(labels, late, strict=True)])
         for ax in (top, bottom):
-            ax.set_xticks(x, labels)
             ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,18 +274,19 @@ def table(report: LoadReport) -> Table:
     a = report.accounting
     title = (
         f"{report.name}: {report.devices:,} devices, {report.per_message}/message; sent {a.sent_readings:,}, "
-        f"acked {a.acked_readings:,}, in Kafka {a.in_kafka:,}, in InfluxDB {a.in_influx:,}, lost {a.lost:,}; "
+        f"acked {a.acked_readings:,}, in Kafka {a.in_kafka:,}, in InfluxDB {a.in_influx:,}, lost {a.lost:,}"
+        f"{'' if a.drained else f' (not drained after {a.drain_s:.0f} s)'}; "
         f"platform CPU over the run {_us(report.run_platform_cpu_us_per_reading)} µs/reading"
     )
     out = Table(title=title)
-    columns = ("step", "asked/s", "published/s", "accepted/s", "evaluated/s", "stored/s", "probes", "lost",
+    columns = ("step", "asked/s", "acked/s", "accepted/s", "evaluated/s", "stored/s", "probes", "lost",
                "p50 ms", "p95 ms", "p99 ms", "platform µs/reading", "publisher µs/reading")  # fmt: skip
     for column in columns:
         out.add_column(column, justify="right")
     for s in report.steps:
         lat = s.latency
         out.add_row(
-            f"{s.step} {s.phase}", f"{s.target_readings_per_s:,}", f"{s.published_readings_per_s:,.0f}",
+            f"{s.step} {s.phase}", f"{s.target_readings_per_s:,}", f"{s.acked_readings_per_s:,.0f}",
             f"{s.accepted_readings_per_s:,.0f}", f"{s.evaluated_readings_per_s:,.0f}",
             f"{s.stored_readings_per_s:,.0f}", str(lat.probes if lat else "-"), str(lat.lost if lat else "-"),
             _ms(lat.p50_ms if lat else None), _ms(lat.p95_ms if lat else None), _ms(lat.p99_ms if lat else None),

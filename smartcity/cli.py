@@ -207,5 +207,16 @@ def bench_storage(
     run_all(readings, devices, samples, out)
 
 
+@bench_app.command("e2e")
+def bench_e2e(
+    quick: Annotated[bool, typer.Option(help="smaller fleets and shorter steps: a smoke run")] = False,
+    out: Path = Path("bench-results/e2e.json"),
+) -> None:
+    """End to end (W1, W2, alert latency at half of W1's peak) through the whole one-machine stack."""
+    from smartcity.bench.e2e import run_all
+
+    run_all(out, quick)
+
+
 def main() -> None:
     app()

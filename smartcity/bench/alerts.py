@@ -99,9 +99,9 @@ def _quantile(values: list[float], q: float) -> float:
     return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 1) if ordered else float("nan")
 
 
-def _metric(url: str, name: str) -> float:
+def _metric(url: str, name: str, timeout: float = 5) -> float:
     """Sum of a Prometheus sample over its labels."""
-    text = httpx.get(url, timeout=5).text
+    text = httpx.get(url, timeout=timeout).text
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
 
 
