@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from devices.health import Health, Status
 from devices.registry import Registry
+from smartcity.clock import now_ms
 from smartcity.contracts.catalogue import Department, DeviceKind
 from smartcity.contracts.device import Device
 
@@ -33,6 +34,7 @@ class PageOut(BaseModel):
     total: int
     offset: int
     limit: int
+    health: dict[str, Health] = Field(default_factory=dict, description="the page's devices' health, by id")
 
 
 T = TypeVar("T")
@@ -101,6 +103,8 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> PageOut:
         page = registry.query(kind=kind, site_id=site, department=department, status=status, offset=offset, limit=limit)
-        return PageOut(devices=page.devices, total=page.total, offset=offset, limit=limit)
+        now = now_ms()
+        health = {d.id: registry.health.health(d, now) for d in page.devices}
+        return PageOut(devices=page.devices, total=page.total, offset=offset, limit=limit, health=health)
 
     return router

@@ -23,6 +23,7 @@ from alerts.channels.base import Channel
 from alerts.channels.email import EmailChannel
 from alerts.channels.mqtt import MqttChannel
 from alerts.channels.webhook import WebhookChannel
+from alerts.console import mount_console
 from alerts.contacts import load_contacts
 from alerts.history import AlertHistory
 from alerts.metrics import AlertMetrics
@@ -108,11 +109,17 @@ def create_app(
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only an administrator changes the device registry")
         return officer
 
+    @app.get("/api/me", response_model=Officer, tags=["officers"])
+    async def me(officer: Officer = signed_in) -> Officer:
+        """Who the token belongs to: the console's login asks this."""
+        return officer
+
     app.include_router(devices_router(registry, devices_auth))
     if history is not None:
         app.include_router(readings_router(history, registry.get, auth))
     if alerts is not None:
         app.include_router(alerts_router(alerts, auth, officers))
+    mount_console(app)
     return app
 
 

@@ -146,3 +146,13 @@ async def test_list_filters_and_pages(api: Api, unique: str) -> None:
     assert (await api.http.get("/api/devices", params={"department": "emergency"}, headers=AUTH)).json()["total"] == 4
     assert (await api.http.get("/api/devices", params={"site": "S1"}, headers=AUTH)).json()["total"] == 6
     assert (await api.http.get("/api/devices", params={"kind": "lava"}, headers=AUTH)).status_code == 422
+    # the page carries its devices' health (the console's devices view shows status, last seen, battery)
+    assert set(page["health"]) == {d["id"] for d in page["devices"]}
+    assert all(h["status"] == "offline" and h["last_seen"] is None for h in page["health"].values())
+
+
+async def test_me_says_who_the_token_belongs_to(api: Api) -> None:
+    me = (await api.http.get("/api/me", headers=AUTH)).json()
+    assert me["admin"] is True
+    assert set(me["departments"]) >= {"emergency", "fire", "water", "housing"}
+    assert (await api.http.get("/api/me")).status_code == 401
