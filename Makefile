@@ -4,11 +4,17 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
+CONSOLE := alerts/console
+CONSOLE_SOURCES := $(shell find $(CONSOLE)/web -path '*/node_modules' -prune -o -type f -print 2>/dev/null)
+
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 
-setup: $(VENV)/.installed  ## install system packages, .venv and the project
+$(CONSOLE)/static/index.html: $(CONSOLE_SOURCES) scripts/build-console.sh
+	bash scripts/build-console.sh
+
+setup: $(VENV)/.installed $(CONSOLE)/static/index.html  ## install system packages, .venv, the project and the console
 
 up: setup  ## run the whole system on this machine (Ctrl-C stops it)
 	$(BIN)/smartcity up

@@ -1,0 +1,165 @@
+"""The duty console in a real browser (Debian chromium, headless, driven by Playwright) against the real stack.
+
+An officer logs in; a reading published over MQTT makes its alert appear on the board without a reload; the
+officer acknowledges it with a note in the detail view, and the board and the API agree; an officer of another
+department does not see it; a site name containing ``<script>`` renders as text. Screenshots of the board, the
+map and the detail are saved under ``test-artifacts/console/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from alerts.console import STATIC
+from smartcity.bench.alerts import StackRun
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path("test-artifacts/console")
+CHROMIUM = "/usr/bin/chromium"
+EMERGENCY, FIRE = "emergency-officer-token", "fire-officer-token"
+HOSTILE_SITE = '<script>alert("pwned")</script> 龙岗化工园区'
+
+
+@dataclass
+class Console:
+    stack: StackRun
+    browser: Browser
+    device: str
+    password: str
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.stack.token}"}
+        return httpx.Client(base_url=self.stack.api, headers=headers, timeout=10)
+
+    def login(self, token: str) -> Page:
+        page = self.browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("dialog", lambda d: pytest.fail(f"a page script ran: dialog {d.message!r}"))
+        page.goto(f"{self.stack.api}/#/login")
+        page.get_by_test_id("login-token").fill(token)
+        page.get_by_test_id("login-submit").click()
+        expect(page.get_by_test_id("officer")).to_be_visible()
+        return page
+
+    def publish(self, values: dict[str, float]) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"console-test-{time.monotonic_ns()}")
+        client.username_pw_set(self.device, self.password)
+        client.connect("127.0.0.1", int(self.stack.mqtt_url.rsplit(":", 1)[1]))
+        client.loop_start()
+        body = f'{{"values": {{"ch4_lel": {values["ch4_lel"]}}}}}'.encode()
+        client.publish(f"devices/{self.device}/telemetry", body, qos=1).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+
+
+def _officers(path: Path) -> Path:
+    officers = [
+        {"name": "李明", "departments": ["emergency"], "token_sha256": hashlib.sha256(EMERGENCY.encode()).hexdigest()},
+        {"name": "王芳", "departments": ["fire"], "token_sha256": hashlib.sha256(FIRE.encode()).hexdigest()},
+    ]
+    path.write_text(yaml.safe_dump({"officers": officers}, allow_unicode=True))
+    return path
+
+
+@pytest.fixture(scope="module")
+def console() -> Iterator[Console]:
+    assert (STATIC / "index.html").exists(), "the console is not built: run `make setup` (scripts/build-console.sh)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as data:
+        stack = StackRun(Path(data))
+        stack.env["SMARTCITY_OFFICERS_FILE"] = str(_officers(Path(data) / "officers.yaml"))
+        with stack, sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                      "--no-first-run", "--disable-sync"],
+            )  # fmt: skip
+            device = "console-gas-001"
+            record = {"id": device, "kind": "gas", "site_id": "console-site", "site_name": HOSTILE_SITE,
+                      "lat": 22.72, "lon": 114.25, "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
+            created = httpx.put(
+                f"{stack.api}/api/devices/{device}", json=record, headers={"Authorization": f"Bearer {stack.token}"}
+            )
+            created.raise_for_status()
+            yield Console(stack, browser, device, created.json()["credentials"]["password"])
+            browser.close()
+
+
+def _row(page: Page, device: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'[data-testid="alert-row"]:has-text("{device}")')
+
+
+def test_an_alert_arrives_is_acknowledged_and_board_and_api_agree(console: Console) -> None:
+    page = console.login(EMERGENCY)
+    expect(page.get_by_test_id("real-section")).to_be_visible()
+    time.sleep(1)  # the board has loaded and subscribed: what follows must be pushed
+    console.publish({"ch4_lel": 30.0})
+    sent = time.monotonic()
+    row = _row(page, console.device)
+    expect(row).to_be_visible(timeout=2_000)  # pushed: no reload, within 2 s of the MQTT publish
+    arrived = time.monotonic() - sent
+    alert_id = row.get_attribute("data-alert-id")
+    assert alert_id
+    assert row.get_attribute("data-level") == "orange"
+    expect(row).to_contain_text(HOSTILE_SITE)  # the site's name as text, script tags and all
+    page.screenshot(path=ARTIFACTS / "board.png", full_page=True)
+
+    row.click()
+    expect(page.get_by_test_id("ack-submit")).to_be_visible()
+    page.get_by_test_id("ack-note").fill("已通知园区巡检 / patrol sent")
+    page.get_by_test_id("ack-submit").click()
+    with console.api(EMERGENCY) as api:
+        deadline = time.monotonic() + 10
+        while not (alert := api.get(f"/api/alerts/{alert_id}").json()["alert"])["acknowledged"]:
+            assert time.monotonic() < deadline, "the acknowledgement never reached the API"
+            time.sleep(0.2)
+        assert alert["acknowledgement"]["note"] == "已通知园区巡检 / patrol sent"
+        assert alert["acknowledgement"]["by"] == "李明"
+    expect(page.locator("body")).to_contain_text("已通知园区巡检 / patrol sent")
+    page.screenshot(path=ARTIFACTS / "detail.png", full_page=True)
+
+    page.get_by_test_id("nav-board").click()
+    expect(_row(page, console.device)).to_have_attribute("data-acknowledged", "true")
+    on_board = set(page.locator('[data-testid="alert-row"]').evaluate_all("rows => rows.map(r => r.dataset.alertId)"))
+    with console.api(EMERGENCY) as api:
+        in_api = {a["id"] for a in api.get("/api/alerts", params={"state": "open"}).json()}
+    assert on_board == in_api
+    print(f"alert on the board {arrived * 1000:.0f} ms after the MQTT publish")
+
+    page.get_by_test_id("nav-map").click()
+    expect(page.get_by_test_id("map")).to_be_visible()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=ARTIFACTS / "map.png")
+    page.close()
+
+
+def test_an_officer_of_another_department_does_not_see_it(console: Console) -> None:
+    with console.api(EMERGENCY) as api:
+        assert any(a["device_id"] == console.device for a in api.get("/api/alerts").json())
+    page = console.login(FIRE)
+    expect(page.get_by_test_id("real-section")).to_be_visible()
+    page.wait_for_timeout(1500)
+    expect(_row(page, console.device)).to_have_count(0)
+    expect(page.locator("body")).not_to_contain_text(HOSTILE_SITE)
+    page.close()
+
+
+def test_a_wrong_token_is_refused_with_a_message(console: Console) -> None:
+    page = console.browser.new_page()
+    page.goto(f"{console.stack.api}/#/login")
+    page.get_by_test_id("login-token").fill("not-a-token")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-error")).to_be_visible()
+    page.close()
