@@ -19,7 +19,8 @@ command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(nodejs npm)  # builds the duty console (alerts/console/web)
 command -v chromium >/dev/null || need+=(chromium)  # the console's browser tests
-fc-list 2>/dev/null | grep -qi "noto sans cjk" || need+=(fonts-noto-cjk)  # Chinese in the browser tests' screenshots
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)  # Chinese in the browser tests' screenshots
+
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   as_root apt-get update -qq
