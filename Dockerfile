@@ -1,4 +1,13 @@
 # The SmartCity services image used by compose.yaml (one image, one command per service).
+
+# The duty console, built once (Vite) and served by the API at /.
+FROM node:20.18.1-bookworm-slim AS console
+WORKDIR /console/web
+COPY alerts/console/web/package.json alerts/console/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY alerts/console/web ./
+RUN npm run build
+
 FROM python:3.11.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -7,6 +16,7 @@ COPY ingest ./ingest
 COPY streams ./streams
 COPY rules ./rules
 COPY alerts ./alerts
+COPY --from=console /console/static ./alerts/console/static
 COPY devices ./devices
 COPY simulators ./simulators
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 smartcity
