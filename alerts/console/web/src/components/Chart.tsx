@@ -48,37 +48,45 @@ function align(series: Series[]): uPlot.AlignedData {
   return [times.map((t) => t / 1000), ...columns] as uPlot.AlignedData;
 }
 
+/** A dashed line from (x1, y1) to (x2, y2) in canvas pixels, its label at (tx, ty). */
+function dashed(
+  ctx: CanvasRenderingContext2D,
+  color: string,
+  dash: [number, number],
+  [x1, y1, x2, y2]: [number, number, number, number],
+  label: string,
+  [tx, ty]: [number, number],
+): void {
+  ctx.strokeStyle = color;
+  ctx.fillStyle = color;
+  ctx.setLineDash(dash.map((d) => d * devicePixelRatio));
+  ctx.beginPath();
+  ctx.moveTo(x1, y1);
+  ctx.lineTo(x2, y2);
+  ctx.stroke();
+  ctx.fillText(label, tx, ty);
+}
+
 function drawLines(u: uPlot, thresholds: Line[], markers: Marker[]): void {
   const ctx = u.ctx;
   const { left, top, width, height } = u.bbox;
+  const px = devicePixelRatio;
   ctx.save();
   ctx.textAlign = 'left';
   ctx.textBaseline = 'alphabetic';
-  ctx.lineWidth = 1.5 * devicePixelRatio;
-  ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+  ctx.lineWidth = 1.5 * px;
+  ctx.font = `${11 * px}px system-ui, sans-serif`;
   for (const th of thresholds) {
     const y = Math.round(u.valToPos(th.value, 'y', true));
-    if (y < top || y > top + height) continue;
-    ctx.strokeStyle = th.color;
-    ctx.fillStyle = th.color;
-    ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
-    ctx.beginPath();
-    ctx.moveTo(left, y);
-    ctx.lineTo(left + width, y);
-    ctx.stroke();
-    ctx.fillText(th.label, left + 4 * devicePixelRatio, y - 4 * devicePixelRatio);
+    if (y >= top && y <= top + height) {
+      dashed(ctx, th.color, [6, 4], [left, y, left + width, y], th.label, [left + 4 * px, y - 4 * px]);
+    }
   }
   for (const m of markers) {
     const x = Math.round(u.valToPos(m.at / 1000, 'x', true));
-    if (x < left || x > left + width) continue;
-    ctx.strokeStyle = m.color;
-    ctx.fillStyle = m.color;
-    ctx.setLineDash([2 * devicePixelRatio, 3 * devicePixelRatio]);
-    ctx.beginPath();
-    ctx.moveTo(x, top);
-    ctx.lineTo(x, top + height);
-    ctx.stroke();
-    ctx.fillText(m.label, x + 4 * devicePixelRatio, top + 12 * devicePixelRatio);
+    if (x >= left && x <= left + width) {
+      dashed(ctx, m.color, [2, 3], [x, top, x, top + height], m.label, [x + 4 * px, top + 12 * px]);
+    }
   }
   ctx.restore();
 }
