@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,8 @@ from rich.table import Table
 
 from simulators.field import Target
 from simulators.scenario import Scenario, ScenarioError, bundled, load_scenario
+from smartcity.logs import quiet
+from smartcity.stack.secrets import SECRETS_FILE, saved_secrets
 
 simulate_app = typer.Typer(no_args_is_help=True, help="Simulators: drills, replays, a live fleet, quality, load.")
 console = Console(stderr=True)
@@ -42,25 +43,22 @@ def _connection(
     data_dir: Annotated[Path, typer.Option(envvar="SMARTCITY_DATA_DIR", help="where secrets.json is")] = _DATA_DIR,
 ) -> None:
     ctx.obj = (api, token, mqtt, admin_password, data_dir)
-    quiet_field_logs()
+    quiet(*FIELD_LOGGERS)
 
 
-def quiet_field_logs() -> None:
-    """Hundreds of simulated devices each connecting, and the drill's polling of the API, are not news."""
-    for name in ("smartcity.mqtt", "httpx"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+#: Hundreds of simulated devices each connecting, and a drill polling the API, are not news.
+FIELD_LOGGERS = ("smartcity.mqtt", "httpx")
 
 
 def _target(ctx: typer.Context) -> Target:
     api, token, mqtt, admin_password, data_dir = ctx.obj
-    secrets_file = data_dir / "secrets.json"
-    saved = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    saved = saved_secrets(data_dir)
     token = token or saved.get("api_token")
     admin_password = admin_password or saved.get("admin_password")
     if not token or not admin_password:
         _fail(
             "no API token or MQTT admin password: pass --token and --admin-password (or SMARTCITY_API_TOKEN and "
-            f"SMARTCITY_MQTT_ADMIN_PASSWORD), or run where the stack's {secrets_file} is"
+            f"SMARTCITY_MQTT_ADMIN_PASSWORD), or run where the stack's {data_dir / SECRETS_FILE} is"
         )
     return Target(api, token, mqtt, admin_password)
 

@@ -29,7 +29,7 @@ from paho.mqtt.client import MQTTMessage
 from pydantic import ValidationError
 
 from simulators.field import FieldDevices, Target, register, unregister
-from simulators.plan import Message, Plan, batched, scenario_fleet
+from simulators.plan import Message, Plan, batched, paced, scenario_fleet
 from simulators.report import Arrival, DrillReport, Refused, assess, judge_run, starts
 from simulators.scenario import Scenario
 from smartcity.contracts import TelemetryItem
@@ -184,20 +184,19 @@ async def run_drill(
 async def _play(
     plan: Plan, messages: Iterator[Message], field: FieldDevices, listener: Listener, progress: Progress | None
 ) -> int:
-    speed, sent = plan.scenario.speed, 0
-    for message in messages:
-        delay = listener.start + message.at_s / speed - time.monotonic()
-        if delay > 0:
-            if progress is not None:
-                progress(message.at_s, sent, len(listener.arrivals))
-            await asyncio.sleep(delay)
+    sent = 0
+
+    def show(at_s: float) -> None:
+        if progress is not None:
+            progress(at_s, sent, len(listener.arrivals))
+
+    async for message in paced(messages, listener.start, plan.scenario.speed, show):
         if message.offline:
             await field.go_offline(message.device_id)
         else:
             field.send(message.device_id, message.payload)
             sent += 1
-    if progress is not None:
-        progress(plan.scenario.duration_s, sent, len(listener.arrivals))
+    show(plan.scenario.duration_s)
     return sent
 
 

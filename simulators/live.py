@@ -8,7 +8,6 @@ a registered device that falls silent is, rightly, reported offline; ``keep`` le
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ import httpx
 
 from simulators.field import FieldDevices, Target, register, unregister
 from simulators.fleet import Fleet
-from simulators.plan import Plan, batched
+from simulators.plan import Plan, batched, paced
 from simulators.scenario import Scenario
 from smartcity.contracts.finding import Text
 
@@ -49,13 +48,12 @@ async def run_fleet(
         field = FieldDevices(target, await register(http, fleet))
         try:
             await field.connect()
-            start = time.monotonic()
-            for message in batched(plan.messages(), batch):
-                delay = start + message.at_s - time.monotonic()
-                if delay > 0:
-                    if progress is not None:
-                        progress(message.at_s, sent)
-                    await asyncio.sleep(delay)
+
+            def show(at_s: float) -> None:
+                if progress is not None:
+                    progress(at_s, sent)
+
+            async for message in paced(batched(plan.messages(), batch), time.monotonic(), waiting=show):
                 field.send(message.device_id, message.payload)
                 sent += 1
         finally:

@@ -9,9 +9,11 @@ messages as well. The same scenario, seed and ``t0_ms`` give the same messages, 
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from simulators.fleet import Fleet, SimDevice, generate_fleet
@@ -100,3 +102,17 @@ def batched(messages: Iterator[Message], size: int) -> Iterator[Message]:
 def _batch(items: list[Message], at_s: float) -> Message:
     body = b"[" + b",".join(m.payload for m in items) + b"]"
     return Message(at_s, items[0].device_id, body, items[-1].ts, items[-1].values)
+
+
+async def paced(
+    messages: Iterable[Message], start: float, speed: float = 1.0, waiting: Callable[[float], None] | None = None
+) -> AsyncIterator[Message]:
+    """Each message when its time comes: scenario second ``at_s`` at ``start`` (monotonic) + ``at_s / speed``.
+    ``waiting(at_s)`` is called before each wait (a progress bar)."""
+    for message in messages:
+        delay = start + message.at_s / speed - time.monotonic()
+        if delay > 0:
+            if waiting is not None:
+                waiting(message.at_s)
+            await asyncio.sleep(delay)
+        yield message

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from simulators.cli import quiet_field_logs
+from simulators.cli import FIELD_LOGGERS
 from simulators.drill import run_drill
 from simulators.field import Target
 from simulators.fleet import generate_fleet
@@ -28,7 +27,9 @@ from simulators.live import run_fleet
 from simulators.render import text, write
 from simulators.scenario import load_scenario
 from smartcity.errors import StackError
+from smartcity.logs import quiet
 from smartcity.stack.process import die_with_parent
+from smartcity.stack.secrets import saved_secrets
 from smartcity.stack.supervisor import READY_LINE, StackSettings
 
 console = Console()
@@ -63,7 +64,7 @@ def _echo(proc: subprocess.Popen[str]) -> None:
 
 
 def _target(settings: StackSettings) -> Target:
-    secrets = json.loads((settings.data_dir / "secrets.json").read_text())
+    secrets = saved_secrets(settings.data_dir)
     return Target(
         f"http://{settings.host}:{settings.http_port}",
         secrets["api_token"],
@@ -90,7 +91,7 @@ async def _demo(target: Target, scenario_name: str, devices: int, reports: Path)
 
 
 def run_demo(settings: StackSettings, scenario: str, devices: int, reports: Path) -> int:
-    quiet_field_logs()
+    quiet(*FIELD_LOGGERS)
     stack = _start_stack(settings)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the demo as Ctrl-C does
     try:

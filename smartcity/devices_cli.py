@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.console import Console
 
 from devices.importing import read_csv, read_yaml, write_csv, write_yaml
 from smartcity.contracts.device import Device
+from smartcity.stack.secrets import saved_secrets
 
 devices_app = typer.Typer(no_args_is_help=True, help="The device registry: import and export.")
 console = Console(stderr=True)
@@ -31,11 +31,9 @@ DataDirOption = Annotated[Path, typer.Option(envvar="SMARTCITY_DATA_DIR", help="
 
 
 def _token(token: str | None, data_dir: Path) -> str:
+    token = token or saved_secrets(data_dir).get("api_token")
     if token:
-        return token
-    secrets = data_dir / "secrets.json"
-    if secrets.exists():
-        return str(json.loads(secrets.read_text())["api_token"])
+        return str(token)
     console.print("[red]error:[/] no API token: pass --token, set SMARTCITY_API_TOKEN, or run on the stack's machine")
     raise typer.Exit(2)
 

@@ -16,3 +16,9 @@ def configure(level: str = "INFO") -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def quiet(*names: str) -> None:
+    """Only warnings and worse from these loggers (unless the root level is higher still)."""
+    for name in names:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

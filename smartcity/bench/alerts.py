@@ -50,6 +50,7 @@ from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
 from smartcity.contracts.alert import ALERTS_MQTT_TOPIC, Alert
 from smartcity.settings import KafkaConnection
 from smartcity.stack.process import die_with_parent, free_port
+from smartcity.stack.secrets import saved_secrets
 
 DEPARTMENT = "emergency"
 TIMEOUT_S = 5.0  # a probe whose alert takes longer is lost
@@ -137,7 +138,7 @@ class StackRun:
                 self.__exit__()
                 raise RuntimeError(f"smartcity up did not come up:\n{log.read_text(errors='replace')}")
             time.sleep(0.2)
-        secrets = json.loads((self.data_dir / "secrets.json").read_text())
+        secrets = saved_secrets(self.data_dir)
         self.admin_password: str = secrets["admin_password"]
         self.dept_password: str = secrets["departments"][DEPARTMENT]
         self.token: str = secrets["api_token"]

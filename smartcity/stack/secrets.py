@@ -12,6 +12,7 @@ import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from devices.mqtt_accounts import AccountBackend, api_acls, department_acls, gateway_acls, operator_acls
 from smartcity.contracts.catalogue import Department
@@ -19,6 +20,7 @@ from smartcity.contracts.catalogue import Department
 GATEWAY_USERNAME = "smartcity-gateway"
 API_USERNAME = "smartcity-api"
 ADMIN_USERNAME = "admin"
+SECRETS_FILE = "secrets.json"
 
 
 def _new() -> str:
@@ -48,6 +50,13 @@ class StackSecrets:
             json.dump(asdict(stored), f, indent=2)
         os.replace(name, path)  # whole or not at all, and never with an older, looser mode
         return stored
+
+
+def saved_secrets(data_dir: Path) -> dict[str, Any]:
+    """What ``<data dir>/secrets.json`` holds (``{}`` if there is none): the tools on the stack's own machine read
+    its API token and the operator's MQTT password from it."""
+    path = data_dir / SECRETS_FILE
+    return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
 async def ensure_service_accounts(accounts: AccountBackend, stack: StackSecrets) -> None:
