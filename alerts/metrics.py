@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from smartcity.lag import ConsumerLag, no_assignment, no_highwater
+
 
 @dataclass(frozen=True, slots=True)
 class AlertMetrics:
@@ -16,6 +18,9 @@ class AlertMetrics:
     delivery_seconds: Histogram
     finding_to_alert_seconds: Histogram
     save_retries: Counter
+    routed: Counter
+    mqtt_connected: Gauge
+    consumer_lag: ConsumerLag
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> AlertMetrics:
@@ -46,6 +51,20 @@ class AlertMetrics:
                 f"{ns}_finding_to_message_seconds",
                 "From the rules engine's decision to the alert message",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                registry=registry,
+            ),
+            routed=Counter(
+                f"{ns}_routed",
+                "Alert messages addressed to a department, by department, level and hazard",
+                ["department", "level", "hazard"],
+                registry=registry,
+            ),
+            mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while the MQTT channel is connected", registry=registry),
+            consumer_lag=ConsumerLag(
+                f"{ns}_consumer_lag_records",
+                "Records behind the newest offset, per topic, over the partitions this member holds",
+                assignment=no_assignment,
+                highwater=no_highwater,
                 registry=registry,
             ),
             save_retries=Counter(f"{ns}_state_save_retries", "Kafka state saves retried", registry=registry),

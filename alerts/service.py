@@ -166,6 +166,7 @@ class AlertService:
                 heartbeat_interval_ms=s.alerts_session_timeout_ms // 4,
                 max_poll_records=1000,
             )
+            self.metrics.consumer_lag.bind(consumer.assignment, consumer.highwater)
             try:
                 await consumer.start()
                 delay = 0.5
@@ -177,6 +178,8 @@ class AlertService:
                         for m in msgs
                         if (f := self._decode(m.value, m.offset))
                     ]
+                    for tp, msgs in batches.items():
+                        self.metrics.consumer_lag.read(tp.topic, tp.partition, msgs[-1].offset)
                     if findings:
                         await self._on_findings(findings)
                     if batches:
@@ -284,6 +287,8 @@ class AlertService:
             self.live.publish(rec.alert)
         for alert in messages:
             self.metrics.messages.labels(alert.event, alert.level, alert.hazard, str(alert.exercise).lower()).inc()
+            for department in alert.departments:
+                self.metrics.routed.labels(department, alert.level, alert.hazard).inc()
             if self.history is not None:
                 self.history.add(alert)
             self._dispatch(alert)

@@ -7,6 +7,7 @@ the offline alerts of the rules engine (issue 4).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,16 +59,29 @@ class HealthTracker:
     def forget(self, device_id: str) -> None:
         self._seen.pop(device_id, None)
 
+    @staticmethod
+    def _status(interval_s: float, seen: _Seen, now_ms: int) -> tuple[Status, str]:
+        if seen.status_topic == "offline":
+            return Status.OFFLINE, "the device's status topic says offline (last will)"
+        if seen.last_seen is None:
+            return Status.OFFLINE, "registered, never heard from"
+        if now_ms - seen.last_seen > SILENT_INTERVALS * interval_s * 1000:
+            return Status.OFFLINE, f"silent for more than {SILENT_INTERVALS} x {interval_s:g} s"
+        return Status.ONLINE, "reporting"
+
+    def counts(self, intervals: Iterable[tuple[str, float]], now_ms: int) -> dict[Status, int]:
+        """Devices by status from (id, reporting interval) pairs, without building a ``Health`` for each: a
+        metrics scrape counts the whole registry."""
+        counted = dict.fromkeys(Status, 0)
+        unseen = _Seen()
+        for device_id, interval_s in intervals:
+            counted[self._status(interval_s, self._seen.get(device_id, unseen), now_ms)[0]] += 1
+        return counted
+
     def health(self, device: Device, now_ms: int) -> Health:
         seen = self._seen.get(device.id, _Seen())
         values = seen.last_values
-        status, reason = Status.ONLINE, "reporting"
-        if seen.status_topic == "offline":
-            status, reason = Status.OFFLINE, "the device's status topic says offline (last will)"
-        elif seen.last_seen is None:
-            status, reason = Status.OFFLINE, "registered, never heard from"
-        elif now_ms - seen.last_seen > SILENT_INTERVALS * device.interval_s * 1000:
-            status, reason = Status.OFFLINE, f"silent for more than {SILENT_INTERVALS} x {device.interval_s} s"
+        status, reason = self._status(device.interval_s, seen, now_ms)
         battery, rssi = values.get("battery_pct"), values.get("rssi_dbm")
         return Health(
             device_id=device.id,

@@ -11,7 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from devices.feed import DevicePublisher
 from devices.health import Health, HealthTracker, Status
@@ -108,6 +113,38 @@ class Registry:
             ids = {d.id for d in self._store.all() if self.health.health(d, now).status == status}
         return self._store.query(kind=kind, site_id=site_id, department=department, ids=ids, offset=offset, limit=limit)
 
+    def health_counts(self) -> dict[Status, int]:
+        return self.health.counts(self._store.intervals(), int(time.time() * 1000))
+
     def health_of(self, device_id: str) -> Health | None:
         device = self._store.get(device_id)
         return None if device is None else self.health.health(device, int(time.time() * 1000))
+
+
+class DeviceCounts(Collector):
+    """``smartcity_devices{status}``: registered devices online and offline, counted when Prometheus scrapes, at
+    most every ``every_s`` (counting a 100,000-device registry reads the store once, ~0.1 s, on the API's loop)."""
+
+    name = "smartcity_devices"
+    documentation = "Registered devices by health status (online, offline)"
+
+    def __init__(self, registry: Registry, prometheus: CollectorRegistry, *, every_s: float = 5.0) -> None:
+        self._registry = registry
+        self._every_s = every_s
+        self._cached: tuple[float, dict[Status, int]] | None = None
+        prometheus.register(self)
+
+    def counts(self) -> dict[Status, int]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= self._every_s:
+            self._cached = (now, self._registry.health_counts())
+        return self._cached[1]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+        for status, count in self.counts().items():
+            family.add_metric([status.value], count)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["status"])

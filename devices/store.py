@@ -115,6 +115,11 @@ class DeviceStore:
     def all(self) -> list[Device]:
         return [Device.model_validate_json(r[0]) for r in self._db.execute("SELECT record FROM devices ORDER BY id")]
 
+    def intervals(self) -> list[tuple[str, float]]:
+        """(id, reporting interval) of every device: what health counts need, read without parsing records."""
+        rows = self._db.execute("SELECT id, json_extract(record, '$.interval_s') FROM devices")
+        return [(str(r[0]), float(r[1])) for r in rows]
+
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM devices").fetchone()[0])
 

@@ -153,6 +153,7 @@ class Gateway:
         if parsed.readings:
             flush.readings.extend(parsed.readings)
         refusal = parsed.refusal
+        self._metrics.readings_received.inc(len(parsed.readings) + (len(refusal.errors) if refusal else 0))
         if refusal is not None:
             for item in refusal.errors:
                 self._metrics.refusals.labels(item.reason.value).inc()

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 @dataclass(frozen=True, slots=True)
 class GatewayMetrics:
     messages: Counter
+    readings_received: Counter
     readings_accepted: Counter
     refusals: Counter
     records_produced: Counter
@@ -25,6 +26,11 @@ class GatewayMetrics:
         ns = "smartcity_ingest"
         return cls(
             messages=Counter(f"{ns}_messages", "MQTT telemetry messages received", registry=registry),
+            readings_received=Counter(
+                f"{ns}_readings_received",
+                "Readings received, accepted or refused (a refused message counts one)",
+                registry=registry,
+            ),
             readings_accepted=Counter(f"{ns}_readings_accepted", "Readings accepted into Kafka", registry=registry),
             refusals=Counter(
                 f"{ns}_refusals", "Refused messages or batch items, by reason", ["reason"], registry=registry

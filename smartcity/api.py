@@ -35,7 +35,7 @@ from devices.api import devices_router
 from devices.feed import DevicePublisher, follow_readings
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts
 from devices.mqtt_files import FileAccounts
-from devices.registry import Registry
+from devices.registry import DeviceCounts, Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
 from smartcity.influx import LineWriter
@@ -149,6 +149,7 @@ async def run_api(settings: ApiSettings) -> None:
     )
     await statuses.start()
     prometheus = CollectorRegistry()
+    DeviceCounts(registry, prometheus)
     alerts = alert_service(settings, prometheus) if settings.alerts_enabled else None
     if alerts is not None:
         await alerts.start()
@@ -186,4 +187,6 @@ def alert_service(settings: ApiSettings, prometheus: CollectorRegistry) -> Alert
     keep = settings.model_copy(update={"influx_rp": "autogen"}) if v1_default else settings
     history = AlertHistory(LineWriter(keep)) if settings.alerts_history else None
     routing = load_routing(settings.alerts_routing_file)
-    return AlertService(settings, routing, channels, AlertMetrics.create(prometheus), history=history)
+    metrics = AlertMetrics.create(prometheus)
+    metrics.mqtt_connected.set_function(lambda: float(client.connected.is_set()))
+    return AlertService(settings, routing, channels, metrics, history=history)

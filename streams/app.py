@@ -185,12 +185,19 @@ def build(
         metrics.states_saved.labels(cause).inc(len(device_ids))
         metrics.bucket_writes.inc(len(writes))
 
+    watched = {settings.topic_readings, site_topic.get_topic_name()}
+    metrics.consumer_lag.bind(
+        lambda: [tp for tp in app.consumer.assignment() if tp.topic in watched],
+        lambda tp: app.consumer.highwater(TP(tp.topic, tp.partition)),
+    )
+
     @app.agent(readings_topic)
     async def evaluate(stream: StreamT[bytes]) -> AsyncIterator[None]:
         await directory.ready.wait()
         event: EventT[bytes]
         async for event in stream.events():
             partition = event.message.partition
+            metrics.consumer_lag.read(event.message.topic, partition, event.message.offset)
             try:
                 batch = decode_batch(event.value)
             except ValueError as exc:
@@ -233,6 +240,7 @@ def build(
     async def correlate(stream: StreamT[bytes]) -> AsyncIterator[None]:
         event: EventT[bytes]
         async for event in stream.events():
+            metrics.consumer_lag.read(event.message.topic, event.message.partition, event.message.offset)
             key = event.key if isinstance(event.key, str) else (event.key or b"").decode()
             finding = Finding.model_validate_json(event.value)
             found, dump = sites.correlate(key, finding, clock(), site_state.get)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from smartcity.lag import ConsumerLag, no_assignment, no_highwater
+
 
 @dataclass(frozen=True, slots=True)
 class StreamMetrics:
@@ -18,6 +20,7 @@ class StreamMetrics:
     bucket_writes: Counter
     devices_in_memory: Gauge
     lag_seconds: Gauge
+    consumer_lag: ConsumerLag
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamMetrics:
@@ -38,6 +41,13 @@ class StreamMetrics:
             ),
             bucket_writes=Counter(f"{ns}_state_bucket_writes", "Changelog records of rule state", registry=registry),
             devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=registry),
+            consumer_lag=ConsumerLag(
+                f"{ns}_consumer_lag_records",
+                "Records behind the newest offset, per topic, over the partitions this member holds",
+                assignment=no_assignment,
+                highwater=no_highwater,
+                registry=registry,
+            ),
             lag_seconds=Gauge(
                 f"{ns}_event_lag_seconds", "Wall clock minus the newest receive time evaluated", registry=registry
             ),

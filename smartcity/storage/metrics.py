@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from smartcity.lag import ConsumerLag, no_assignment, no_highwater
+
 
 @dataclass(frozen=True, slots=True)
 class WriterMetrics:
@@ -16,6 +18,7 @@ class WriterMetrics:
     batch_points: Histogram
     batch_seconds: Histogram
     influx_up: Gauge
+    consumer_lag: ConsumerLag
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WriterMetrics:
@@ -37,6 +40,13 @@ class WriterMetrics:
                 f"{ns}_batch_write_seconds",
                 "InfluxDB write latency per batch (with retries)",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                registry=registry,
+            ),
+            consumer_lag=ConsumerLag(
+                f"{ns}_consumer_lag_records",
+                "Records behind the newest offset, per topic, over the partitions this member holds",
+                assignment=no_assignment,
+                highwater=no_highwater,
                 registry=registry,
             ),
             influx_up=Gauge(f"{ns}_influx_up", "1 while InfluxDB takes writes", registry=registry),

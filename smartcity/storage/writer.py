@@ -90,7 +90,7 @@ class InfluxWriter:
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.settings
-        return AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             s.topic_readings,
             bootstrap_servers=s.kafka_bootstrap,
             group_id=s.writer_group,
@@ -101,6 +101,8 @@ class InfluxWriter:
             session_timeout_ms=s.writer_session_timeout_ms,
             heartbeat_interval_ms=s.writer_session_timeout_ms // 4,
         )
+        self.metrics.consumer_lag.bind(consumer.assignment, consumer.highwater)
+        return consumer
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """Fill the next batch while the previous one is being written (one write in flight), then commit the
@@ -136,6 +138,7 @@ class InfluxWriter:
                 for record in records:
                     readings += self._add(record.value, record.offset, batch)
                 offsets[tp] = records[-1].offset + 1
+                self.metrics.consumer_lag.read(tp.topic, tp.partition, records[-1].offset)
         return batch, offsets, readings
 
     async def _land(self, consumer: AIOKafkaConsumer, flight: _Flight, stop: asyncio.Event) -> bool:
