@@ -19,6 +19,9 @@ COPY alerts ./alerts
 COPY --from=console /console/static ./alerts/console/static
 COPY devices ./devices
 COPY simulators ./simulators
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 smartcity
+# /var/lib/smartcity exists in the image, owned by the service user: a named volume mounted there (compose's
+# registry-data) takes its owner from it, so the API can write registry.db.
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 smartcity \
+    && mkdir -p /var/lib/smartcity && chown smartcity /var/lib/smartcity
 USER smartcity
 ENTRYPOINT ["smartcity"]

@@ -112,6 +112,17 @@ def api() -> None:
     asyncio.run(run_api(_settings(ApiSettings)))
 
 
+@app.command("mqtt-accounts")
+def mqtt_accounts() -> None:
+    """Create or update the MQTT service accounts (gateway, API, departments) in Mosquitto's dynamic security."""
+    from smartcity.accounts_cli import AccountsSettings, run_mqtt_accounts
+
+    try:
+        run_mqtt_accounts(_settings(AccountsSettings))
+    except SmartCityError as exc:
+        _fail(exc)
+
+
 @app.command()
 def topics() -> None:
     """Create the flow's Kafka topics if they are missing (idempotent)."""
@@ -125,6 +136,25 @@ def topics() -> None:
         _fail(exc)
         return
     typer.echo(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+@app.command()
+def status(
+    target: Annotated[
+        list[str] | None, typer.Option(help="NAME=URL to check, repeatable (else SMARTCITY_STATUS_TARGETS, stack.json)")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where stack.json is (SMARTCITY_DATA_DIR, .smartcity)")] = None,
+    interval: Annotated[float, typer.Option(min=0.05, help="seconds between the two scrapes rates come from")] = 2.0,
+    watch: Annotated[bool, typer.Option(help="refresh every interval until Ctrl-C")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON (JSON Lines with --watch)")] = False,
+) -> None:
+    """Every service on one screen: health, consumer lag, rates. Exit 1 if any is down or unhealthy."""
+    from smartcity.status import run_status
+
+    try:
+        sys.exit(run_status(target or [], data_dir, interval, watch=watch, as_json=as_json))
+    except (SmartCityError, ValidationError) as exc:
+        _fail(exc)
 
 
 app.add_typer(devices_app, name="devices")
