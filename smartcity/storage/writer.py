@@ -149,7 +149,11 @@ class InfluxWriter:
             try:
                 while not flight.task.done():
                     await asyncio.wait([flight.task], timeout=0.2)
-                    await consumer.getmany(timeout_ms=0)
+                    # A rebalance meanwhile assigns partitions unpaused, and this poll then returns their records:
+                    # read again from the first of them, never dropped (dropping them lost readings).
+                    for tp, records in (await consumer.getmany(timeout_ms=0)).items():
+                        consumer.seek(tp, records[0].offset)
+                        consumer.pause(tp)
             finally:
                 consumer.resume(*consumer.assignment())
         if not flight.task.result():

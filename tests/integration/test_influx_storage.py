@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -274,3 +276,30 @@ async def test_the_v2_path_through_influxdb_client(kafka_bootstrap: str, victori
     assert set(labels) == set(devices)
     assert {(m["site_id"], m["kind"], m["drill"]) for m in labels.values()} == {("S01", "gas", "false")}
     assert min(t for s in series for t in s["timestamps"]) == T0
+
+
+async def test_a_rebalance_while_a_write_hangs_loses_nothing(
+    kafka_bootstrap: str, own_influx: Launch, unique: str
+) -> None:
+    """InfluxDB frozen (SIGSTOP) with a write in flight; a second writer joins the group and leaves again, so the
+    first is handed partitions, unpaused, while it waits: what it polls meanwhile must be read again, not dropped."""
+    settings = _settings(kafka_bootstrap, own_influx.url, unique)
+    devices = [f"gas-r{i}" for i in range(50)]
+    await _prepare(settings, [_device(d) for d in devices])
+    assert own_influx.process.popen is not None
+    influxd = own_influx.process.popen.pid
+    async with _writer(settings):
+        await _produce(settings, devices, 2_000)
+        await _wait_count(own_influx.url, settings.influx_db, 2_000, 60)  # in its group, writing
+        stream = asyncio.create_task(_produce(settings, devices, 12_000, per_record=50, pause_s=0.5, start=2_000))
+        await asyncio.sleep(1.0)
+        os.kill(influxd, signal.SIGSTOP)
+        try:
+            async with _writer(settings):
+                await asyncio.sleep(12)  # joined: the partitions were split
+            await asyncio.sleep(8)  # left: the first writer holds every partition again
+        finally:
+            os.kill(influxd, signal.SIGCONT)
+        await stream
+        stored = await _wait_count(own_influx.url, settings.influx_db, 12_000, 90)
+    assert stored == 12_000
