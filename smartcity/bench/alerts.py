@@ -109,13 +109,14 @@ def _metric(url: str, name: str, timeout: float = 5) -> float:
 class StackRun:
     """``python -m smartcity up`` on free ports in ``data_dir``; stopped with SIGTERM, which stops its children."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        """``env``: more settings for ``smartcity up`` (``SMARTCITY_GATEWAYS``: replicas on the next ports)."""
         self.data_dir = data_dir
         ports = {
             p: free_port()
             for p in ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP")
         }
-        self.env = {"SMARTCITY_LOG_LEVEL": "WARNING", **os.environ}
+        self.env = {"SMARTCITY_LOG_LEVEL": "WARNING", **os.environ, **(env or {})}
         self.env |= {f"SMARTCITY_{name}_PORT": str(port) for name, port in ports.items()}
         self.mqtt_url, self.kafka = f"mqtt://127.0.0.1:{ports['MQTT']}", f"127.0.0.1:{ports['KAFKA']}"
         self.api = f"http://127.0.0.1:{ports['HTTP']}"
@@ -142,8 +143,14 @@ class StackRun:
         self.admin_password: str = secrets["admin_password"]
         self.dept_password: str = secrets["departments"][DEPARTMENT]
         self.token: str = secrets["api_token"]
-        self.pids = {k: int(v["pid"]) for k, v in json.loads((self.data_dir / "stack.json").read_text()).items()}
+        self.read_state()
         return self
+
+    def read_state(self) -> None:
+        """Pids and addresses from ``stack.json`` (the supervisor rewrites it when it restarts a child)."""
+        state = json.loads((self.data_dir / "stack.json").read_text())
+        self.pids = {k: int(v["pid"]) for k, v in state.items()}
+        self.urls: dict[str, str] = {k: str(v["url"]) for k, v in state.items()}
 
     def __exit__(self, *exc: object) -> None:
         if exc and exc[0] is not None:  # the data directory is about to go: show what the services said

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devices.mqtt_files import FileAccounts
+from ingest.settings import GatewaySettings
 from smartcity.kafka_admin import all_topics, ensure_topics
 from smartcity.stack.process import ManagedProcess, require_port
 from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
@@ -63,7 +64,21 @@ class StackSettings(BaseSettings):
     influx_url: str | None = Field(None, description="use this InfluxDB instead of starting influxd")
     mosquitto_bin: str | None = Field(None, description="path of the mosquitto binary, if not the Debian one")
     influxd_bin: str | None = Field(None, description="path of the influxd binary, if not the Debian one")
+    gateways: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="ingest gateways in the shared subscription; the n-th serves on gateway_http_port+n-1",
+    )
+    stream_workers: int = Field(
+        1, ge=1, le=8, description="stream workers in one consumer group; the n-th serves on streams_http_port+n-1"
+    )
     start_timeout_s: float = 15.0
+
+
+def _ours(name: str) -> bool:
+    """One of our own processes (any replica: "stream worker 2"), not a broker."""
+    return name.rsplit(" ", 1)[0] in SERVICES or name in SERVICES
 
 
 @dataclass
@@ -112,12 +127,14 @@ class Stack:
             require_port(s.host, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
             require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
             launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
-        require_port(s.host, s.gateway_http_port, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
-        require_port(s.host, s.streams_http_port, "The stream worker", "SMARTCITY_STREAMS_HTTP_PORT")
+        for n in range(s.gateways):
+            require_port(s.host, s.gateway_http_port + n, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
+        for n in range(s.stream_workers):
+            require_port(s.host, s.streams_http_port + n, "The stream worker", "SMARTCITY_STREAMS_HTTP_PORT")
         require_port(s.host, s.writer_http_port, "The InfluxDB writer", "SMARTCITY_WRITER_HTTP_PORT")
         require_port(s.host, s.http_port, "The HTTP API", "SMARTCITY_HTTP_PORT")
-        launches.append(self._gateway())
-        launches.append(self._streams())
+        launches += [self._gateway(n) for n in range(s.gateways)]
+        launches += [self._streams(n) for n in range(s.stream_workers)]
         launches.append(self._writer())
         launches.append(self._api())
         return launches
@@ -128,10 +145,15 @@ class Stack:
             env |= {"SMARTCITY_MQTT_USERNAME": username, "SMARTCITY_MQTT_PASSWORD": password}
         return env
 
-    def _service(self, name: str, command: str, port: int, env: dict[str, str]) -> Launch:
-        """``smartcity <command>`` as a child, healthy when ``/healthz`` on ``port`` answers 200."""
+    def _service(self, name: str, command: str, port: int, env: dict[str, str], n: int = 0) -> Launch:
+        """``smartcity <command>`` as a child, healthy when ``/healthz`` on ``port`` answers 200. The ``n``-th
+        replica (from 0) of a command is named and logged with ``n + 1`` after the first."""
+        if n:
+            name, log = f"{name} {n + 1}", f"{command}-{n + 1}.log"
+        else:
+            log = f"{command}.log"
         process = ManagedProcess(
-            name, [sys.executable, "-m", "smartcity", command], self.data_dir / "logs" / f"{command}.log", env=env
+            name, [sys.executable, "-m", "smartcity", command], self.data_dir / "logs" / log, env=env
         )
         url = f"http://{self.settings.host}:{port}"
         return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
@@ -151,24 +173,31 @@ class Stack:
         }
         return self._service("api", "api", s.http_port, env)
 
-    def _gateway(self) -> Launch:
+    def _gateway(self, n: int = 0) -> Launch:
+        """The ``n``-th gateway: a client id of its own (its persistent session), the shared group of all."""
         s = self.settings
+        port = s.gateway_http_port + n
         env = self._service_env(GATEWAY_USERNAME, self.secrets.gateway_password) | {
             "SMARTCITY_GATEWAY_HTTP_HOST": s.host,
-            "SMARTCITY_GATEWAY_HTTP_PORT": str(s.gateway_http_port),
+            "SMARTCITY_GATEWAY_HTTP_PORT": str(port),
         }
-        return self._service("ingest gateway", "gateway", s.gateway_http_port, env)
+        if n:
+            first = env.get("SMARTCITY_GATEWAY_CLIENT_ID") or GatewaySettings.model_fields["gateway_client_id"].default
+            env["SMARTCITY_GATEWAY_CLIENT_ID"] = f"{first.removesuffix('-1')}-{n + 1}"
+        return self._service("ingest gateway", "gateway", port, env, n)
 
-    def _streams(self) -> Launch:
+    def _streams(self, n: int = 0) -> Launch:
+        """The ``n``-th stream worker: one consumer group, a data directory of its own."""
         s = self.settings
+        port = s.streams_http_port + n
         env = {
             **os.environ,
             "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "SMARTCITY_STREAMS_HTTP_HOST": s.host,
-            "SMARTCITY_STREAMS_HTTP_PORT": str(s.streams_http_port),
-            "SMARTCITY_STREAMS_DATA_DIR": str(self.data_dir / "streams"),
+            "SMARTCITY_STREAMS_HTTP_PORT": str(port),
+            "SMARTCITY_STREAMS_DATA_DIR": str(self.data_dir / ("streams" if n == 0 else f"streams-{n + 1}")),
         }
-        return self._service("stream worker", "streams", s.streams_http_port, env)
+        return self._service("stream worker", "streams", port, env, n)
 
     def _writer(self) -> Launch:
         s = self.settings
@@ -192,7 +221,7 @@ class Stack:
         brokers), each waited for until healthy."""
         launches = self.plan()
         timeout = self.settings.start_timeout_s
-        services = [launch for launch in launches if launch.process.name in SERVICES]
+        services = [launch for launch in launches if _ours(launch.process.name)]
         for launch in launches:
             if launch not in services:
                 launch.start(timeout)
@@ -237,7 +266,7 @@ class Stack:
                 child.launch.process.wait_healthy(child.launch.check, self.settings.start_timeout_s)
         self._topics()
         for child in self.children:
-            if child.launch.process.name in ("api", "stream worker", "influx writer"):
+            if _ours(child.launch.process.name) and not child.launch.process.name.startswith("ingest gateway"):
                 logger.warning("restarting %s after the Kafka restart", child.launch.process.name)
                 child.launch.process.stop()
                 child.launch.process.start()
