@@ -21,6 +21,8 @@ class AlertMetrics:
     routed: Counter
     mqtt_connected: Gauge
     consumer_lag: ConsumerLag
+    fetch_gaps: Counter
+    skipped_offsets: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> AlertMetrics:
@@ -60,6 +62,16 @@ class AlertMetrics:
                 registry=registry,
             ),
             mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while the MQTT channel is connected", registry=registry),
+            fetch_gaps=Counter(
+                f"{ns}_fetch_gaps",
+                "Fetches that skipped offsets and were fetched again (smartcity/offsets.py)",
+                registry=registry,
+            ),
+            skipped_offsets=Counter(
+                f"{ns}_skipped_offsets",
+                "Offsets the broker never returned, given up after many fetches",
+                registry=registry,
+            ),
             consumer_lag=ConsumerLag(
                 f"{ns}_consumer_lag_records",
                 "Records behind the newest offset, per topic, over the partitions this member holds",

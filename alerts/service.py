@@ -38,6 +38,7 @@ from smartcity.clock import now_ms
 from smartcity.contracts.alert import Alert
 from smartcity.contracts.finding import Finding
 from smartcity.errors import KafkaUnavailable
+from smartcity.offsets import OffsetGaps
 
 logger = logging.getLogger(__name__)
 
@@ -167,11 +168,16 @@ class AlertService:
                 max_poll_records=1000,
             )
             self.metrics.consumer_lag.bind(consumer.assignment, consumer.highwater)
+            gaps = OffsetGaps(self.metrics.fetch_gaps, self.metrics.skipped_offsets)
             try:
                 await consumer.start()
                 delay = 0.5
                 while not self._stop.is_set():
-                    batches = await consumer.getmany(timeout_ms=200)
+                    batches = {
+                        tp: kept
+                        for tp, msgs in (await consumer.getmany(timeout_ms=200)).items()
+                        if (kept := gaps.take(consumer, tp, msgs))
+                    }
                     findings = [
                         (f, (m.partition, m.offset))
                         for msgs in batches.values()

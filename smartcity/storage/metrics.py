@@ -19,6 +19,8 @@ class WriterMetrics:
     batch_seconds: Histogram
     influx_up: Gauge
     consumer_lag: ConsumerLag
+    fetch_gaps: Counter
+    skipped_offsets: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WriterMetrics:
@@ -40,6 +42,16 @@ class WriterMetrics:
                 f"{ns}_batch_write_seconds",
                 "InfluxDB write latency per batch (with retries)",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                registry=registry,
+            ),
+            fetch_gaps=Counter(
+                f"{ns}_fetch_gaps",
+                "Fetches that skipped offsets and were fetched again (smartcity/offsets.py)",
+                registry=registry,
+            ),
+            skipped_offsets=Counter(
+                f"{ns}_skipped_offsets",
+                "Offsets the broker never returned, given up after many fetches",
                 registry=registry,
             ),
             consumer_lag=ConsumerLag(

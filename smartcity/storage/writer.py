@@ -35,6 +35,7 @@ from smartcity.contracts.telemetry import decode_batch
 from smartcity.errors import KafkaUnavailable
 from smartcity.influx import InfluxRefused, InfluxUnavailable, LineWriter
 from smartcity.kafka_admin import TopicSpec
+from smartcity.offsets import OffsetGaps
 from smartcity.storage.lines import LineBuilder
 from smartcity.storage.metrics import WriterMetrics
 from smartcity.storage.settings import WriterSettings
@@ -65,6 +66,7 @@ class InfluxWriter:
         self._refused = FlushProducer(settings, [spec])
         self.ready = asyncio.Event()
         self.influx_up = True
+        self._gaps = OffsetGaps(metrics.fetch_gaps, metrics.skipped_offsets)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop``; reconnect to Kafka with backoff."""
@@ -102,6 +104,7 @@ class InfluxWriter:
             heartbeat_interval_ms=s.writer_session_timeout_ms // 4,
         )
         self.metrics.consumer_lag.bind(consumer.assignment, consumer.highwater)
+        self._gaps = OffsetGaps(self.metrics.fetch_gaps, self.metrics.skipped_offsets)
         return consumer
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -134,7 +137,10 @@ class InfluxWriter:
             if left_ms <= 0:
                 break
             fetched = await consumer.getmany(timeout_ms=min(left_ms, 200))
-            for tp, records in fetched.items():
+            for tp, fetched_records in fetched.items():
+                records = self._gaps.take(consumer, tp, fetched_records)
+                if not records:
+                    continue
                 for record in records:
                     readings += self._add(record.value, record.offset, batch)
                 offsets[tp] = records[-1].offset + 1
@@ -152,7 +158,8 @@ class InfluxWriter:
                     # A rebalance meanwhile assigns partitions unpaused, and this poll then returns their records:
                     # read again from the first of them, never dropped (dropping them lost readings).
                     for tp, records in (await consumer.getmany(timeout_ms=0)).items():
-                        consumer.seek(tp, records[0].offset)
+                        expected = self._gaps.expected(tp)
+                        consumer.seek(tp, records[0].offset if expected is None else min(expected, records[0].offset))
                         consumer.pause(tp)
             finally:
                 consumer.resume(*consumer.assignment())
