@@ -100,7 +100,11 @@ def build(
 ) -> Streams:
     """The app and its parts. ``registry``, ``sink`` (where findings go) and ``clock`` are replaceable for tests with
     Faust's test context, which runs agents without a broker."""
-    transport.install(settings.streams_fetch_wait_ms)
+    transport.install(
+        settings.streams_fetch_wait_ms,
+        frozenset({settings.topic_readings, f"{settings.streams_app_id}-site-findings"}),
+        (metrics.fetch_gaps, metrics.skipped_offsets),
+    )
     engine = Engine(load_pack(settings.streams_rule_pack))
     partitioner = Partitioner(settings.readings_partitions)
 

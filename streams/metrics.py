@@ -21,6 +21,8 @@ class StreamMetrics:
     devices_in_memory: Gauge
     lag_seconds: Gauge
     consumer_lag: ConsumerLag
+    fetch_gaps: Counter
+    skipped_offsets: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamMetrics:
@@ -41,6 +43,16 @@ class StreamMetrics:
             ),
             bucket_writes=Counter(f"{ns}_state_bucket_writes", "Changelog records of rule state", registry=registry),
             devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=registry),
+            fetch_gaps=Counter(
+                f"{ns}_fetch_gaps",
+                "Fetches that skipped offsets and were fetched again (smartcity/offsets.py)",
+                registry=registry,
+            ),
+            skipped_offsets=Counter(
+                f"{ns}_skipped_offsets",
+                "Offsets the broker never returned, given up after many fetches",
+                registry=registry,
+            ),
             consumer_lag=ConsumerLag(
                 f"{ns}_consumer_lag_records",
                 "Records behind the newest offset, per topic, over the partitions this member holds",

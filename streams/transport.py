@@ -1,9 +1,13 @@
-"""Faust's aiokafka transport with a configurable fetch wait.
+"""Faust's aiokafka transport with a configurable fetch wait, and fetches that skip offsets fetched again.
 
 Faust 0.15 builds its consumer with ``fetch_max_wait_ms=1500`` and no setting to change it. A broker answers a
 fetch when data arrives or when that wait ends; Tansu answers only when the wait ends, so on the one-machine stack
 every quiet-topic hop (a finding to the site agent, a clock tick) would cost 1.5 s. This transport sets the wait
 from ``streams_fetch_wait_ms`` before the consumer starts. It is selected by the broker URL scheme ``smartcity+kafka``.
+
+Faust takes a jump in offsets as normal (compaction, transaction markers) and reads on. On the topics named in
+``install`` (readings and findings: neither compacted nor transactional) a jump means the broker skipped records
+(smartcity/offsets.py), so those are fetched again before Faust sees what follows them.
 """
 
 from __future__ import annotations
@@ -11,19 +15,48 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import aiokafka
+from aiokafka import TopicPartition
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from prometheus_client import Counter
+
+from smartcity.offsets import OffsetGaps
 
 SCHEME = "smartcity+kafka"
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
     fetch_wait_ms: ClassVar[int] = 50
+    gap_topics: ClassVar[frozenset[str]] = frozenset()
+    gap_counters: ClassVar[tuple[Counter, Counter] | None] = None
+    _gaps: OffsetGaps | None = None
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_wait_ms  # read by the fetcher when the consumer starts
+        if self.gap_counters is not None:  # one per consumer: a new consumer starts from its own positions
+            self._gaps = OffsetGaps(*self.gap_counters)
         return consumer
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        fetched = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        gaps = self._gaps
+        if gaps is None:
+            return fetched
+        out = {}
+        for tp, records in fetched.items():
+            if tp.topic in self.gap_topics:
+                records = gaps.take(consumer, TopicPartition(tp.topic, tp.partition), records)
+            if records:
+                out[tp] = records
+        return out
 
 
 class _Consumer(driver.Consumer):
@@ -35,7 +68,13 @@ class Transport(driver.Transport):
     Consumer = _Consumer
 
 
-def install(fetch_wait_ms: int) -> None:
-    """Register the scheme (idempotent) and set the fetch wait for consumers created from now on."""
+def install(
+    fetch_wait_ms: int, gap_topics: frozenset[str] = frozenset(), gap_counters: tuple[Counter, Counter] | None = None
+) -> None:
+    """Register the scheme (idempotent); set the fetch wait, and the topics whose skipped offsets are fetched again
+    (counted on ``gap_counters``: refetched, given up), for consumers created from now on."""
     _ConsumerThread.fetch_wait_ms = fetch_wait_ms
+    _ConsumerThread.gap_topics = gap_topics
+    if gap_counters is not None:
+        _ConsumerThread.gap_counters = gap_counters
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
