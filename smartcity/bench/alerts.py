@@ -49,7 +49,7 @@ from smartcity.bench.ingest import cpu_seconds
 from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
 from smartcity.contracts.alert import ALERTS_MQTT_TOPIC, Alert
 from smartcity.settings import KafkaConnection
-from smartcity.stack.process import die_with_parent, free_port
+from smartcity.stack.process import die_with_parent, free_port, port_is_free
 from smartcity.stack.secrets import saved_secrets
 
 DEPARTMENT = "emergency"
@@ -112,11 +112,20 @@ class StackRun:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         """``env``: more settings for ``smartcity up`` (``SMARTCITY_GATEWAYS``: replicas on the next ports)."""
         self.data_dir = data_dir
-        ports = {
-            p: free_port()
-            for p in ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP")
-        }
         self.env = {"SMARTCITY_LOG_LEVEL": "WARNING", **os.environ, **(env or {})}
+        replicas = {
+            "GATEWAY_HTTP": int(self.env.get("SMARTCITY_GATEWAYS", "1")),
+            "STREAMS_HTTP": int(self.env.get("SMARTCITY_STREAM_WORKERS", "1")),
+        }
+        ports: dict[str, int] = {}
+        for name in ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP"):
+            while True:  # the OS hands out ports in sequence: a replica's port+n may be another's
+                port = free_port()
+                block = range(port, port + replicas.get(name, 1))
+                taken = {p for other, first in ports.items() for p in range(first, first + replicas.get(other, 1))}
+                if not taken.intersection(block) and all(port_is_free("127.0.0.1", p) for p in block):
+                    ports[name] = port
+                    break
         self.env |= {f"SMARTCITY_{name}_PORT": str(port) for name, port in ports.items()}
         self.mqtt_url, self.kafka = f"mqtt://127.0.0.1:{ports['MQTT']}", f"127.0.0.1:{ports['KAFKA']}"
         self.api = f"http://127.0.0.1:{ports['HTTP']}"

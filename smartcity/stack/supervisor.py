@@ -27,6 +27,7 @@ from rich.table import Table
 
 from devices.mqtt_files import FileAccounts
 from ingest.settings import GatewaySettings
+from smartcity.errors import ConfigError
 from smartcity.kafka_admin import all_topics, ensure_topics
 from smartcity.stack.process import ManagedProcess, require_port
 from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
@@ -127,6 +128,7 @@ class Stack:
             require_port(s.host, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
             require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
             launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
+        self._ports_distinct()
         for n in range(s.gateways):
             require_port(s.host, s.gateway_http_port + n, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
         for n in range(s.stream_workers):
@@ -138,6 +140,31 @@ class Stack:
         launches.append(self._writer())
         launches.append(self._api())
         return launches
+
+    def _ports_distinct(self) -> None:
+        """No two listeners of the stack on one port (replicas take the ports after their first's)."""
+        s = self.settings
+        ports: dict[int, str] = {}
+        wanted = [
+            *([("SMARTCITY_MQTT_PORT", s.mqtt_port)] if s.mqtt_url is None else []),
+            *([("SMARTCITY_KAFKA_PORT", s.kafka_port)] if s.kafka_bootstrap is None else []),
+            *(
+                [("SMARTCITY_INFLUX_PORT", s.influx_port), ("SMARTCITY_INFLUX_RPC_PORT", s.influx_rpc_port)]
+                if s.influx_url is None
+                else []
+            ),
+            *[(f"SMARTCITY_GATEWAY_HTTP_PORT+{n}", s.gateway_http_port + n) for n in range(s.gateways)],
+            *[(f"SMARTCITY_STREAMS_HTTP_PORT+{n}", s.streams_http_port + n) for n in range(s.stream_workers)],
+            ("SMARTCITY_WRITER_HTTP_PORT", s.writer_http_port),
+            ("SMARTCITY_HTTP_PORT", s.http_port),
+        ]
+        for name, port in wanted:
+            if port in ports:
+                raise ConfigError(
+                    f"{name} and {ports[port]} are both port {port}: give one of them another port "
+                    "(replicas of the gateway and the stream worker use the ports right after their first's)"
+                )
+            ports[port] = name.removesuffix("+0")
 
     def _service_env(self, username: str, password: str) -> dict[str, str]:
         env = {**os.environ, "SMARTCITY_MQTT_URL": self.mqtt_url, "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap}

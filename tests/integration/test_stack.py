@@ -272,6 +272,16 @@ def test_up_says_how_to_fix_a_port_that_is_taken(tmp_path: Path) -> None:
     assert not (tmp_path / "stack.json").exists(), "nothing may start when the plan cannot work"
 
 
+def test_up_refuses_a_replica_port_that_is_another_services(tmp_path: Path) -> None:
+    env = _env(SMARTCITY_STREAM_WORKERS="2")
+    env["SMARTCITY_WRITER_HTTP_PORT"] = str(int(env["SMARTCITY_STREAMS_HTTP_PORT"]) + 1)
+    proc = _up(tmp_path, env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "SMARTCITY_WRITER_HTTP_PORT and SMARTCITY_STREAMS_HTTP_PORT+1 are both port" in out
+    assert not (tmp_path / "stack.json").exists(), "nothing may start when the plan cannot work"
+
+
 def test_up_says_which_package_to_install_when_a_binary_is_missing(tmp_path: Path) -> None:
     proc = _up(tmp_path, _env(SMARTCITY_MOSQUITTO_BIN=str(tmp_path / "no-such-mosquitto")))
     out, _ = proc.communicate(timeout=60)
