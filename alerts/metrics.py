@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from smartcity.lag import ConsumerLag, no_assignment, no_highwater
+from smartcity.lag import ConsumerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +20,7 @@ class AlertMetrics:
     save_retries: Counter
     routed: Counter
     mqtt_connected: Gauge
-    consumer_lag: ConsumerLag
-    fetch_gaps: Counter
-    skipped_offsets: Counter
+    consumer: ConsumerMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> AlertMetrics:
@@ -62,22 +60,6 @@ class AlertMetrics:
                 registry=registry,
             ),
             mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while the MQTT channel is connected", registry=registry),
-            fetch_gaps=Counter(
-                f"{ns}_fetch_gaps",
-                "Fetches that skipped offsets and were fetched again (smartcity/offsets.py)",
-                registry=registry,
-            ),
-            skipped_offsets=Counter(
-                f"{ns}_skipped_offsets",
-                "Offsets the broker never returned, given up after many fetches",
-                registry=registry,
-            ),
-            consumer_lag=ConsumerLag(
-                f"{ns}_consumer_lag_records",
-                "Records behind the newest offset, per topic, over the partitions this member holds",
-                assignment=no_assignment,
-                highwater=no_highwater,
-                registry=registry,
-            ),
+            consumer=ConsumerMetrics.create(ns, registry),
             save_retries=Counter(f"{ns}_state_save_retries", "Kafka state saves retried", registry=registry),
         )

@@ -38,7 +38,6 @@ from smartcity.clock import now_ms
 from smartcity.contracts.alert import Alert
 from smartcity.contracts.finding import Finding
 from smartcity.errors import KafkaUnavailable
-from smartcity.offsets import OffsetGaps
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +166,8 @@ class AlertService:
                 heartbeat_interval_ms=s.alerts_session_timeout_ms // 4,
                 max_poll_records=1000,
             )
-            self.metrics.consumer_lag.bind(consumer.assignment, consumer.highwater)
-            gaps = OffsetGaps(self.metrics.fetch_gaps, self.metrics.skipped_offsets)
+            self.metrics.consumer.lag.bind(consumer.assignment, consumer.highwater)
+            gaps = self.metrics.consumer.gaps()
             try:
                 await consumer.start()
                 delay = 0.5
@@ -185,7 +184,7 @@ class AlertService:
                         if (f := self._decode(m.value, m.offset))
                     ]
                     for tp, msgs in batches.items():
-                        self.metrics.consumer_lag.read(tp.topic, tp.partition, msgs[-1].offset)
+                        self.metrics.consumer.lag.read(tp.topic, tp.partition, msgs[-1].offset)
                     if findings:
                         await self._on_findings(findings)
                     if batches:

@@ -10,11 +10,14 @@ a broker round trip); a consumer's first fetch of it returns records and so a po
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from smartcity.offsets import OffsetGaps
 
 
 class TopicPartitionLike(Protocol):
@@ -87,3 +90,37 @@ def no_assignment() -> list[TopicPartitionLike]:
 
 def no_highwater(_tp: TopicPartitionLike) -> int | None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerMetrics:
+    """What every Kafka consumer of ours reports: its lag, and the fetches that skipped offsets (smartcity/offsets.py),
+    as ``<ns>_consumer_lag_records{topic}``, ``<ns>_fetch_gaps_total`` and ``<ns>_skipped_offsets_total``."""
+
+    lag: ConsumerLag
+    fetch_gaps: Counter
+    skipped_offsets: Counter
+
+    @classmethod
+    def create(cls, ns: str, registry: CollectorRegistry) -> ConsumerMetrics:
+        return cls(
+            lag=ConsumerLag(
+                f"{ns}_consumer_lag_records",
+                "Records behind the newest offset, per topic, over the partitions this member holds",
+                assignment=no_assignment,
+                highwater=no_highwater,
+                registry=registry,
+            ),
+            fetch_gaps=Counter(
+                f"{ns}_fetch_gaps", "Fetches that skipped offsets and were fetched again", registry=registry
+            ),
+            skipped_offsets=Counter(
+                f"{ns}_skipped_offsets",
+                "Offsets the broker never returned, given up after many fetches",
+                registry=registry,
+            ),
+        )
+
+    def gaps(self) -> OffsetGaps:
+        """A gap tracker for one consumer (a new consumer starts from its own positions)."""
+        return OffsetGaps(self.fetch_gaps, self.skipped_offsets)

@@ -103,7 +103,7 @@ def build(
     transport.install(
         settings.streams_fetch_wait_ms,
         frozenset({settings.topic_readings, f"{settings.streams_app_id}-site-findings"}),
-        (metrics.fetch_gaps, metrics.skipped_offsets),
+        metrics.consumer,
     )
     engine = Engine(load_pack(settings.streams_rule_pack))
     partitioner = Partitioner(settings.readings_partitions)
@@ -190,7 +190,7 @@ def build(
         metrics.bucket_writes.inc(len(writes))
 
     watched = {settings.topic_readings, site_topic.get_topic_name()}
-    metrics.consumer_lag.bind(
+    metrics.consumer.lag.bind(
         lambda: [tp for tp in app.consumer.assignment() if tp.topic in watched],
         lambda tp: app.consumer.highwater(TP(tp.topic, tp.partition)),
     )
@@ -201,7 +201,7 @@ def build(
         event: EventT[bytes]
         async for event in stream.events():
             partition = event.message.partition
-            metrics.consumer_lag.read(event.message.topic, partition, event.message.offset)
+            metrics.consumer.lag.read(event.message.topic, partition, event.message.offset)
             try:
                 batch = decode_batch(event.value)
             except ValueError as exc:
@@ -244,7 +244,7 @@ def build(
     async def correlate(stream: StreamT[bytes]) -> AsyncIterator[None]:
         event: EventT[bytes]
         async for event in stream.events():
-            metrics.consumer_lag.read(event.message.topic, event.message.partition, event.message.offset)
+            metrics.consumer.lag.read(event.message.topic, event.message.partition, event.message.offset)
             key = event.key if isinstance(event.key, str) else (event.key or b"").decode()
             finding = Finding.model_validate_json(event.value)
             found, dump = sites.correlate(key, finding, clock(), site_state.get)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from smartcity.lag import ConsumerLag, no_assignment, no_highwater
+from smartcity.lag import ConsumerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +20,7 @@ class StreamMetrics:
     bucket_writes: Counter
     devices_in_memory: Gauge
     lag_seconds: Gauge
-    consumer_lag: ConsumerLag
-    fetch_gaps: Counter
-    skipped_offsets: Counter
+    consumer: ConsumerMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamMetrics:
@@ -43,23 +41,7 @@ class StreamMetrics:
             ),
             bucket_writes=Counter(f"{ns}_state_bucket_writes", "Changelog records of rule state", registry=registry),
             devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=registry),
-            fetch_gaps=Counter(
-                f"{ns}_fetch_gaps",
-                "Fetches that skipped offsets and were fetched again (smartcity/offsets.py)",
-                registry=registry,
-            ),
-            skipped_offsets=Counter(
-                f"{ns}_skipped_offsets",
-                "Offsets the broker never returned, given up after many fetches",
-                registry=registry,
-            ),
-            consumer_lag=ConsumerLag(
-                f"{ns}_consumer_lag_records",
-                "Records behind the newest offset, per topic, over the partitions this member holds",
-                assignment=no_assignment,
-                highwater=no_highwater,
-                registry=registry,
-            ),
+            consumer=ConsumerMetrics.create(ns, registry),
             lag_seconds=Gauge(
                 f"{ns}_event_lag_seconds", "Wall clock minus the newest receive time evaluated", registry=registry
             ),

@@ -19,8 +19,8 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
-from prometheus_client import Counter
 
+from smartcity.lag import ConsumerMetrics
 from smartcity.offsets import OffsetGaps
 
 SCHEME = "smartcity+kafka"
@@ -29,14 +29,14 @@ SCHEME = "smartcity+kafka"
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
     fetch_wait_ms: ClassVar[int] = 50
     gap_topics: ClassVar[frozenset[str]] = frozenset()
-    gap_counters: ClassVar[tuple[Counter, Counter] | None] = None
+    gap_metrics: ClassVar[ConsumerMetrics | None] = None
     _gaps: OffsetGaps | None = None
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_wait_ms  # read by the fetcher when the consumer starts
-        if self.gap_counters is not None:  # one per consumer: a new consumer starts from its own positions
-            self._gaps = OffsetGaps(*self.gap_counters)
+        if self.gap_metrics is not None:  # one per consumer: a new consumer starts from its own positions
+            self._gaps = self.gap_metrics.gaps()
         return consumer
 
     async def _fetch_records(
@@ -69,12 +69,12 @@ class Transport(driver.Transport):
 
 
 def install(
-    fetch_wait_ms: int, gap_topics: frozenset[str] = frozenset(), gap_counters: tuple[Counter, Counter] | None = None
+    fetch_wait_ms: int, gap_topics: frozenset[str] = frozenset(), gap_metrics: ConsumerMetrics | None = None
 ) -> None:
     """Register the scheme (idempotent); set the fetch wait, and the topics whose skipped offsets are fetched again
-    (counted on ``gap_counters``: refetched, given up), for consumers created from now on."""
+    (counted on ``gap_metrics``), for consumers created from now on."""
     _ConsumerThread.fetch_wait_ms = fetch_wait_ms
     _ConsumerThread.gap_topics = gap_topics
-    if gap_counters is not None:
-        _ConsumerThread.gap_counters = gap_counters
+    if gap_metrics is not None:
+        _ConsumerThread.gap_metrics = gap_metrics
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from smartcity.lag import ConsumerLag, no_assignment, no_highwater
+from smartcity.lag import ConsumerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +18,7 @@ class WriterMetrics:
     batch_points: Histogram
     batch_seconds: Histogram
     influx_up: Gauge
-    consumer_lag: ConsumerLag
-    fetch_gaps: Counter
-    skipped_offsets: Counter
+    consumer: ConsumerMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WriterMetrics:
@@ -44,22 +42,6 @@ class WriterMetrics:
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
                 registry=registry,
             ),
-            fetch_gaps=Counter(
-                f"{ns}_fetch_gaps",
-                "Fetches that skipped offsets and were fetched again (smartcity/offsets.py)",
-                registry=registry,
-            ),
-            skipped_offsets=Counter(
-                f"{ns}_skipped_offsets",
-                "Offsets the broker never returned, given up after many fetches",
-                registry=registry,
-            ),
-            consumer_lag=ConsumerLag(
-                f"{ns}_consumer_lag_records",
-                "Records behind the newest offset, per topic, over the partitions this member holds",
-                assignment=no_assignment,
-                highwater=no_highwater,
-                registry=registry,
-            ),
+            consumer=ConsumerMetrics.create(ns, registry),
             influx_up=Gauge(f"{ns}_influx_up", "1 while InfluxDB takes writes", registry=registry),
         )

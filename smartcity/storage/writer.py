@@ -35,7 +35,6 @@ from smartcity.contracts.telemetry import decode_batch
 from smartcity.errors import KafkaUnavailable
 from smartcity.influx import InfluxRefused, InfluxUnavailable, LineWriter
 from smartcity.kafka_admin import TopicSpec
-from smartcity.offsets import OffsetGaps
 from smartcity.storage.lines import LineBuilder
 from smartcity.storage.metrics import WriterMetrics
 from smartcity.storage.settings import WriterSettings
@@ -66,7 +65,7 @@ class InfluxWriter:
         self._refused = FlushProducer(settings, [spec])
         self.ready = asyncio.Event()
         self.influx_up = True
-        self._gaps = OffsetGaps(metrics.fetch_gaps, metrics.skipped_offsets)
+        self._gaps = metrics.consumer.gaps()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop``; reconnect to Kafka with backoff."""
@@ -103,8 +102,8 @@ class InfluxWriter:
             session_timeout_ms=s.writer_session_timeout_ms,
             heartbeat_interval_ms=s.writer_session_timeout_ms // 4,
         )
-        self.metrics.consumer_lag.bind(consumer.assignment, consumer.highwater)
-        self._gaps = OffsetGaps(self.metrics.fetch_gaps, self.metrics.skipped_offsets)
+        self.metrics.consumer.lag.bind(consumer.assignment, consumer.highwater)
+        self._gaps = self.metrics.consumer.gaps()
         return consumer
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -144,7 +143,7 @@ class InfluxWriter:
                 for record in records:
                     readings += self._add(record.value, record.offset, batch)
                 offsets[tp] = records[-1].offset + 1
-                self.metrics.consumer_lag.read(tp.topic, tp.partition, records[-1].offset)
+                self.metrics.consumer.lag.read(tp.topic, tp.partition, records[-1].offset)
         return batch, offsets, readings
 
     async def _land(self, consumer: AIOKafkaConsumer, flight: _Flight, stop: asyncio.Event) -> bool:
