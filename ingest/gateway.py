@@ -25,11 +25,20 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from devices.directory import DeviceDirectory
 from ingest.acks import AckTracker
 from ingest.kafka import FlushProducer, Record
+from ingest.limits import DeviceRateLimit
 from ingest.metrics import GatewayMetrics
-from ingest.parse import parse_message
+from ingest.parse import Parsed, device_id_of, parse_message
 from ingest.partitioning import Partitioner, group_by_partition
 from ingest.settings import GatewaySettings
-from smartcity.contracts import ERRORS_TOPIC, SCHEMA_VERSION, ReadingDict, RefusedMessage
+from smartcity.contracts import (
+    ERRORS_TOPIC,
+    SCHEMA_VERSION,
+    ReadingDict,
+    Refusal,
+    RefusalItem,
+    RefusalReason,
+    RefusedMessage,
+)
 from smartcity.errors import KafkaUnavailable
 from smartcity.kafka_admin import flow_topics
 from smartcity.mqtt import AsyncMqttClient
@@ -54,6 +63,7 @@ class Gateway:
         self._metrics = metrics
         self._partitioner = Partitioner(settings.readings_partitions)
         self._tracker = AckTracker()
+        self._limit = DeviceRateLimit(settings.gateway_device_rate, settings.gateway_device_burst)
         self._producer = FlushProducer(settings, flow_topics(settings), timeout_s=settings.gateway_kafka_timeout_s)
         self._flush = _Flush()
         self._timer: asyncio.TimerHandle | None = None
@@ -147,7 +157,17 @@ class Gateway:
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         received_at = int(time.time() * 1000)
         payload = bytes(msg.payload)
-        parsed = parse_message(msg.topic, payload, received_at, self._directory)
+        device_id, now = device_id_of(msg.topic), time.monotonic()
+        tell = True
+        if self._limit.allow(device_id, now):  # before parsing: a flood costs a dict lookup a message
+            parsed = parse_message(msg.topic, payload, received_at, self._directory)
+        else:
+            parsed = Parsed(device_id)
+            s = self.settings
+            limit = f"more than {s.gateway_device_rate:g} messages/s (bursts of {s.gateway_device_burst:g})"
+            item = RefusalItem(reason=RefusalReason.RATE_LIMITED, detail=f"device {device_id[:80]!r} sent {limit}")
+            parsed.refusal = Refusal.of(device_id, msg.topic, received_at, 0, [item])
+            tell = self._limit.tell(device_id, now)
         flush = self._flush
         flush.messages += 1
         if parsed.readings:
@@ -157,8 +177,9 @@ class Gateway:
         if refusal is not None:
             for item in refusal.errors:
                 self._metrics.refusals.labels(item.reason.value).inc()
-            body = refusal.model_dump_json().encode()
-            self.mqtt.publish(ERRORS_TOPIC.format(device_id=parsed.device_id), body, qos=1)
+            if tell:
+                body = refusal.model_dump_json().encode()
+                self.mqtt.publish(ERRORS_TOPIC.format(device_id=parsed.device_id), body, qos=1)
             flush.refused.append(
                 Record(
                     self.settings.topic_rejected,

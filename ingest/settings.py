@@ -31,6 +31,10 @@ class GatewaySettings(MqttConnection, KafkaConnection):
     gateway_receive_maximum: int = Field(
         2000, ge=1, le=65535, description="QoS 1 messages the broker may have in flight to us, unacknowledged"
     )
+    gateway_device_rate: float = Field(
+        20.0, gt=0, description="messages a second one device may send on average (over it: refused, rate_limited)"
+    )
+    gateway_device_burst: float = Field(200.0, ge=1, description="messages one device may send in a burst")
     gateway_linger_ms: float = Field(5.0, ge=0, description="how long a flush waits for more readings")
     gateway_max_batch: int = Field(5000, ge=1, description="readings that trigger a flush at once")
     gateway_max_per_record: int = Field(1000, ge=1, description="readings per Kafka record at most")

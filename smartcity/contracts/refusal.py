@@ -35,6 +35,7 @@ class RefusalReason(StrEnum):
     BAD_SEQ = "bad_seq"  # `seq` not a non-negative integer
     BAD_DRILL = "bad_drill"  # `drill` not a boolean
     UNKNOWN_FIELD = "unknown_field"  # a field the contract does not have (a typo, usually)
+    RATE_LIMITED = "rate_limited"  # the device sent more messages than its rate limit (gateway_device_rate)
     STORAGE_REFUSED = "storage_refused"  # accepted, but InfluxDB refused the point (a field's type changed)
 
 
