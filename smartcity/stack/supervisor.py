@@ -27,7 +27,7 @@ from rich.table import Table
 
 from devices.mqtt_files import FileAccounts
 from ingest.settings import GatewaySettings
-from smartcity.errors import ConfigError
+from smartcity.errors import ConfigError, StackError
 from smartcity.kafka_admin import all_topics, ensure_topics
 from smartcity.stack.process import ManagedProcess, require_port
 from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
@@ -38,6 +38,7 @@ from streams.settings import StreamsSettings
 logger = logging.getLogger(__name__)
 
 READY_LINE = "SmartCity is up"
+TANSU = "kafka (tansu)"  # the one-machine Kafka: memory only, so a restart of it comes back empty
 SERVICES = ("ingest gateway", "stream worker", "influx writer", "api")  # our own processes
 
 
@@ -282,21 +283,29 @@ class Stack:
             child.restarts += 1
             child.next_restart = now + min(2**child.restarts, 30)
             process.start()
+            if process.name == TANSU:
+                try:
+                    self._after_kafka_restart()
+                except StackError as exc:  # Tansu died again: the next round restarts it and tries again
+                    logger.error("after the Kafka restart: %s", exc)
             self._write_state()
 
     def _after_kafka_restart(self) -> None:
-        """The memory broker came back empty: recreate the topics; restart the API, which republishes the registry
-        at start (until it does, gateways following the devices topic would refuse every device), and the stream
-        worker, whose consumer group and table changelogs are gone (its rule state starts afresh: docs/rules.md)."""
+        """The memory broker came back empty. Stop our services (no client may ask for a topic while it is being
+        made: Tansu's memory store breaks on that race), recreate the topics, start the services again: the API
+        republishes the registry (until then gateways would refuse every device), stream workers start with empty
+        rule state (their changelogs are gone: docs/rules.md), the writer reads the new topic from its start.
+        Gateways stopped with SIGTERM hand what they hold to Kafka or leave it unacknowledged in Mosquitto."""
+        ours = [c.launch.process for c in self.children if _ours(c.launch.process.name)]
+        for process in reversed(ours):
+            process.stop()
         for child in self.children:
-            if child.launch.process.name == "kafka (tansu)":
+            if child.launch.process.name == TANSU:
                 child.launch.process.wait_healthy(child.launch.check, self.settings.start_timeout_s)
         self._topics()
-        for child in self.children:
-            if _ours(child.launch.process.name) and not child.launch.process.name.startswith("ingest gateway"):
-                logger.warning("restarting %s after the Kafka restart", child.launch.process.name)
-                child.launch.process.stop()
-                child.launch.process.start()
+        for process in ours:
+            logger.warning("restarting %s after the Kafka restart", process.name)
+            process.start()
         self._write_state()
 
     def stop(self) -> None:
