@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -19,3 +21,21 @@ async def influx_rows(url: str, db: str, query: str) -> list[dict[str, Any]]:
         for series in result.get("series", [])
         for values in series.get("values", [])
     ]
+
+
+def wait_gas_count(url: str, prefix: str, since_ms: int, expected: int, timeout: float = 120) -> int:
+    """The count of ``ch4_lel`` points of devices named ``prefix...`` from ``since_ms`` on, polled until it reaches
+    ``expected`` or ``timeout`` passes (for tests of a whole stack, from synchronous code)."""
+    query = f'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" =~ /^{prefix}/ AND time >= {since_ms}ms'
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = asyncio.run(influx_rows(url, "smartcity", query))
+        stored = int(rows[0]["count"]) if rows else 0
+        if stored >= expected or time.monotonic() > deadline:
+            return stored
+        time.sleep(2)
+
+
+def gas_points(url: str, prefix: str, since_ms: int) -> list[dict[str, Any]]:
+    query = f'SELECT "device_id", "ch4_lel" FROM "gas" WHERE "device_id" =~ /^{prefix}/ AND time >= {since_ms}ms'
+    return asyncio.run(influx_rows(url, "smartcity", query))

@@ -38,8 +38,9 @@ from smartcity.bench.alerts import StackRun
 from smartcity.contracts.alert import Alert
 from smartcity.contracts.telemetry import ReadingBatch
 from smartcity.stack.process import tcp_accepts
-from tests.influx_util import influx_rows
+from tests.influx_util import gas_points, wait_gas_count
 from tests.kafka_util import consume, distinct_seqs
+from tests.stack_util import api, until_online
 
 pytestmark = pytest.mark.integration
 
@@ -118,10 +119,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
         yield run
 
 
-def _http(stack: StackRun) -> httpx.Client:
-    return httpx.Client(base_url=stack.api, headers={"Authorization": f"Bearer {stack.token}"}, timeout=10)
-
-
 def _healthy(stack: StackRun) -> bool:
     """Every part of the stack answers: our services' /healthz, the brokers' ports, InfluxDB's /ping."""
     stack.read_state()
@@ -157,21 +154,8 @@ def _recover(stack: StackRun, name: str, old: int, killed: float, bound_s: float
     return time.monotonic() - killed
 
 
-def _until_known(stack: StackRun, client: Mqtt, devices: list[str], ts: int) -> None:
-    pending = set(devices)
-    deadline = time.monotonic() + 60
-    with _http(stack) as http:
-        while pending:
-            assert time.monotonic() < deadline, f"{len(pending)} devices never became known"
-            for device_id in pending:
-                body = json.dumps({"ts": ts, "values": {"battery_pct": 90.0}})
-                client.client.publish(f"devices/{device_id}/telemetry", body, qos=1)
-            time.sleep(1.5)
-            pending = {d for d in pending if http.get(f"/api/devices/{d}/health").json().get("last_seen") is None}
-
-
 def _alerts(stack: StackRun) -> list[Alert]:
-    with _http(stack) as http:
+    with api(stack) as http:
         return [Alert.model_validate(a) for a in http.get("/api/alerts", params={"state": "all"}).json()]
 
 
@@ -199,7 +183,7 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
         stack.mqtt_url, f"dept-{DEPARTMENT}", secrets["departments"][DEPARTMENT], "flt-officer", f"alerts/{DEPARTMENT}"
     )
     t0 = int(time.time() * 1000) - 300_000
-    _until_known(stack, publisher, [*NORMAL, *HAZARD.values()], t0 - 1000)
+    until_online(stack, publisher.client, [*NORMAL, *HAZARD.values()], t0 - 1000)
     load = Load(publisher, t0)
     load.start()
     recovery: dict[str, float] = {}
@@ -211,7 +195,7 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
             if name == "api":  # an acknowledgement made before the alerts service dies must outlive it
                 first = _wait_alerts(stack, {f"{HAZARD[FAULTS[0]]}:gas.ch4"})
                 assert first, "the first hazard's alert never arrived"
-                with _http(stack) as http:
+                with api(stack) as http:
                     answer = http.post(f"/api/alerts/{first[0].id}/ack", json={"note": "故障测试 / fault test"})
                 assert answer.status_code == 200, answer.text
                 acknowledged = first[0].id
@@ -270,19 +254,9 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
     lost = {(d, s, at) for d, s, at in load.sent if (d, s) not in in_kafka}
     start, end = windows["mosquitto"]
     assert all(start <= at <= end for _, _, at in lost), "readings lost outside Mosquitto's own crash"
-    query = f'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" =~ /^flt-n-/ AND time >= {t0}ms'
-    deadline = time.monotonic() + 120
-    while True:
-        rows = asyncio.run(influx_rows(stack.influx, "smartcity", query))
-        stored = int(rows[0]["count"]) if rows else 0
-        if stored >= len(in_kafka) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    stored = wait_gas_count(stack.influx, "flt-n-", t0, len(in_kafka))
     if stored != len(in_kafka):  # which ones, and during which fault
-        query = f'SELECT "device_id", "ch4_lel" FROM "gas" WHERE "device_id" =~ /^flt-n-/ AND time >= {t0}ms'
-        have = {
-            (r["device_id"], r["time"] - t0 + 1) for r in asyncio.run(influx_rows(stack.influx, "smartcity", query))
-        }
+        have = {(r["device_id"], r["time"] - t0 + 1) for r in gas_points(stack.influx, "flt-n-", t0)}
         missing = sorted((at, d, s) for d, s, at in load.sent if (d, s) in in_kafka and (d, s) not in have)
         phases = [next((n for n, (a, b) in windows.items() if a <= at <= b), "between faults") for at, _, _ in missing]
         began = load.sent[0][2]

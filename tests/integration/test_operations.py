@@ -29,9 +29,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from smartcity.bench.alerts import StackRun
 from smartcity.contracts.alert import Alert
-from tests.influx_util import influx_rows
+from tests.influx_util import gas_points, wait_gas_count
 from tests.kafka_util import consume, distinct_seqs, readings_of
 from tests.mqtt_util import Client
+from tests.stack_util import api, until_online
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +57,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
         yield run
 
 
-def _http(stack: StackRun) -> httpx.Client:
-    return httpx.Client(base_url=stack.api, headers={"Authorization": f"Bearer {stack.token}"}, timeout=30)
-
-
 def _publisher(stack: StackRun) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ops-publisher", protocol=MQTTProtocolVersion.MQTTv5)
     client.username_pw_set("admin", stack.admin_password)
@@ -75,22 +72,6 @@ def _publisher(stack: StackRun) -> mqtt.Client:
 
 def _send(client: mqtt.Client, device_id: str, body: dict[str, Any]) -> mqtt.MQTTMessageInfo:
     return client.publish(f"devices/{device_id}/telemetry", json.dumps(body).encode(), qos=1)
-
-
-def _until_online(stack: StackRun, client: mqtt.Client, devices: list[str], ts: int) -> None:
-    """One health reading per device (``device_health``, not ``gas``: the counts below stay exact) until the API
-    sees every device: both gateways then know them from the registry topic."""
-    pending = set(devices)
-    deadline = time.monotonic() + 60
-    with _http(stack) as http:
-        while pending:
-            assert time.monotonic() < deadline, f"{len(pending)} devices never became known"
-            for device_id in pending:
-                _send(client, device_id, {"ts": ts, "values": {"battery_pct": 90.0}})
-            time.sleep(1.5)
-            for device_id in list(pending):
-                if http.get(f"/api/devices/{device_id}/health").json().get("last_seen") is not None:
-                    pending.discard(device_id)
 
 
 def _metrics(url: str) -> str:
@@ -121,7 +102,7 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
     client = _publisher(stack)
     try:
         ts = int(time.time() * 1000) - 600_000
-        _until_online(stack, client, NORMAL + HAZARD, ts)
+        until_online(stack, client, NORMAL + HAZARD, ts)
         infos = [_send(client, d, {"ts": ts + 1, "seq": 0, "values": {"ch4_lel": 1.0}}) for d in NORMAL]
         infos.append(client.publish("devices/ops-n-0/telemetry", b"{not json", qos=1))
         for info in infos:
@@ -213,7 +194,7 @@ def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_
     hazard_at = {d: 3 + i * (SECONDS - 6) / len(HAZARD) for i, d in enumerate(HAZARD)}  # seconds into the stream
     killed: list[int] = []
     try:
-        _until_online(stack, client, NORMAL + HAZARD, t0 - 1000)
+        until_online(stack, client, NORMAL + HAZARD, t0 - 1000)
         infos = []
         devices = NORMAL + HAZARD
         start = time.monotonic()
@@ -253,19 +234,9 @@ def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_
     assert not missing, f"{len(missing)} readings never reached Kafka, e.g. {sorted(missing)[:5]}"
 
     # InfluxDB holds each exactly once (a point is its series and timestamp: a redelivery overwrites itself).
-    query = f'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" =~ /^ops-/ AND time >= {t0}ms'
-    deadline = time.monotonic() + 120
-    while True:
-        rows = asyncio.run(influx_rows(stack.influx, "smartcity", query))
-        stored = int(rows[0]["count"]) if rows else 0
-        if stored >= len(published) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    stored = wait_gas_count(stack.influx, "ops-", t0, len(published))
     if stored != len(published):  # say which, and where they sit in Kafka
-        query = f'SELECT "device_id", "ch4_lel" FROM "gas" WHERE "device_id" =~ /^ops-/ AND time >= {t0}ms'
-        have = {
-            (r["device_id"], r["time"] - t0 + 1) for r in asyncio.run(influx_rows(stack.influx, "smartcity", query))
-        }
+        have = {(r["device_id"], r["time"] - t0 + 1) for r in gas_points(stack.influx, "ops-", t0)}
         lost = published - have
         where = [(p, key, r) for p, key, b in readings_of(records) for r in b.readings if (r.device_id, r.seq) in lost]
         writer = httpx.get(f"{stack.urls['influx writer']}/metrics", timeout=5).text
@@ -277,7 +248,7 @@ def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_
     # Every hazard raised one alert: one in the API, one alert id on MQTT; nothing else for these devices.
     expected = {f"{d}:gas.ch4" for d in HAZARD}
     deadline = time.monotonic() + 60
-    with _http(stack) as http:
+    with api(stack) as http:
         while True:
             shown = [Alert.model_validate(a) for a in http.get("/api/alerts", params={"state": "all"}).json()]
             ours = [a for a in shown if (a.device_id or "").startswith("ops-")]
