@@ -166,8 +166,7 @@ class AlertService:
                 heartbeat_interval_ms=s.alerts_session_timeout_ms // 4,
                 max_poll_records=1000,
             )
-            self.metrics.consumer.lag.bind(consumer.assignment, consumer.highwater)
-            gaps = self.metrics.consumer.gaps()
+            gaps = self.metrics.consumer.attach(consumer)
             try:
                 await consumer.start()
                 delay = 0.5
@@ -183,8 +182,6 @@ class AlertService:
                         for m in msgs
                         if (f := self._decode(m.value, m.offset))
                     ]
-                    for tp, msgs in batches.items():
-                        self.metrics.consumer.lag.read(tp.topic, tp.partition, msgs[-1].offset)
                     if findings:
                         await self._on_findings(findings)
                     if batches:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -124,3 +125,8 @@ class ConsumerMetrics:
     def gaps(self) -> OffsetGaps:
         """A gap tracker for one consumer (a new consumer starts from its own positions)."""
         return OffsetGaps(self.fetch_gaps, self.skipped_offsets)
+
+    def attach(self, consumer: AIOKafkaConsumer) -> OffsetGaps:
+        """Follow ``consumer``: its lag from what its gap tracker hands out; use that tracker on every fetch."""
+        self.lag.bind(consumer.assignment, consumer.highwater)
+        return OffsetGaps(self.fetch_gaps, self.skipped_offsets, on_read=self.lag.read)

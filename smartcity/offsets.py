@@ -13,6 +13,7 @@ consumer back to the first missing offset so the next fetch asks for it again. A
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from aiokafka import TopicPartition
@@ -36,7 +37,16 @@ class _Seeker(Protocol):
 class OffsetGaps:
     """Per consumer: the next offset expected of each partition, and how often a gap was fetched again."""
 
-    def __init__(self, refetched: Counter, skipped: Counter, *, patience: int = 50) -> None:
+    def __init__(
+        self,
+        refetched: Counter,
+        skipped: Counter,
+        *,
+        patience: int = 50,
+        on_read: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        """``on_read(topic, partition, offset)`` hears of the last record ``take`` hands out (consumer lag)."""
+        self._on_read = on_read
         self._refetched = refetched
         self._skipped = skipped
         self._patience = patience
@@ -63,7 +73,7 @@ class OffsetGaps:
                 self._refetched.inc()
                 consumer.seek(tp, want)
                 self._next[tp] = want
-                return records[:i]
+                return self._read(tp, records[:i])
             self._tries.pop((tp, want), None)
             self._skipped.inc(record.offset - want)
             logger.error(
@@ -77,4 +87,9 @@ class OffsetGaps:
         self._next[tp] = records[-1].offset + 1
         if self._tries:
             self._tries = {k: v for k, v in self._tries.items() if k[0] != tp or k[1] >= self._next[tp]}
+        return self._read(tp, records)
+
+    def _read(self, tp: TopicPartition, records: list[R]) -> list[R]:
+        if records and self._on_read is not None:
+            self._on_read(tp.topic, tp.partition, records[-1].offset)
         return records

@@ -102,8 +102,7 @@ class InfluxWriter:
             session_timeout_ms=s.writer_session_timeout_ms,
             heartbeat_interval_ms=s.writer_session_timeout_ms // 4,
         )
-        self.metrics.consumer.lag.bind(consumer.assignment, consumer.highwater)
-        self._gaps = self.metrics.consumer.gaps()
+        self._gaps = self.metrics.consumer.attach(consumer)
         return consumer
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -143,7 +142,6 @@ class InfluxWriter:
                 for record in records:
                     readings += self._add(record.value, record.offset, batch)
                 offsets[tp] = records[-1].offset + 1
-                self.metrics.consumer.lag.read(tp.topic, tp.partition, records[-1].offset)
         return batch, offsets, readings
 
     async def _land(self, consumer: AIOKafkaConsumer, flight: _Flight, stop: asyncio.Event) -> bool:
