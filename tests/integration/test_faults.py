@@ -13,7 +13,7 @@ whole time; during each fault a hazard device crosses the methane alarm level. A
 The Kafka-compatible broker of the one-machine stack (Tansu) keeps memory only: killing it loses what it held. The
 supervisor then recreates the topics and restarts the services; that works on a fresh stack (about 17 s), but after
 the faults above the API could not read its state back from the new broker and kept restarting, so the Kafka kill
-is not in this suite yet (docs/reliability.md, "Open"). Nor is the stream worker's (see FAULTS).
+is not in this suite yet (docs/reliability.md, "Open").
 """
 
 from __future__ import annotations
@@ -45,11 +45,7 @@ from tests.stack_util import api, until_online
 pytestmark = pytest.mark.integration
 
 NORMAL = [f"flt-n-{i}" for i in range(60)]
-# The stream worker is not in this list yet: a single worker killed with SIGKILL and restarted sometimes begins a
-# partition past its committed offset on Tansu, so readings written while no worker ran are never evaluated (found
-# by this suite; reproduced in about half of the runs; docs/reliability.md, "Open"). Two workers, one killed, the
-# other taking over, are proven by test_streams_failover.py and test_operations.py.
-FAULTS = ("ingest gateway", "influx writer", "api", "influxdb", "mosquitto")
+FAULTS = ("ingest gateway", "stream worker", "influx writer", "api", "influxdb", "mosquitto")
 HAZARD = {name: f"flt-h-{i}" for i, name in enumerate(FAULTS)}
 RATE = 150  # readings per second, one per message
 RECOVERY_S = 60.0  # the stated bound: every part healthy again this long after a kill
