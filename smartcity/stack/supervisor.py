@@ -282,30 +282,38 @@ class Stack:
             )
             child.restarts += 1
             child.next_restart = now + min(2**child.restarts, 30)
-            process.start()
             if process.name == TANSU:
                 try:
-                    self._after_kafka_restart()
+                    self._restart_kafka(child.launch)
                 except StackError as exc:  # Tansu died again: the next round restarts it and tries again
                     logger.error("after the Kafka restart: %s", exc)
+            else:
+                process.start()
             self._write_state()
 
-    def _after_kafka_restart(self) -> None:
-        """The memory broker came back empty. Stop our services (no client may ask for a topic while it is being
-        made: Tansu's memory store breaks on that race), recreate the topics, start the services again: the API
-        republishes the registry (until then gateways would refuse every device), stream workers start with empty
-        rule state (their changelogs are gone: docs/rules.md), the writer reads the new topic from its start.
-        Gateways stopped with SIGTERM hand what they hold to Kafka or leave it unacknowledged in Mosquitto."""
-        ours = [c.launch.process for c in self.children if _ours(c.launch.process.name)]
-        for process in reversed(ours):
-            process.stop()
-        for child in self.children:
-            if child.launch.process.name == TANSU:
-                child.launch.process.wait_healthy(child.launch.check, self.settings.start_timeout_s)
+    def _restart_kafka(self, tansu: Launch) -> None:
+        """The memory broker comes back empty. Stop our services *before* it starts again: a client that reconnects
+        to the new broker produces to or asks for topics that do not exist yet, and Tansu's memory store breaks when
+        a topic is made while clients ask for it (measured: every produce then failed with ``AlreadyExists`` for
+        minutes). Then start it, recreate the topics and start the services again, the API first and alone until it
+        serves, for it republishes the registry (until then a gateway would refuse, as unknown, every device whose
+        readings Mosquitto held for it during the outage), stream workers start with empty rule state (their
+        changelogs are gone: docs/rules.md), the writer reads the new topic from its start. Gateways stopped with
+        SIGTERM cannot hand what they hold to a dead Kafka: it stays unacknowledged in Mosquitto, which redelivers
+        it to the gateway when it is back."""
+        ours = [c.launch for c in self.children if _ours(c.launch.process.name)]
+        for launch in reversed(ours):
+            launch.process.stop()
+        timeout = self.settings.start_timeout_s
+        tansu.process.start()
+        tansu.process.wait_healthy(tansu.check, timeout)
         self._topics()
-        for process in ours:
-            logger.warning("restarting %s after the Kafka restart", process.name)
-            process.start()
+        ours.sort(key=lambda launch: launch.process.name != "api")  # the registry is republished before it serves
+        for i, launch in enumerate(ours):
+            logger.warning("restarting %s after the Kafka restart", launch.process.name)
+            launch.process.start()
+            if i == 0 and launch.process.name == "api":
+                launch.process.wait_healthy(launch.check, timeout)
         self._write_state()
 
     def stop(self) -> None:
