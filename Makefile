@@ -1,5 +1,5 @@
 # One word per job. Every target sets up what it needs first (Debian packages, .venv, the project).
-.PHONY: setup up demo test test-unit lint format bench clean
+.PHONY: setup up demo test test-unit lint format bench soak clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -45,6 +45,9 @@ bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see
 	$(BIN)/smartcity bench storage
 	$(BIN)/smartcity simulate quality
 	$(BIN)/smartcity bench e2e
+
+soak: setup  ## 30 minutes at half of W1's peak: memory, lag and latency must stay flat (not part of bench)
+	$(BIN)/smartcity bench soak
 
 clean:
 	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results drill-reports

@@ -248,5 +248,26 @@ def bench_e2e(
     run_all(out, quick)
 
 
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(min=1, help="how long the load is held")] = 30,
+    rate: Annotated[
+        int | None,
+        typer.Option(
+            min=100,
+            help="readings/s; default half of W1's recorded peak: 5,983/s in docs/benchmarks.md (End to end), so 2,900",
+        ),
+    ] = None,
+    out: Path = Path("bench-results/soak.json"),
+) -> None:
+    """The whole stack at a steady rate for a long while: memory, lag and alert latency over time must stay flat.
+    Exit 1 if one is not (or the rate did not hold, a process restarted, the flow did not drain). Not in CI."""
+    from smartcity.bench.soak import DEFAULT_RATE, run
+
+    if not run(minutes, rate or DEFAULT_RATE, out)["ok"]:
+        typer.secho("the soak failed: see the verdicts above", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,475 @@
+"""Soak (issue 10): the whole stack for half an hour at half of W1's peak; memory, lag and latency must stay flat.
+
+Not part of ``make bench`` nor of CI: it wants 30 minutes of a quiet machine (``make soak``).
+
+A run is the end-to-end benchmark's latency workload, held: ``smartcity up`` on free ports in a temporary data
+directory (``StackRun``), a generated Longgang fleet of 10,000 devices driven by ``simulators.load_publisher`` at one
+steady rate (healthy readings: no alert), and every 0.5 s a probe gas detector crossing the ``gas.ch4`` threshold
+(``Probes`` of the alert benchmark: publish to its ``raised`` message on ``alerts/emergency``), cleared five probes
+later. Probes cycle through a pool of 800 devices, each raised at most once every 400 s: that stays under the rules'
+flap detection (6 changes in 600 s), and the alerts service's book stops growing once every probe key has its alert
+(a cleared, unacknowledged alert is raised again under its key), so the probes cause no growth of their own.
+
+Every ``sample_s`` (30 s; less for a short run, so that every run has 12 samples) one row:
+
+- **memory**: RSS (``/proc/<pid>/status``) of every process in ``stack.json``, read again each time: a changed pid
+  is a restart;
+- **lag**: every ``*_consumer_lag_records`` gauge, per service and topic: the mean of polls every 3 s in the window;
+- **throughput**: readings/s accepted by the gateway, evaluated by the stream worker, stored by the writer (their own
+  counters); the backlog, accepted minus stored;
+- **alert latency**: p50, p95 and max of the probes sent in the window, shifted back by the 5 s timeout so that each
+  probe judged had its chance; a probe whose alert took longer is late and counts as 5 s.
+
+The verdicts are pure (``judge``): a series is flat when the least-squares slope over the second half of the run
+(the first is warm-up: caches fill, heaps grow to their working size), extended over the whole run, adds no more than
+its tolerance (``tolerances``). Also required (``checks``), as a flat series cannot show them: the rate held (the
+gateway accepted at least 95 % of it over the second half), at most 1 % of those probes late (a p95 pinned at the
+timeout is flat too), no process restarted, and the flow drained after the load. Each slope's standard error is
+reported beside it: on a short run a "growing" within two standard errors may be noise, and a 3-minute run is all
+warm-up; it checks the machinery, the 30-minute run judges the system.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from simulators.fleet import generate_fleet
+from simulators.load import _pool
+from simulators.load_publisher import LoadPublisher
+from smartcity.bench.alerts import ACCEPTED, CLEAR_AFTER, TIMEOUT_S, Probes, Sample, StackRun, _device, warm_up
+from smartcity.stack.supervisor import TANSU
+from smartcity.status import Scrape
+
+#: W1's peak as recorded in docs/benchmarks.md ("End to end", measured 2026-11-25 on the 2-core machine): the best
+#: sustained rate of the W1 run, its 6,000 step. Halved and rounded down to 100 as ``smartcity bench e2e`` does.
+W1_PEAK_READINGS_PER_S = 5_983
+EVALUATED, STORED = "smartcity_streams_readings_total", "smartcity_writer_readings_total"
+DEVICES, PROBE_INTERVAL_S, PROBE_POOL, POLL_S = 10_000, 0.5, 800, 3.0
+
+
+def half_of_peak(peak: float) -> int:
+    return max(100, int(peak / 2) // 100 * 100)
+
+
+DEFAULT_RATE = half_of_peak(W1_PEAK_READINGS_PER_S)  # 2,900 readings/s
+
+
+# -- the pure part: series -> verdicts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What a series may add over the run: ``absolute`` (in its unit), or ``per_hour`` of its level for each hour of
+    the run, whichever is larger."""
+
+    absolute: float
+    per_hour: float = 0.0
+
+    def allowed(self, level: float, run_s: float) -> float:
+        return max(self.absolute, self.per_hour * abs(level) * run_s / 3600)
+
+
+def tolerances(rate: float) -> dict[str, Tolerance]:
+    """Memory: 5 MiB over the run or 5 %/h of its level. Lag and backlog: two seconds of the rate. Latency: p95 up
+    by 150 ms (a probe every 0.5 s gives a noisy p95 per window; a real rise is a trend of seconds)."""
+    return {
+        "memory": Tolerance(5.0, 0.05),
+        "lag": Tolerance(2 * rate),
+        "backlog": Tolerance(2 * rate),
+        "latency": Tolerance(150.0),
+    }
+
+
+@dataclass(frozen=True)
+class Fit:
+    slope: float  # per second
+    slope_se: float  # its standard error; infinite with two points
+    level: float  # the mean
+
+
+def least_squares(points: Sequence[tuple[float, float]]) -> Fit:
+    """The straight line through ``(t, value)`` points; at least two, at two different times."""
+    n = len(points)
+    mean_t, mean_v = sum(t for t, _ in points) / max(n, 1), sum(v for _, v in points) / max(n, 1)
+    sxx = sum((t - mean_t) ** 2 for t, _ in points)
+    if n < 2 or sxx == 0:
+        raise ValueError("a fit needs two points at different times")
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / sxx
+    residuals = sum((v - mean_v - slope * (t - mean_t)) ** 2 for t, v in points)
+    se = math.sqrt(residuals / (n - 2) / sxx) if n > 2 else math.inf
+    return Fit(slope, se, mean_v)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    series: str
+    unit: str
+    points: int  # judged: those of the run's second half
+    level: float | None  # their mean
+    slope_per_h: float | None
+    slope_se_per_h: float | None
+    growth: float | None  # the slope, extended over the whole run
+    allowed: float | None
+    flat: bool
+    judged: bool = True  # false: reported only (a store whose memory is the data it keeps, ``HOLDS_DATA``)
+
+
+def judge(
+    series: str, unit: str, points: Sequence[tuple[float, float | None]], run_s: float, tol: Tolerance
+) -> Verdict:
+    """Flat when the second half's trend, over the whole run, grows by no more than ``tol`` allows; falling is flat.
+    Fewer than three points in the second half cannot be judged, and are not flat."""
+    half = [(t, v) for t, v in points if v is not None and t >= run_s / 2]
+    if len(half) < 3 or len({t for t, _ in half}) < 2:
+        return Verdict(series, unit, len(half), None, None, None, None, None, False)
+    fit = least_squares(half)
+    growth, allowed = fit.slope * run_s, tol.allowed(fit.level, run_s)
+    se = None if math.isinf(fit.slope_se) else round(fit.slope_se * 3600, 3)
+    return Verdict(series, unit, len(half), round(fit.level, 3), round(fit.slope * 3600, 3), se, round(growth, 3),
+                   round(allowed, 3), growth <= allowed)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProbeWindow:
+    probes: int
+    late: int  # no alert within TIMEOUT_S
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+
+
+def probe_window(latencies_ms: Sequence[float | None], timeout_ms: float = TIMEOUT_S * 1000) -> ProbeWindow:
+    """Nearest-rank percentiles; a late probe (``None``) counts as ``timeout_ms``, so lateness raises the p95."""
+    values = sorted(timeout_ms if v is None else v for v in latencies_ms)
+    if not values:
+        return ProbeWindow(0, 0, None, None, None)
+
+    def rank(q: float) -> float:
+        return round(values[max(0, math.ceil(len(values) * q) - 1)], 1)
+
+    return ProbeWindow(len(values), sum(v is None for v in latencies_ms), rank(0.5), rank(0.95), round(values[-1], 1))
+
+
+@dataclass
+class Row:
+    t_s: float  # since the load started
+    acked_per_s: float | None  # by the broker, the load publisher's PUBACKs
+    accepted_per_s: float | None
+    evaluated_per_s: float | None
+    stored_per_s: float | None
+    backlog: float | None  # readings accepted by the gateway, not yet stored by the writer
+    lag_records: dict[str, float]  # "service topic" -> the mean of the window's polls
+    lag_max_records: dict[str, float]
+    rss_mib: dict[str, float | None]  # process -> resident memory
+    latency: ProbeWindow
+    restarted: list[str] = field(default_factory=list)
+    load_1m: float = 0.0  # the machine's load average: a soak means something only on a quiet machine
+
+
+#: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged.
+HOLDS_DATA = {
+    TANSU: "the one-machine Kafka stores every record in memory (memory storage, no retention on its topics)",
+    "influxdb": "its in-memory index and write cache grow with the points it holds until compactions",
+}
+
+
+def verdicts(rows: list[Row], rate: float, run_s: float) -> list[Verdict]:
+    """Memory of our services and Mosquitto, every lag, the backlog and alert latency judged; the stores'
+    memory (``HOLDS_DATA``) reported beside them."""
+    tol = tolerances(rate)
+    out = []
+    for p in rows[0].rss_mib:
+        verdict = judge(f"memory: {p}", "MiB", [(r.t_s, r.rss_mib.get(p)) for r in rows], run_s, tol["memory"])
+        out.append(replace(verdict, judged=False) if p in HOLDS_DATA else verdict)
+    lags = sorted({k for r in rows for k in r.lag_records})
+    out += [
+        judge(f"lag: {k}", "records", [(r.t_s, r.lag_records.get(k)) for r in rows], run_s, tol["lag"]) for k in lags
+    ]
+    out.append(
+        judge("backlog: accepted - stored", "readings", [(r.t_s, r.backlog) for r in rows], run_s, tol["backlog"])
+    )
+    out.append(judge("alert latency p95", "ms", [(r.t_s, r.latency.p95_ms) for r in rows], run_s, tol["latency"]))
+    return out
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def checks(rows: list[Row], judged: list[Verdict], rate: int, run_s: float, drain: tuple[float, bool]) -> list[Check]:
+    """Flatness, and what a flat series cannot show: a rate not taken, alerts pinned at the timeout, a restart."""
+    second = [r for r in rows if r.t_s >= run_s / 2]
+    accepted = [r.accepted_per_s for r in second if r.accepted_per_s is not None]
+    mean = sum(accepted) / len(accepted) if accepted else 0.0
+    late, probes = sum(r.latency.late for r in second), sum(r.latency.probes for r in second)
+    growing = [v.series for v in judged if v.judged and not v.flat]
+    restarts = [name for r in rows for name in r.restarted]
+    return [
+        Check("every series flat", not growing, f"not flat: {', '.join(growing)}" if growing else "all flat"),
+        Check("rate held", mean >= 0.95 * rate, f"accepted {mean:,.0f}/s over the second half, 95 % of {rate:,} asked"),
+        Check("alerts on time", late <= 0.01 * probes, f"{late} of {probes} probes late (> {TIMEOUT_S:g} s) over the "
+              "second half, at most 1 %"),
+        Check("no restart", not restarts, f"restarted: {', '.join(restarts) or 'none'}"),
+        Check("drained", drain[1], f"the writer and the stream worker caught up {drain[0]:g} s after the load"),
+    ]  # fmt: skip
+
+
+# -- the run --------------------------------------------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return round(int(found.group(1)) / 1024, 1) if found else None
+
+
+def _scrape(url: str, timeout: float = 10) -> Scrape | None:
+    """A service busy with a backlog may be slow to answer: a poll without it is a poll without its figures."""
+    try:
+        answer = httpx.get(url, timeout=timeout)
+        answer.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return Scrape.parse(answer.text, time.monotonic())
+
+
+class _ProbeLoop(threading.Thread):
+    """A probe every ``PROBE_INTERVAL_S`` through the pool, each cleared ``CLEAR_AFTER`` probes later."""
+
+    def __init__(self, probes: Probes, devices: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.probes, self.devices, self.sent, self.halt = probes, devices, list[Sample](), threading.Event()
+
+    def run(self) -> None:
+        t0, n, pool = time.monotonic(), 0, len(self.devices)
+        while not self.halt.wait(max(0.0, t0 + n * PROBE_INTERVAL_S - time.monotonic())):
+            self.sent.append(self.probes.send(self.devices[n % pool], 30.0))
+            if n >= CLEAR_AFTER:
+                self.probes.send(self.devices[(n - CLEAR_AFTER) % pool], 5.0)
+            n += 1
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join()
+        for sample in self.sent[-CLEAR_AFTER:]:
+            self.probes.send(sample.device, 5.0)
+
+
+class _Sampler:
+    """Polls our services' ``/metrics`` (those in stack.json that export ``smartcity_`` metrics) and ``/proc``; one
+    ``Row`` per window."""
+
+    def __init__(self, stack: StackRun, publisher: LoadPublisher, probes: _ProbeLoop, t0: float) -> None:
+        self.stack, self.publisher, self.probes, self.t0 = stack, publisher, probes, t0
+        http = {name: f"{url}/metrics" for name, url in stack.urls.items() if url.startswith("http")}
+        self.urls = {
+            n: u for n, u in http.items() if (s := _scrape(u)) and any(f.startswith("smartcity_") for f in s.families)
+        }
+        self.pids = dict(stack.pids)
+        self.judged = 0  # probes already in a row
+        self.lags: list[dict[str, float]] = []  # the window's polls
+        # the last good poll: when, counters (accepted, evaluated, stored), messages acknowledged
+        self.last: tuple[float, tuple[float, float, float], int] = (t0, self._counters_now(), publisher.stat()[1])
+
+    def _counters_now(self) -> tuple[float, float, float]:
+        for _ in range(10):
+            if (counters := self.counters(self.poll())) is not None:
+                return counters
+            time.sleep(1)
+        raise RuntimeError("the services did not answer for their metrics")
+
+    def poll(self) -> dict[str, Scrape | None]:
+        with ThreadPoolExecutor(len(self.urls)) as pool:  # at once: one busy service does not delay the others
+            return dict(zip(self.urls, pool.map(_scrape, self.urls.values()), strict=True))
+
+    @staticmethod
+    def counters(scrapes: dict[str, Scrape | None]) -> tuple[float, float, float] | None:
+        if any(s is None for s in scrapes.values()):
+            return None
+        got = [s for s in scrapes.values() if s is not None]
+        return (
+            sum(s.total(ACCEPTED) for s in got),
+            sum(s.total(EVALUATED) for s in got),
+            sum(s.total(STORED) for s in got),
+        )
+
+    def poll_lag(self) -> dict[str, Scrape | None]:
+        scrapes = self.poll()
+        lag: dict[str, float] = {}
+        for name, scrape in scrapes.items():
+            for s in scrape.samples if scrape is not None else ():
+                if s.name.endswith("_consumer_lag_records"):
+                    key = f"{name} {s.labels.get('topic', '')}".strip()
+                    lag[key] = lag.get(key, 0.0) + s.value
+        self.lags.append(lag)
+        return scrapes
+
+    def row(self) -> Row:
+        """The window since the last row: ends with a poll of the counters, the lag, memory and the probes."""
+        scrapes, now = self.poll_lag(), time.monotonic()
+        keys = sorted({k for lag in self.lags for k in lag})
+        lag_mean = {k: round(sum(v) / len(v), 1) for k in keys if (v := [lag[k] for lag in self.lags if k in lag])}
+        lag_max = {k: max(lag.get(k, 0.0) for lag in self.lags) for k in keys}
+        self.lags = []
+        self.stack.read_state()
+        restarted = [name for name, pid in self.stack.pids.items() if self.pids.get(name) not in (None, pid)]
+        self.pids = dict(self.stack.pids)
+        acked, counters = self.publisher.stat()[1], self.counters(scrapes)
+        then, before, acked_before = self.last
+        rates: list[float | None] = [None] * 4  # acked, accepted, evaluated, stored
+        backlog = None
+        if counters is not None:  # else this row has no rates, and the next one's cover both windows
+            pairs = zip((acked, *counters), (acked_before, *before), strict=True)
+            rates = [round((a - b) / (now - then), 1) for a, b in pairs]
+            backlog, self.last = counters[0] - counters[2], (now, counters, acked)
+        due = [s for s in self.probes.sent[self.judged :] if s.sent <= now - TIMEOUT_S]
+        self.judged += len(due)
+        return Row(
+            round(now - self.t0, 1), rates[0], rates[1], rates[2], rates[3], backlog, lag_mean, lag_max,
+            {name: rss_mib(pid) for name, pid in self.pids.items()}, probe_window([s.latency_ms() for s in due]),
+            restarted, os.getloadavg()[0],
+        )  # fmt: skip
+
+    def drain(self, timeout: float = 180) -> tuple[float, bool]:
+        """Until the stream worker and the writer have caught up with the gateway (after the load stopped)."""
+        started = time.monotonic()
+        while time.monotonic() < started + timeout:
+            counters = self.counters(self.poll())
+            if counters is not None and counters[1] >= counters[0] and counters[2] >= counters[0]:
+                return round(time.monotonic() - started, 1), True
+            time.sleep(1)
+        return round(time.monotonic() - started, 1), False
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+_SHORT = {"stream worker": "streams", "influx writer": "writer", "ingest gateway": "gateway", "kafka (tansu)": "tansu",
+          "smartcity-streams-": ""}  # fmt: skip
+
+
+def _short(name: str) -> str:
+    for long, short in _SHORT.items():
+        name = name.replace(long, short)
+    return name
+
+
+def _row_table(row: Row, lags: list[str], processes: list[str], header: bool) -> Table:
+    """One row, columns of fixed width, so that rows printed one by one line up under the header."""
+    table = Table(show_header=header, box=None, pad_edge=False, header_style="bold")
+    names = ["m:ss", "acked/s", "accepted/s", "stored/s", "backlog", *(f"lag {_short(k)}" for k in lags),
+             "p50 ms", "p95 ms", "late", *(f"{_short(p)} MiB" for p in processes), "load"]  # fmt: skip
+    for name in names:
+        table.add_column(name, justify="right", width=max(7, min(len(name), 10)), overflow="fold")
+    lat = row.latency
+    table.add_row(
+        f"{int(row.t_s // 60)}:{int(row.t_s % 60):02d}", _f(row.acked_per_s), _f(row.accepted_per_s),
+        _f(row.stored_per_s), _f(row.backlog),
+        *(_f(row.lag_records.get(k)) for k in lags), _f(lat.p50_ms), _f(lat.p95_ms), f"{lat.late}/{lat.probes}",
+        *(_f(row.rss_mib.get(p), 1) for p in processes), f"{row.load_1m:.1f}",
+    )  # fmt: skip
+    return table
+
+
+def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
+    """The soak; the report is printed, written to ``out`` (the services' logs beside it, ``<stem>-logs/``) and
+    returned. ``ok`` is false when one of ``checks`` failed: a series not flat, the rate not held, alerts late, a
+    process restarted, or the flow not drained."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per metrics poll otherwise
+    console = Console(width=200)
+    run_s, sample_s = minutes * 60, min(30.0, minutes * 60 / 12)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    fleet = generate_fleet(DEVICES, 1, interval_s=3600, prefix="load")
+    warm, pool = [f"probe-w{k:02d}" for k in range(20)], [f"probe-s{k:04d}" for k in range(PROBE_POOL)]
+    records = [r.model_dump(mode="json") for r in fleet.records()] + [_device(d, f"site-{d}") for d in warm + pool]
+    console.print(
+        f"[bold]soak[/]: {minutes:g} min at {rate:,} readings/s, {DEVICES:,} devices, a row every {sample_s:g} s"
+    )
+    with tempfile.TemporaryDirectory(prefix="smartcity-soak-") as tmp, StackRun(Path(tmp)) as stack:
+        (pool_path := Path(tmp) / "load-pool.json").write_text(json.dumps(_pool(fleet)))
+        stack.register(records)
+        publisher = LoadPublisher(
+            stack.mqtt_url, pool_path, 1, {**stack.env, "SMARTCITY_MQTT_PASSWORD": stack.admin_password}
+        )
+        probes = Probes(stack)
+        try:
+            console.print(f"stack up, {len(records):,} devices; first alert after {warm_up(probes, warm):.1f} s")
+            time.sleep(2)  # the devices topic's followers have read the fleet's last records too
+            publisher.rate(rate)
+            loop, t0 = _ProbeLoop(probes, pool), time.monotonic()
+            loop.start()
+            sampler, rows = _Sampler(stack, publisher, loop, t0), list[Row]()
+            processes = list(sampler.pids)
+            for k in range(1, round(run_s / sample_s) + 1):
+                while (left := t0 + k * sample_s - time.monotonic()) > POLL_S:
+                    time.sleep(min(POLL_S, left - POLL_S))
+                    sampler.poll_lag()
+                time.sleep(max(0.0, left))
+                rows.append(sampler.row())
+                lags = sorted(rows[0].lag_records)
+                console.print(_row_table(rows[-1], lags, processes, header=k == 1))
+            publisher.rate(0)
+            loop.stop()
+            publisher.stop()
+            drain_s, drained = sampler.drain()
+        finally:
+            publisher.kill()
+            probes.close()
+        shutil.copytree(Path(tmp) / "logs", out.with_name(f"{out.stem}-logs"), dirs_exist_ok=True)
+    judged = verdicts(rows, rate, run_s)
+    passed = checks(rows, judged, rate, run_s, (drain_s, drained))
+    source = f"half of W1's recorded peak, {W1_PEAK_READINGS_PER_S:,}/s (docs/benchmarks.md, End to end)"
+    _print_verdicts(console, judged, passed)
+    report = {
+        "started_at": started_at, "minutes": minutes, "rate_readings_per_s": rate,
+        "rate_source": source if rate == DEFAULT_RATE else "--rate",
+        "devices": DEVICES, "sample_s": sample_s, "probe_interval_s": PROBE_INTERVAL_S, "probe_pool": PROBE_POOL,
+        "tolerances": {k: asdict(t) for k, t in tolerances(rate).items()},
+        "samples": [asdict(r) for r in rows], "verdicts": [asdict(v) for v in judged],
+        "checks": [asdict(c) for c in passed], "holds_data": HOLDS_DATA,
+        "ok": all(c.ok for c in passed),
+    }  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    console.print(f"written to {out} (services' logs in {out.with_name(f'{out.stem}-logs')})")
+    return report
+
+
+def _print_verdicts(console: Console, judged: list[Verdict], passed: list[Check]) -> None:
+    table = Table(title="second half's trend, extended over the whole run")
+    for name in ("series", "level", "trend per hour (± s.e.)", "over the run", "allowed", "verdict"):
+        table.add_column(name, justify="left" if name == "series" else "right")
+    for v in judged:
+        trend = f"{_f(v.slope_per_h, 1)} ± {_f(v.slope_se_per_h, 1)}"
+        verdict = "flat" if v.flat else ("[red]too few points[/]" if v.level is None else "[red]growing[/]")
+        if not v.judged:
+            verdict = "holds the data: reported, not judged"
+        table.add_row(f"{v.series} ({v.unit})", _f(v.level, 1), trend, _f(v.growth, 1), _f(v.allowed, 1), verdict)
+    console.print(table)
+    for c in passed:
+        console.print(f"{'[green]ok[/]    ' if c.ok else '[red]FAILED[/]'} {c.name}: {c.detail}")

@@ -1,0 +1,127 @@
+"""The soak's verdicts: least-squares trend over the second half, tolerances, and probe windows (pure)."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+
+import pytest
+
+from smartcity.bench.soak import (
+    DEFAULT_RATE,
+    Row,
+    Tolerance,
+    checks,
+    half_of_peak,
+    judge,
+    least_squares,
+    probe_window,
+    tolerances,
+    verdicts,
+)
+from smartcity.stack.supervisor import TANSU
+
+RUN_S = 1800.0
+TIMES = [30.0 * k for k in range(1, 61)]  # a row every 30 s for 30 minutes
+
+
+def test_least_squares_recovers_a_line_and_its_error_is_zero_on_it() -> None:
+    fit = least_squares([(t, 100 + 0.5 * t) for t in (0.0, 10.0, 20.0, 30.0)])
+    assert fit.slope == pytest.approx(0.5)
+    assert fit.level == pytest.approx(107.5)
+    assert fit.slope_se == pytest.approx(0.0, abs=1e-12)
+    assert math.isinf(least_squares([(0.0, 1.0), (1.0, 2.0)]).slope_se)
+    with pytest.raises(ValueError, match="two points"):
+        least_squares([(5.0, 1.0), (5.0, 2.0)])
+
+
+def test_memory_that_levels_off_after_warm_up_is_flat() -> None:
+    rng = random.Random(1)
+    rss = [(t, min(120.0, 80 + t / 20) + rng.uniform(-1, 1)) for t in TIMES]  # grows for 800 s, then noise
+    verdict = judge("memory: api", "MiB", rss, RUN_S, tolerances(DEFAULT_RATE)["memory"])
+    assert verdict.flat
+    assert verdict.points == 31  # the second half only
+    assert verdict.level == pytest.approx(120, abs=1)
+
+
+def test_a_steady_leak_is_not_flat() -> None:
+    rss = [(t, 100 + 0.01 * t) for t in TIMES]  # 36 MiB/h
+    verdict = judge("memory: api", "MiB", rss, RUN_S, tolerances(DEFAULT_RATE)["memory"])
+    assert not verdict.flat
+    assert verdict.slope_per_h == pytest.approx(36)
+    assert verdict.growth == pytest.approx(18)  # over the 30-minute run, allowed 5
+    assert verdict.allowed == pytest.approx(5)
+
+
+def test_memory_tolerance_is_relative_for_a_large_process() -> None:
+    tol = Tolerance(5.0, 0.05)
+    assert tol.allowed(level=100, run_s=1800) == 5  # 2.5 MiB by 5 %/h: the absolute floor
+    assert tol.allowed(level=1000, run_s=1800) == pytest.approx(25)
+    assert tol.allowed(level=1000, run_s=7200) == pytest.approx(100)
+
+
+def test_lag_that_falls_or_jitters_is_flat_and_one_that_climbs_is_not() -> None:
+    tol = tolerances(2_900)["lag"]
+    assert tol.allowed(0, RUN_S) == 5_800  # two seconds of the rate
+    rng = random.Random(2)
+    assert judge("lag", "records", [(t, rng.uniform(0, 3_000)) for t in TIMES], RUN_S, tol).flat
+    assert judge("lag", "records", [(t, 10_000 - 5 * t) for t in TIMES], RUN_S, tol).flat
+    climbing = judge("lag", "records", [(t, 4.0 * t) for t in TIMES], RUN_S, tol)  # 4 readings/s not kept up with
+    assert not climbing.flat
+    assert climbing.growth == pytest.approx(7_200)
+
+
+def test_missing_points_are_skipped_and_too_few_are_not_flat() -> None:
+    points: list[tuple[float, float | None]] = [(t, None if k % 2 else 50.0) for k, t in enumerate(TIMES)]
+    assert judge("p95", "ms", points, RUN_S, Tolerance(150)).points == 15
+    short = judge("p95", "ms", [(1000.0, 50.0), (1500.0, 60.0), (1700.0, None)], RUN_S, Tolerance(150))
+    assert not short.flat
+    assert short.level is None
+
+
+def test_probe_window_counts_a_late_probe_as_the_timeout() -> None:
+    window = probe_window([float(ms) for ms in range(1, 20)] + [None])
+    assert (window.probes, window.late) == (20, 1)
+    assert (window.p50_ms, window.p95_ms, window.max_ms) == (10.0, 19.0, 5000.0)
+    assert probe_window([]) == probe_window([])
+    assert probe_window([]).p95_ms is None
+
+
+def test_the_default_rate_is_half_of_the_recorded_peak_rounded_down() -> None:
+    assert half_of_peak(5_983) == DEFAULT_RATE == 2_900
+    assert half_of_peak(150) == 100
+
+
+def _row(t: float, accepted: float, late: int, rss: float, restarted: list[str] | None = None) -> Row:
+    latency = probe_window([None if k < late else 80.0 for k in range(60)])
+    return Row(t, accepted, accepted, accepted, accepted, 100.0, {"writer readings": 10.0}, {"writer readings": 40.0},
+               {"api": rss}, latency, restarted or [])  # fmt: skip
+
+
+def test_checks_catch_what_a_flat_series_cannot_show() -> None:
+    good = [_row(t, 2_900, 0, 120.0) for t in TIMES]
+    judged = verdicts(good, 2_900, RUN_S)
+    assert [v.series for v in judged] == [
+        "memory: api", "lag: writer readings", "backlog: accepted - stored", "alert latency p95",
+    ]  # fmt: skip
+    assert all(v.flat for v in judged)
+    assert all(c.ok for c in checks(good, judged, 2_900, RUN_S, (3.0, True)))
+
+    pinned = [_row(t, 2_000, 60, 120.0, ["api"] if t == 900 else []) for t in TIMES]  # every probe late: p95 flat
+    judged = verdicts(pinned, 2_900, RUN_S)
+    assert all(v.flat for v in judged)
+    failed = {c.name for c in checks(pinned, judged, 2_900, RUN_S, (180.0, False)) if not c.ok}
+    assert failed == {"rate held", "alerts on time", "no restart", "drained"}
+
+
+def test_a_store_whose_memory_is_its_data_is_reported_but_not_judged() -> None:
+    rows = [replace(_row(t, 2_900, 0, 120.0), rss_mib={"api": 120.0, TANSU: 30.0 + t}) for t in TIMES]
+    judged = {v.series: v for v in verdicts(rows, 2_900, RUN_S)}
+    assert judged[f"memory: {TANSU}"].flat is False
+    assert judged[f"memory: {TANSU}"].judged is False
+    assert all(c.ok for c in checks(rows, list(judged.values()), 2_900, RUN_S, (3.0, True)))
+    leaking = [replace(r, rss_mib={"api": 120.0 + r.t_s, TANSU: 30.0}) for r in rows]
+    failed = [c for c in checks(leaking, verdicts(leaking, 2_900, RUN_S), 2_900, RUN_S, (3.0, True)) if not c.ok]
+    assert [c.name for c in failed] == ["every series flat"]
+    assert "memory: api" in failed[0].detail
