@@ -5,6 +5,11 @@ Shared by every service that speaks MQTT (the ingest gateway, the account admini
 paho's socket callbacks tell us when its socket opens, closes and wants writing; we register it with the loop's
 reader and writer and call ``loop_read``/``loop_write``/``loop_misc`` from there (the pattern of paho's own
 ``loop_asyncio`` example). Reconnection is ours: exponential backoff with jitter, from 0.5 s to 30 s.
+
+TLS (``mqtts://``, docs/tls.md) uses the context ``MqttConnection.mqtt_tls_context`` builds. A broker certificate we
+do not trust, or a broker that closes the connection before accepting it (what Mosquitto does when it requires a
+client certificate we lack), is logged as an error naming the setting to fix; we keep retrying, as for a refused
+password, since the broker side may be what gets fixed.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class AsyncMqttClient:
         self._closing = False
         self._delay = 0.5  # reconnect backoff; reset by a session that lasted
         self._connected_at = 0.0
+        self._answered = False  # the broker sent a CONNACK (accepting or refusing) on the current connection
         self.connected = asyncio.Event()
         #: Set once the broker granted our subscriptions on the current connection.
         self.subscribed = asyncio.Event()
@@ -87,7 +93,7 @@ class AsyncMqttClient:
             password = conn.mqtt_password.get_secret_value() if conn.mqtt_password else None
             client.username_pw_set(conn.mqtt_username, password)
         if conn.mqtt_tls:
-            client.tls_set_context(ssl.create_default_context())
+            client.tls_set_context(conn.mqtt_tls_context())
         if will is not None:
             client.will_set(will[0], will[1], qos=1, retain=True)
         client.max_inflight_messages_set(1000)
@@ -171,6 +177,7 @@ class AsyncMqttClient:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = self._session_expiry_s
                 props.ReceiveMaximum = self._receive_maximum
+            self._answered = False
             try:
                 rc = self.client.connect(
                     self._conn.mqtt_host,
@@ -181,7 +188,24 @@ class AsyncMqttClient:
                 )
                 if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return
-                logger.warning("MQTT connect to %s failed: %s", self._conn.mqtt_url, rc)
+                if not self._lost_before_accepted():
+                    logger.warning("MQTT connect to %s failed: %s", self._conn.mqtt_url, rc)
+            except ssl.SSLCertVerificationError as exc:
+                logger.error(
+                    "MQTT broker %s: its TLS certificate is not trusted (%s); set SMARTCITY_MQTT_TLS_CA_FILE to the "
+                    "CA that signed it, and make sure the certificate names %s; retrying in %.1f s",
+                    self._conn.mqtt_url,
+                    exc.verify_message,
+                    self._conn.mqtt_host,
+                    self._delay,
+                )
+            except ssl.SSLError as exc:
+                logger.error(
+                    "MQTT broker %s: the TLS handshake failed (%s); is it a TLS listener?; retrying in %.1f s",
+                    self._conn.mqtt_url,
+                    exc,
+                    self._delay,
+                )
             except (TimeoutError, OSError) as exc:
                 logger.warning(
                     "MQTT broker %s unreachable: %s; retrying in %.1f s", self._conn.mqtt_url, exc, self._delay
@@ -189,9 +213,25 @@ class AsyncMqttClient:
             await asyncio.sleep(self._delay * (0.8 + 0.4 * random.random()))
             self._delay = min(self._delay * 2, 30.0)
 
+    def _lost_before_accepted(self) -> bool:
+        """Log and say whether a TLS connection was just closed before the broker's CONNACK: Mosquitto does that
+        (after the TLS 1.3 handshake has completed on our side) when it requires a client certificate that we did
+        not send or that its CA did not sign."""
+        if not self._conn.mqtt_tls or self._answered:
+            return False
+        logger.error(
+            "MQTT broker %s closed the TLS connection before accepting it: if it requires client certificates, "
+            "ours is missing or not signed by its CA (SMARTCITY_MQTT_TLS_CERT_FILE=%s, SMARTCITY_MQTT_TLS_KEY_FILE=%s)",
+            self._conn.mqtt_url,
+            self._conn.mqtt_tls_cert_file,
+            self._conn.mqtt_tls_key_file,
+        )
+        return True
+
     def _connect_cb(
         self, client: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
     ) -> None:
+        self._answered = True
         if rc.is_failure:
             logger.error("MQTT broker %s refused the connection: %s", self._conn.mqtt_url, rc)
             return
@@ -215,17 +255,21 @@ class AsyncMqttClient:
     def _disconnect_cb(
         self, _c: mqtt.Client, _u: Any, _f: mqtt.DisconnectFlags, rc: ReasonCode, _p: Properties | None
     ) -> None:
+        accepted = self.connected.is_set()
         self.connected.clear()
         self.subscribed.clear()
         if self._on_disconnected is not None:
             self._on_disconnected()
         if self._closing or self._loop is None:
             return
-        if time.monotonic() - self._connected_at > 30:
+        if self._reconnect is not None and not self._reconnect.done():
+            return  # lost inside ``connect()`` itself: the running ``_connect_forever`` logs it and retries
+        if accepted and time.monotonic() - self._connected_at > 30:
             self._delay = 0.5  # it had been working: try again at once
         else:
             self._delay = min(self._delay * 2, 30.0)
-        logger.warning("MQTT connection to %s lost (%s); reconnecting", self._conn.mqtt_url, rc)
+        if not self._lost_before_accepted():
+            logger.warning("MQTT connection to %s lost (%s); reconnecting", self._conn.mqtt_url, rc)
         self._reconnect = self._loop.create_task(self._connect_forever())
 
     # -- paho socket callbacks -> asyncio ---------------------------------------------------------------------
