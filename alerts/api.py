@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from alerts.cap import CAP_MIME_TYPE, atom_feed, cap_document
@@ -25,7 +25,7 @@ from smartcity.contracts.alert import Alert
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Hazard
 from smartcity.errors import KafkaUnavailable
-from smartcity.http_errors import retry_later
+from smartcity.http_errors import retry_later, unprocessable_model
 
 _bearer = HTTPBearer(auto_error=False)
 W = TypeVar("W", Silence, DrillWindow)
@@ -147,7 +147,8 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
                 counts[rec.alert.exercise][rec.alert.level] += 1
         return Summary(real=counts[False], exercise=counts[True])
 
-    @router.get("/alerts/stream", response_class=EventSourceResponse)
+    # It checks the token itself (header or query), so the document is told it needs one, as the other routes are.
+    @router.get("/alerts/stream", response_class=EventSourceResponse, openapi_extra={"security": [{"HTTPBearer": []}]})
     async def stream(request: Request, token: str | None = None) -> EventSourceResponse:
         """Server-sent events: ``alert`` (an Alert as JSON) on every change; ``reload`` if this client fell behind.
         Token from ``Authorization: Bearer`` or ``?token=``."""
@@ -280,5 +281,5 @@ def _window(cls: type[W], body: SilenceIn | DrillIn, officer: Officer, now: int,
         return cls(
             starts_at=body.starts_at or now, ends_at=body.ends_at, created_by=officer.name, created_at=now, **fields
         )
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    except ValidationError as exc:  # ends before it starts: 422 like any other invalid body
+        raise unprocessable_model(exc) from exc

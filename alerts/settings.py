@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from smartcity.http_limits import DEFAULT_MAX_BODY_BYTES
 from smartcity.influx import InfluxConnection
 from smartcity.settings import KafkaConnection, MqttConnection
 
@@ -24,3 +25,9 @@ class AlertsSettings(MqttConnection, KafkaConnection, InfluxConnection):
     alerts_fetch_wait_ms: int = Field(20, ge=1, le=1000, description="low: Tansu answers a fetch only when it expires")
     alerts_session_timeout_ms: int = Field(10_000, ge=6000, description="consumer group session timeout")
     alerts_max_attempts: int = Field(8, ge=1, le=100, description="delivery attempts per channel before recording")
+    http_max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="the API refuses larger request bodies with 413 (the device import takes 16 MiB)",
+    )

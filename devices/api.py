@@ -6,7 +6,7 @@ Creating a device answers 201 with its MQTT credentials, once: ``{"device": {...
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
@@ -16,6 +16,12 @@ from devices.registry import Registry
 from smartcity.clock import now_ms
 from smartcity.contracts.catalogue import Department, DeviceKind
 from smartcity.contracts.device import Device
+
+PREFIX: Final = "/api/devices"
+IMPORT_PATH: Final = f"{PREFIX}/import"
+# One import takes up to 10,000 records (max_length below); a record with thresholds and meta is about a kilobyte.
+IMPORT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+SQLITE_MAX_INT: Final = 2**63 - 1  # a larger offset is not an SQLite integer: 422, not 500
 
 
 class CredentialsOut(BaseModel):
@@ -48,7 +54,7 @@ def _found(thing: T | None, device_id: str) -> T:
 
 def devices_router(registry: Registry, auth: Any) -> APIRouter:
     """``auth`` is the dependency that checks the bearer token (shared by every /api/ router)."""
-    router = APIRouter(prefix="/api/devices", tags=["devices"], dependencies=[Depends(auth)])
+    router = APIRouter(prefix=PREFIX, tags=["devices"], dependencies=[Depends(auth)])
 
     @router.put("/{device_id}", response_model=SavedOut, response_model_exclude_none=True)
     async def put_device(device_id: str, device: Device, response: Response) -> SavedOut:
@@ -63,7 +69,7 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
             credentials=CredentialsOut(username=creds.username, password=creds.password) if creds else None,
         )
 
-    @router.post("/import", response_model=list[SavedOut], response_model_exclude_none=True)
+    @router.post(IMPORT_PATH.removeprefix(PREFIX), response_model=list[SavedOut], response_model_exclude_none=True)
     async def import_devices(devices: Annotated[list[Device], Body(max_length=10_000)]) -> list[SavedOut]:
         """Create or replace many devices at once (``smartcity devices import`` uses it); ids must be unique."""
         ids = [d.id for d in devices]
@@ -99,7 +105,7 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         site: str | None = None,
         department: Department | None = None,
         status: Annotated[Status | None, Query(description="online or offline (see /health)")] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> PageOut:
         page = registry.query(kind=kind, site_id=site, department=department, status=status, offset=offset, limit=limit)

@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
@@ -40,7 +40,7 @@ class AccountError(SmartCityError):
 @dataclass(frozen=True, slots=True)
 class Credentials:
     username: str
-    password: str
+    password: str = field(repr=False)  # returned once, never shown in a log line or a traceback
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import Field, SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api import alerts_router, officer_auth
 from alerts.channels.base import Channel
@@ -31,20 +32,27 @@ from alerts.officers import Officer, Officers
 from alerts.routing import load_routing
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
-from devices.api import devices_router
+from devices.api import IMPORT_MAX_BODY_BYTES, IMPORT_PATH, devices_router
 from devices.feed import DevicePublisher, follow_readings
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts
 from devices.mqtt_files import FileAccounts
 from devices.registry import DeviceCounts, Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
+from smartcity.http_errors import unreadable_body
+from smartcity.http_limits import BodyLimit
 from smartcity.influx import LineWriter
+from smartcity.logs import redact_url_secrets
 from smartcity.mqtt import AsyncMqttClient
+from smartcity.settings import HttpTls
 from smartcity.storage.api import readings_router
 from smartcity.storage.history import History
 
+if TYPE_CHECKING:
+    import uvicorn
 
-class ApiSettings(AlertsSettings):
+
+class ApiSettings(AlertsSettings, HttpTls):
     """The API and alerts service. Its MQTT account issues device credentials and publishes ``alerts/#``."""
 
     http_host: str = "127.0.0.1"
@@ -72,6 +80,10 @@ def create_app(
     token = settings.api_token.get_secret_value() if settings.api_token else None
     officers = officers or Officers.load(settings.officers_file, token)
     auth = officer_auth(officers)
+    imports = max(IMPORT_MAX_BODY_BYTES, settings.http_max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes, routes={IMPORT_PATH: imports})
+
+    app.exception_handler(StarletteHTTPException)(unreadable_body)
 
     @app.exception_handler(AccountError)
     async def account_refused(_request: Request, exc: AccountError) -> JSONResponse:
@@ -123,6 +135,17 @@ def create_app(
     return app
 
 
+def http_config(app: FastAPI, settings: ApiSettings) -> uvicorn.Config:
+    """How uvicorn serves the API: warnings only (no access lines), HTTPS when a certificate is set; access lines, if
+    a logging set-up shows them, never carry a token (docs/security.md)."""
+    import uvicorn
+
+    redact_url_secrets("uvicorn.access")  # also when the process's logging was set up elsewhere (tests, embedding)
+    return uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning", **settings.uvicorn_tls()
+    )
+
+
 async def run_api(settings: ApiSettings) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's own handling): store, Kafka feed and MQTT accounts around the app."""
     import uvicorn
@@ -155,7 +178,7 @@ async def run_api(settings: ApiSettings) -> None:
         await alerts.start()
     history = History(settings)
     app = create_app(settings, registry, prometheus, alerts, history=history)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
+    server = uvicorn.Server(http_config(app, settings))
     try:
         await server.serve()
     finally:

@@ -1,8 +1,20 @@
-"""Logging set-up for entry points: one line per event, with the logger name, to stderr."""
+"""Logging set-up for entry points: one line per event, with the logger name, to stderr; secrets kept out.
+
+Some libraries log whole URLs, query included, and some of our URLs carry a secret there: a WeCom or DingTalk
+robot's key (``httpx``'s line per request), an officer's token on the console's live stream (uvicorn's access
+line, ``?token=``). ``RedactUrlSecrets`` blanks those; it sits on the logger, not on a handler, so it holds at any
+level and whatever handlers a later set-up adds.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from typing import Final
+
+# Query parameters that carry credentials: ours (token) and the webhook robots' (key, access_token, sign).
+_SECRET_PARAMETER: Final = re.compile(r"(?i)([?&](?:token|access_token|key|sign|secret|password)=)[^&#\s\"']*")
+REDACTED: Final = "<redacted>"
 
 
 def configure(level: str = "INFO") -> None:
@@ -16,9 +28,34 @@ def configure(level: str = "INFO") -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    redact_url_secrets("httpx", "uvicorn.access")
 
 
 def quiet(*names: str) -> None:
     """Only warnings and worse from these loggers (unless the root level is higher still)."""
     for name in names:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+class RedactUrlSecrets(logging.Filter):
+    """Blanks the values of credential query parameters in a record's arguments (a URL, a path with its query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
+        return True
+
+
+def redact_url_secrets(*names: str) -> None:
+    """Put ``RedactUrlSecrets`` on these loggers (once each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUrlSecrets) for f in logger.filters):
+            logger.addFilter(RedactUrlSecrets())
+
+
+def _redacted(arg: object) -> object:
+    if arg is None or isinstance(arg, int | float):
+        return arg
+    text = str(arg)
+    return _SECRET_PARAMETER.sub(rf"\1{REDACTED}", text) if _SECRET_PARAMETER.search(text) else arg

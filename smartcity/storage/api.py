@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from smartcity.contracts.catalogue import METRICS
 from smartcity.contracts.device import Device
 from smartcity.contracts.telemetry import METRIC_NAME_RE
-from smartcity.http_errors import retry_later
+from smartcity.http_errors import retry_later, unprocessable
 from smartcity.influx import InfluxRefused, InfluxUnavailable
 from smartcity.storage.history import History, TooManyPoints
 from smartcity.storage.lines import HEALTH_MEASUREMENT, HEALTH_METRICS
@@ -69,6 +69,14 @@ def parse_time(text: str) -> int:
     if parsed is None or parsed.tzinfo is None:
         raise ValueError(f"time {text!r}: expected epoch milliseconds or RFC 3339 with a zone (2026-11-25T08:00:00Z)")
     return round(parsed.timestamp() * 1000)
+
+
+def _parsed(name: str, text: str, parse: Callable[[str], int]) -> int:
+    """A query parameter parsed, or 422 naming it (in FastAPI's own shape of validation errors)."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise unprocessable(("query", name), str(exc), text) from exc
 
 
 class ReadingsOut(BaseModel):
@@ -109,12 +117,9 @@ def readings_router(
         device = lookup(device_id)
         if device is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r}")
-        try:
-            end_ms = parse_time(to) if to is not None else int(clock() * 1000)
-            start_ms = parse_time(from_) if from_ is not None else end_ms - DEFAULT_SPAN_MS
-            every_s = parse_every(every) if every is not None else None
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        end_ms = _parsed("to", to, parse_time) if to is not None else int(clock() * 1000)
+        start_ms = _parsed("from", from_, parse_time) if from_ is not None else end_ms - DEFAULT_SPAN_MS
+        every_s = _parsed("every", every, parse_every) if every is not None else None
         if start_ms >= end_ms:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"from ({start_ms}) must be before to ({end_ms})")
         measurement = HEALTH_MEASUREMENT if metric in HEALTH_METRICS else device.kind.value
