@@ -1,5 +1,5 @@
 # One word per job. Every target sets up what it needs first (Debian packages, .venv, the project).
-.PHONY: setup up demo test test-unit lint format bench soak clean
+.PHONY: setup up demo test test-unit lint format bench soak fuzz clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -49,5 +49,9 @@ bench: setup  ## benchmarks: prints figures and writes bench-results/*.json (see
 soak: setup  ## 30 minutes at half of W1's peak: memory, lag and latency must stay flat (not part of bench)
 	$(BIN)/smartcity bench soak
 
+fuzz: setup  ## the telemetry parser under atheris for 10 minutes (CI runs 30 s: tests/unit/ingest/test_parse_fuzz.py)
+	mkdir -p .fuzz-corpus && cp -n tests/fuzz/corpus/* .fuzz-corpus/
+	$(BIN)/python -m tests.fuzz.parse_fuzz -max_total_time=600 -rss_limit_mb=1024 -artifact_prefix=.fuzz-corpus/crash- .fuzz-corpus
+
 clean:
-	rm -rf $(VENV) .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results drill-reports
+	rm -rf $(VENV) .fuzz-corpus .smartcity .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results drill-reports
