@@ -10,7 +10,7 @@ before the seek goes on being handed out after it, and each record it hands out 
 it will hand out again. Faust drops records below its read offset, so the records between the committed offset and
 the end of that stale batch were never processed: a stream worker restarted after SIGKILL skipped what was written
 while it was down (found by the fault suite). ``_Consumer`` stops a batch once a seek has happened since it was
-fetched, and puts back the read offsets the seek set; the records are fetched again from the committed offsets.
+asked for, and seeks to the committed offsets again; the records are fetched again from there.
 
 Faust takes a jump in offsets as normal (compaction, transaction markers) and reads on. On the topics named in
 ``install`` (readings and findings: neither compacted nor transactional) a jump means the broker skipped records
@@ -19,17 +19,21 @@ Faust takes a jump in offsets as normal (compaction, transaction markers) and re
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, ClassVar, cast
 
 import aiokafka
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, Message
 
 from smartcity.lag import ConsumerMetrics
 from smartcity.offsets import OffsetGaps
+
+logger = logging.getLogger(__name__)
 
 SCHEME = "smartcity+kafka"
 
@@ -68,32 +72,29 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class _Consumer(driver.Consumer):
-    _seeks = 0  # counted up at the start and at the end of every seek to the committed offsets: odd while seeking
-    _sought: frozenset[TP] = frozenset()
-    _after_seek: Mapping[TP, int | None] = {}
+    _seeks = 0  # counted up at the start and at the end of every seek to the committed offsets
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    async def seek_to_committed(self) -> Mapping[TP, int]:
-        committed = await super().seek_to_committed()
-        self._sought = frozenset(TP(tp.topic, tp.partition) for tp in committed)
-        return committed
 
     async def perform_seek(self) -> None:
         self._seeks += 1
         try:
             await super().perform_seek()
-            self._after_seek = {tp: self._read_offset.get(tp) for tp in self._sought}  # no await since it set them
         finally:
             self._seeks += 1
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Faust's batch, cut short once a seek has happened since it was fetched.
+        """Faust's batch, cut short once a seek to the committed offsets has begun or ended since it was asked for,
+        and then the consumer seeks to the committed offsets again.
 
-        The fetcher loop sets the read offset of each record it was handed after handing it on, then asks for the
-        next; so when a seek ended in between, the read offsets it set are put back here before anything else runs.
-        While a seek is under way nothing is handed out; the seek sets the read offsets when it ends.
+        Such a batch may hold records fetched from before the seek, and the fetcher loop moves the read offsets over
+        whatever it is handed, so what follows the seek could be dropped as already read; records fetched after the
+        seek moved the fetch positions past themselves, so cutting them off alone would skip them. Seeking again puts
+        the read offsets and the fetch positions back in step at the committed offsets: records after those may be
+        processed twice (findings and rule state take repeats), none is skipped. The fetcher loop sets the read
+        offset of a record after handing it on, before asking for the next, so that is checked before each record
+        and after the last.
         """
         seeks = self._seeks
         batch = cast(AsyncGenerator[tuple[TP, Message], None], super().getmany(timeout))
@@ -104,10 +105,16 @@ class _Consumer(driver.Consumer):
                 yield tp, message
                 if self._seeks != seeks:
                     break
-            if self._seeks != seeks and self._seeks % 2 == 0:
-                self._read_offset.update(self._after_seek)
         finally:
             await batch.aclose()
+        if self._seeks != seeks:
+            try:
+                await self.perform_seek()
+            except (KafkaError, TimeoutError) as exc:  # a rebalance under way: it seeks when it ends
+                logger.warning("seek to the committed offsets after a cut batch failed: %r", exc)
+            # Faust counts offsets it saw jumped over as done (for compacted topics); everything after the committed
+            # offsets is read again now, so a jump it saw in the cut batch must not let a commit pass unread records.
+            self._gap.clear()
 
 
 class Transport(driver.Transport):
