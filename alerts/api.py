@@ -7,6 +7,7 @@ Every route needs a bearer token that belongs to an officer (``alerts.officers``
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -150,23 +151,33 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
     # It checks the token itself (header or query), so the document is told it needs one, as the other routes are.
     @router.get("/alerts/stream", response_class=EventSourceResponse, openapi_extra={"security": [{"HTTPBearer": []}]})
     async def stream(request: Request, token: str | None = None) -> EventSourceResponse:
-        """Server-sent events: ``alert`` (an Alert as JSON) on every change; ``reload`` if this client fell behind.
-        Token from ``Authorization: Bearer`` or ``?token=``."""
+        """Server-sent events: ``ready`` (``{"ping_s": N}``) first; ``alert`` (an Alert as JSON) on every change;
+        ``ping`` every N seconds, so a client can tell a dead connection from a quiet one; ``reload`` if this client
+        fell behind. Token from ``Authorization: Bearer`` or ``?token=``."""
         header = request.headers.get("authorization", "")
         given = header[7:] if header.lower().startswith("bearer ") else token
         officer = officers.by_token(given) if given else None
         if officer is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown token", headers=_UNAUTHORIZED)
 
+        ping_s = service.settings.alerts_stream_ping_s
+
         async def events() -> AsyncIterator[ServerSentEvent]:
-            yield ServerSentEvent(data="{}", event="ready")
+            yield ServerSentEvent(data=json.dumps({"ping_s": ping_s}), event="ready")
             async for alert in service.live.follow(officer):
                 if alert is None:
                     yield ServerSentEvent(data="{}", event="reload")
                     return
                 yield ServerSentEvent(data=alert.model_dump_json(), event="alert", id=f"{alert.id}.{alert.seq}")
 
-        return EventSourceResponse(events(), ping=15, headers={"X-Accel-Buffering": "no"})
+        # A named event, not sse-starlette's default comment line: EventSource hides comments from the page, and
+        # the console needs to see the heartbeat to tell a dead connection (no FIN ever arrives) from a quiet one.
+        return EventSourceResponse(
+            events(),
+            ping=ping_s,
+            ping_message_factory=lambda: ServerSentEvent(data="{}", event="ping"),
+            headers={"X-Accel-Buffering": "no"},
+        )
 
     @router.get("/alerts/{alert_id}", response_model=AlertDetail)
     async def get_alert(alert_id: str, officer: Officer = signed_in) -> AlertDetail:

@@ -18,6 +18,13 @@ class AlertsSettings(MqttConnection, KafkaConnection, InfluxConnection):
     officers_file: Path | None = Field(None, description="officers' tokens (SHA-256) and departments (YAML)")
     alerts_group: str = Field("smartcity-alerts", description="Kafka consumer group reading the findings")
     alerts_tick_s: float = Field(1.0, gt=0, le=60, description="how often reminders and silences are checked")
+    alerts_stream_ping_s: float = Field(
+        15.0,
+        ge=0.5,
+        le=300,
+        description="the live stream's heartbeat: a `ping` event this often (the console "
+        "takes three missed as a dead connection and reconnects)",
+    )
     alerts_closed_retention_s: int = Field(7 * 24 * 3600, ge=60, description="closed alerts stay listed this long")
     alerts_sender: str = Field("smartcity@longgang.example", description="CAP <sender>")
     alerts_public_url: str = Field("http://127.0.0.1:8080", description="where officers reach the console")

@@ -71,6 +71,9 @@ class Gateway:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._kafka_ok = False
         self._connections = 0
+        group = settings.gateway_share_group
+        self._subscription = f"$share/{group}/{TELEMETRY}" if group else TELEMETRY
+        self._other = TELEMETRY if group else f"$share/ingest/{TELEMETRY}"  # the default group's
         self.mqtt = AsyncMqttClient(
             settings,
             settings.gateway_client_id,
@@ -81,7 +84,7 @@ class Gateway:
             protocol=MQTTProtocolVersion.MQTTv5
             if settings.gateway_mqtt_protocol == "5"
             else MQTTProtocolVersion.MQTTv311,
-            subscriptions=[(f"$share/{settings.gateway_share_group}/devices/+/telemetry", 1)],
+            subscriptions=[(self._subscription, 1)],
             on_message=self._on_message,
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
@@ -152,6 +155,8 @@ class Gateway:
         self._tracker.reconnected()
         if not session_present and self._connections:
             logger.warning("the MQTT broker lost our session: messages queued for us while away may be gone")
+        if session_present:  # a session kept from the other mode would get every reading twice
+            self.mqtt.client.unsubscribe(self._other)
         self._connections += 1
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
@@ -273,6 +278,7 @@ class Gateway:
             self._metrics.kafka_ok.set(1 if ok else 0)
 
 
+TELEMETRY = "devices/+/telemetry"
 _MAX_RECORD_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MB)
 
 

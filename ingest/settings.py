@@ -26,7 +26,13 @@ class GatewaySettings(MqttConnection, KafkaConnection):
         description="kafka: refuse ids not in the registry's devices topic; open: accept every well-formed id "
         "(benchmarks, or a deployment without a registry)",
     )
-    gateway_share_group: str = Field("ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    gateway_share_group: str = Field(
+        "ingest",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="the gateways' shared subscription ($share/<group>/devices/+/telemetry); empty: a plain "
+        "subscription, for a single gateway (Mosquitto 2.0 restores plain subscriptions after its own restart, "
+        "not shared ones: docs/reliability.md)",
+    )
     gateway_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="how long the broker queues for us")
     gateway_receive_maximum: int = Field(
         2000, ge=1, le=65535, description="QoS 1 messages the broker may have in flight to us, unacknowledged"

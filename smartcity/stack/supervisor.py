@@ -209,6 +209,8 @@ class Stack:
             "SMARTCITY_GATEWAY_HTTP_HOST": s.host,
             "SMARTCITY_GATEWAY_HTTP_PORT": str(port),
         }
+        if s.gateways == 1 and "SMARTCITY_GATEWAY_SHARE_GROUP" not in env:
+            env["SMARTCITY_GATEWAY_SHARE_GROUP"] = ""  # a plain subscription, which survives a Mosquitto restart
         if n:
             first = env.get("SMARTCITY_GATEWAY_CLIENT_ID") or GatewaySettings.model_fields["gateway_client_id"].default
             env["SMARTCITY_GATEWAY_CLIENT_ID"] = f"{first.removesuffix('-1')}-{n + 1}"

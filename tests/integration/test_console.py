@@ -9,6 +9,8 @@ map and the detail are saved under ``test-artifacts/console/``.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.integration
 ARTIFACTS = Path("test-artifacts/console")
 CHROMIUM = "/usr/bin/chromium"
 EMERGENCY, FIRE = "emergency-officer-token", "fire-officer-token"
+PING_S = 1  # the live stream's heartbeat here (15 s by default): the console takes three missed as a dead link
 HOSTILE_SITE = '<script>alert("pwned")</script> 龙岗化工园区'
 
 
@@ -53,13 +56,15 @@ class Console:
         expect(page.get_by_test_id("officer")).to_be_visible()
         return page
 
-    def publish(self, values: dict[str, float]) -> None:
+    def publish(self, values: dict[str, float], device: tuple[str, str] | None = None) -> None:
+        """A reading from the fixture's device, or from ``device`` (id, password)."""
+        device_id, password = device or (self.device, self.password)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"console-test-{time.monotonic_ns()}")
-        client.username_pw_set(self.device, self.password)
+        client.username_pw_set(device_id, password)
         client.connect("127.0.0.1", int(self.stack.mqtt_url.rsplit(":", 1)[1]))
         client.loop_start()
         body = f'{{"values": {{"ch4_lel": {values["ch4_lel"]}}}}}'.encode()
-        client.publish(f"devices/{self.device}/telemetry", body, qos=1).wait_for_publish(10)
+        client.publish(f"devices/{device_id}/telemetry", body, qos=1).wait_for_publish(10)
         client.disconnect()
         client.loop_stop()
 
@@ -80,6 +85,7 @@ def console() -> Iterator[Console]:
     with tempfile.TemporaryDirectory() as data:
         stack = StackRun(Path(data))
         stack.env["SMARTCITY_OFFICERS_FILE"] = str(_officers(Path(data) / "officers.yaml"))
+        stack.env["SMARTCITY_ALERTS_STREAM_PING_S"] = str(PING_S)
         with stack, sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=CHROMIUM,
@@ -162,4 +168,35 @@ def test_a_wrong_token_is_refused_with_a_message(console: Console) -> None:
     page.get_by_test_id("login-token").fill("not-a-token")
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("login-error")).to_be_visible()
+    page.close()
+
+
+def test_a_dead_stream_is_noticed_and_the_board_comes_back_live(console: Console) -> None:
+    """The API frozen with SIGSTOP: its connections stay open and silent, no error ever reaches the browser. The
+    console misses three heartbeats, shows 已断开 / disconnected, and once the API runs again reconnects by itself
+    and receives new alerts without a reload."""
+    device = "console-gas-002"
+    record = {"id": device, "kind": "gas", "site_id": "console-site-2", "site_name": "龙岗 坪地 储气站",
+              "lat": 22.76, "lon": 114.31, "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
+    with console.api() as api:
+        created = api.put(f"/api/devices/{device}", json=record)
+    created.raise_for_status()
+    password = created.json()["credentials"]["password"]
+    page = console.login(EMERGENCY)
+    state = page.get_by_test_id("live-state")
+    expect(state).to_have_attribute("data-state", "live")
+    console.stack.read_state()
+    api_pid = console.stack.pids["api"]
+    os.kill(api_pid, signal.SIGSTOP)
+    try:
+        frozen = time.monotonic()
+        expect(state).to_have_attribute("data-state", "down", timeout=(3 * PING_S + 5) * 1000)
+        noticed = time.monotonic() - frozen
+        page.screenshot(path=ARTIFACTS / "disconnected.png")
+    finally:
+        os.kill(api_pid, signal.SIGCONT)
+    expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+    console.publish({"ch4_lel": 30.0}, (device, password))
+    expect(_row(page, device)).to_be_visible(timeout=5_000)  # pushed over the new connection
+    print(f"a frozen API noticed after {noticed:.1f} s (heartbeat {PING_S} s)")
     page.close()

@@ -2,7 +2,9 @@
 // (GET /api/alerts/stream?token=...). An `alert` event is a new version of one alert: replace by id, the higher
 // `seq` wins. `reload` means this client fell behind: reconnect and fetch the list again. A dropped stream is
 // reconnected with backoff (1 s doubling to 30 s); each (re)connection fetches the list once the stream is `ready`,
-// so nothing that happened while it was down is missed.
+// so nothing that happened while it was down is missed. The server sends a `ping` event every `ping_s` seconds (told
+// in `ready`): a connection that stays silent for three of them is dead even though no error came (a server frozen,
+// a NAT or proxy that dropped the flow), and is closed and reconnected like a dropped one.
 import { api } from '../api';
 import { session } from '../auth';
 import { createStore } from '../lib/store';
@@ -17,9 +19,13 @@ export const withClosed = createStore(false);
 
 const LIST_LIMIT = 5000;
 const MAX_BACKOFF_MS = 30_000;
+const MISSED_PINGS = 3;
+const DEFAULT_PING_S = 15;
 
 let source: EventSource | null = null;
 let retryTimer: number | undefined;
+let watchdog: number | undefined;
+let pingMs = DEFAULT_PING_S * 1000; // the server's heartbeat, as its last `ready` told
 let backoff = 1000;
 let pending: Alert[] = [];
 let flushTimer: number | undefined;
@@ -79,8 +85,23 @@ function connect(): void {
   liveState.set('connecting');
   const es = new EventSource(`/api/alerts/stream?token=${encodeURIComponent(token)}`);
   source = es;
-  es.addEventListener('ready', () => {
+  const heard = (): void => {
+    window.clearTimeout(watchdog);
+    watchdog = window.setTimeout(() => {
+      if (gen === generation && source === es) dropped();
+    }, MISSED_PINGS * pingMs);
+  };
+  heard(); // a server that never answers at all counts as dead too
+  es.addEventListener('ping', heard);
+  es.addEventListener('ready', (e) => {
     if (gen !== generation) return;
+    try {
+      const told = (JSON.parse((e as MessageEvent<string>).data) as { ping_s?: number }).ping_s;
+      if (typeof told === 'number' && told > 0) pingMs = told * 1000;
+    } catch {
+      /* an older server: keep the default */
+    }
+    heard();
     liveState.set('live');
     backoff = 1000;
     refetch().catch(() => {
@@ -88,6 +109,7 @@ function connect(): void {
     });
   });
   es.addEventListener('alert', (e) => {
+    heard();
     try {
       merge([JSON.parse((e as MessageEvent<string>).data) as Alert]);
     } catch {
@@ -96,10 +118,12 @@ function connect(): void {
   });
   es.addEventListener('reload', () => {
     es.close();
+    window.clearTimeout(watchdog);
     if (gen === generation) connect();
   });
-  es.onerror = () => {
+  const dropped = (): void => {
     es.close();
+    window.clearTimeout(watchdog);
     if (gen !== generation) return;
     liveState.set('down');
     // EventSource hides the status: ask /api/me, which signs the officer out on a 401.
@@ -109,6 +133,7 @@ function connect(): void {
     }, backoff);
     backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
   };
+  es.onerror = dropped;
 }
 
 export function start(): void {
@@ -121,6 +146,7 @@ export function stop(): void {
   source?.close();
   source = null;
   window.clearTimeout(retryTimer);
+  window.clearTimeout(watchdog);
   window.clearTimeout(flushTimer);
   flushTimer = undefined;
   pending = [];
