@@ -35,7 +35,7 @@ from smartcity.stack.services import Launch
 from smartcity.storage.history import History
 from smartcity.storage.retention import ensure_retention
 from tests.alerts_util import ADMIN, FIRE_OFFICER, send_findings
-from tests.integration.conftest import CONTROL_PASSWORD, CONTROL_USER
+from tests.mqtt_util import CONTROL_PASSWORD, CONTROL_USER
 
 OFFICERS = {FIRE_OFFICER: ("火警值班员", "fire")}
 

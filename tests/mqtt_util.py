@@ -14,6 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+#: The operator account of the session's dynamic-security Mosquitto (tests/integration/conftest.py ``secured``).
+CONTROL_USER, CONTROL_PASSWORD = "smartcity-control", "control-" + uuid.uuid4().hex
+
 
 def _client(url: str, name: str) -> mqtt.Client:
     client = mqtt.Client(

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -21,11 +20,12 @@ from devices.mqtt_files import FileAccounts
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
 from ingest.settings import GatewaySettings
-from smartcity.settings import MqttConnection
 from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, dynsec_init, mosquitto
 from streams.settings import StreamsSettings
 from tests.alerts_util import FIRE_OFFICER, RigFactory, rig_factory
+from tests.api_util import LiveApi, accounts_conn, api_settings, live_api
+from tests.mqtt_util import CONTROL_PASSWORD, CONTROL_USER
 
 pytestmark = pytest.mark.integration
 
@@ -89,9 +89,6 @@ def gateway_process(gateway_settings: GatewaySettings, tmp_path: Path) -> Callab
         process.stop()
 
 
-CONTROL_USER, CONTROL_PASSWORD = "smartcity-control", "control-" + uuid.uuid4().hex
-
-
 @pytest.fixture(scope="session")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launch, Path]]:
     """Mosquitto with the dynamic-security plugin: anonymous refused, accounts made through MqttAccounts."""
@@ -106,8 +103,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launch, 
 
 @pytest.fixture
 async def accounts(secured: tuple[Launch, Path]) -> AsyncIterator[MqttAccounts]:
-    conn = MqttConnection(mqtt_url=secured[0].url, mqtt_username=CONTROL_USER, mqtt_password=CONTROL_PASSWORD)
-    admin = MqttAccounts(conn)
+    admin = MqttAccounts(accounts_conn(secured))
     await admin.start()
     yield admin
     await admin.close()
@@ -180,3 +176,13 @@ def rig(alerts_settings: AlertsSettings, tmp_path: Path) -> RigFactory:
         f"officers:\n  - name: 火警值班员\n    departments: [fire]\n    token_sha256: {token_hash(FIRE_OFFICER)}\n"
     )
     return rig_factory(alerts_settings, officers_file)
+
+
+@pytest.fixture
+async def api(
+    alerts_settings: AlertsSettings, secured: tuple[Launch, Path], tmp_path: Path, unique: str
+) -> AsyncIterator[LiveApi]:
+    """The whole API (``smartcity api``'s app) on real HTTP with the dynamic-security Mosquitto (tests/api_util.py).
+    test_devices_api.py has an ``api`` of its own."""
+    async with live_api(api_settings(alerts_settings, tmp_path, unique), accounts_conn(secured)) as running:
+        yield running

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from smartcity.contracts.finding import Hazard
 from smartcity.stack.services import Launch
 from tests.alerts_util import ADMIN, FIRE_OFFICER
 from tests.api_util import LiveApi, accounts_conn, api_settings, bearer, device_record, live_api
-from tests.integration.conftest import CONTROL_PASSWORD
+from tests.mqtt_util import CONTROL_PASSWORD
 from tests.unit.alerts.factories import finding
 
 pytestmark = pytest.mark.integration
@@ -93,14 +93,6 @@ EVERY_OFFICER = {
         {"metric": "level_m"},
     ),
 }
-
-
-@pytest.fixture
-async def api(
-    alerts_settings: AlertsSettings, secured: tuple[Launch, Path], tmp_path: Path, unique: str
-) -> AsyncIterator[LiveApi]:
-    async with live_api(api_settings(alerts_settings, tmp_path, unique), accounts_conn(secured)) as running:
-        yield running
 
 
 def operations(api: LiveApi) -> dict[str, dict[str, Any]]:

@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,12 +25,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from alerts.settings import AlertsSettings
 from devices.api import IMPORT_MAX_BODY_BYTES
 from smartcity.http_limits import DEFAULT_MAX_BODY_BYTES
-from smartcity.stack.services import Launch
 from tests.alerts_util import ADMIN
-from tests.api_util import LiveApi, accounts_conn, api_settings, bearer, device_record, live_api
+from tests.api_util import LiveApi, bearer, device_record
 from tests.unit.alerts.factories import finding
 
 pytestmark = [
@@ -45,14 +42,6 @@ MAX_EXAMPLES = 25
 # The live stream never ends by itself: a request to it would wait for ever. Its 401 is tested in test_api_auth.py.
 NOT_FUZZED = {"GET /api/alerts/stream"}
 CHECKS = [not_a_server_error, response_schema_conformance]
-
-
-@pytest.fixture
-async def api(
-    alerts_settings: AlertsSettings, secured: tuple[Launch, Path], tmp_path: Path, unique: str
-) -> AsyncIterator[LiveApi]:
-    async with live_api(api_settings(alerts_settings, tmp_path, unique), accounts_conn(secured)) as running:
-        yield running
 
 
 async def known_ids(api: LiveApi, unique: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from devices.store import DeviceStore
 from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings, create_app
 from smartcity.stack.services import Launch
+from tests.api_util import device_record as record
 from tests.mqtt_util import Client
 from tests.waiting import eventually
 
@@ -25,14 +26,6 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def record(device_id: str, **changes: Any) -> dict[str, Any]:
-    return {
-        "id": device_id, "kind": "water", "site_id": "R02", "site_name": "龙岗河水位站", "lat": 22.70,
-        "lon": 114.25, "interval_s": 300, "departments": ["water", "emergency"],
-        "thresholds": {"level_m": {"orange": 3.2, "red": 4.1}}, **changes,
-    }  # fmt: skip
 
 
 class Api:
