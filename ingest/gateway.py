@@ -41,7 +41,7 @@ from smartcity.contracts import (
 )
 from smartcity.errors import KafkaUnavailable
 from smartcity.kafka_admin import flow_topics
-from smartcity.mqtt import AsyncMqttClient
+from smartcity.mqtt import KEEPALIVE_S, AsyncMqttClient
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,13 @@ class Gateway:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._kafka_ok = False
         self._connections = 0
+        # Back-pressure: reading from MQTT stops while this many messages await Kafka, and starts again at half.
+        # The broker should stop at our receive maximum by itself; Mosquitto 2.0.11 does not always (it sent a
+        # gateway waiting for a slow Kafka 120,000 messages past a receive maximum of 2,000: eclipse-mosquitto#2301),
+        # and everything held here costs memory and garbage-collector time on every message after it.
+        self._high_water = settings.gateway_max_unacked
+        self._resume_timer: asyncio.TimerHandle | None = None
+        self._draining = False
         group = settings.gateway_share_group
         self._subscription = f"$share/{group}/{TELEMETRY}" if group else TELEMETRY
         self._other = TELEMETRY if group else f"$share/ingest/{TELEMETRY}"  # the default group's
@@ -90,6 +97,7 @@ class Gateway:
             on_disconnected=self._on_disconnected,
         )
         metrics.unacked.set_function(lambda: len(self._tracker))
+        metrics.reading_paused.set_function(lambda: 1 if self.mqtt.reading_paused and not self._draining else 0)
 
     def health(self) -> dict[str, bool]:
         return {"mqtt": self.mqtt.subscribed.is_set(), "kafka": self._kafka_ok}
@@ -130,6 +138,8 @@ class Gateway:
         If Kafka does not take the held readings within ``timeout_s`` we disconnect anyway: nothing unacknowledged
         is lost, the broker redelivers it to whichever gateway of the group is there.
         """
+        self._draining = True
+        self._cancel_resume()
         self.mqtt.pause_reading()
         self._flush_now()
         if self._in_flight:
@@ -194,6 +204,8 @@ class Gateway:
             )
         if msg.qos:
             flush.entries.append(self._tracker.arrived(msg.mid))
+            if len(self._tracker) >= self._high_water and not self.mqtt.reading_paused:
+                self._pause()
         if len(flush.readings) >= self.settings.gateway_max_batch:
             self._flush_now()
         elif self._timer is None:
@@ -263,6 +275,28 @@ class Gateway:
             done(entry)
         for mid in self._tracker.release():
             self.mqtt.ack(mid)
+        if self.mqtt.reading_paused and len(self._tracker) <= self._high_water // 2:
+            self._resume()
+
+    # -- back-pressure ----------------------------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        self.mqtt.pause_reading()
+        self._metrics.reading_pauses.inc()
+        # Read again within a keepalive even if Kafka is still slow: the broker's PINGRESP must be read, or paho
+        # drops the connection. A broker that keeps to our receive maximum sends nothing more meanwhile; one that
+        # does not is paused again at the next message.
+        self._resume_timer = asyncio.get_running_loop().call_later(KEEPALIVE_S / 3, self._resume)
+
+    def _resume(self) -> None:
+        self._cancel_resume()
+        if not self._draining:
+            self.mqtt.resume_reading()
+
+    def _cancel_resume(self) -> None:
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -20,6 +20,8 @@ class GatewayMetrics:
     mqtt_connected: Gauge
     kafka_ok: Gauge
     unacked: Gauge
+    reading_paused: Gauge
+    reading_pauses: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
@@ -54,4 +56,12 @@ class GatewayMetrics:
             mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while connected to the MQTT broker", registry=registry),
             kafka_ok=Gauge(f"{ns}_kafka_ok", "1 while the last Kafka flush succeeded", registry=registry),
             unacked=Gauge(f"{ns}_unacked_messages", "QoS 1 messages awaiting Kafka", registry=registry),
+            reading_paused=Gauge(
+                f"{ns}_mqtt_reading_paused",
+                "1 while MQTT reading is paused because receive-maximum messages await Kafka (back-pressure)",
+                registry=registry,
+            ),
+            reading_pauses=Counter(
+                f"{ns}_mqtt_reading_pauses", "Times MQTT reading was paused for back-pressure", registry=registry
+            ),
         )

@@ -37,6 +37,12 @@ class GatewaySettings(MqttConnection, KafkaConnection):
     gateway_receive_maximum: int = Field(
         2000, ge=1, le=65535, description="QoS 1 messages the broker may have in flight to us, unacknowledged"
     )
+    gateway_max_unacked: int = Field(
+        2000,
+        ge=1,
+        description="messages held awaiting Kafka before the gateway stops reading MQTT (back-pressure: the broker "
+        "holds the rest); reading starts again at half",
+    )
     gateway_device_rate: float = Field(
         20.0, gt=0, description="messages a second one device may send on average (over it: refused, rate_limited)"
     )

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 _MAX_PACKETS_PER_WAKE = 256
+#: Seconds between PINGREQs when nothing else goes out; a PINGRESP unread this long after one ends the connection.
+KEEPALIVE_S = 30
 
 
 class AsyncMqttClient:
@@ -77,6 +79,7 @@ class AsyncMqttClient:
         self._delay = 0.5  # reconnect backoff; reset by a session that lasted
         self._connected_at = 0.0
         self._answered = False  # the broker sent a CONNACK (accepting or refusing) on the current connection
+        self.reading_paused = False
         self.connected = asyncio.Event()
         #: Set once the broker granted our subscriptions on the current connection.
         self.subscribed = asyncio.Event()
@@ -147,10 +150,21 @@ class AsyncMqttClient:
             future.set_result(None)
 
     def pause_reading(self) -> None:
-        """Stop reading from the socket (the broker then holds messages for us)."""
+        """Stop reading from the socket (the broker then holds messages for us, and TCP tells it to wait).
+
+        Writes go on: acknowledgements still leave. paho's keepalive needs reading too (a PINGRESP unread within
+        ``keepalive`` of its PINGREQ ends the connection), so a long pause should be broken by ``resume_reading``.
+        A new connection reads again."""
+        self.reading_paused = True
         sock = self.client.socket()
         if self._loop is not None and sock is not None:
             self._loop.remove_reader(sock)
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+        sock: Any = self.client.socket()
+        if self._loop is not None and sock is not None and not self._closing:
+            self._loop.add_reader(sock, self._readable, sock)
 
     async def close(self, *, with_will: bool = False) -> None:
         """Disconnect cleanly. With ``session_expiry_s`` > 0 the broker keeps our session and queues for us.
@@ -182,7 +196,7 @@ class AsyncMqttClient:
                 rc = self.client.connect(
                     self._conn.mqtt_host,
                     self._conn.mqtt_port,
-                    keepalive=30,
+                    keepalive=KEEPALIVE_S,
                     clean_start=self._clean_start if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                     properties=props,
                 )
@@ -276,6 +290,7 @@ class AsyncMqttClient:
 
     def _socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
         assert self._loop is not None
+        self.reading_paused = False
         self._loop.add_reader(sock, self._readable, sock)
         self._misc = self._loop.create_task(self._misc_loop())
 
@@ -295,6 +310,8 @@ class AsyncMqttClient:
         client = self.client
         for _ in range(_MAX_PACKETS_PER_WAKE):
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return
+            if self.reading_paused:  # a handler paused us: the next packet stays with the broker
                 return
             if isinstance(sock, ssl.SSLSocket):
                 if not sock.pending():

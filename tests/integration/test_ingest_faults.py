@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -231,3 +233,66 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
         await collector
         broker.process.stop()
     assert seen == expected
+
+
+def _gauge(metrics_url: str, name: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
+    gateway_settings: GatewaySettings,
+    gateway_process: Callable[[GatewaySettings], ManagedProcess],
+    mqtt_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """With Kafka frozen (SIGSTOP) and a receive maximum that lets the broker send everything, the gateway holds no
+    more than ``gateway_max_unacked`` messages: it stops reading MQTT, the broker keeps the rest, reading resumes on
+    a timer so the connection stays alive, and after Kafka thaws every reading arrives."""
+    limit = 300
+    broker = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log")
+    broker.start()
+    settings, health = _with_http(
+        gateway_settings.model_copy(
+            update={"kafka_bootstrap": broker.url, "gateway_receive_maximum": 65535, "gateway_max_unacked": limit}
+        )
+    )
+    metrics = health.replace("healthz", "metrics")
+    gateway = gateway_process(settings)
+    gateway.start()
+    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
+    stream = _stream(3_000, 50, f"bp-{unique}")
+    warm, rest = stream[:100], stream[100:]
+    try:
+        with publisher(mqtt_url) as pub:
+            for topic, payload, _ in warm:
+                pub.publish(topic, payload, qos=1).wait_for_publish(10)
+            await consume(broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(warm))
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            infos = [pub.publish(topic, payload, qos=1) for topic, payload, _ in rest]
+            for info in infos:
+                await asyncio.to_thread(info.wait_for_publish, 30)  # Mosquitto took them all
+            held: list[float] = []
+            deadline = time.monotonic() + 13  # past one keepalive-driven resume (every 10 s)
+            while time.monotonic() < deadline:
+                held.append(await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_unacked_messages"))
+                await asyncio.sleep(0.2)
+            paused = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_reading_paused")
+            pauses = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_reading_pauses_total")
+            connected = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_connected")
+            os.kill(broker.process.pid, signal.SIGCONT)
+            assert max(held) >= limit, "the gateway should have filled up to its limit"
+            assert max(held) <= limit + 1, f"held {max(held):.0f} messages past the limit of {limit}"
+            assert (paused, connected) == (1, 1)
+            assert pauses >= 2, "the timer resumes reading, and the next message pauses it again"
+            records = await consume(
+                broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=90
+            )
+        assert distinct_seqs(records) == {key for _, _, key in stream}
+        assert await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_reading_paused") == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(broker.process.pid, signal.SIGCONT)
+        broker.process.stop()
