@@ -141,7 +141,10 @@ class StackRun:
         log = self.data_dir / "up.log"
         with log.open("wb") as out:  # a file, not a pipe: nobody would drain a pipe once the stack is up
             argv = [sys.executable, "-m", "smartcity", "up", "--data-dir", str(self.data_dir)]
-            self.proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            # A benchmark killed without its cleanup (SIGTERM, SIGKILL) takes its stack with it.
+            self.proc = subprocess.Popen(
+                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         deadline = time.monotonic() + 180
         while READY_LINE not in log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:

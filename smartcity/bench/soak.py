@@ -62,6 +62,7 @@ from smartcity.status import Scrape
 #: sustained rate of the W1 run, its 6,000 step. Halved and rounded down to 100 as ``smartcity bench e2e`` does.
 W1_PEAK_READINGS_PER_S = 5_983
 EVALUATED, STORED = "smartcity_streams_readings_total", "smartcity_writer_readings_total"
+RECEIVED = "smartcity_ingest_readings_received_total"
 DEVICES, PROBE_INTERVAL_S, PROBE_POOL, POLL_S = 10_000, 0.5, 800, 3.0
 
 
@@ -182,6 +183,7 @@ class Row:
     latency: ProbeWindow
     restarted: list[str] = field(default_factory=list)
     load_1m: float = 0.0  # the machine's load average: a soak means something only on a quiet machine
+    mqtt_queue: float | None = None  # readings the broker acknowledged to publishers, not yet read by the gateway
 
 
 #: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged.
@@ -206,6 +208,8 @@ def verdicts(rows: list[Row], rate: float, run_s: float) -> list[Verdict]:
     out.append(
         judge("backlog: accepted - stored", "readings", [(r.t_s, r.backlog) for r in rows], run_s, tol["backlog"])
     )
+    queue = [(r.t_s, r.mqtt_queue) for r in rows]
+    out.append(judge("queue: MQTT broker -> gateway", "readings", queue, run_s, tol["backlog"]))
     out.append(judge("alert latency p95", "ms", [(r.t_s, r.latency.p95_ms) for r in rows], run_s, tol["latency"]))
     return out
 
@@ -294,6 +298,10 @@ class _Sampler:
         self.lags: list[dict[str, float]] = []  # the window's polls
         # the last good poll: when, counters (accepted, evaluated, stored), messages acknowledged
         self.last: tuple[float, tuple[float, float, float], int] = (t0, self._counters_now(), publisher.stat()[1])
+        self.queue_base = self.publisher.stat()[1] - self._received()  # what the gateway had read before the load
+
+    def _received(self) -> float:
+        return sum(s.total(RECEIVED) for s in self.poll().values() if s is not None)
 
     def _counters_now(self) -> tuple[float, float, float]:
         for _ in range(10):
@@ -339,6 +347,12 @@ class _Sampler:
         restarted = [name for name, pid in self.stack.pids.items() if self.pids.get(name) not in (None, pid)]
         self.pids = dict(self.stack.pids)
         acked, counters = self.publisher.stat()[1], self.counters(scrapes)
+        # Probe readings count as published too: each probe, and its clearing reading five probes later.
+        probed = len(self.probes.sent) + max(0, len(self.probes.sent) - CLEAR_AFTER)
+        queue = None
+        if all(s is not None for s in scrapes.values()):
+            received = sum(s.total(RECEIVED) for s in scrapes.values() if s is not None)
+            queue = max(0.0, acked + probed - received - self.queue_base)
         then, before, acked_before = self.last
         rates: list[float | None] = [None] * 4  # acked, accepted, evaluated, stored
         backlog = None
@@ -351,7 +365,7 @@ class _Sampler:
         return Row(
             round(now - self.t0, 1), rates[0], rates[1], rates[2], rates[3], backlog, lag_mean, lag_max,
             {name: rss_mib(pid) for name, pid in self.pids.items()}, probe_window([s.latency_ms() for s in due]),
-            restarted, os.getloadavg()[0],
+            restarted, os.getloadavg()[0], queue,
         )  # fmt: skip
 
     def drain(self, timeout: float = 180) -> tuple[float, bool]:
@@ -382,14 +396,14 @@ def _short(name: str) -> str:
 def _row_table(row: Row, lags: list[str], processes: list[str], header: bool) -> Table:
     """One row, columns of fixed width, so that rows printed one by one line up under the header."""
     table = Table(show_header=header, box=None, pad_edge=False, header_style="bold")
-    names = ["m:ss", "acked/s", "accepted/s", "stored/s", "backlog", *(f"lag {_short(k)}" for k in lags),
+    names = ["m:ss", "acked/s", "accepted/s", "stored/s", "backlog", "mqtt queue", *(f"lag {_short(k)}" for k in lags),
              "p50 ms", "p95 ms", "late", *(f"{_short(p)} MiB" for p in processes), "load"]  # fmt: skip
     for name in names:
         table.add_column(name, justify="right", width=max(7, min(len(name), 10)), overflow="fold")
     lat = row.latency
     table.add_row(
         f"{int(row.t_s // 60)}:{int(row.t_s % 60):02d}", _f(row.acked_per_s), _f(row.accepted_per_s),
-        _f(row.stored_per_s), _f(row.backlog),
+        _f(row.stored_per_s), _f(row.backlog), _f(row.mqtt_queue),
         *(_f(row.lag_records.get(k)) for k in lags), _f(lat.p50_ms), _f(lat.p95_ms), f"{lat.late}/{lat.probes}",
         *(_f(row.rss_mib.get(p), 1) for p in processes), f"{row.load_1m:.1f}",
     )  # fmt: skip

@@ -96,14 +96,15 @@ def test_the_default_rate_is_half_of_the_recorded_peak_rounded_down() -> None:
 def _row(t: float, accepted: float, late: int, rss: float, restarted: list[str] | None = None) -> Row:
     latency = probe_window([None if k < late else 80.0 for k in range(60)])
     return Row(t, accepted, accepted, accepted, accepted, 100.0, {"writer readings": 10.0}, {"writer readings": 40.0},
-               {"api": rss}, latency, restarted or [])  # fmt: skip
+               {"api": rss}, latency, restarted or [], mqtt_queue=50.0)  # fmt: skip
 
 
 def test_checks_catch_what_a_flat_series_cannot_show() -> None:
     good = [_row(t, 2_900, 0, 120.0) for t in TIMES]
     judged = verdicts(good, 2_900, RUN_S)
     assert [v.series for v in judged] == [
-        "memory: api", "lag: writer readings", "backlog: accepted - stored", "alert latency p95",
+        "memory: api", "lag: writer readings", "backlog: accepted - stored", "queue: MQTT broker -> gateway",
+        "alert latency p95",
     ]  # fmt: skip
     assert all(v.flat for v in judged)
     assert all(c.ok for c in checks(good, judged, 2_900, RUN_S, (3.0, True)))
@@ -125,3 +126,12 @@ def test_a_store_whose_memory_is_its_data_is_reported_but_not_judged() -> None:
     failed = [c for c in checks(leaking, verdicts(leaking, 2_900, RUN_S), 2_900, RUN_S, (3.0, True)) if not c.ok]
     assert [c.name for c in failed] == ["every series flat"]
     assert "memory: api" in failed[0].detail
+
+
+def test_a_queue_growing_in_the_mqtt_broker_fails_though_every_rate_holds() -> None:
+    """What the first 30-minute run showed: the gateway kept pace on average, but the queue in front of it (built
+    while the machine was busiest) never drained, so every alert came later and later."""
+    rows = [replace(_row(t, 2_900, 0, 120.0), mqtt_queue=20.0 * t) for t in TIMES]
+    failed = [c for c in checks(rows, verdicts(rows, 2_900, RUN_S), 2_900, RUN_S, (3.0, True)) if not c.ok]
+    assert [c.name for c in failed] == ["every series flat"]
+    assert "queue: MQTT broker -> gateway" in failed[0].detail
