@@ -53,7 +53,9 @@ class GatewaySettings(MqttConnection, KafkaConnection):
     gateway_kafka_timeout_s: float = Field(
         5.0, gt=0, description="a flush not acknowledged by then is retried on a new producer (docs/ingest.md)"
     )
-    gateway_max_flushes: int = Field(4, ge=1, description="flushes awaiting Kafka at once")
+    gateway_max_flushes: int = Field(
+        4, ge=1, description="flushes awaiting Kafka at once; while all are out, readings gather into the next one"
+    )
     gateway_heartbeat_s: float = Field(
         5.0, ge=0, description="an empty record on every readings partition this often while MQTT is up; 0: off"
     )

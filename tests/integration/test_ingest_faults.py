@@ -296,3 +296,49 @@ async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
         with contextlib.suppress(ProcessLookupError):
             os.kill(broker.process.pid, signal.SIGCONT)
         broker.process.stop()
+
+
+async def test_a_slow_kafka_gets_fewer_larger_flushes_not_a_queue_of_small_ones(
+    gateway_settings: GatewaySettings,
+    gateway_process: Callable[[GatewaySettings], ManagedProcess],
+    mqtt_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """One delivery slot, Kafka frozen for 2 s while 1,000 messages arrive over them (one per 2 ms, a 5 ms linger):
+    they gather behind the stuck flush and go out together after the thaw, instead of as hundreds of small flushes
+    each waiting its turn (each paying Kafka's per-request cost, which is what slowed the soak's alerts)."""
+    broker = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log")
+    broker.start()
+    settings, health = _with_http(
+        gateway_settings.model_copy(update={"kafka_bootstrap": broker.url, "gateway_max_flushes": 1})
+    )
+    metrics = health.replace("healthz", "metrics")
+    gateway = gateway_process(settings)
+    gateway.start()
+    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
+    stream = _stream(1_100, 50, f"slow-{unique}")
+    warm, rest = stream[:100], stream[100:]
+    try:
+        with publisher(mqtt_url) as pub:
+            for topic, payload, _ in warm:
+                pub.publish(topic, payload, qos=1).wait_for_publish(10)
+            await consume(broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(warm))
+            flushes_before = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_flush_readings_count")
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            frozen = time.monotonic()
+            for i, (topic, payload, _) in enumerate(rest):
+                pub.publish(topic, payload, qos=1)
+                await asyncio.sleep(max(0.0, frozen + i * 0.002 - time.monotonic()))
+            await asyncio.sleep(max(0.0, frozen + 2 - time.monotonic()))
+            os.kill(broker.process.pid, signal.SIGCONT)
+            records = await consume(
+                broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=60
+            )
+        assert distinct_seqs(records) == {key for _, _, key in stream}
+        flushes = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_flush_readings_count") - flushes_before
+        assert flushes <= 10, f"{flushes:.0f} flushes for 1,000 messages that arrived while Kafka was frozen"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(broker.process.pid, signal.SIGCONT)
+        broker.process.stop()
