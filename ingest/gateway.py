@@ -7,8 +7,8 @@ gateway of the shared-subscription group. The price is duplicates after a crash,
 
 Flow of one message: ``parse_message`` (pure) -> readings into the current ``_Flush`` -> the flush goes out after
 ``linger`` or at ``max_batch`` readings (or, while ``max_flushes`` deliveries are out, when one of them ends), grouped
-by the partition of each device under the topic's actual partition count -> Kafka acknowledges -> the message is marked done in the ``AckTracker``, which releases PUBACKs in arrival
-order.
+by the partition of each device under the topic's actual partition count -> Kafka acknowledges -> the message is
+marked done in the ``AckTracker``, which releases PUBACKs in arrival order.
 """
 
 from __future__ import annotations
