@@ -11,9 +11,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -21,7 +24,7 @@ from aiokafka.errors import KafkaError
 from ingest.settings import GatewaySettings
 from smartcity.contracts import ReadingBatch
 from smartcity.stack.process import ManagedProcess, free_port
-from smartcity.stack.services import http_ok, tansu
+from smartcity.stack.services import Launch, http_ok, tansu
 from tests.kafka_util import consume, distinct_seqs, partitions_of
 from tests.mqtt_util import publisher
 
@@ -241,6 +244,46 @@ def _gauge(metrics_url: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
+@dataclass
+class _OwnKafka:
+    """A gateway process on a Tansu of its own (to freeze with SIGSTOP), warmed up, and a publisher."""
+
+    broker: Launch
+    settings: GatewaySettings
+    metrics: str
+    pub: mqtt.Client
+
+    def freeze(self, frozen: bool) -> None:
+        os.kill(self.broker.process.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+@asynccontextmanager
+async def _own_kafka(
+    gateway_settings: GatewaySettings,
+    gateway_process: Callable[[GatewaySettings], ManagedProcess],
+    mqtt_url: str,
+    tmp_path: Path,
+    warm: list[tuple[str, bytes, tuple[str, int]]],
+    **updates: object,
+) -> AsyncIterator[_OwnKafka]:
+    broker = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log")
+    broker.start()
+    settings, health = _with_http(gateway_settings.model_copy(update={"kafka_bootstrap": broker.url, **updates}))
+    gateway = gateway_process(settings)
+    gateway.start()
+    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
+    try:
+        with publisher(mqtt_url) as pub:
+            for topic, payload, _ in warm:
+                pub.publish(topic, payload, qos=1).wait_for_publish(10)
+            await consume(broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(warm))
+            yield _OwnKafka(broker, settings, health.replace("healthz", "metrics"), pub)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(broker.process.pid, signal.SIGCONT)
+        broker.process.stop()
+
+
 async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
     gateway_settings: GatewaySettings,
     gateway_process: Callable[[GatewaySettings], ManagedProcess],
@@ -252,50 +295,32 @@ async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
     more than ``gateway_max_unacked`` messages: it stops reading MQTT, the broker keeps the rest, reading resumes on
     a timer so the connection stays alive, and after Kafka thaws every reading arrives."""
     limit = 300
-    broker = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log")
-    broker.start()
-    settings, health = _with_http(
-        gateway_settings.model_copy(
-            update={"kafka_bootstrap": broker.url, "gateway_receive_maximum": 65535, "gateway_max_unacked": limit}
-        )
-    )
-    metrics = health.replace("healthz", "metrics")
-    gateway = gateway_process(settings)
-    gateway.start()
-    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
     stream = _stream(3_000, 50, f"bp-{unique}")
     warm, rest = stream[:100], stream[100:]
-    try:
-        with publisher(mqtt_url) as pub:
-            for topic, payload, _ in warm:
-                pub.publish(topic, payload, qos=1).wait_for_publish(10)
-            await consume(broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(warm))
-            os.kill(broker.process.pid, signal.SIGSTOP)
-            infos = [pub.publish(topic, payload, qos=1) for topic, payload, _ in rest]
-            for info in infos:
-                await asyncio.to_thread(info.wait_for_publish, 30)  # Mosquitto took them all
-            held: list[float] = []
-            deadline = time.monotonic() + 13  # past one keepalive-driven resume (every 10 s)
-            while time.monotonic() < deadline:
-                held.append(await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_unacked_messages"))
-                await asyncio.sleep(0.2)
-            paused = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_reading_paused")
-            pauses = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_reading_pauses_total")
-            connected = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_connected")
-            os.kill(broker.process.pid, signal.SIGCONT)
-            assert max(held) >= limit, "the gateway should have filled up to its limit"
-            assert max(held) <= limit + 1, f"held {max(held):.0f} messages past the limit of {limit}"
-            assert (paused, connected) == (1, 1)
-            assert pauses >= 2, "the timer resumes reading, and the next message pauses it again"
-            records = await consume(
-                broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=90
-            )
+    updates = {"gateway_receive_maximum": 65535, "gateway_max_unacked": limit}
+    async with _own_kafka(gateway_settings, gateway_process, mqtt_url, tmp_path, warm, **updates) as own:
+        own.freeze(True)
+        infos = [own.pub.publish(topic, payload, qos=1) for topic, payload, _ in rest]
+        for info in infos:
+            await asyncio.to_thread(info.wait_for_publish, 30)  # Mosquitto took them all
+        held: list[float] = []
+        deadline = time.monotonic() + 13  # past one keepalive-driven resume (every 10 s)
+        while time.monotonic() < deadline:
+            held.append(await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_unacked_messages"))
+            await asyncio.sleep(0.2)
+        paused = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused")
+        pauses = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_pauses_total")
+        connected = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_connected")
+        own.freeze(False)
+        assert max(held) >= limit, "the gateway should have filled up to its limit"
+        assert max(held) <= limit + 1, f"held {max(held):.0f} messages past the limit of {limit}"
+        assert (paused, connected) == (1, 1)
+        assert pauses >= 2, "the timer resumes reading, and the next message pauses it again"
+        records = await consume(
+            own.broker.url, own.settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=90
+        )
         assert distinct_seqs(records) == {key for _, _, key in stream}
-        assert await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_mqtt_reading_paused") == 0
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(broker.process.pid, signal.SIGCONT)
-        broker.process.stop()
+        assert await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused") == 0
 
 
 async def test_a_slow_kafka_gets_fewer_larger_flushes_not_a_queue_of_small_ones(
@@ -308,37 +333,20 @@ async def test_a_slow_kafka_gets_fewer_larger_flushes_not_a_queue_of_small_ones(
     """One delivery slot, Kafka frozen for 2 s while 1,000 messages arrive over them (one per 2 ms, a 5 ms linger):
     they gather behind the stuck flush and go out together after the thaw, instead of as hundreds of small flushes
     each waiting its turn (each paying Kafka's per-request cost, which is what slowed the soak's alerts)."""
-    broker = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log")
-    broker.start()
-    settings, health = _with_http(
-        gateway_settings.model_copy(update={"kafka_bootstrap": broker.url, "gateway_max_flushes": 1})
-    )
-    metrics = health.replace("healthz", "metrics")
-    gateway = gateway_process(settings)
-    gateway.start()
-    await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
     stream = _stream(1_100, 50, f"slow-{unique}")
     warm, rest = stream[:100], stream[100:]
-    try:
-        with publisher(mqtt_url) as pub:
-            for topic, payload, _ in warm:
-                pub.publish(topic, payload, qos=1).wait_for_publish(10)
-            await consume(broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(warm))
-            flushes_before = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_flush_readings_count")
-            os.kill(broker.process.pid, signal.SIGSTOP)
-            frozen = time.monotonic()
-            for i, (topic, payload, _) in enumerate(rest):
-                pub.publish(topic, payload, qos=1)
-                await asyncio.sleep(max(0.0, frozen + i * 0.002 - time.monotonic()))
-            await asyncio.sleep(max(0.0, frozen + 2 - time.monotonic()))
-            os.kill(broker.process.pid, signal.SIGCONT)
-            records = await consume(
-                broker.url, settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=60
-            )
+    async with _own_kafka(gateway_settings, gateway_process, mqtt_url, tmp_path, warm, gateway_max_flushes=1) as own:
+        flushes_before = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_flush_readings_count")
+        own.freeze(True)
+        frozen = time.monotonic()
+        for i, (topic, payload, _) in enumerate(rest):
+            own.pub.publish(topic, payload, qos=1)
+            await asyncio.sleep(max(0.0, frozen + i * 0.002 - time.monotonic()))
+        await asyncio.sleep(max(0.0, frozen + 2 - time.monotonic()))
+        own.freeze(False)
+        records = await consume(
+            own.broker.url, own.settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=60
+        )
         assert distinct_seqs(records) == {key for _, _, key in stream}
-        flushes = await asyncio.to_thread(_gauge, metrics, "smartcity_ingest_flush_readings_count") - flushes_before
+        flushes = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_flush_readings_count") - flushes_before
         assert flushes <= 10, f"{flushes:.0f} flushes for 1,000 messages that arrived while Kafka was frozen"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(broker.process.pid, signal.SIGCONT)
-        broker.process.stop()
