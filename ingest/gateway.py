@@ -74,7 +74,6 @@ class Gateway:
         # The broker should stop at our receive maximum by itself; Mosquitto 2.0.11 does not always (it sent a
         # gateway waiting for a slow Kafka 120,000 messages past a receive maximum of 2,000: eclipse-mosquitto#2301),
         # and everything held here costs memory and garbage-collector time on every message after it.
-        self._high_water = settings.gateway_max_unacked
         self._resume_timer: asyncio.TimerHandle | None = None
         self._draining = False
         group = settings.gateway_share_group
@@ -205,7 +204,7 @@ class Gateway:
             )
         if msg.qos:
             flush.entries.append(self._tracker.arrived(msg.mid))
-            if len(self._tracker) >= self._high_water and not self.mqtt.reading_paused:
+            if len(self._tracker) >= self.settings.gateway_max_unacked and not self.mqtt.reading_paused:
                 self._pause()
         if len(flush.readings) >= self.settings.gateway_max_batch:
             self._flush_now()
@@ -279,7 +278,7 @@ class Gateway:
             done(entry)
         for mid in self._tracker.release():
             self.mqtt.ack(mid)
-        if self.mqtt.reading_paused and len(self._tracker) <= self._high_water // 2:
+        if self.mqtt.reading_paused and len(self._tracker) <= self.settings.gateway_max_unacked // 2:
             self._resume()
 
     # -- back-pressure ----------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class GatewayMetrics:
             unacked=Gauge(f"{ns}_unacked_messages", "QoS 1 messages awaiting Kafka", registry=registry),
             reading_paused=Gauge(
                 f"{ns}_mqtt_reading_paused",
-                "1 while MQTT reading is paused because receive-maximum messages await Kafka (back-pressure)",
+                "1 while MQTT reading is paused because gateway_max_unacked messages await Kafka (back-pressure)",
                 registry=registry,
             ),
             reading_pauses=Counter(

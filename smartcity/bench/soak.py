@@ -298,10 +298,12 @@ class _Sampler:
         self.lags: list[dict[str, float]] = []  # the window's polls
         # the last good poll: when, counters (accepted, evaluated, stored), messages acknowledged
         self.last: tuple[float, tuple[float, float, float], int] = (t0, self._counters_now(), publisher.stat()[1])
-        self.queue_base = self.publisher.stat()[1] - self._received()  # what the gateway had read before the load
+        # what the gateway had read before the load
+        self.queue_base = self.publisher.stat()[1] - self.received(self.poll())
 
-    def _received(self) -> float:
-        return sum(s.total(RECEIVED) for s in self.poll().values() if s is not None)
+    @staticmethod
+    def received(scrapes: dict[str, Scrape | None]) -> float:
+        return sum(s.total(RECEIVED) for s in scrapes.values() if s is not None)
 
     def _counters_now(self) -> tuple[float, float, float]:
         for _ in range(10):
@@ -351,8 +353,7 @@ class _Sampler:
         probed = len(self.probes.sent) + max(0, len(self.probes.sent) - CLEAR_AFTER)
         queue = None
         if all(s is not None for s in scrapes.values()):
-            received = sum(s.total(RECEIVED) for s in scrapes.values() if s is not None)
-            queue = max(0.0, acked + probed - received - self.queue_base)
+            queue = max(0.0, acked + probed - self.received(scrapes) - self.queue_base)
         then, before, acked_before = self.last
         rates: list[float | None] = [None] * 4  # acked, accepted, evaluated, stored
         backlog = None
