@@ -6,9 +6,9 @@ nothing: the broker redelivers what we had not acknowledged, to us when we retur
 gateway of the shared-subscription group. The price is duplicates after a crash, dropped downstream by (device, seq).
 
 Flow of one message: ``parse_message`` (pure) -> readings into the current ``_Flush`` -> the flush goes out after
-``linger`` or at ``max_batch`` readings (or, while ``max_flushes`` deliveries are out, when one of them ends), grouped
-by the partition of each device under the topic's actual partition count -> Kafka acknowledges -> the message is
-marked done in the ``AckTracker``, which releases PUBACKs in arrival order.
+``linger``, at ``max_batch`` readings or at ``max_flush_bytes`` (or, while ``max_flushes`` deliveries are out, when
+one of them ends), grouped by the partition of each device under the topic's actual partition count -> Kafka
+acknowledges -> the message is marked done in the ``AckTracker``, which releases PUBACKs in arrival order.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class _Flush:
     refused: list[Record] = field(default_factory=list)
     entries: list[list[int]] = field(default_factory=list)
     messages: int = 0
+    bytes: int = 0  # MQTT payload bytes
 
 
 class Gateway:
@@ -60,7 +61,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, directory: DeviceDirectory, metrics: GatewayMetrics) -> None:
         self.settings = settings
         self._directory = directory
-        self._metrics = metrics
+        self.metrics = metrics
         self._partitioner = Partitioner(settings.readings_partitions)
         self._tracker = AckTracker()
         self._limit = DeviceRateLimit(settings.gateway_device_rate, settings.gateway_device_burst)
@@ -157,11 +158,11 @@ class Gateway:
     # -- MQTT side (runs on the loop, called by paho from loop_read) ------------------------------------------
 
     def _on_disconnected(self) -> None:
-        self._metrics.mqtt_connected.set(0)
+        self.metrics.mqtt_connected.set(0)
         self._tracker.reconnected()  # no acknowledgement of the old connection may leak onto the next one
 
     def _on_connected(self, session_present: bool) -> None:
-        self._metrics.mqtt_connected.set(1)
+        self.metrics.mqtt_connected.set(1)
         self._tracker.reconnected()
         if not session_present and self._connections:
             logger.warning("the MQTT broker lost our session: messages queued for us while away may be gone")
@@ -185,13 +186,14 @@ class Gateway:
             tell = self._limit.tell(device_id, now)
         flush = self._flush
         flush.messages += 1
+        flush.bytes += len(payload)
         if parsed.readings:
             flush.readings.extend(parsed.readings)
         refusal = parsed.refusal
-        self._metrics.readings_received.inc(len(parsed.readings) + (len(refusal.errors) if refusal else 0))
+        self.metrics.readings_received.inc(len(parsed.readings) + (len(refusal.errors) if refusal else 0))
         if refusal is not None:
             for item in refusal.errors:
-                self._metrics.refusals.labels(item.reason.value).inc()
+                self.metrics.refusals.labels(item.reason.value).inc()
             if tell:
                 body = refusal.model_dump_json().encode()
                 self.mqtt.publish(ERRORS_TOPIC.format(device_id=parsed.device_id), body, qos=1)
@@ -204,12 +206,13 @@ class Gateway:
             )
         if msg.qos:
             flush.entries.append(self._tracker.arrived(msg.mid))
-            if len(self._tracker) >= self.settings.gateway_max_unacked and not self.mqtt.reading_paused:
-                self._pause()
-        if len(flush.readings) >= self.settings.gateway_max_batch:
+        s = self.settings
+        if len(flush.readings) >= s.gateway_max_batch or flush.bytes >= s.gateway_max_flush_bytes:
             self._flush_now()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.settings.gateway_linger_ms / 1000, self._flush_now)
+            self._timer = asyncio.get_running_loop().call_later(s.gateway_linger_ms / 1000, self._flush_now)
+        if not self.mqtt.reading_paused and self._held_too_much():
+            self._pause()
 
     # -- Kafka side -------------------------------------------------------------------------------------------
 
@@ -258,18 +261,19 @@ class Gateway:
                 await self._producer.deliver(records)
                 break
             except KafkaUnavailable as exc:
-                self._metrics.produce_errors.inc()
+                self.metrics.produce_errors.inc()
                 self._set_kafka_ok(False)
                 logger.warning("%s; retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 await self._producer.reset(generation)
                 delay = min(delay * 2, 5.0)
         self._set_kafka_ok(True)
-        self._metrics.flush_seconds.observe(time.perf_counter() - started)
-        m = self._metrics
+        self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        m = self.metrics
         m.messages.inc(flush.messages)
         m.readings_accepted.inc(len(flush.readings))
         m.flush_readings.observe(len(flush.readings))
+        m.flush_bytes.observe(flush.bytes)
         m.records_produced.labels("readings").inc(len(records) - len(flush.refused))
         if flush.refused:
             m.records_produced.labels("rejected").inc(len(flush.refused))
@@ -279,13 +283,18 @@ class Gateway:
         for mid in self._tracker.release():
             self.mqtt.ack(mid)
         if self.mqtt.reading_paused and len(self._tracker) <= self.settings.gateway_max_unacked // 2:
-            self._resume()
+            self._resume()  # a flush gathered to its byte limit goes out next, in ``_delivered``
 
     # -- back-pressure ----------------------------------------------------------------------------------------
 
+    def _held_too_much(self) -> bool:
+        """Too many messages await Kafka, or every delivery slot is busy and the next flush is full."""
+        s = self.settings
+        return len(self._tracker) >= s.gateway_max_unacked or self._flush.bytes >= s.gateway_max_flush_bytes
+
     def _pause(self) -> None:
         self.mqtt.pause_reading()
-        self._metrics.reading_pauses.inc()
+        self.metrics.reading_pauses.inc()
         # Read again within a keepalive even if Kafka is still slow: the broker's PINGRESP must be read, or paho
         # drops the connection. A broker that keeps to our receive maximum sends nothing more meanwhile; one that
         # does not is paused again at the next message.
@@ -314,7 +323,7 @@ class Gateway:
     def _set_kafka_ok(self, ok: bool) -> None:
         if ok != self._kafka_ok:
             self._kafka_ok = ok
-            self._metrics.kafka_ok.set(1 if ok else 0)
+            self.metrics.kafka_ok.set(1 if ok else 0)
 
 
 TELEMETRY = "devices/+/telemetry"

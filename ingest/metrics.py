@@ -17,6 +17,7 @@ class GatewayMetrics:
     produce_errors: Counter
     flush_seconds: Histogram
     flush_readings: Histogram
+    flush_bytes: Histogram
     mqtt_connected: Gauge
     kafka_ok: Gauge
     unacked: Gauge
@@ -53,12 +54,19 @@ class GatewayMetrics:
                 buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
                 registry=registry,
             ),
+            flush_bytes=Histogram(
+                f"{ns}_flush_bytes",
+                "MQTT payload bytes per flush, accepted and refused",
+                buckets=(1e3, 1e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6),
+                registry=registry,
+            ),
             mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while connected to the MQTT broker", registry=registry),
             kafka_ok=Gauge(f"{ns}_kafka_ok", "1 while the last Kafka flush succeeded", registry=registry),
             unacked=Gauge(f"{ns}_unacked_messages", "QoS 1 messages awaiting Kafka", registry=registry),
             reading_paused=Gauge(
                 f"{ns}_mqtt_reading_paused",
-                "1 while MQTT reading is paused because gateway_max_unacked messages await Kafka (back-pressure)",
+                "1 while MQTT reading is paused for back-pressure: gateway_max_unacked messages await Kafka, or every "
+                "delivery slot is busy and gateway_max_flush_bytes have gathered",
                 registry=registry,
             ),
             reading_pauses=Counter(

@@ -49,6 +49,12 @@ class GatewaySettings(MqttConnection, KafkaConnection):
     gateway_device_burst: float = Field(200.0, ge=1, description="messages one device may send in a burst")
     gateway_linger_ms: float = Field(5.0, ge=0, description="how long a flush waits for more readings")
     gateway_max_batch: int = Field(5000, ge=1, description="readings that trigger a flush at once")
+    gateway_max_flush_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="MQTT payload bytes that trigger a flush at once; while every delivery slot is busy and this much "
+        "has gathered, the gateway stops reading MQTT until a slot frees (bounds its memory under large messages)",
+    )
     gateway_max_per_record: int = Field(1000, ge=1, description="readings per Kafka record at most")
     gateway_kafka_timeout_s: float = Field(
         5.0, gt=0, description="a flush not acknowledged by then is retried on a new producer (docs/ingest.md)"

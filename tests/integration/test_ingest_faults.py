@@ -25,7 +25,7 @@ from ingest.settings import GatewaySettings
 from smartcity.contracts import ReadingBatch
 from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, http_ok, tansu
-from tests.kafka_util import consume, distinct_seqs, partitions_of
+from tests.kafka_util import consume, distinct_seqs, partitions_of, refused_of
 from tests.mqtt_util import publisher
 
 pytestmark = pytest.mark.integration
@@ -321,6 +321,43 @@ async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
         )
         assert distinct_seqs(records) == {key for _, _, key in stream}
         assert await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused") == 0
+
+
+async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_byte_limit_under_large_messages(
+    gateway_settings: GatewaySettings,
+    gateway_process: Callable[[GatewaySettings], ManagedProcess],
+    mqtt_url: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Few but large messages (60 KB of garbage each, refused and kept whole) while Kafka is frozen: the gateway
+    holds one stuck flush and one gathered flush of ``gateway_max_flush_bytes`` each, then stops reading MQTT, long
+    before the message count limit. Before this limit it held every message it was sent (here 24 MB; in the hostile
+    input test a single flush grew to 8 MB, and the gateway's memory with it). After the thaw every one is kept."""
+    flush_bytes, size, count = 256 * 1024, 60_000, 400
+    warm = _stream(20, 5, f"big-{unique}")
+    updates = {"gateway_receive_maximum": 65535, "gateway_max_flushes": 1, "gateway_max_flush_bytes": flush_bytes}
+    async with _own_kafka(gateway_settings, gateway_process, mqtt_url, tmp_path, warm, **updates) as own:
+        own.freeze(True)
+        garbage = [(f"devices/big-{unique}-{i % 100}/telemetry", bytes([i % 200 + 1]) * size) for i in range(count)]
+        infos = [own.pub.publish(topic, payload, qos=1) for topic, payload in garbage]
+        for info in infos:
+            await asyncio.to_thread(info.wait_for_publish, 30)  # Mosquitto took them all
+        held: list[float] = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            held.append(await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_unacked_messages"))
+            await asyncio.sleep(0.2)
+        paused = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused")
+        own.freeze(False)
+        # Two flushes' worth, and a few more: paho reads on past a pause by one packet for each of our own QoS 1
+        # publishes still awaiting the broker's acknowledgement (here the refusal replies on devices/+/errors).
+        bound = 2 * -(-flush_bytes // size) + 20
+        assert max(held) <= bound, f"held {max(held):.0f} messages of {size} bytes (at most {bound})"
+        assert paused == 1
+        records = await consume(own.broker.url, own.settings.topic_rejected, lambda r: len(r) >= count, timeout=90)
+        kept = sorted(m.raw for m in refused_of(records))
+        assert kept == sorted(payload for _, payload in garbage), "every refused message is kept whole"
 
 
 async def test_a_slow_kafka_gets_fewer_larger_flushes_not_a_queue_of_small_ones(
