@@ -136,7 +136,7 @@ async def test_the_gateway_keeps_nothing_of_the_malformed_messages_it_refused(
     on their way out. Hence the least over a second.)
 
     Warnings are not recorded here: pytest keeps every log record of a test, and the gateway's warning that Kafka
-    was slow keeps the exception, whose traceback keeps the flush being retried (10 MB a retry on a busy machine)."""
+    was slow keeps the exception, whose traceback keeps the flush being retried (10-20 MB held on a busy machine)."""
     caplog.set_level(logging.ERROR, logger="ingest")
     caplog.set_level(logging.ERROR, logger="aiokafka")
     messages = _malformed()
