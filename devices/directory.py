@@ -12,15 +12,22 @@ from typing import Protocol
 
 
 class DeviceDirectory(Protocol):
-    """Answers whether a device id is registered. Must be cheap: it is called for every MQTT message."""
+    """Answers whether a device id is registered. ``is_registered`` must be cheap: it is called for every MQTT
+    message. ``catch_up`` is called before a device is refused as unknown: it returns once every registration that
+    had answered before the call is known here (``False`` if that could not be confirmed in time)."""
 
     def is_registered(self, device_id: str) -> bool: ...
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool: ...
 
 
 class OpenDirectory:
     """Treats every well-formed device id as registered (the stack's mode until the registry exists)."""
 
     def is_registered(self, device_id: str) -> bool:
+        return True
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool:
         return True
 
 
@@ -32,3 +39,6 @@ class StaticDirectory:
 
     def is_registered(self, device_id: str) -> bool:
         return device_id in self._ids
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool:
+        return True

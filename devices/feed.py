@@ -5,6 +5,13 @@ tombstone, value ``None``) and can republish everything, which the one-machine s
 broker forgets. ``KafkaDirectory`` follows the topic from the beginning, without a consumer group (every reader
 needs every device), and answers ``is_registered`` from memory, so a change reaches the gateway within its fetch
 wait, without a restart.
+
+Read-your-writes. ``PUT /api/devices/{id}`` answers only after Kafka acknowledged the record, and a device may
+publish the moment it has its answer, before our fetch has brought the record here. So a reader that meets a
+device it does not know calls ``catch_up``: it asks Kafka for the topic's end offsets *now* and waits until
+everything before them is applied. The record of any registration that had answered before the reading arrived is
+below those offsets, so after ``catch_up`` an unknown device really is unknown. Concurrent calls share one round
+(one ListOffsets request at a time), and a call never joins a round that started before it.
 """
 
 from __future__ import annotations
@@ -78,6 +85,12 @@ class KafkaDirectory:
         self._records: dict[str, Device] = {}
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        # read-your-writes (``catch_up``): the live consumer, whether its records are the ones served, progress
+        self._consumer: tuple[AIOKafkaConsumer, list[TopicPartition]] | None = None
+        self._live = False
+        self._moved = asyncio.Event()
+        self._next_round: asyncio.Future[None] | None = None
+        self._rounds: asyncio.Task[None] | None = None
 
     def is_registered(self, device_id: str) -> bool:
         return device_id in self._ids
@@ -96,13 +109,72 @@ class KafkaDirectory:
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._rounds, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every record written to the devices topic before this call is applied here (see the module
+        docstring). ``False`` if that could not be confirmed within ``timeout_s`` (Kafka unavailable)."""
+        if self._next_round is None:
+            self._next_round = asyncio.get_running_loop().create_future()
+            if self._rounds is None or self._rounds.done():
+                self._rounds = asyncio.get_running_loop().create_task(self._run_rounds())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._next_round)
+        except TimeoutError:
+            logger.warning("device directory: could not catch up with the registry within %.1f s", timeout_s)
+            return False
+        return True
+
+    async def _run_rounds(self) -> None:
+        while (round_ := self._next_round) is not None:
+            self._next_round = None  # callers from here on join the next round
+            while True:
+                try:
+                    await self._one_round()
+                    break
+                except asyncio.CancelledError:
+                    round_.cancel()
+                    raise
+                except (KafkaError, OSError) as exc:  # the consumer failed under us: measure again on its successor
+                    logger.debug("device directory: catch-up round failed (%r); again", exc)
+                    await asyncio.sleep(0.2)
+            round_.set_result(None)
+
+    async def _one_round(self) -> None:
+        while True:
+            await self.ready.wait()
+            live = self._consumer
+            while live is None:
+                await self._moved.wait()
+                live = self._consumer
+            consumer, tps = live
+            ends = await consumer.end_offsets(tps)
+            while self._consumer is live:
+                if self._live and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                    return
+                await self._moved.wait()
+            # the consumer was replaced (Kafka failed): ask its successor
+
+    def _progress(self) -> None:
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     async def _follow(self) -> None:
         async def run(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+            self._consumer, self._live = (consumer, tps), False
+            self._progress()
+            try:
+                await follow(consumer, tps)
+            finally:
+                self._consumer, self._live = None, False
+                self._progress()
+
+        async def follow(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             ids: set[str] = set()
@@ -131,8 +203,10 @@ class KafkaDirectory:
                 if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                     caught_up = True
                     self._ids, self._records = ids, records  # from here on updated in place
+                    self._live = True
                     self.ready.set()
                     logger.info("device directory: %d devices registered", len(ids))
+                self._progress()
 
         async def prepare() -> None:
             await ensure_topics(self._conn.kafka_bootstrap, [devices_topic(self._conn)])

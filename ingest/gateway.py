@@ -69,6 +69,8 @@ class Gateway:
         self._flush = _Flush()
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight: set[asyncio.Task[None]] = set()  # deliveries, at most ``gateway_max_flushes``
+        # messages of devices not (yet) in the directory, waiting for it to catch up, with their PUBACK handles
+        self._waiting: dict[asyncio.Task[tuple[str, bytes, Parsed]], list[int] | None] = {}
         self._kafka_ok = False
         self._connections = 0
         # Back-pressure: reading from MQTT stops while this many messages await Kafka, and starts again at half.
@@ -140,6 +142,10 @@ class Gateway:
         self._draining = True
         self._cancel_resume()
         self.mqtt.pause_reading()
+        if self._waiting:  # give a registration just made its chance, then take them into the last flush
+            await asyncio.wait(set(self._waiting), timeout=min(timeout_s / 2, self.settings.gateway_registry_wait_s))
+            for waiting in list(self._waiting):
+                waiting.cancel()
         self._flush_now()
         deadline = time.monotonic() + timeout_s
         while self._in_flight:  # a finished delivery starts the one gathered behind it: wait for that one too
@@ -177,6 +183,13 @@ class Gateway:
         tell = True
         if self._limit.allow(device_id, now):  # before parsing: a flood costs a dict lookup a message
             parsed = parse_message(msg.topic, payload, received_at, self._directory)
+            if _unknown(parsed) and len(self._waiting) < _MAX_WAITING:
+                # Registered a moment ago, perhaps: ask the registry's topic before refusing (DeviceDirectory).
+                entry = self._tracker.arrived(msg.mid) if msg.qos else None
+                task = asyncio.get_running_loop().create_task(self._after_catch_up(msg.topic, payload, received_at))
+                self._waiting[task] = entry
+                task.add_done_callback(self._caught_up)
+                return
         else:
             parsed = Parsed(device_id)
             s = self.settings
@@ -184,6 +197,23 @@ class Gateway:
             item = RefusalItem(reason=RefusalReason.RATE_LIMITED, detail=f"device {device_id[:80]!r} sent {limit}")
             parsed.refusal = Refusal.of(device_id, msg.topic, received_at, 0, [item])
             tell = self._limit.tell(device_id, now)
+        self._take(msg.topic, payload, parsed, tell, self._tracker.arrived(msg.mid) if msg.qos else None)
+
+    async def _after_catch_up(self, topic: str, payload: bytes, received_at: int) -> tuple[str, bytes, Parsed]:
+        await self._directory.catch_up(self.settings.gateway_registry_wait_s)
+        return topic, payload, parse_message(topic, payload, received_at, self._directory)
+
+    def _caught_up(self, task: asyncio.Task[tuple[str, bytes, Parsed]]) -> None:
+        entry = self._waiting.pop(task)
+        if task.cancelled():  # draining: never acknowledged, so the broker redelivers it
+            return
+        topic, payload, parsed = task.result()
+        self.metrics.registry_waits.labels("unknown" if _unknown(parsed) else "found").inc()
+        self._take(topic, payload, parsed, True, entry)
+
+    def _take(self, topic: str, payload: bytes, parsed: Parsed, tell: bool, entry: list[int] | None) -> None:
+        """Into the current flush: the message's readings, its refusal (told to the device unless ``tell`` is
+        false), and its acknowledgement handle (``None`` for QoS 0)."""
         flush = self._flush
         flush.messages += 1
         flush.bytes += len(payload)
@@ -204,8 +234,8 @@ class Gateway:
                     key=parsed.device_id.encode(),
                 )
             )
-        if msg.qos:
-            flush.entries.append(self._tracker.arrived(msg.mid))
+        if entry is not None:
+            flush.entries.append(entry)
         s = self.settings
         if len(flush.readings) >= s.gateway_max_batch or flush.bytes >= s.gateway_max_flush_bytes:
             self._flush_now()
@@ -327,6 +357,14 @@ class Gateway:
 
 
 TELEMETRY = "devices/+/telemetry"
+_MAX_WAITING = 1000  # messages of unknown devices waiting for the registry at once; past that, refused at once
+
+
+def _unknown(parsed: Parsed) -> bool:
+    refusal = parsed.refusal
+    return refusal is not None and refusal.errors[0].reason is RefusalReason.UNKNOWN_DEVICE
+
+
 _MAX_RECORD_BYTES = 900_000  # under Kafka's default message.max.bytes (1 MB)
 
 

@@ -23,6 +23,7 @@ class GatewayMetrics:
     unacked: Gauge
     reading_paused: Gauge
     reading_pauses: Counter
+    registry_waits: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
@@ -71,5 +72,12 @@ class GatewayMetrics:
             ),
             reading_pauses=Counter(
                 f"{ns}_mqtt_reading_pauses", "Times MQTT reading was paused for back-pressure", registry=registry
+            ),
+            registry_waits=Counter(
+                f"{ns}_registry_waits",
+                "Messages of a device not in the directory that waited for the registry topic, by outcome (found: "
+                "registered a moment before; unknown: refused)",
+                ["outcome"],
+                registry=registry,
             ),
         )

@@ -47,6 +47,12 @@ class GatewaySettings(MqttConnection, KafkaConnection):
         20.0, gt=0, description="messages a second one device may send on average (over it: refused, rate_limited)"
     )
     gateway_device_burst: float = Field(200.0, ge=1, description="messages one device may send in a burst")
+    gateway_registry_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="how long a message of a device not in the directory waits for the registry topic before"
+        " it is refused as unknown_device",
+    )
     gateway_linger_ms: float = Field(5.0, ge=0, description="how long a flush waits for more readings")
     gateway_max_batch: int = Field(5000, ge=1, description="readings that trigger a flush at once")
     gateway_max_flush_bytes: int = Field(

@@ -9,7 +9,10 @@
                                                        table site-state (site key -> SiteState)
     timer (every streams_tick_s) -> ticks (one per owned readings partition) -> agent tick -> findings
 
-The registry is a ``devices.feed.KafkaDirectory`` holding every record in memory (a global table).
+The registry is a ``devices.feed.KafkaDirectory`` holding every record in memory (a global table). A record with
+a reading of a device it does not hold waits for it to catch up with the registry's topic first
+(``KafkaDirectory.catch_up``): the gateway accepted the reading, so the device was registered before it arrived, and
+its first reading, sent the moment ``PUT`` answered, is evaluated under its own record, not under no rules at all.
 
 Order of effects per record: findings are sent and acknowledged by Kafka *before* the rule states that produced
 them are written to the changelog. A worker killed in between leaves the old state, the record is replayed by the
@@ -71,6 +74,8 @@ class RegistryView(Protocol):
     ready: asyncio.Event
 
     async def start(self) -> None: ...
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool: ...
 
     def get(self, device_id: str) -> Device | None: ...
 
@@ -211,6 +216,11 @@ def build(
                 )
                 yield None  # one result per record: Faust's test context waits for it
                 continue
+            get = directory.get
+            if any(get(r["device_id"]) is None for r in batch):
+                # Registered a moment ago, perhaps (the gateway knew it): evaluate it under its record.
+                found = await directory.catch_up(settings.streams_registry_wait_s)
+                metrics.registry_waits.labels("found" if found else "timeout").inc()
             started, now = time.perf_counter(), clock()
             if event.message.timestamp:
                 processor.advance(partition, int(event.message.timestamp * 1000))

@@ -21,6 +21,8 @@ class StreamMetrics:
     devices_in_memory: Gauge
     lag_seconds: Gauge
     consumer: ConsumerMetrics
+    registry_waits: Counter
+    duplicates: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamMetrics:
@@ -40,6 +42,17 @@ class StreamMetrics:
                 f"{ns}_states_saved", "Rule states written to the changelog, by cause", ["cause"], registry=registry
             ),
             bucket_writes=Counter(f"{ns}_state_bucket_writes", "Changelog records of rule state", registry=registry),
+            registry_waits=Counter(
+                f"{ns}_registry_waits",
+                "Reading records with a device not in the registry, that waited for the registry topic, by outcome",
+                ["outcome"],
+                registry=registry,
+            ),
+            duplicates=Counter(
+                f"{ns}_duplicate_readings",
+                "Readings not evaluated: a repeat of a (device, seq) already evaluated (a redelivery)",
+                registry=registry,
+            ),
             devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=registry),
             consumer=ConsumerMetrics.create(ns, registry),
             lag_seconds=Gauge(

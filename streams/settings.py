@@ -30,6 +30,9 @@ class StreamsSettings(KafkaConnection):
     streams_session_timeout_s: float = Field(
         10.0, gt=0, description="consumer group session timeout; Tansu's first join waits about half of it"
     )
+    streams_registry_wait_s: float = Field(
+        10.0, gt=0, description="how long a reading of a device not in the registry waits for the registry topic"
+    )
     streams_fetch_wait_ms: int = Field(50, ge=0, le=5000, description="broker fetch wait: latency on quiet topics")
     streams_commit_interval_s: float = Field(1.0, gt=0)
     streams_http_host: str = "127.0.0.1"

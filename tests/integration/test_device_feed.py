@@ -45,6 +45,40 @@ async def test_directory_follows_creations_and_deletions(gateway_settings: Gatew
         await feed.stop()
 
 
+async def test_catch_up_sees_a_registration_the_moment_kafka_acknowledged_it(
+    gateway_settings: GatewaySettings, unique: str
+) -> None:
+    """Read-your-writes: right after the publish returns, ``catch_up`` and the device is known (50 times over)."""
+    conn = gateway_settings.model_copy(update={"topic_devices": f"devices.{unique}"})
+    feed = DevicePublisher(conn)
+    await feed.start()
+    directory = KafkaDirectory(conn, keep_records=True)
+    await directory.start()
+    try:
+        await asyncio.wait_for(directory.ready.wait(), 20)
+        late = 0
+        for i in range(50):
+            device = f"gas-{unique}-{i}"
+            await feed.publish([_device(device)])
+            late += not directory.is_registered(device)
+            assert await directory.catch_up(10)
+            assert directory.is_registered(device), f"round {i}"
+            assert directory.get(device) is not None, f"round {i}"
+            if i % 10 == 9:  # a removal is read-your-writes too
+                await feed.remove(device)
+                assert await directory.catch_up(10)
+                assert not directory.is_registered(device)
+        # Concurrent callers share rounds, and each sees what was written before it called.
+        devices = [f"gas-{unique}-c{i}" for i in range(20)]
+        await feed.publish([_device(d) for d in devices])
+        assert all(await asyncio.gather(*(directory.catch_up(10) for _ in devices)))
+        assert all(directory.is_registered(d) for d in devices)
+    finally:
+        await directory.stop()
+        await feed.stop()
+    assert late > 0, "every registration had arrived before the check: this test did not test catch_up"
+
+
 async def test_gateway_refuses_unregistered_and_accepts_a_device_registered_while_it_runs(
     gateway_settings: GatewaySettings,
     run_gateway: GatewayFactory,

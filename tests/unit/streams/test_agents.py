@@ -25,9 +25,17 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 class FixedRegistry:
     devices: dict[str, Device]
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    late: dict[str, Device] = field(default_factory=dict)  # registered, not yet read from the registry's topic
+    catch_ups: int = 0
 
     async def start(self) -> None:
         self.ready.set()
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool:
+        self.catch_ups += 1
+        self.devices.update(self.late)
+        self.late.clear()
+        return True
 
     def get(self, device_id: str) -> Device | None:
         return self.devices.get(device_id)
@@ -98,6 +106,18 @@ async def test_an_unreadable_record_is_skipped_and_counted(rig: Rig) -> None:
         await agent.put(rig.batch(("gas-2", {"ch4_lel": 30.0}, 0)), key=b"gas-2", partition=0)
     assert rig.streams.metrics.undecodable._value.get() == 1  # type: ignore[attr-defined]
     assert [f.rule for f in rig.sent] == ["gas.ch4"]
+
+
+async def test_a_device_registered_a_moment_ago_is_evaluated_under_its_record(rig: Rig) -> None:
+    """The worker has not read the registration yet: it catches up with the registry before evaluating."""
+    registry = rig.streams.directory
+    assert isinstance(registry, FixedRegistry)
+    registry.late["gas-3"] = device("gas-3", site="site-new")
+    async with rig.streams.agents["evaluate"].test_context() as agent:
+        await agent.put(rig.batch(("gas-3", {"ch4_lel": 30.0}, 0)), key=b"gas-3", partition=0)
+        await agent.put(rig.batch(("gas-1", {"ch4_lel": 3.0}, 0)), key=b"gas-1", partition=0)
+    assert [(f.key, f.level.value, f.site_id) for f in rig.sent] == [("gas-3:gas.ch4", "orange", "site-new")]
+    assert registry.catch_ups == 1  # only for the record with a device it did not know
 
 
 async def test_a_tick_finds_a_device_that_never_spoke(rig: Rig) -> None:
