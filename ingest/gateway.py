@@ -71,6 +71,7 @@ class Gateway:
         self._in_flight: set[asyncio.Task[None]] = set()  # deliveries, at most ``gateway_max_flushes``
         # messages of devices not (yet) in the directory, waiting for it to catch up, with their PUBACK handles
         self._waiting: dict[asyncio.Task[tuple[str, bytes, Parsed]], list[int] | None] = {}
+        self._stamps: dict[str, int] = {}  # device id -> the newest time stamped on one of its readings (``_apart``)
         self._kafka_ok = False
         self._connections = 0
         # Back-pressure: reading from MQTT stops while this many messages await Kafka, and starts again at half.
@@ -217,6 +218,8 @@ class Gateway:
         flush = self._flush
         flush.messages += 1
         flush.bytes += len(payload)
+        if parsed.stamped:
+            self._apart(parsed)
         if parsed.readings:
             flush.readings.extend(parsed.readings)
         refusal = parsed.refusal
@@ -243,6 +246,20 @@ class Gateway:
             self._timer = asyncio.get_running_loop().call_later(s.gateway_linger_ms / 1000, self._flush_now)
         if not self.mqtt.reading_paused and self._held_too_much():
             self._pause()
+
+    def _apart(self, parsed: Parsed) -> None:
+        """Readings stamped on arrival get times after the same device's previous ones here: two messages of a
+        device in one millisecond would otherwise be one InfluxDB point (a device that flushes its outbox does
+        that). Readings stamped by two gateways of a group are kept apart only by their arrival times."""
+        stamped, stamps = parsed.stamped, self._stamps
+        last = stamps.get(parsed.device_id)
+        if last is not None and stamped[0]["ts"] <= last:
+            shift = last + 1 - stamped[0]["ts"]
+            for reading in stamped:
+                reading["ts"] += shift
+        if len(stamps) >= _MAX_STAMPS:
+            stamps.clear()  # forgetting costs only the guarantee above for a millisecond
+        stamps[parsed.device_id] = stamped[-1]["ts"]
 
     # -- Kafka side -------------------------------------------------------------------------------------------
 
@@ -357,6 +374,7 @@ class Gateway:
 
 
 TELEMETRY = "devices/+/telemetry"
+_MAX_STAMPS = 200_000  # devices whose newest stamped time is remembered
 _MAX_WAITING = 1000  # messages of unknown devices waiting for the registry at once; past that, refused at once
 
 

@@ -48,6 +48,7 @@ class Parsed:
     device_id: str
     readings: list[ReadingDict] = field(default_factory=list)
     refusal: Refusal | None = None
+    stamped: list[ReadingDict] = field(default_factory=list)  # readings sent without ``ts``: stamped on arrival
 
 
 def device_id_of(topic: str) -> str:
@@ -101,11 +102,18 @@ def parse_message(topic: str, payload: bytes, received_at: int, directory: Devic
 
     latest = received_at + MAX_FUTURE_MS
     readings = parsed.readings
+    # Items without ``ts`` take the receive time, a millisecond apart in their order and the last at the receive
+    # time itself: InfluxDB keeps one point per series and timestamp, so equal times would collapse a batch.
+    unstamped = sum(1 for item in items if item is not None and item.get("ts") is None)
     for index, item in enumerate(items):
         if item is None:
             continue
         ts = item.get("ts")
-        ms = received_at if ts is None else (ts if isinstance(ts, int) else _ms(ts))
+        if ts is None:
+            unstamped -= 1
+            ms = received_at - unstamped
+        else:
+            ms = ts if isinstance(ts, int) else _ms(ts)
         problem = _check(item["values"], ms, latest)
         if problem is not None:
             reason, detail = problem
@@ -113,16 +121,17 @@ def parse_message(topic: str, payload: bytes, received_at: int, directory: Devic
                 RefusalItem(reason=reason, detail=detail, index=index if is_batch else None, seq=item.get("seq"))
             )
             continue
-        readings.append(
-            {
-                "device_id": device_id,
-                "ts": ms,
-                "seq": item.get("seq"),
-                "values": item["values"],
-                "drill": item.get("drill", False),
-                "received_at": received_at,
-            }
-        )
+        reading: ReadingDict = {
+            "device_id": device_id,
+            "ts": ms,
+            "seq": item.get("seq"),
+            "values": item["values"],
+            "drill": item.get("drill", False),
+            "received_at": received_at,
+        }
+        readings.append(reading)
+        if ts is None:
+            parsed.stamped.append(reading)
     if errors:
         errors.sort(key=lambda e: -1 if e.index is None else e.index)
         parsed.refusal = Refusal.of(device_id, topic, received_at, len(readings), errors)

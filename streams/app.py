@@ -224,14 +224,16 @@ def build(
             started, now = time.perf_counter(), clock()
             if event.message.timestamp:
                 processor.advance(partition, int(event.message.timestamp * 1000))
+            repeats = processor.duplicates
             findings, states = processor.readings(batch, partition, now, rule_state)
             metrics.evaluation_seconds.observe(time.perf_counter() - started)
+            metrics.duplicates.inc(processor.duplicates - repeats)
             if findings:  # first: a saved state must never be ahead of the findings Kafka has (see module doc)
                 await emit(findings)
             save(states, "alarm")
             save(processor.checkpoint_due(partition, now), "checkpoint")
             metrics.records.inc()
-            metrics.readings.inc(len(batch))
+            metrics.readings.inc(len(batch) - (processor.duplicates - repeats))
             if batch:
                 metrics.lag_seconds.set(max(0.0, (now - batch[-1]["received_at"]) / 1000))
             yield None

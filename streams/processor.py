@@ -62,6 +62,7 @@ class RuleProcessor:
         self._dirty: dict[int, set[str]] = {}
         self._last_checkpoint: dict[int, int] = {}
         self._stream_time: dict[int, int] = {}
+        self.duplicates = 0  # readings not evaluated: repeats of a (device, seq) (``rules.dedup``)
 
     # ------------------------------------------------------------------ readings
 
@@ -78,6 +79,9 @@ class RuleProcessor:
         for reading in batch:
             device_id = reading["device_id"]
             state = self._state(device_id, table)
+            if state.repeat(reading):  # a redelivered copy: evaluated once, when the original came
+                self.duplicates += 1
+                continue
             found = evaluate(reading, registry(device_id), state, now)
             if found:
                 findings.extend(found)

@@ -6,8 +6,10 @@
 - fields: one per metric, floats as floats and booleans as booleans (``smoke``, ``flame``);
 - timestamp: the reading's event time in epoch **milliseconds** (write precision ``ms``).
 
-A reading delivered twice is the same point (same series, same timestamp) and rewrites itself: storage is
-idempotent. Two readings of one device with the same millisecond are one point too (the later wins), by design.
+A record read twice writes the same points (same series, same timestamp) again: storage is idempotent. Two
+readings of one device with the same millisecond are one point (the later wins): the gateway keeps the times it
+stamps on readings sent without ``ts`` apart, and the writer drops a reading delivered twice as two records
+(``rules.dedup``), whose copy may carry another receive time.
 
 Speed: the series part of a line (measurement and tags) is escaped once per device by influxdb-client's ``Point``
 and cached; metric names are checked by the telemetry contract (``[a-z][a-z0-9_]*``) and need no escaping, so a

@@ -12,6 +12,7 @@ from smartcity.lag import ConsumerMetrics
 @dataclass(frozen=True, slots=True)
 class WriterMetrics:
     readings: Counter
+    duplicates: Counter
     undecodable: Counter
     refused: Counter
     retries: Counter
@@ -25,6 +26,11 @@ class WriterMetrics:
         ns = "smartcity_writer"
         return cls(
             readings=Counter(f"{ns}_readings", "Readings written to InfluxDB", registry=registry),
+            duplicates=Counter(
+                f"{ns}_duplicate_readings",
+                "Readings not written: a repeat of a (device, seq) this writer already wrote (a redelivery)",
+                registry=registry,
+            ),
             undecodable=Counter(f"{ns}_undecodable_records", "Kafka records skipped as unreadable", registry=registry),
             refused=Counter(
                 f"{ns}_refused_points", "Points InfluxDB refused (sent to the refused topic)", registry=registry

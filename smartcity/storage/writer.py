@@ -10,7 +10,11 @@ records, turns them into lines (``smartcity.storage.lines``), and writes a batch
   The next batch is read and built while the previous one is being written (one write in flight); each commit
   names exactly the offsets of the batch InfluxDB took.
 - **Nothing doubled**: a batch written again after a crash or a rebalance rewrites the same points (same series,
-  same timestamp): storage is idempotent, so at-least-once delivery stores every reading exactly once.
+  same timestamp): storage is idempotent, so at-least-once delivery stores every reading exactly once. A reading
+  that reached Kafka twice (a message redelivered to the gateway) is two records, and its copy may have another
+  ``ts`` (one stamped on arrival): the writer drops repeats of (device, seq) with ``rules.dedup``'s window, kept
+  per device in memory, marked as readings join a batch. A batch that is never written is never lost to it: the
+  writer stops (and starts with an empty window) or, on a Kafka failure, forgets the window before reading again.
 - **Bad points never block the stream**: when InfluxDB refuses a batch (400: a field type conflict), the batch is
   halved until the refused lines are found; those go to the refused-readings topic with InfluxDB's reason
   (``storage_refused``), the rest are written.
@@ -30,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ingest.kafka import FlushProducer, Record
+from rules.dedup import SeqWindow, is_repeat
 from smartcity.contracts.refusal import Refusal, RefusalItem, RefusalReason, RefusedMessage
 from smartcity.contracts.telemetry import decode_batch
 from smartcity.errors import KafkaUnavailable
@@ -66,6 +71,7 @@ class InfluxWriter:
         self.ready = asyncio.Event()
         self.influx_up = True
         self._gaps = metrics.consumer.gaps()
+        self._seqs: dict[str, SeqWindow] = {}  # device id -> the sequence numbers it was last written with
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop``; reconnect to Kafka with backoff."""
@@ -74,6 +80,8 @@ class InfluxWriter:
         try:
             while not stop.is_set():
                 consumer = self._consumer()
+                # Read again from the committed offsets: a batch marked in the window may not have been written.
+                self._seqs.clear()
                 try:
                     await consumer.start()
                     self.ready.set()
@@ -173,9 +181,14 @@ class InfluxWriter:
             self.metrics.undecodable.inc()
             logger.error("writer: unreadable readings record at offset %d skipped: %s", offset, exc)
             return 0
+        written, seqs = 0, self._seqs
         for reading in readings:
+            if is_repeat(seqs, reading):
+                self.metrics.duplicates.inc()
+                continue
             batch.extend(self.lines.lines(reading))
-        return len(readings)
+            written += 1
+        return written
 
     async def _write(self, batch: list[str], stop: asyncio.Event) -> bool:
         """Write ``batch`` however long InfluxDB takes to come back (False: told to stop first); refused lines go

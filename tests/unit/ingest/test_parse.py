@@ -242,9 +242,14 @@ def test_every_valid_message_is_accepted_unchanged(document: Any) -> None:
     docs = document if isinstance(document, list) else [document]
     assert len(parsed.readings) == len(docs)
     batch = ReadingBatch.model_validate_json(pydantic_core.to_json({"v": 1, "readings": parsed.readings}))
+    unstamped = sum("ts" not in doc for doc in docs)
     for doc, reading in zip(docs, batch.readings, strict=True):
         assert reading.values == doc["values"]
-        assert reading.ts == doc.get("ts", NOW)
+        if "ts" in doc:
+            assert reading.ts == doc["ts"]
+        else:  # the receive time, a millisecond apart in order, the last at the receive time
+            unstamped -= 1
+            assert reading.ts == NOW - unstamped
         assert reading.seq == doc.get("seq")
         assert reading.drill == doc.get("drill", False)
         assert reading.device_id == "gas-001"
@@ -265,3 +270,14 @@ def test_the_fast_path_schema_and_the_contract_model_agree(document: Any) -> Non
     except ValidationError:
         dict_ok = False
     assert model_ok == dict_ok
+
+
+def test_a_batch_without_ts_is_never_collapsed_into_one_time() -> None:
+    """InfluxDB keeps one point per series and time: items stamped on arrival must not share one."""
+    document = [{"seq": i, "values": {"ch4_lel": float(i)}} for i in range(5)]
+    document.insert(2, {"ts": NOW - 60_000, "seq": 99, "values": {"ch4_lel": 1.0}})
+    parsed = parse_message(TOPIC, json.dumps(document).encode(), NOW, OpenDirectory())
+    assert parsed.refusal is None
+    stamped = [r["ts"] for r in parsed.readings if r["seq"] != 99]
+    assert stamped == [NOW - 4, NOW - 3, NOW - 2, NOW - 1, NOW]
+    assert [r["seq"] for r in parsed.stamped] == [0, 1, 2, 3, 4]
