@@ -14,7 +14,10 @@ records, turns them into lines (``smartcity.storage.lines``), and writes a batch
   that reached Kafka twice (a message redelivered to the gateway) is two records, and its copy may have another
   ``ts`` (one stamped on arrival): the writer drops repeats of (device, seq) with ``rules.dedup``'s window, kept
   per device in memory, marked as readings join a batch. A batch that is never written is never lost to it: the
-  writer stops (and starts with an empty window) or, on a Kafka failure, forgets the window before reading again.
+  writer stops or, on a Kafka failure, forgets the window before reading again. The window follows the partition:
+  when a partition is assigned here (at start, or taken over from another writer), the last ``SEED_RECORDS``
+  records before its committed offset, all written, are read into the window before its records are, so a repeat
+  whose original another writer (or this one before a restart) wrote is still dropped.
 - **Bad points never block the stream**: when InfluxDB refuses a batch (400: a field type conflict), the batch is
   halved until the refused lines are found; those go to the refused-readings topic with InfluxDB's reason
   (``storage_refused``), the rest are written.
@@ -30,7 +33,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ingest.kafka import FlushProducer, Record
@@ -47,6 +50,10 @@ from smartcity.storage.settings import WriterSettings
 logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 30.0
+#: Records read back before a newly assigned partition's committed offset, into the repeat window (about 10 s of a
+#: busy partition at 200 flushes a second), and how long that may take at most.
+SEED_RECORDS = 2_000
+SEED_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -72,6 +79,10 @@ class InfluxWriter:
         self.influx_up = True
         self._gaps = metrics.consumer.gaps()
         self._seqs: dict[str, SeqWindow] = {}  # device id -> the sequence numbers it was last written with
+        self._owned: set[TopicPartition] = set()  # partitions whose history is in ``_seqs``
+        # Clear while a rebalance reads history in: aiokafka fetches for new partitions while its listener runs.
+        self.seeded = asyncio.Event()
+        self.seeded.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and write until ``stop``; reconnect to Kafka with backoff."""
@@ -82,6 +93,7 @@ class InfluxWriter:
                 consumer = self._consumer()
                 # Read again from the committed offsets: a batch marked in the window may not have been written.
                 self._seqs.clear()
+                self._owned = set()
                 try:
                     await consumer.start()
                     self.ready.set()
@@ -100,7 +112,6 @@ class InfluxWriter:
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            s.topic_readings,
             bootstrap_servers=s.kafka_bootstrap,
             group_id=s.writer_group,
             enable_auto_commit=False,
@@ -110,8 +121,61 @@ class InfluxWriter:
             session_timeout_ms=s.writer_session_timeout_ms,
             heartbeat_interval_ms=s.writer_session_timeout_ms // 4,
         )
+        consumer.subscribe([s.topic_readings], listener=_Seeding(self, consumer))
         self._gaps = self.metrics.consumer.attach(consumer)
         return consumer
+
+    async def seed(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Read the recent history of partitions new to this writer into the repeat window (module docstring)."""
+        new, self._owned = assigned - self._owned, set(assigned)
+        ends = {tp: end for tp in new if (end := await consumer.committed(tp))}
+        if not ends:
+            return
+        started, seeded = time.monotonic(), 0
+        begins = await consumer.beginning_offsets(list(ends))
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await reader.start()
+        try:
+            reader.assign(list(ends))
+            for tp, end in ends.items():
+                reader.seek(tp, max(begins[tp], end - SEED_RECORDS))
+            pending = dict(ends)
+            while pending and time.monotonic() - started < SEED_TIMEOUT_S:
+                for tp, records in (await reader.getmany(timeout_ms=200)).items():
+                    end = pending.get(tp, -1)
+                    for record in records:
+                        if record.offset < end:
+                            seeded += self._mark(record.value)
+                for tp in list(pending):
+                    if await reader.position(tp) >= pending[tp]:
+                        del pending[tp]
+        finally:
+            await reader.stop()
+        if pending:
+            logger.warning(
+                "writer: repeat window of %d partitions not read back in %.0f s", len(pending), SEED_TIMEOUT_S
+            )
+        logger.info(
+            "writer: repeat window read back for %d partitions (%d readings) in %.2f s",
+            len(ends),
+            seeded,
+            time.monotonic() - started,
+        )
+
+    def _mark(self, raw: bytes | None) -> int:
+        try:
+            readings = decode_batch(raw or b"")
+        except ValueError:
+            return 0
+        seqs = self._seqs
+        for reading in readings:
+            is_repeat(seqs, reading)
+        return len(readings)
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """Fill the next batch while the previous one is being written (one write in flight), then commit the
@@ -143,6 +207,9 @@ class InfluxWriter:
             if left_ms <= 0:
                 break
             fetched = await consumer.getmany(timeout_ms=min(left_ms, 200))
+            if not self.seeded.is_set():  # no record before its partition's history is in the repeat window
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.seeded.wait(), SEED_TIMEOUT_S + 5)
             for tp, fetched_records in fetched.items():
                 records = self._gaps.take(consumer, tp, fetched_records)
                 if not records:
@@ -263,3 +330,22 @@ def _tag(line: str, name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+class _Seeding(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unannotated
+    """Reads a newly assigned partition's recent history into the writer's repeat window before its records."""
+
+    def __init__(self, writer: InfluxWriter, consumer: AIOKafkaConsumer) -> None:
+        self._writer, self._consumer = writer, consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._writer.seeded.clear()
+        try:
+            await self._writer.seed(self._consumer, set(assigned))
+        except (KafkaError, OSError) as exc:  # a window not read back only lets a repeat through: never lose reading
+            logger.warning("writer: repeat window not read back (%r)", exc)
+        finally:
+            self._writer.seeded.set()

@@ -223,6 +223,32 @@ async def test_the_writer_killed_mid_batch_loses_and_doubles_nothing(
     assert stored == 20_000
 
 
+async def test_a_repeat_arriving_after_the_writer_restarted_is_dropped(
+    kafka_bootstrap: str, own_influx: Launch, unique: str
+) -> None:
+    """The writer's repeat window follows the partition: a copy of a reading written before a restart (a message
+    redelivered to the gateway, stamped on arrival with a later time) is not a second point after it."""
+    settings = _settings(kafka_bootstrap, own_influx.url, unique)
+    device = "gas-r0"
+    await _prepare(settings, [_device(device)])
+    async with _writer(settings):
+        await _produce(settings, [device], 1_000)
+        assert await _wait_count(own_influx.url, settings.influx_db, 1_000, 60) == 1_000
+    # Stopped with everything committed. The copies of its 50 newest, 5 s later, then one new reading.
+    copies = [_reading(device, i).model_copy(update={"ts": T0 + i + 5_000}) for i in range(950, 1_000)]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for batch in (copies, [_reading(device, 1_000)]):
+            body = ReadingBatch(readings=batch).model_dump_json().encode()
+            await producer.send_and_wait(settings.topic_readings, body, key=device.encode())
+    finally:
+        await producer.stop()
+    async with _writer(settings):
+        stored = await _wait_count(own_influx.url, settings.influx_db, 1_001, 60)
+    assert stored == 1_001, f"{stored - 1_001} copies written after the restart"
+
+
 async def test_a_refused_point_is_recorded_with_its_reason_and_the_rest_are_stored(
     kafka_bootstrap: str, own_influx: Launch, unique: str
 ) -> None:
