@@ -1,7 +1,8 @@
 """The registry's HTTP API: ``PUT/GET/DELETE /api/devices/{id}`` and ``GET /api/devices`` with filters and paging.
 
 Creating a device answers 201 with its MQTT credentials, once: ``{"device": {...}, "credentials": {"username",
-"password"}}``; replacing one answers 200 without them. Bad records are refused with 422 and pydantic's field errors.
+"password"}}``; replacing one answers 200 without them. Bad records are refused with 422 and pydantic's field errors,
+threshold overrides out of order with 422 naming the metric and its levels (``override_problems``).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from devices.health import Health, Status
 from devices.registry import Registry
 from smartcity.clock import now_ms
 from smartcity.contracts.catalogue import Department, DeviceKind
-from smartcity.contracts.device import Device
+from smartcity.contracts.device import Device, override_problems
 
 PREFIX: Final = "/api/devices"
 IMPORT_PATH: Final = f"{PREFIX}/import"
@@ -52,6 +54,23 @@ def _found(thing: T | None, device_id: str) -> T:
     return thing
 
 
+def _check_overrides(devices: list[Device], *, listed: bool) -> None:
+    """422 naming every threshold override out of order (``override_problems``): metric, levels and, in an import
+    (``listed``), the record's index; FastAPI's own shape, ``loc`` ``["body", (index,) "thresholds", metric]``."""
+    errors = [
+        {
+            "type": "value_error",
+            "loc": ("body", *((i,) if listed else ()), "thresholds", metric),
+            "msg": message,
+            "input": device.thresholds[metric],
+        }
+        for i, device in enumerate(devices)
+        for metric, message in override_problems(device.thresholds).items()
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
 def devices_router(registry: Registry, auth: Any) -> APIRouter:
     """``auth`` is the dependency that checks the bearer token (shared by every /api/ router)."""
     router = APIRouter(prefix=PREFIX, tags=["devices"], dependencies=[Depends(auth)])
@@ -60,6 +79,7 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
     async def put_device(device_id: str, device: Device, response: Response) -> SavedOut:
         if device.id != device_id:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body id {device.id!r} differs from path {device_id!r}")
+        _check_overrides([device], listed=False)
         saved = await registry.put(device)
         response.status_code = status.HTTP_201_CREATED if saved.created else status.HTTP_200_OK
         creds = saved.credentials
@@ -75,6 +95,7 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         ids = [d.id for d in devices]
         if len(set(ids)) != len(ids):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "duplicate device ids in one import")
+        _check_overrides(devices, listed=True)
         return [
             SavedOut(
                 device=s.device,

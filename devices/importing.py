@@ -1,7 +1,8 @@
 """Reading and writing device records as CSV and YAML, for ``smartcity devices import`` and ``export``.
 
 A bad row never stops an import: every bad row is reported with its line number and field, and the good rows are
-returned for the registry to take. Duplicate ids within one file are errors on the later line.
+returned for the registry to take. Duplicate ids within one file are errors on the later line. Threshold overrides
+out of order (``smartcity.contracts.device.override_problems``) are bad rows too.
 
 CSV columns: ``id, kind, site_id, site_name, lat, lon, interval_s, departments`` (several separated by ``;``),
 then any number of ``thresholds.<metric>.<level>`` and ``meta.<key>`` columns; an empty cell means "not set".
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from smartcity.contracts.device import Device
+from smartcity.contracts.device import Device, override_problems
 
 BASE_COLUMNS = ("id", "kind", "site_id", "site_name", "lat", "lon", "interval_s", "departments")
 
@@ -47,6 +48,11 @@ def _validate(raw: dict[str, Any], line: int, result: ImportResult, seen: dict[s
         for err in exc.errors(include_url=False):
             where = ".".join(str(part) for part in err["loc"] if part != "[key]") or "(row)"
             result.errors.append(RowError(line, where, err["msg"]))
+        return
+    problems = override_problems(device.thresholds)
+    for metric, message in problems.items():
+        result.errors.append(RowError(line, f"thresholds.{metric}", message))
+    if problems:
         return
     if device.id in seen:
         result.errors.append(RowError(line, "id", f"duplicate of line {seen[device.id]}"))

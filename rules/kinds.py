@@ -6,13 +6,12 @@ Each rule's parameters are validated when the pack is loaded (``rules.pack``); e
 
 from __future__ import annotations
 
-import itertools
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.alarm import NONE, RANK, FlapPolicy, Hold
-from smartcity.contracts.catalogue import METRICS, DeviceKind, Level
+from smartcity.contracts.catalogue import METRICS, DeviceKind, Level, misordered
 from smartcity.contracts.finding import Hazard, Text
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)]
@@ -87,10 +86,15 @@ class Threshold(_Rule):
         if extra:
             raise ValueError(f"clear given for levels without a raise value: {', '.join(extra)}")
         above = self.direction == "above"
-        ordered = sorted(self.levels.items(), key=lambda item: RANK[item[0]])
-        for (low, a), (high, b) in itertools.pairwise(ordered):
-            if (b <= a) if above else (b >= a):
-                raise ValueError(f"level {high} ({b}) must be {'above' if above else 'below'} level {low} ({a})")
+        problem = misordered(self.levels, self.direction)
+        if problem:
+            raise ValueError(problem)
+        directions = METRICS[self.metric].directions
+        if self.overridable and self.direction not in directions:
+            raise ValueError(
+                f"the registry checks {self.metric} overrides as going {' or '.join(directions)} (the catalogue); "
+                f"a rule going {self.direction} would take them the wrong way round: set overridable: false"
+            )
         for level, value in self.clear.items():
             if (value > self.levels[level]) if above else (value < self.levels[level]):
                 raise ValueError(f"clear value of {level} ({value}) is past its raise value ({self.levels[level]})")

@@ -2,6 +2,10 @@
 
 ``thresholds`` overrides the rule pack's defaults per device (a water gauge's warning and guaranteed levels, a
 structure's tilt limit): ``{metric: {level: value}}`` with catalogued metrics and the four warning levels.
+
+The order of a device's override levels is checked where records come in (``override_problems``: the registry's
+PUT and import, and the CSV/YAML reader), not by the model itself: a record stored or published before that check
+must still be read (a device whose record could not be read would be unknown, and its readings refused).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from smartcity.contracts.catalogue import METRICS, Department, DeviceKind, Level
+from smartcity.contracts.catalogue import METRICS, Department, DeviceKind, Level, misordered
 from smartcity.contracts.telemetry import DEVICE_ID_PATTERN, SCHEMA_VERSION
 
 DeviceId = Annotated[str, StringConstraints(pattern=f"^{DEVICE_ID_PATTERN}$")]
@@ -52,3 +56,21 @@ class Device(BaseModel):
     @classmethod
     def _no_repeats(cls, value: list[Department]) -> list[Department]:
         return list(dict.fromkeys(value))
+
+
+def override_problems(thresholds: dict[str, dict[Level, float]]) -> dict[str, str]:
+    """Per metric, what is wrong with a device's override levels (none: an empty dict). The levels must be in order
+    in the direction the metric's alarms go (``misordered``, the check the rule pack's threshold rules pass). A
+    metric whose alarms go both ways (``o2_pct``) takes no override: the streams apply a device's levels to every
+    threshold rule of the metric, and against one value for both ways every reading would raise one of them."""
+    problems: dict[str, str] = {}
+    for metric, levels in thresholds.items():
+        directions = METRICS[metric].directions if metric in METRICS else ("above",)
+        if len(directions) > 1:
+            problems[metric] = (
+                f"{metric} alarms both {' and '.join(directions)} (one rule each way); one set of per-device levels "
+                "would apply to both, and every reading would raise one of them: it takes no per-device override"
+            )
+        elif problem := misordered(levels, directions[0]):
+            problems[metric] = f"{metric}: {problem}"
+    return problems

@@ -117,6 +117,27 @@ async def test_bad_records_are_refused_with_the_field(
     assert (await api.http.get(f"/api/devices/{device_id}", headers=AUTH)).status_code == 404
 
 
+async def test_threshold_overrides_out_of_order_are_refused_naming_metric_and_levels(api: Api, unique: str) -> None:
+    device_id = f"gas-{unique}"
+    reversed_ch4 = {"ch4_lel": {"orange": 50, "red": 25}}  # a reading of 30 would raise red
+    body = record(device_id, kind="gas", departments=["emergency"], thresholds=reversed_ch4)
+    response = await api.http.put(f"/api/devices/{device_id}", json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "thresholds", "ch4_lel"]
+    assert error["msg"] == "ch4_lel: level red (25.0) must be above level orange (50.0)"
+    assert (await api.http.get(f"/api/devices/{device_id}", headers=AUTH)).status_code == 404
+
+    # the import says which record, and takes none of them
+    good, bad = record(f"a-{unique}"), record(f"b-{unique}", thresholds={"level_m": {"orange": 4.1, "red": 3.2}})
+    response = await api.http.post("/api/devices/import", json=[good, bad], headers=AUTH)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", 1, "thresholds", "level_m"]
+    assert error["msg"] == "level_m: level red (3.2) must be above level orange (4.1)"
+    assert (await api.http.get(f"/api/devices/a-{unique}", headers=AUTH)).status_code == 404
+
+
 async def test_body_id_must_match_the_path(api: Api, unique: str) -> None:
     response = await api.http.put(f"/api/devices/a-{unique}", json=record(f"b-{unique}"), headers=AUTH)
     assert response.status_code == 400

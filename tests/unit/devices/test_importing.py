@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +58,51 @@ def test_unknown_metric_in_thresholds_is_refused() -> None:
     assert "unknown metric 'ch4'" in error.message
 
 
+BASE = "id,kind,site_id,site_name,lat,lon,interval_s,departments"
+
+
+@pytest.mark.parametrize(
+    ("columns", "cells", "message"),
+    [
+        ("ch4_lel.orange,ch4_lel.red", "50,25", "ch4_lel: level red (25.0) must be above level orange (50.0)"),
+        ("level_m.orange,level_m.red", "4.1,4.1", "level_m: level red (4.1) must be above level orange (4.1)"),
+        # lower is worse: the same check the other way round
+        ("rssi_dbm.blue,rssi_dbm.yellow", "-100,-90", "rssi_dbm: level yellow (-90.0) must be below level blue"),
+        ("o2_pct.orange", "19", "o2_pct alarms both below and above (one rule each way)"),
+    ],
+)
+def test_threshold_overrides_out_of_order_are_bad_rows(columns: str, cells: str, message: str) -> None:
+    header = BASE + "".join(f",thresholds.{c}" for c in columns.split(",")) + "\n"
+    text = header + f"gas-1,gas,S,Plant,22.7,114.3,60,emergency,{cells}\n" + "gas-2,gas,S,Plant,22.7,114.3,60,emergency"
+    result = read_csv(text + "," * cells.count(",") + ",\n")
+    [error] = result.errors
+    metric = columns.split(".")[0]
+    assert (error.line, error.field) == (2, f"thresholds.{metric}")
+    assert message in error.message
+    assert [d.id for d in result.devices] == ["gas-2"]
+
+
+def test_threshold_overrides_in_order_are_taken_either_way() -> None:
+    header = (
+        BASE + ",thresholds.ch4_lel.orange,thresholds.ch4_lel.red,thresholds.rssi_dbm.blue,thresholds.rssi_dbm.yellow\n"
+    )
+    result = read_csv(header + "gas-1,gas,S,Plant,22.7,114.3,60,emergency,20,40,-90,-100\n")
+    assert result.errors == []
+    assert result.devices[0].thresholds == {
+        "ch4_lel": {Level.ORANGE: 20.0, Level.RED: 40.0},
+        "rssi_dbm": {Level.BLUE: -90.0, Level.YELLOW: -100.0},
+    }
+
+
+def test_yaml_overrides_are_checked_too() -> None:
+    text = """- {id: w-1, kind: water, site_id: R, site_name: 河, lat: 22.7, lon: 114.2, interval_s: 60,
+   departments: [water], thresholds: {level_m: {orange: 4.1, red: 3.2}}}
+"""
+    [error] = read_yaml(text).errors
+    assert (error.line, error.field) == (1, "thresholds.level_m")
+    assert error.message == "level_m: level red (3.2) must be above level orange (4.1)"
+
+
 def test_header_problems_stop_the_file_with_line_one() -> None:
     result = read_csv("id,kind,colour\nx,gas,red\n")
     assert {(e.line, e.field) for e in result.errors} >= {(1, "site_id"), (1, "colour")}
@@ -100,7 +146,24 @@ def test_ten_thousand_rows_in_one_read() -> None:
     assert len(result.devices) == 10_000
 
 
-numeric_metrics = sorted(name for name, m in METRICS.items() if not m.boolean)
+# overrides as the registry takes them: metrics whose alarms go one way, levels in order that way
+one_way_metrics = sorted(name for name, m in METRICS.items() if not m.boolean and len(m.directions) == 1)
+
+
+@st.composite
+def overrides(draw: st.DrawFn) -> dict[str, dict[Level, float]]:
+    thresholds: dict[str, dict[Level, float]] = {}
+    for metric in draw(st.lists(st.sampled_from(one_way_metrics), max_size=3, unique=True)):
+        levels = sorted(draw(st.sets(st.sampled_from(Level), min_size=1)), key=list(Level).index)
+        values = sorted(
+            draw(st.sets(st.floats(-1e6, 1e6, allow_nan=False), min_size=len(levels), max_size=len(levels)))
+        )
+        if METRICS[metric].directions == ("below",):
+            values.reverse()
+        thresholds[metric] = dict(zip(levels, values, strict=True))
+    return thresholds
+
+
 devices = st.builds(
     Device,
     id=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
@@ -113,11 +176,7 @@ devices = st.builds(
     lon=st.floats(-180, 180, allow_nan=False),
     interval_s=st.integers(1, 86_400),
     departments=st.lists(st.sampled_from(Department), min_size=1, max_size=3, unique=True),
-    thresholds=st.dictionaries(
-        st.sampled_from(numeric_metrics),
-        st.dictionaries(st.sampled_from(Level), st.floats(-1e6, 1e6, allow_nan=False), min_size=1),
-        max_size=3,
-    ),
+    thresholds=overrides(),
     meta=st.dictionaries(
         st.from_regex(r"[a-z]{1,8}", fullmatch=True), st.text("abc xyz-_19", min_size=1, max_size=8), max_size=2
     ),

@@ -39,6 +39,9 @@ def rule(**fields: Any) -> dict[str, Any]:
         ),
         (rule(metric="ch4_percent"), "pack.yaml: rule 'gas.x' (rules[0]) Value error, unknown metric 'ch4_percent'"),
         (rule(levels={"orange": 50, "red": 25}), "level red (25.0) must be above level orange (50.0)"),
+        (rule(direction="below", levels={"orange": 50, "red": 60}), "level red (60.0) must be below level orange"),
+        # devices' overrides of ch4_lel are checked as going above: a rule going below must not take them
+        (rule(direction="below"), "a rule going below would take them the wrong way round: set overridable: false"),
         (rule(clear={"orange": 30}), "clear value of orange (30.0) is past its raise value (25.0)"),
         (rule(clear={"red": 30}), "clear given for levels without a raise value: red"),
         (rule(kind="nonsense"), "rules[0]) field 'kind': Input tag 'nonsense' found using 'kind' does not match"),
@@ -52,6 +55,11 @@ def test_a_bad_rule_names_file_rule_and_field(bad: dict[str, Any], message: str)
     with pytest.raises(RulePackError) as caught:
         parse_pack({"version": 1, "name": "t", "rules": [bad]}, "pack.yaml")
     assert any(message in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_rule_against_the_catalogued_direction_is_fine_when_devices_cannot_override_it() -> None:
+    pack = parse_pack({"version": 1, "name": "t", "rules": [rule(direction="below", overridable=False)]}, "p.yaml")
+    assert pack.rules[0].id == "gas.x"
 
 
 def test_references_to_unknown_or_repeated_rules_are_refused() -> None:
