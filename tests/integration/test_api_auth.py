@@ -7,6 +7,8 @@ Against the whole app (``tests.api_util``) on real Tansu, InfluxDB and Mosquitto
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -14,12 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from alerts.settings import AlertsSettings
+from devices.api import IMPORT_MAX_BODY_BYTES
 from devices.mqtt_accounts import Credentials
 from smartcity.contracts.finding import Hazard
 from smartcity.stack.services import Launch
@@ -153,6 +157,42 @@ async def test_no_token_or_a_wrong_one_is_401_on_every_protected_operation(api: 
         if streamed.status_code != 401:
             wrong.append(f"GET /api/alerts/stream?token=<unknown>: {streamed.status_code}")
     assert not wrong, "\n".join(wrong)
+
+
+# What the import tests below send of a body: the opening of a JSON list, 256 KiB.
+OPENING = b"[" + b" " * (256 * 1024)
+
+
+async def post_part(url: str, path: str, headers: dict[str, str], declared: int, sent: bytes = OPENING) -> Any:
+    """POST declaring a ``declared``-byte body, send ``sent`` of it and read the answer (at most 10 s): with less
+    sent than declared, the server must answer before it has the rest, which never comes. Over a raw connection:
+    httpx reads an answer only after it has sent the whole body. (status, JSON body)."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json",
+                 f"Content-Length: {declared}", *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + sent)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = next(int(h.split(b":")[1]) for h in head.lower().split(b"\r\n") if h.startswith(b"content-length:"))
+        return int(head.split()[1]), json.loads(await asyncio.wait_for(reader.readexactly(length), 10))
+    finally:
+        writer.close()
+
+
+async def test_the_import_checks_the_token_before_it_reads_its_16_mib(api: LiveApi) -> None:
+    """The import takes up to 16 MiB, on the event loop that also runs the alerts service: no token, a wrong one,
+    or an officer's (only an administrator changes the registry) is answered before the body has arrived, so the
+    body is neither read nor parsed. (Before: the API waited for all 16 MiB and parsed them, then said 401.)"""
+    path, declared = "/api/devices/import", IMPORT_MAX_BODY_BYTES - 1024
+    assert await post_part(api.url, path, {}, declared) == (401, {"detail": "missing bearer token"})
+    assert await post_part(api.url, path, bearer("not-" + FIRE_OFFICER), declared) == (401, {"detail": "unknown token"})
+    assert await post_part(api.url, path, bearer(FIRE_OFFICER), declared) == (
+        403, {"detail": "only an administrator changes the device registry"},
+    )  # fmt: skip
+    # the administrator's body is read whole and judged: an empty list imports nothing
+    assert await post_part(api.url, path, bearer(ADMIN), len(OPENING) + 1, OPENING + b"]") == (200, [])
 
 
 async def test_an_officer_is_refused_other_departments_and_administrators_work(api: LiveApi, unique: str) -> None:

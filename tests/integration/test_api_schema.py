@@ -175,3 +175,25 @@ async def test_a_malformed_body_is_a_4xx_that_says_what_is_wrong(api: LiveApi) -
             if response.status_code != status or says not in (detail if isinstance(detail, str) else detail[0]["type"]):
                 wrong.append(f"{case}: {response.status_code} {response.text[:300]}")
     assert not wrong, "\n".join(wrong)
+
+
+async def test_a_malformed_import_is_a_4xx_that_says_what_is_wrong(api: LiveApi) -> None:
+    """The import reads its body itself, after the token check (test_api_auth.py): its answers to bodies it cannot
+    read are still 4xx that say why, and never echo the bytes back."""
+    async with api.client() as http:
+        for body, content_type, says in [
+            (b"\xa6[", "application/json", "Invalid JSON: expected value at line 1 column 1"),
+            (b'[{"id": "a\xff"}]', "application/json", "Invalid JSON: invalid unicode code point"),
+            (b"[" * 100_000 + b"]" * 100_000, "application/json", "Invalid JSON: recursion limit exceeded"),
+            (b"", "application/json", "Invalid JSON: EOF while parsing a value"),
+        ]:
+            response = await http.post("/api/devices/import", content=body, headers={"Content-Type": content_type})
+            assert response.status_code == 422, response.text
+            [error] = response.json()["detail"]
+            assert (error["type"], error["loc"], error["input"]) == ("json_invalid", ["body"], {})
+            assert says in error["msg"]
+        response = await http.post("/api/devices/import", content=b"[]", headers={"Content-Type": "text/csv"})
+        assert (response.status_code, response.json()) == (
+            415, {"detail": "send the records as application/json, not 'text/csv'"},
+        )  # fmt: skip
+        assert (await http.post("/api/devices/import", json={"devices": []})).json()["detail"][0]["type"] == "list_type"
