@@ -5,14 +5,20 @@ returned for the registry to take. Duplicate ids within one file are errors on t
 out of order (``smartcity.contracts.device.override_problems``) are bad rows too.
 
 CSV columns: ``id, kind, site_id, site_name, lat, lon, interval_s, departments`` (several separated by ``;``),
-then any number of ``thresholds.<metric>.<level>`` and ``meta.<key>`` columns; an empty cell means "not set".
-YAML: a list of device records (or ``{devices: [...]}``), fields as in the device record contract.
+then any number of ``thresholds.<metric>.<level>`` and ``meta.<key>`` columns, each once; an empty cell means
+"not set". YAML: a list of device records (or ``{devices: [...]}``), fields as in the device record contract.
+
+Files are what spreadsheets write and read (``read_file``): UTF-8 with or without a byte-order mark, else GB18030
+(GBK's superset, what Excel saves as "CSV" on a zh-CN desktop). An exported text cell a spreadsheet would take for
+a formula (starting ``= + - @``, tab or CR) is written with a ``'`` before it, as OWASP advises against CSV
+injection, and so is one starting with ``'``; reading takes one such ``'`` off again, so an export imports as it was.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +45,42 @@ class RowError:
 class ImportResult:
     devices: list[Device] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    encoding: str = "utf-8"  # what the file was read as (``read_file``): "utf-8" or "gb18030"
+
+
+# A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_QUOTED = (*FORMULA_STARTS, "'")
+
+
+def _neutralised(text: str) -> str:
+    """A text cell as exported: ``'`` before one a spreadsheet would run, or that starts with ``'`` itself (so that
+    ``_restored`` knows every such quote is ours)."""
+    return "'" + text if text.startswith(_QUOTED) else text
+
+
+def _restored(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_QUOTED) else cell
+
+
+def read_file(data: bytes, *, yaml: bool) -> ImportResult:
+    """A CSV or YAML file's bytes: UTF-8 (a byte-order mark is dropped), else GB18030, else one error naming the line
+    and byte where UTF-8 failed. ``encoding`` says which was used, so that a caller can say so."""
+    try:
+        text, encoding = data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as utf8:
+        try:
+            text, encoding = data.decode("gb18030").removeprefix("\ufeff"), "gb18030"
+        except UnicodeDecodeError as gb:
+            line = data[: utf8.start].count(b"\n") + 1
+            message = (
+                f"neither UTF-8 ({utf8.reason} at byte {utf8.start}) nor GB18030 ({gb.reason} at byte {gb.start}): "
+                'save it as UTF-8 (Excel: "CSV UTF-8")'
+            )
+            return ImportResult(errors=[RowError(line, "(file)", message)])
+    result = read_yaml(text) if yaml else read_csv(text)
+    result.encoding = encoding
+    return result
 
 
 def _validate(raw: dict[str, Any], line: int, result: ImportResult, seen: dict[str, int]) -> None:
@@ -65,6 +107,11 @@ def read_csv(text: str) -> ImportResult:
     result = ImportResult()
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
+    for name, count in Counter(header).items():
+        if count > 1:  # csv.DictReader would keep the last one's cell and drop the others without a word
+            places = [str(i + 1) for i, c in enumerate(header) if c == name]
+            where = f"{', '.join(places[:-1])} and {places[-1]}"
+            result.errors.append(RowError(1, name, f"column appears more than once (columns {where}): keep one"))
     missing = [c for c in BASE_COLUMNS if c not in header]
     unknown = [c for c in header if c not in BASE_COLUMNS and not c.startswith(("thresholds.", "meta."))]
     bad_thresholds = [c for c in header if c.startswith("thresholds.") and c.count(".") != 2]
@@ -81,6 +128,8 @@ def read_csv(text: str) -> ImportResult:
             result.errors.append(RowError(line, "(row)", f"{len(row[None])} more cells than the header has columns"))
             continue
         raw: dict[str, Any] = {c: row[c] for c in BASE_COLUMNS}
+        if row["site_name"]:
+            raw["site_name"] = _restored(row["site_name"])
         raw["departments"] = [d.strip() for d in (row["departments"] or "").split(";") if d.strip()]
         thresholds: dict[str, dict[str, str]] = {}
         meta: dict[str, str] = {}
@@ -91,7 +140,7 @@ def read_csv(text: str) -> ImportResult:
                 _, metric, level = column.split(".")
                 thresholds.setdefault(metric, {})[level] = cell
             elif column.startswith("meta."):
-                meta[column.removeprefix("meta.")] = cell
+                meta[column.removeprefix("meta.")] = _restored(cell)
         raw["thresholds"], raw["meta"] = thresholds, meta
         _validate(raw, line, result, seen)
     return result
@@ -135,11 +184,12 @@ def write_csv(devices: Iterable[Device]) -> str:
     for d in devices:
         row: dict[str, Any] = d.model_dump(mode="json", include=set(BASE_COLUMNS))
         row["departments"] = ";".join(row["departments"])
+        row["site_name"] = _neutralised(row["site_name"])
         for metric, levels in d.thresholds.items():
             for level, value in levels.items():
                 row[f"thresholds.{metric}.{level.value}"] = repr(value)
         for key, text in d.meta.items():
-            row[f"meta.{key}"] = text
+            row[f"meta.{key}"] = _neutralised(text)
         writer.writerow(row)
     return out.getvalue()
 

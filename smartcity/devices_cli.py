@@ -1,8 +1,10 @@
 """``smartcity devices import|export``: the registry from and to CSV or YAML files, through the HTTP API.
 
-Import reports every bad row with its line and field, imports the good rows anyway, writes the credentials of the
-devices it created to a file only the caller can read (they are shown nowhere else), and exits 1 if any row was
-bad. The token comes from ``--token``, ``SMARTCITY_API_TOKEN``, or the one-machine stack's secrets file.
+Import reads UTF-8 or, failing that, GB18030 (``devices.importing.read_file``, saying so), reports every bad row
+with its line and field, imports the good rows anyway, writes the credentials of the devices it created to a file
+only the caller can read (they are shown nowhere else), and exits 1 if any row was bad. Export writes text cells a
+spreadsheet would run as formulas with a ``'`` before them, which import takes off again. The token comes from
+``--token``, ``SMARTCITY_API_TOKEN``, or the one-machine stack's secrets file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from devices.importing import read_csv, read_yaml, write_csv, write_yaml
+from devices.importing import read_file, write_csv, write_yaml
 from smartcity.contracts.device import Device
 from smartcity.stack.secrets import saved_secrets
 
@@ -66,8 +68,12 @@ def import_devices(
     chunk: int = 1000,
 ) -> None:
     """Import devices from a CSV or YAML file (thousands of rows)."""
-    text = file.read_text(encoding="utf-8-sig")
-    result = read_yaml(text) if _is_yaml(file) else read_csv(text)
+    result = read_file(file.read_bytes(), yaml=_is_yaml(file))
+    if result.encoding != "utf-8":
+        console.print(
+            f"[yellow]note:[/] {file} is not UTF-8: read as {result.encoding.upper()} (what Excel saves as CSV on a "
+            'zh-CN desktop); if the names come out wrong, save the file as "CSV UTF-8"'
+        )
     for error in result.errors:
         console.print(f"[red]{file}:{error.line}[/] {error.field}: {error.message}")
     out = credentials_out or Path(f"credentials-{time.strftime('%Y%m%d-%H%M%S')}.csv")

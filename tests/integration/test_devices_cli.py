@@ -178,3 +178,51 @@ def test_export_then_import_replaces_without_new_credentials(api_url: str, tmp_p
     again = _cli(api_url, "import", str(exported), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "(0 new, 5 replaced)" in again.stderr
+
+
+def test_files_as_spreadsheets_save_them(api_url: str, tmp_path: Path, unique: str) -> None:
+    """What Excel saves on a zh-CN desktop (GBK) is read as GB18030, saying so; a file in no encoding we read, a
+    column twice, or overrides out of order are errors, not a traceback or a silent pick; an exported site name that
+    a spreadsheet would run is written as text and imported back as it was."""
+
+    def said(done: subprocess.CompletedProcess[str]) -> str:  # rich wraps its lines at 80 columns
+        return " ".join(done.stderr.split())
+
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes((HEADER + f"x{unique}-1,gas,S1,-1层 燃气表间,22.7,114.3,60,emergency,25,\n").encode("gbk"))
+    done = _cli(api_url, "import", excel.name, "--credentials-out", str(tmp_path / "c1.csv"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"note: {excel.name} is not UTF-8: read as GB18030" in said(done)
+    token = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{api_url}/api/devices/x{unique}-1", headers=token).json()["site_name"] == "-1层 燃气表间"
+
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(HEADER.encode() + b"\x80\xff\n")
+    done = _cli(api_url, "import", broken.name, "--credentials-out", str(tmp_path / "c2.csv"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"{broken.name}:2 (file): neither UTF-8 (invalid start byte at byte {len(HEADER)}) nor GB18030" in said(done)
+
+    twice = tmp_path / "twice.csv"
+    twice.write_text(HEADER.replace("meta.model", "thresholds.ch4_lel.orange") + "y,gas,S,P,22,114,60,emergency,1,2\n")
+    done = _cli(api_url, "import", twice.name, "--credentials-out", str(tmp_path / "c3.csv"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"{twice.name}:1 thresholds.ch4_lel.orange: column appears more than once (columns 9 and 10)" in said(done)
+
+    reversed_levels = tmp_path / "reversed.csv"
+    reversed_levels.write_text(
+        "id,kind,site_id,site_name,lat,lon,interval_s,departments,thresholds.ch4_lel.orange,thresholds.ch4_lel.red\n"
+        f"z{unique},gas,S,P,22.7,114.3,60,emergency,50,25\n"
+    )
+    done = _cli(api_url, "import", reversed_levels.name, "--credentials-out", str(tmp_path / "c4.csv"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"{reversed_levels.name}:2 thresholds.ch4_lel: ch4_lel: level red (25.0) must be above level orange" in said(
+        done
+    )
+
+    exported = tmp_path / "export.csv"
+    assert _cli(api_url, "export", str(exported), cwd=tmp_path).returncode == 0
+    assert f"x{unique}-1,gas,S1,'-1层 燃气表间," in exported.read_text(encoding="utf-8")
+    again = _cli(api_url, "import", str(exported), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert httpx.get(f"{api_url}/api/devices/x{unique}-1", headers=token).json()["site_name"] == "-1层 燃气表间"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.importing import read_csv, read_yaml, write_csv, write_yaml
+from devices.importing import read_csv, read_file, read_yaml, write_csv, write_yaml
 from smartcity.contracts.catalogue import METRICS, Department, DeviceKind, Level
 from smartcity.contracts.device import Device
 
@@ -192,3 +195,70 @@ def test_export_then_import_gives_the_same_devices(records: list[Device]) -> Non
     assert from_yaml.errors == []
     assert from_csv.devices == records
     assert from_yaml.devices == records
+
+
+# ---------------------------------------------------------------- files as spreadsheets write and read them
+
+ROWS = BASE + ",meta.model\ngas-1,gas,S,坪地化工园 1号储罐区,22.7,114.3,60,emergency,GT-100\n"
+
+
+@pytest.mark.parametrize("encoded", [ROWS.encode("utf-8"), b"\xef\xbb\xbf" + ROWS.encode("utf-8")])
+def test_utf8_with_or_without_a_byte_order_mark(encoded: bytes) -> None:
+    result = read_file(encoded, yaml=False)
+    assert (result.errors, result.encoding) == ([], "utf-8")
+    assert result.devices[0].site_name == "坪地化工园 1号储罐区"
+
+
+@pytest.mark.parametrize("codec", ["gbk", "gb18030"])
+def test_what_excel_saves_on_a_chinese_desktop_is_read_as_gb18030(codec: str) -> None:
+    result = read_file(ROWS.encode(codec), yaml=False)
+    assert (result.errors, result.encoding) == ([], "gb18030")
+    assert result.devices[0].site_name == "坪地化工园 1号储罐区"
+    yaml_text = "- {id: w-1, kind: water, site_id: R, site_name: 龙岗河水位站, lat: 22.7, lon: 114.2, interval_s: 60, "
+    from_yaml = read_file((yaml_text + "departments: [water]}\n").encode(codec), yaml=True)
+    assert (from_yaml.errors, from_yaml.devices[0].site_name) == ([], "龙岗河水位站")
+
+
+def test_a_file_in_neither_encoding_is_one_error_naming_line_and_byte() -> None:
+    data = ROWS.encode("utf-8") + b"gas-2,gas,S,Plant \x80\xff,22.7,114.3,60,emergency,\n"
+    result = read_file(data, yaml=False)
+    assert result.devices == []
+    [error] = result.errors
+    assert (error.line, error.field) == (3, "(file)")
+    assert error.message.startswith(f"neither UTF-8 (invalid start byte at byte {len(ROWS.encode()) + 18}) nor GB18030")
+    assert "save it as UTF-8" in error.message
+
+
+def test_a_column_twice_in_the_header_is_refused_naming_both_places() -> None:
+    text = BASE + ",thresholds.ch4_lel.orange,meta.model,thresholds.ch4_lel.orange\n"
+    result = read_csv(text + "gas-1,gas,S,Plant,22.7,114.3,60,emergency,25,GT-100,40\n")
+    assert result.devices == []
+    [error] = result.errors
+    assert (error.line, error.field) == (1, "thresholds.ch4_lel.orange")
+    assert error.message == "column appears more than once (columns 9 and 11): keep one"
+    assert [(e.line, e.field) for e in read_csv(BASE + ",id\n").errors] == [(1, "id")]
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","y")', "+1", "-1层车库", "@SUM(A1)", "'quoted", "''=x"])
+def test_export_neutralises_cells_a_spreadsheet_would_run_and_import_restores_them(name: str) -> None:
+    device = Device.model_validate({
+        "id": "gas-1", "kind": "gas", "site_id": "S", "site_name": name, "lat": 22.7, "lon": 114.3, "interval_s": 60,
+        "departments": ["emergency"], "meta": {"note": "\t=cmd|' /C calc'!A0", "model": name},
+    })  # fmt: skip
+    written = write_csv([device])
+    [row] = list(csv.DictReader(io.StringIO(written)))
+    assert row["site_name"] == "'" + name  # shown as text by Excel, LibreOffice and Google Sheets
+    assert row["meta.note"] == "'\t=cmd|' /C calc'!A0"
+    assert row["meta.model"] == "'" + name
+    assert read_csv(written).devices == [device]  # what was exported is imported as it was
+
+
+def test_cells_that_no_spreadsheet_runs_are_exported_as_they_are() -> None:
+    device = Device.model_validate({
+        "id": "gas-1", "kind": "gas", "site_id": "S", "site_name": "坪地 = 化工园", "lat": -22.7, "lon": -114.3,
+        "interval_s": 60, "departments": ["emergency"], "thresholds": {"rssi_dbm": {"blue": -90, "yellow": -100}},
+    })  # fmt: skip
+    [row] = list(csv.DictReader(io.StringIO(write_csv([device]))))
+    assert (row["site_name"], row["lat"], row["thresholds.rssi_dbm.blue"]) == ("坪地 = 化工园", "-22.7", "-90.0")
+    # a quote a person typed before other text stays (only one before = + - @ tab CR or another quote is ours)
+    assert read_csv(BASE + "\ngas-1,gas,S,'t Hooft,22.7,114.3,60,emergency\n").devices[0].site_name == "'t Hooft"
