@@ -49,8 +49,8 @@ Direction = Literal["above", "below"]
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """``directions``: the ways its threshold alarms go, worse first; two for a metric that is dangerous both low
-    and high (oxygen: deficiency below 19.5 %VOL, enrichment above 23.5)."""
+    """``directions``: the ways its threshold alarms go; two for a metric that is dangerous both low and high
+    (oxygen: deficiency below 19.5 %VOL, enrichment above 23.5)."""
 
     name: str
     unit: str
