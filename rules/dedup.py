@@ -25,6 +25,7 @@ with the device's partition, and the InfluxDB writer keeps its own.
 
 from __future__ import annotations
 
+import base64
 import zlib
 from typing import Final
 
@@ -65,12 +66,12 @@ class SeqWindow:
         return False
 
     def dump(self) -> list[int | str]:
-        return [self.hi, self.slots.hex()]
+        return [self.hi, base64.b64encode(self.slots).decode()]  # 172 characters
 
     @classmethod
     def load(cls, data: list[int | str]) -> SeqWindow:
         hi, slots = data
-        return cls(int(hi), bytes.fromhex(str(slots)))
+        return cls(int(hi), base64.b64decode(str(slots)))
 
 
 def is_repeat(windows: dict[str, SeqWindow], reading: ReadingDict) -> bool:
