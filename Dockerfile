@@ -10,7 +10,7 @@ RUN npm run build
 
 FROM python:3.11.11-slim-bookworm
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY smartcity ./smartcity
 COPY ingest ./ingest
 COPY streams ./streams
@@ -21,7 +21,7 @@ COPY devices ./devices
 COPY simulators ./simulators
 # /var/lib/smartcity exists in the image, owned by the service user: a named volume mounted there (compose's
 # registry-data) takes its owner from it, so the API can write registry.db.
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 smartcity \
+RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --uid 10001 smartcity \
     && mkdir -p /var/lib/smartcity && chown smartcity /var/lib/smartcity
 USER smartcity
 ENTRYPOINT ["smartcity"]

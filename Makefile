@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONSOLE := alerts/console
 CONSOLE_SOURCES := $(shell find $(CONSOLE)/web -path '*/node_modules' -prune -o -type f -print 2>/dev/null)
 
-$(VENV)/.installed: pyproject.toml scripts/setup.sh
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 

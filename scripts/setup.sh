@@ -49,6 +49,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# constraints.txt: the exact versions CI and every developer use (the linters and type checker above all).
+.venv/bin/python -m pip install -q -e '.[dev]' -c constraints.txt
 bash scripts/build-console.sh
 echo "setup: done (.venv/bin/smartcity)"
