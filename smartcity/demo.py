@@ -28,7 +28,7 @@ from simulators.render import text, write
 from simulators.scenario import load_scenario
 from smartcity.errors import StackError
 from smartcity.logs import quiet
-from smartcity.stack.process import die_with_parent
+from smartcity.stack.process import die_with_parent, reachable
 from smartcity.stack.secrets import saved_secrets
 from smartcity.stack.supervisor import READY_LINE, StackSettings
 
@@ -66,9 +66,9 @@ def _echo(proc: subprocess.Popen[str]) -> None:
 def _target(settings: StackSettings) -> Target:
     secrets = saved_secrets(settings.data_dir)
     return Target(
-        f"http://{settings.host}:{settings.http_port}",
+        f"http://{reachable(settings.host)}:{settings.http_port}",
         secrets["api_token"],
-        settings.mqtt_url or f"mqtt://{settings.host}:{settings.mqtt_port}",
+        settings.mqtt_url or f"mqtt://{reachable(settings.host)}:{settings.mqtt_port}",
         secrets["admin_password"],
     )
 

@@ -25,6 +25,12 @@ from smartcity.errors import ConfigError, StackError
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+LOOPBACK = "127.0.0.1"  # where the stack's unauthenticated listeners are, whatever SMARTCITY_HOST says
+
+
+def reachable(host: str) -> str:
+    """The address a client on this machine uses for a listener bound to ``host``: a wildcard's is the loopback."""
+    return LOOPBACK if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared, not bound
 
 
 def die_with_parent() -> None:

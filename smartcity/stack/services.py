@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smartcity.errors import ConfigError, StackError
-from smartcity.stack.process import ManagedProcess, find_binary, tcp_accepts
+from smartcity.stack.process import ManagedProcess, find_binary, reachable, tcp_accepts
 
 
 @dataclass
@@ -120,7 +120,7 @@ def mosquitto(
         )
     )
     process = ManagedProcess("mosquitto", [binary, "-c", str(conf)], directory / "mosquitto.log")
-    return Launch(process, lambda: tcp_accepts(host, port), f"mqtt://{host}:{port}")
+    return Launch(process, lambda: tcp_accepts(reachable(host), port), f"mqtt://{reachable(host)}:{port}")
 
 
 def tansu(host: str, port: int, log_path: Path) -> Launch:

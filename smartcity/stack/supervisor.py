@@ -5,6 +5,10 @@ gateway, the stream worker, the API). A service whose URL is set in the environm
 ``SMARTCITY_KAFKA_BOOTSTRAP``, ``SMARTCITY_INFLUX_URL``) is used as it is and not started. A child that dies is
 restarted with backoff. SIGINT or SIGTERM stops the flow's services first (the gateway drains into Kafka), then the
 brokers; exit status 0.
+
+``SMARTCITY_HOST`` is where the stack is reached from: Mosquitto (every client logs in) and the API (every ``/api/``
+call carries a token) listen there. Whatever it says, everything without authentication listens on 127.0.0.1 only:
+Tansu and InfluxDB (neither has any) and the gateways', stream workers' and writer's ``/healthz`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from devices.mqtt_files import FileAccounts
 from ingest.settings import GatewaySettings
 from smartcity.errors import ConfigError, StackError
 from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.stack.process import ManagedProcess, require_port
+from smartcity.stack.process import LOOPBACK, ManagedProcess, reachable, require_port
 from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
 from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
 from streams.app import streams_topics
@@ -48,7 +52,11 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", frozen=True, extra="ignore")
 
     data_dir: Path = Path(".smartcity")
-    host: str = "127.0.0.1"
+    host: str = Field(
+        LOOPBACK,
+        description="address of Mosquitto and the API (0.0.0.0: every interface); Tansu, InfluxDB and the "
+        "services' /metrics stay on 127.0.0.1",
+    )
     mqtt_port: int = Field(1883, ge=1, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535)
     influx_port: int = Field(8086, ge=1, le=65535)
@@ -97,9 +105,9 @@ class Stack:
         self.settings = settings
         s = settings
         self.data_dir = s.data_dir.resolve()
-        self.mqtt_url = s.mqtt_url or f"mqtt://{s.host}:{s.mqtt_port}"
-        self.kafka_bootstrap = s.kafka_bootstrap or f"{s.host}:{s.kafka_port}"
-        self.influx_url = s.influx_url or f"http://{s.host}:{s.influx_port}"
+        self.mqtt_url = s.mqtt_url or f"mqtt://{reachable(s.host)}:{s.mqtt_port}"
+        self.kafka_bootstrap = s.kafka_bootstrap or f"{LOOPBACK}:{s.kafka_port}"
+        self.influx_url = s.influx_url or f"http://{LOOPBACK}:{s.influx_port}"
         self.children: list[_Child] = []
         self.accounts = FileAccounts(
             self.data_dir / "mosquitto" / "auth", self.data_dir / "mosquitto" / "mosquitto.pid"
@@ -111,7 +119,8 @@ class Stack:
         )
 
     def plan(self) -> list[Launch]:
-        """Every launch, checked before anything starts: binaries installed, ports free."""
+        """Every launch, checked before anything starts: binaries installed, ports free. Only Mosquitto and the API
+        listen on ``SMARTCITY_HOST``; the rest, which has no authentication, on the loopback."""
         s, d = self.settings, self.data_dir
         launches: list[Launch] = []
         accounts = self.accounts
@@ -123,18 +132,18 @@ class Stack:
             asyncio.run(ensure_service_accounts(accounts, self.secrets))  # the files exist before the broker reads them
             launches.append(broker)
         if s.kafka_bootstrap is None:
-            require_port(s.host, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
-            launches.append(tansu(s.host, s.kafka_port, d / "kafka" / "tansu.log"))
+            require_port(LOOPBACK, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
+            launches.append(tansu(LOOPBACK, s.kafka_port, d / "kafka" / "tansu.log"))
         if s.influx_url is None:
-            require_port(s.host, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
-            require_port(s.host, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
-            launches.append(influxdb(d / "influxdb", s.host, s.influx_port, s.influx_rpc_port, s.influxd_bin))
+            require_port(LOOPBACK, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
+            require_port(LOOPBACK, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
+            launches.append(influxdb(d / "influxdb", LOOPBACK, s.influx_port, s.influx_rpc_port, s.influxd_bin))
         self._ports_distinct()
         for n in range(s.gateways):
-            require_port(s.host, s.gateway_http_port + n, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
+            require_port(LOOPBACK, s.gateway_http_port + n, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
         for n in range(s.stream_workers):
-            require_port(s.host, s.streams_http_port + n, "The stream worker", "SMARTCITY_STREAMS_HTTP_PORT")
-        require_port(s.host, s.writer_http_port, "The InfluxDB writer", "SMARTCITY_WRITER_HTTP_PORT")
+            require_port(LOOPBACK, s.streams_http_port + n, "The stream worker", "SMARTCITY_STREAMS_HTTP_PORT")
+        require_port(LOOPBACK, s.writer_http_port, "The InfluxDB writer", "SMARTCITY_WRITER_HTTP_PORT")
         require_port(s.host, s.http_port, "The HTTP API", "SMARTCITY_HTTP_PORT")
         launches += [self._gateway(n) for n in range(s.gateways)]
         launches += [self._streams(n) for n in range(s.stream_workers)]
@@ -173,8 +182,8 @@ class Stack:
             env |= {"SMARTCITY_MQTT_USERNAME": username, "SMARTCITY_MQTT_PASSWORD": password}
         return env
 
-    def _service(self, name: str, command: str, port: int, env: dict[str, str], n: int = 0) -> Launch:
-        """``smartcity <command>`` as a child, healthy when ``/healthz`` on ``port`` answers 200. The ``n``-th
+    def _service(self, name: str, command: str, host: str, port: int, env: dict[str, str], n: int = 0) -> Launch:
+        """``smartcity <command>`` as a child, healthy when ``/healthz`` on ``host:port`` answers 200. The ``n``-th
         replica (from 0) of a command is named and logged with ``n + 1`` after the first."""
         if n:
             name, log = f"{name} {n + 1}", f"{command}-{n + 1}.log"
@@ -183,7 +192,7 @@ class Stack:
         process = ManagedProcess(
             name, [sys.executable, "-m", "smartcity", command], self.data_dir / "logs" / log, env=env
         )
-        url = f"http://{self.settings.host}:{port}"
+        url = f"http://{reachable(host)}:{port}"
         return Launch(process, lambda: http_ok(f"{url}/healthz", (200,)), url)
 
     def _api(self) -> Launch:
@@ -193,20 +202,20 @@ class Stack:
             "SMARTCITY_HTTP_PORT": str(s.http_port),
             "SMARTCITY_API_TOKEN": self.secrets.api_token,
             "SMARTCITY_INFLUX_URL": self.influx_url,
-            "SMARTCITY_ALERTS_PUBLIC_URL": f"http://{s.host}:{s.http_port}",
+            "SMARTCITY_ALERTS_PUBLIC_URL": f"http://{reachable(s.host)}:{s.http_port}",
             "SMARTCITY_REGISTRY_DB": str(self.data_dir / "registry.db"),
             "SMARTCITY_MQTT_ACCOUNTS": "files" if s.mqtt_url is None else "off",
             "SMARTCITY_MQTT_AUTH_DIR": str(self.data_dir / "mosquitto" / "auth"),
             "SMARTCITY_MOSQUITTO_PID_FILE": str(self.data_dir / "mosquitto" / "mosquitto.pid"),
         }
-        return self._service("api", "api", s.http_port, env)
+        return self._service("api", "api", s.host, s.http_port, env)
 
     def _gateway(self, n: int = 0) -> Launch:
         """The ``n``-th gateway: a client id of its own (its persistent session), the shared group of all."""
         s = self.settings
         port = s.gateway_http_port + n
         env = self._service_env(GATEWAY_USERNAME, self.secrets.gateway_password) | {
-            "SMARTCITY_GATEWAY_HTTP_HOST": s.host,
+            "SMARTCITY_GATEWAY_HTTP_HOST": LOOPBACK,
             "SMARTCITY_GATEWAY_HTTP_PORT": str(port),
         }
         if s.gateways == 1 and "SMARTCITY_GATEWAY_SHARE_GROUP" not in env:
@@ -214,7 +223,7 @@ class Stack:
         if n:
             first = env.get("SMARTCITY_GATEWAY_CLIENT_ID") or GatewaySettings.model_fields["gateway_client_id"].default
             env["SMARTCITY_GATEWAY_CLIENT_ID"] = f"{first.removesuffix('-1')}-{n + 1}"
-        return self._service("ingest gateway", "gateway", port, env, n)
+        return self._service("ingest gateway", "gateway", LOOPBACK, port, env, n)
 
     def _streams(self, n: int = 0) -> Launch:
         """The ``n``-th stream worker: one consumer group, a data directory of its own."""
@@ -223,11 +232,11 @@ class Stack:
         env = {
             **os.environ,
             "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "SMARTCITY_STREAMS_HTTP_HOST": s.host,
+            "SMARTCITY_STREAMS_HTTP_HOST": LOOPBACK,
             "SMARTCITY_STREAMS_HTTP_PORT": str(port),
             "SMARTCITY_STREAMS_DATA_DIR": str(self.data_dir / ("streams" if n == 0 else f"streams-{n + 1}")),
         }
-        return self._service("stream worker", "streams", port, env, n)
+        return self._service("stream worker", "streams", LOOPBACK, port, env, n)
 
     def _writer(self) -> Launch:
         s = self.settings
@@ -235,10 +244,10 @@ class Stack:
             **os.environ,
             "SMARTCITY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "SMARTCITY_INFLUX_URL": self.influx_url,
-            "SMARTCITY_WRITER_HTTP_HOST": s.host,
+            "SMARTCITY_WRITER_HTTP_HOST": LOOPBACK,
             "SMARTCITY_WRITER_HTTP_PORT": str(s.writer_http_port),
         }
-        return self._service("influx writer", "writer", s.writer_http_port, env)
+        return self._service("influx writer", "writer", LOOPBACK, s.writer_http_port, env)
 
     def _topics(self) -> None:
         """Every topic, before any client of them exists (Tansu's memory store breaks on a creation racing a
@@ -359,7 +368,7 @@ def run_stack(settings: StackSettings) -> int:
     secrets_file = stack.data_dir / "secrets.json"
     console.print(
         f"[bold green]{READY_LINE}[/] in {time.monotonic() - started:.1f} s. Ctrl-C stops everything.\n"
-        f"API: http://{settings.host}:{settings.http_port} (OpenAPI at /docs); its admin token and the MQTT "
+        f"API: http://{reachable(settings.host)}:{settings.http_port} (OpenAPI at /docs); its admin token and the MQTT "
         f"operator password (user admin) are in {secrets_file}.\n"
         f"Register a device with PUT /api/devices/<id>; it publishes to {stack.mqtt_url} on "
         "devices/<id>/telemetry with the credentials that call returns."
