@@ -2,7 +2,8 @@
 alerts service (``alerts.service``) running beside them in the same process.
 
 Every ``/api/`` call needs ``Authorization: Bearer <token>`` of an officer (``alerts.officers``); on one machine
-``SMARTCITY_API_TOKEN`` is the all-departments admin token.
+``SMARTCITY_API_TOKEN`` is the all-departments admin token. With ``SMARTCITY_HTTP_METRICS_PORT`` set, ``/metrics``
+moves off the API's port to a plain-HTTP listener of its own, for Prometheus on an internal network (compose.yaml).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from devices.mqtt_files import FileAccounts
 from devices.registry import DeviceCounts, Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
+from smartcity.health_http import serve_health
 from smartcity.http_errors import unreadable_body
 from smartcity.http_limits import BodyLimit
 from smartcity.influx import LineWriter
@@ -57,6 +59,14 @@ class ApiSettings(AlertsSettings, HttpTls):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
+    http_metrics_host: str = Field("127.0.0.1", description="address of the /metrics listener (http_metrics_port)")
+    http_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="serve /metrics (and /healthz) here, in plain HTTP, instead of on the API's port: a listener "
+        "for Prometheus only, never published",
+    )
     api_token: SecretStr | None = Field(None, description="the all-departments admin token (one machine)")
     registry_db: Path = Field(Path(".smartcity/registry.db"), description="the registry's SQLite file")
     mqtt_accounts: Literal["dynsec", "files", "off"] = Field(
@@ -109,9 +119,11 @@ def create_app(
             )
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+    if settings.http_metrics_port is None:
+
+        @app.get("/metrics", response_class=PlainTextResponse)
+        async def prometheus() -> PlainTextResponse:
+            return PlainTextResponse(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     signed_in = Depends(auth)
 
@@ -179,9 +191,19 @@ async def run_api(settings: ApiSettings) -> None:
     history = History(settings)
     app = create_app(settings, registry, prometheus, alerts, history=history)
     server = uvicorn.Server(http_config(app, settings))
+    scrape = None
+    if settings.http_metrics_port is not None:
+        scrape = await serve_health(
+            settings.http_metrics_host,
+            settings.http_metrics_port,
+            prometheus,
+            lambda: {"alerts": alerts is None or alerts.healthy()},
+        )
     try:
         await server.serve()
     finally:
+        if scrape is not None:
+            await scrape.cleanup()
         if alerts is not None:
             await alerts.stop()
         await history.close()
