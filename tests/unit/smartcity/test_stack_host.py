@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.stack.process import free_port
+from smartcity.stack.process import free_port, port_is_free
 from smartcity.stack.services import Launch
 from smartcity.stack.supervisor import Stack, StackSettings
 
@@ -20,20 +20,19 @@ WILDCARD = "0.0.0.0"
 
 
 def _settings(data_dir: Path, host: str) -> StackSettings:
-    return StackSettings(
-        data_dir=data_dir,
-        host=host,
-        mqtt_port=free_port(host),
-        kafka_port=free_port(),
-        influx_port=free_port(),
-        influx_rpc_port=free_port(),
-        gateway_http_port=free_port(),
-        streams_http_port=free_port(),
-        writer_http_port=free_port(),
-        http_port=free_port(host),
-        gateways=2,
-        stream_workers=2,
-    )
+    """Free ports, all distinct; the gateway's and stream worker's next ones too (their second replicas')."""
+    taken: set[int] = set()
+    ports: dict[str, int] = {}
+    for name in ("mqtt", "kafka", "influx", "influx_rpc", "gateway_http", "streams_http", "writer_http", "http"):
+        block = 2 if name in ("gateway_http", "streams_http") else 1
+        while True:
+            port = free_port(host if name in ("mqtt", "http") else "127.0.0.1")
+            wanted = set(range(port, port + block))
+            if not wanted & taken and all(port_is_free("127.0.0.1", p) for p in wanted):
+                break
+        taken |= wanted
+        ports[f"{name}_port"] = port
+    return StackSettings(data_dir=data_dir, host=host, gateways=2, stream_workers=2, **ports)
 
 
 @pytest.fixture
