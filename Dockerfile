@@ -21,6 +21,8 @@ COPY devices ./devices
 COPY simulators ./simulators
 # /var/lib/smartcity exists in the image, owned by the service user: a named volume mounted there (compose's
 # registry-data) takes its owner from it, so the API can write registry.db.
+# openssl: compose's one-shot certs service runs deploy/tls/make-certs.sh in this image.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir -c constraints.txt . && useradd --system --uid 10001 smartcity \
     && mkdir -p /var/lib/smartcity && chown smartcity /var/lib/smartcity
 USER smartcity

@@ -93,11 +93,19 @@ class Client:
     """A real MQTT 5 client with credentials; records what it receives and how its publishes were answered."""
 
     def __init__(
-        self, url: str, username: str | None, password: str | None, will: tuple[str, bytes] | None = None
+        self,
+        url: str,
+        username: str | None,
+        password: str | None,
+        will: tuple[str, bytes] | None = None,
+        tls_ca: str | None = None,
     ) -> None:
+        """``tls_ca``: connect over TLS, trusting only the CA(s) in that PEM file."""
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv5
         )
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=tls_ca)
         if username is not None:
             self.client.username_pw_set(username, password)
         if will is not None:

@@ -1,5 +1,7 @@
 """compose.yaml is right by construction: it names only real settings, real commands and ports that agree; its
 monitoring scrapes what it runs; its broker refuses anonymous clients; its one-shot jobs run before what needs them.
+It is what docs/reliability.md, docs/tls.md and docs/security.md say: three KRaft brokers replicating every topic three
+times (min in-sync 2), MQTT over TLS only, the API over HTTPS only, /metrics reachable on compose's network only.
 
 There is no Docker engine here, so this reads the file against the code and the other files it mounts.
 tests/integration/test_compose_mosquitto.py runs the broker part of it for real.
@@ -7,10 +9,12 @@ tests/integration/test_compose_mosquitto.py runs the broker part of it for real.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer.main
 import yaml
 from pydantic_settings import BaseSettings
@@ -19,12 +23,17 @@ from ingest.settings import GatewaySettings
 from smartcity.accounts_cli import CONTROL_USERNAME, AccountsSettings
 from smartcity.api import ApiSettings
 from smartcity.cli import app
+from smartcity.kafka_admin import all_topics
+from smartcity.settings import KafkaConnection
 from smartcity.stack.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
 from smartcity.stack.supervisor import StackSettings
 from smartcity.storage.settings import WriterSettings
+from streams.app import streams_topics
 from streams.settings import StreamsSettings
 
 ROOT = Path(__file__).resolve().parents[3]
+#: What deploy/tls/make-certs.sh makes for each service that serves TLS: the CA, the certificate, its key.
+CERT_FILES = {"mosquitto": ("ca.pem", "mosquitto.crt", "mosquitto.key"), "api": ("ca.pem", "api.crt", "api.key")}
 COMPOSE_TEXT = (ROOT / "compose.yaml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -40,6 +49,9 @@ SETTINGS: list[type[BaseSettings]] = [
     AccountsSettings,
 ]
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+BROKERS = {name: svc for name, svc in SERVICES.items() if svc.get("image", "").startswith("apache/kafka:")}
+CERTS_DIR = "./deploy/tls/certs"
+MAKE_CERTS = ROOT / "deploy/tls/make-certs.sh"
 
 
 def _known_variables() -> set[str]:
@@ -73,9 +85,47 @@ def _conf(path: Path) -> dict[str, str]:
     return {words[0]: words[1] if len(words) > 1 else "" for words in lines}
 
 
+def _listeners(path: Path) -> dict[str, dict[str, str]]:
+    """Each ``listener`` of a mosquitto.conf with the options that follow it (up to the next listener)."""
+    found: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            current = found.setdefault(value, {})
+        elif current is not None:
+            current[key] = value
+    return found
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host address, host port, container port) of every port a service publishes; "" for every address."""
+    out = []
+    for entry in service.get("ports", []):
+        *address, host, container = str(entry).split(":")
+        out.append((address[0] if address else "", int(host), int(container.split("/")[0])))
+    return out
+
+
+def _tls_mount(service: dict[str, Any]) -> str:
+    """Where a service sees the certificates directory the certs service fills."""
+    mounts = [target for target, source in _binds(service).items() if source == CERTS_DIR]
+    assert len(mounts) == 1, f"{CERTS_DIR} mounted {len(mounts)} times"
+    return mounts[0]
+
+
+def _metrics_port(name: str) -> str:
+    """The port a service of ours serves /metrics on: the API's listener of its own, the others' HTTP port."""
+    env = OURS[name]["environment"]
+    return str(env["SMARTCITY_HTTP_METRICS_PORT"] if name == "api" else env[f"{_http_prefix(name)}_PORT"])
+
+
 def test_every_part_of_the_deployment_is_a_service() -> None:
-    assert {"kafka", "mosquitto", "mosquitto-init", "influxdb", "prometheus", "grafana"} <= set(SERVICES)
-    assert {"api", "gateway-1", "gateway-2", "streams-1", "streams-2", "writer", "mqtt-accounts"} <= set(OURS)
+    assert {"kafka-1", "kafka-2", "kafka-3", "mosquitto", "mosquitto-init", "influxdb"} <= set(SERVICES)
+    assert {"prometheus", "grafana"} <= set(SERVICES)
+    assert {"api", "gateway-1", "gateway-2", "streams-1", "streams-2", "writer", "mqtt-accounts", "certs"} <= set(OURS)
 
 
 def test_every_smartcity_variable_is_a_real_setting() -> None:
@@ -88,6 +138,8 @@ def test_every_smartcity_variable_is_a_real_setting() -> None:
 def test_every_command_exists() -> None:
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     for name, service in OURS.items():
+        if "entrypoint" in service:  # not `smartcity ...`: a script of ours in the image (certs)
+            continue
         assert service["command"][0] in commands, f"{name}: unknown command {service['command']}"
 
 
@@ -97,24 +149,133 @@ def test_gateways_have_distinct_stable_client_ids() -> None:
 
 
 def test_ports_agree() -> None:
-    kafka_env = SERVICES["kafka"]["environment"]
+    advertised = [
+        svc["environment"]["KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://") for svc in BROKERS.values()
+    ]
+    (mqtt_port,) = _listeners(ROOT / "deploy/mosquitto/mosquitto.conf")
     for name, service in OURS.items():
-        env = service["environment"]
+        env = service.get("environment", {})
         if "SMARTCITY_KAFKA_BOOTSTRAP" in env:
-            assert f"PLAINTEXT://{env['SMARTCITY_KAFKA_BOOTSTRAP']}" == kafka_env["KAFKA_ADVERTISED_LISTENERS"], name
+            assert env["SMARTCITY_KAFKA_BOOTSTRAP"].split(",") == advertised, f"{name}: every broker, by its name"
         if "SMARTCITY_MQTT_URL" in env:
-            assert env["SMARTCITY_MQTT_URL"] == "mqtt://mosquitto:1883", name
+            assert env["SMARTCITY_MQTT_URL"] == f"mqtts://mosquitto:{mqtt_port}", name
         if name in ONE_SHOT:
             continue
         prefix = _http_prefix(name)
         port = env[f"{prefix}_PORT"]
-        assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"]), name
+        scheme, host = ("https", "localhost") if f"{prefix}_TLS_CERT_FILE" in env else ("http", "127.0.0.1")
+        assert f"{scheme}://{host}:{port}/healthz" in " ".join(service["healthcheck"]["test"]), name
         assert env[f"{prefix}_HOST"] == "0.0.0.0"
-    conf = _conf(ROOT / "deploy/mosquitto/mosquitto.conf")
-    assert conf["listener"] == "1883"
-    assert "1883:1883" in SERVICES["mosquitto"]["ports"]
-    assert conf["max_queued_messages"] == "1000000"
-    assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert _published(SERVICES["mosquitto"]) == [("", int(mqtt_port), int(mqtt_port))]
+    assert _conf(ROOT / "deploy/mosquitto/mosquitto.conf")["max_queued_messages"] == "1000000"
+
+
+def test_kafka_is_three_kraft_brokers_replicating_every_topic_three_times() -> None:
+    """docs/reliability.md: production runs Kafka with replication. Three nodes, each a broker and a controller;
+    topics on all three (replication 3), a write acknowledged once two have it (min in-sync 2), so one broker can be
+    lost or restarted; no unclean election, no topic made by a stray metadata request."""
+    assert set(BROKERS) == {"kafka-1", "kafka-2", "kafka-3"}
+    envs = {name: svc["environment"] for name, svc in BROKERS.items()}
+    ids = {name: env["KAFKA_NODE_ID"] for name, env in envs.items()}
+    assert sorted(ids.values()) == ["1", "2", "3"]
+    voters = ",".join(f"{ids[name]}@{name}:9093" for name in sorted(BROKERS))
+    for name, env in envs.items():
+        assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}, name
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters, name
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092", name
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2", name
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2", name
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", name
+        assert f"{name}-data:{env['KAFKA_LOG_DIRS']}" in BROKERS[name]["volumes"], f"{name}: its own volume"
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1, "one cluster"
+    for name, service in SERVICES.items():
+        if "SMARTCITY_KAFKA_BOOTSTRAP" in service.get("environment", {}):
+            for broker in BROKERS:
+                assert service["depends_on"][broker]["condition"] == "service_healthy", f"{name} -> {broker}"
+
+
+def test_our_services_create_every_topic_with_replication_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Topics are made by our services (auto-creation is off): with the settings compose gives them, every topic
+    of the flow and every stream worker's topic and changelog has three replicas, not the default one."""
+    with_kafka = {n: s for n, s in OURS.items() if "SMARTCITY_KAFKA_BOOTSTRAP" in s.get("environment", {})}
+    assert {"api", "gateway-1", "streams-1", "writer"} <= set(with_kafka)
+    for name, service in with_kafka.items():
+        for key in [k for k in os.environ if k.startswith("SMARTCITY_")]:
+            monkeypatch.delenv(key)
+        for key, value in service["environment"].items():
+            if key in ("SMARTCITY_KAFKA_BOOTSTRAP", "SMARTCITY_KAFKA_REPLICATION") or key.endswith("_PARTITIONS"):
+                monkeypatch.setenv(key, str(value))
+        topics = [*all_topics(KafkaConnection()), *streams_topics(StreamsSettings())]
+        assert {spec.replication for spec in topics} == {3}, name
+
+
+def test_nothing_is_published_in_plain_text_and_no_metrics_at_all() -> None:
+    """MQTT on 8883 only, behind TLS; the API on its HTTPS port only; no /metrics port on the host."""
+    metrics = {int(_metrics_port(name)) for name in OURS if name not in ONE_SHOT}
+    published = {name: _published(svc) for name, svc in SERVICES.items() if svc.get("ports")}
+    assert set(published) == {"mosquitto", "api", "grafana", "prometheus"}
+    for name, ports in published.items():
+        for _address, host, container in ports:
+            assert {host, container}.isdisjoint({1883, 8080}), f"{name} publishes plain MQTT or HTTP: {ports}"
+            assert container not in metrics, f"{name} publishes a metrics port: {ports}"
+    api = OURS["api"]["environment"]
+    assert _published(OURS["api"]) == [("", int(api["SMARTCITY_HTTP_PORT"]), int(api["SMARTCITY_HTTP_PORT"]))]
+    assert api["SMARTCITY_HTTP_TLS_CERT_FILE"], "the API serves HTTPS only"
+    assert api["SMARTCITY_HTTP_METRICS_PORT"] != api["SMARTCITY_HTTP_PORT"], "/metrics off the published port"
+    assert str(api["SMARTCITY_ALERTS_PUBLIC_URL"]).endswith(f"-https://localhost:{api['SMARTCITY_HTTP_PORT']}}}")
+    assert [address for address, _, _ in published["prometheus"]] == ["127.0.0.1"], "no authentication: loopback"
+
+
+def test_mqtt_is_tls_only_with_the_certificates_of_the_certs_service() -> None:
+    listeners = _listeners(ROOT / "deploy/mosquitto/mosquitto.conf")
+    assert list(listeners) == ["8883"], "one listener, TLS"
+    tls = listeners["8883"]
+    mount = _tls_mount(SERVICES["mosquitto"])
+    assert f"{CERTS_DIR}:{mount}:ro" in SERVICES["mosquitto"]["volumes"]
+    assert {tls["cafile"], tls["certfile"], tls["keyfile"]} == {f"{mount}/{f}" for f in CERT_FILES["mosquitto"]}
+    health = " ".join(SERVICES["mosquitto"]["healthcheck"]["test"])
+    assert f"--cafile {tls['cafile']} -h localhost -p 8883 " in health, "the health check goes through TLS"
+    for name, service in OURS.items():
+        env = service.get("environment", {})
+        if "SMARTCITY_MQTT_URL" not in env:
+            continue
+        assert env["SMARTCITY_MQTT_URL"].startswith("mqtts://"), name
+        assert env["SMARTCITY_MQTT_TLS_CA_FILE"] == f"{_tls_mount(service)}/ca.pem", name
+        assert service["depends_on"]["certs"]["condition"] == "service_completed_successfully", name
+
+
+def test_the_api_serves_https_with_the_certificate_of_the_certs_service() -> None:
+    service = OURS["api"]
+    env, mount = service["environment"], _tls_mount(service)
+    assert {env["SMARTCITY_HTTP_TLS_CERT_FILE"], env["SMARTCITY_HTTP_TLS_KEY_FILE"]} == {
+        f"{mount}/{f}" for f in CERT_FILES["api"][1:]
+    }
+    health = " ".join(service["healthcheck"]["test"])
+    assert f"cafile='{mount}/ca.pem'" in health, "the health check trusts our CA and checks the name"
+    assert service["depends_on"]["certs"]["condition"] == "service_completed_successfully"
+
+
+def test_the_certs_service_makes_every_file_the_others_read() -> None:
+    certs = OURS["certs"]
+    assert "certs" in ONE_SHOT
+    script = next(target for target, source in _binds(certs).items() if source == "./deploy/tls/make-certs.sh")
+    assert certs["entrypoint"] == ["sh", script]
+    assert f"{CERTS_DIR}:{certs['environment']['TLS_DIR']}" in certs["volumes"], "writes where the others read"
+    assert certs.get("user") == "0:0", "gives each key to the user that reads it"
+    text = MAKE_CERTS.read_text()
+    assert "ca.pem" in text
+    for service, uid in (("mosquitto", "mosquitto_uid"), ("api", "smartcity_uid")):
+        assert f'issue {service} "${uid}"' in text, f"make-certs.sh does not issue {service}.crt"
+    assert re.search(r"--uid 10001 smartcity", (ROOT / "Dockerfile").read_text()), "smartcity_uid is the image's"
+    assert "openssl" in (ROOT / "Dockerfile").read_text(), "the image has openssl for make-certs.sh"
+    for name, service in SERVICES.items():
+        if name != "certs" and CERTS_DIR in _binds(service).values():
+            assert f"{CERTS_DIR}:{_tls_mount(service)}:ro" in service["volumes"], f"{name}: read only"
+            assert service["depends_on"]["certs"]["condition"] == "service_completed_successfully", name
 
 
 def test_images_are_pinned() -> None:
@@ -130,7 +291,7 @@ def test_every_long_running_service_has_a_health_check_and_restarts() -> None:
 
 
 def test_one_shot_jobs_run_to_completion_before_their_dependents() -> None:
-    assert {"mosquitto-init", "mqtt-accounts"} <= ONE_SHOT
+    assert {"certs", "mosquitto-init", "mqtt-accounts"} <= ONE_SHOT
     assert SERVICES["mosquitto"]["depends_on"]["mosquitto-init"]["condition"] == "service_completed_successfully"
     for name in ("api", "gateway-1", "gateway-2"):
         assert SERVICES[name]["depends_on"]["mqtt-accounts"]["condition"] == "service_completed_successfully", name
@@ -170,7 +331,7 @@ def test_prometheus_scrapes_every_service_at_its_configured_port() -> None:
         for target in (t for group in job["static_configs"] for t in group["targets"]):
             host, port = target.split(":")
             assert host in OURS, f"{job['job_name']} scrapes {host}, not a service of ours"
-            assert port == OURS[host]["environment"][f"{_http_prefix(host)}_PORT"], target
+            assert port == _metrics_port(host), target
             scraped.add(host)
     assert scraped == {name for name in OURS if name not in ONE_SHOT}
 
