@@ -17,6 +17,7 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v influxd >/dev/null || need+=(influxdb)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool checks deploy/prometheus (test_monitoring.py)
+command -v openssl >/dev/null || need+=(openssl)  # deploy/tls/make-certs.sh (test_compose_mosquitto.py)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(nodejs npm)  # builds the duty console (alerts/console/web)
 command -v chromium >/dev/null || need+=(chromium)  # the console's browser tests

@@ -3,9 +3,10 @@
 # that uses them starts, into deploy/tls/certs/ (TLS_DIR). A file already there is kept, so this runs on every `up`
 # and changes nothing after the first; to use your organisation's CA instead, put its files there first, under the
 # same names:
-#   ca.pem                     the CA that signed the two certificates below: devices and browsers trust it
+#   ca.pem                     the (root) CA of the two certificates below: devices and browsers trust it
 #   mosquitto.crt, .key        MQTT over TLS (8883); names: mosquitto, localhost, 127.0.0.1 and TLS_NAMES
 #   api.crt, .key              the API and the duty console over HTTPS (8443); the same names, with api for mosquitto
+# (a certificate file may hold its intermediate CAs after it).
 # The CA's own key stays in private/ca.key (mode 600, root), read by nothing but this script.
 #
 # TLS_NAMES: comma-separated host names and IP addresses that devices and officers use to reach this host
@@ -73,4 +74,5 @@ issue mosquitto "$mosquitto_uid"
 issue api "$smartcity_uid"
 chmod 644 ca.pem mosquitto.crt api.crt
 chmod 755 .
-openssl verify -CAfile ca.pem mosquitto.crt api.crt
+# A certificate file may carry its intermediate CAs after it: they are offered as untrusted, ca.pem is the root.
+for cert in mosquitto.crt api.crt; do openssl verify -CAfile ca.pem -untrusted "$cert" "$cert"; done
