@@ -39,7 +39,7 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
     if settings.influx_api == "v1" and settings.writer_retention:
         await _retention(settings)
     registry = CollectorRegistry()
-    writer = InfluxWriter(settings, lines, influx, WriterMetrics.create(registry))
+    writer = InfluxWriter(settings, lines, influx, WriterMetrics.create(registry), directory)
     runner = None
     if settings.writer_http_port:
         runner = await serve_health(

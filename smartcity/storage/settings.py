@@ -12,6 +12,9 @@ class WriterSettings(KafkaConnection, InfluxConnection):
     writer_group: str = Field("smartcity-influx-writer", description="its own consumer group: never slows alerting")
     writer_batch_points: int = Field(5000, ge=1, le=100_000, description="write when this many points are held")
     writer_batch_ms: int = Field(1000, ge=10, le=60_000, description="... or when this long has passed")
+    writer_registry_wait_s: float = Field(
+        10.0, gt=0, description="how long a reading of a device not in the registry waits for the registry topic"
+    )
     writer_fetch_wait_ms: int = Field(100, ge=1, le=1000, description="Kafka fetch wait")
     writer_session_timeout_ms: int = Field(10_000, ge=6000, description="consumer group session timeout")
     writer_retention: bool = Field(True, description="InfluxDB 1.x: create the retention policies and queries")

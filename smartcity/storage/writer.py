@@ -32,12 +32,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ingest.kafka import FlushProducer, Record
 from rules.dedup import SeqWindow, is_repeat
+from smartcity.contracts.device import Device
 from smartcity.contracts.refusal import Refusal, RefusalItem, RefusalReason, RefusedMessage
 from smartcity.contracts.telemetry import decode_batch
 from smartcity.errors import KafkaUnavailable
@@ -56,6 +58,14 @@ SEED_RECORDS = 2_000
 SEED_TIMEOUT_S = 10.0
 
 
+class Registry(Protocol):
+    """The registry as the writer sees it (``devices.feed.KafkaDirectory``)."""
+
+    def get(self, device_id: str) -> Device | None: ...
+
+    async def catch_up(self, timeout_s: float = 10.0) -> bool: ...
+
+
 @dataclass
 class _Flight:
     """A batch being written, and what to commit once it is."""
@@ -67,9 +77,16 @@ class _Flight:
 
 class InfluxWriter:
     def __init__(
-        self, settings: WriterSettings, lines: LineBuilder, influx: LineWriter, metrics: WriterMetrics
+        self,
+        settings: WriterSettings,
+        lines: LineBuilder,
+        influx: LineWriter,
+        metrics: WriterMetrics,
+        registry: Registry | None = None,
     ) -> None:
+        """``registry``: where ``lines`` looks devices up, asked to catch up before a device it does not know."""
         self.settings = settings
+        self._registry = registry
         self.lines = lines
         self.influx = influx
         self.metrics = metrics
@@ -215,7 +232,7 @@ class InfluxWriter:
                 if not records:
                     continue
                 for record in records:
-                    readings += self._add(record.value, record.offset, batch)
+                    readings += await self._add(record.value, record.offset, batch)
                 offsets[tp] = records[-1].offset + 1
         return batch, offsets, readings
 
@@ -241,13 +258,17 @@ class InfluxWriter:
         self.metrics.readings.inc(flight.readings)
         return True
 
-    def _add(self, raw: bytes | None, offset: int, batch: list[str]) -> int:
+    async def _add(self, raw: bytes | None, offset: int, batch: list[str]) -> int:
         try:
             readings = decode_batch(raw or b"")
         except ValueError as exc:
             self.metrics.undecodable.inc()
             logger.error("writer: unreadable readings record at offset %d skipped: %s", offset, exc)
             return 0
+        registry = self._registry
+        if registry is not None and any(registry.get(r["device_id"]) is None for r in readings):
+            # Registered a moment ago, perhaps (the gateway knew it): stored under its kind, not as unregistered.
+            await registry.catch_up(self.settings.writer_registry_wait_s)
         written, seqs = 0, self._seqs
         for reading in readings:
             if is_repeat(seqs, reading):
