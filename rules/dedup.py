@@ -5,22 +5,22 @@ The gateway delivers at least once, so a reading can reach Kafka twice, as two r
 receive time, which differs on the second delivery. So a repeat is recognised by (device, seq) and a fingerprint
 of the reading's content (seq, values, drill), not by time.
 
-The window, per device: the highest ``seq`` seen, and a slot per sequence number for the ``SEQ_WINDOW`` (64) below
-and at it, each holding a 16-bit fingerprint of the reading that had that number (slot ``seq % 64``; 128 bytes a
-device). A reading is a repeat when its number is in the window and its slot holds its fingerprint. Chosen to
-err toward keeping a reading, never toward losing one:
+The window, per device: 64 slots of 16 bits (128 bytes), slot ``seq % 64`` holding a fingerprint of the last
+reading seen with a ``seq`` of that residue. A reading is a repeat when its slot holds its own fingerprint. With
+``seq`` increasing by one per reading (firmware.md asks for it) the window is the device's 64 newest readings: over a
+minute for a device that reports at most once a second, longer than Mosquitto's persistence snapshot (30 s: a broker
+killed replays up to that much) or a gateway's restart. A device whose ``seq`` steps by more holds fewer (steps of 60:
+16, the gcd of 60 and 64 being 4). It errs toward keeping a reading, never toward losing one:
 
-- a number in the window with another fingerprint is a new reading (a device that restarted its counter sends the
-  same numbers with other values), and takes the slot;
-- a number more than 64 below the highest is kept without a check; if it is below 64 (a counter restarted at 0 or
-  1), the window starts again from it, so a device's repeats are caught again from its first readings after a
-  reboot;
+- the fingerprint covers ``seq`` itself, so a reading whose slot another number took since is kept;
+- a device that restarted its counter sends the same numbers with other values: other fingerprints, kept;
 - a reading without ``seq`` is never a repeat (firmware: send ``seq``).
 
-The cost of erring that way: a copy more than 64 numbers below the device's newest (a redelivered batch of over 64
-readings, say) is kept twice, and two different readings with one number and one 16-bit fingerprint (1 in 65,536)
-count once. Pure: the state is passed in; ``streams`` keeps it in the device's changelog-backed state, so it moves
-with the device's partition, and the InfluxDB writer keeps its own.
+The cost of erring that way: a copy whose slot a later reading took is kept twice, and two different readings with
+one slot and one 16-bit fingerprint (1 in 65,535) count once; so do two identical readings with one ``seq`` (a
+restarted counter sending the very same values: a rule counting consecutive readings counts one fewer). Pure: the
+state is passed in; ``streams`` keeps it in the device's changelog-backed state, so it moves with the device's
+partition, and the InfluxDB writer keeps its own.
 """
 
 from __future__ import annotations
@@ -35,43 +35,37 @@ SEQ_WINDOW: Final = 64
 
 
 def fingerprint(reading: ReadingDict) -> int:
-    """16 bits of the reading's content: what a redelivered copy shares with its original (its ``ts`` may not)."""
+    """16 bits of the reading's content, never 0 (an empty slot): what a redelivered copy shares with its original
+    (its ``ts`` may differ: stamped on arrival)."""
     text = f"{reading['seq']}|{reading['drill']}|{reading['values']!r}"
-    return zlib.crc32(text.encode()) & 0xFFFF
+    return (zlib.crc32(text.encode()) & 0xFFFF) or 1
 
 
 class SeqWindow:
-    """The sequence numbers a device was last seen with (see the module docstring)."""
+    """The fingerprints of a device's latest readings by ``seq % SEQ_WINDOW`` (see the module docstring)."""
 
-    __slots__ = ("hi", "slots")
+    __slots__ = ("slots",)
 
-    def __init__(self, hi: int = -1, slots: bytes | None = None) -> None:
-        self.hi = hi
+    def __init__(self, slots: bytes | None = None) -> None:
         self.slots = bytearray(slots if slots is not None else bytes(2 * SEQ_WINDOW))
 
     def repeat(self, seq: int, fp: int) -> bool:
-        """True if this (seq, fingerprint) was seen within the window; otherwise it is noted and False."""
+        """True if this (seq, fingerprint) holds its slot; otherwise it takes the slot and False."""
         at = 2 * (seq % SEQ_WINDOW)
-        if seq > self.hi:
-            self.hi = seq
-        elif seq <= self.hi - SEQ_WINDOW:
-            if seq < SEQ_WINDOW:  # the device restarted its counter
-                self.hi = seq
-            else:
-                return False
-        elif self.slots[at] == fp >> 8 and self.slots[at + 1] == fp & 0xFF:
+        slots = self.slots
+        high, low = fp >> 8, fp & 0xFF
+        if slots[at] == high and slots[at + 1] == low:
             return True
-        self.slots[at] = fp >> 8
-        self.slots[at + 1] = fp & 0xFF
+        slots[at] = high
+        slots[at + 1] = low
         return False
 
-    def dump(self) -> list[int | str]:
-        return [self.hi, base64.b64encode(self.slots).decode()]  # 172 characters
+    def dump(self) -> str:
+        return base64.b64encode(self.slots).decode()  # 172 characters
 
     @classmethod
-    def load(cls, data: list[int | str]) -> SeqWindow:
-        hi, slots = data
-        return cls(int(hi), base64.b64decode(str(slots)))
+    def load(cls, data: str) -> SeqWindow:
+        return cls(base64.b64decode(data))
 
 
 def is_repeat(windows: dict[str, SeqWindow], reading: ReadingDict) -> bool:
