@@ -71,6 +71,38 @@ async def consume(
     return out
 
 
+async def end_offsets(bootstrap: str, topic: str, group: str | None = None) -> dict[int, tuple[int, int | None]]:
+    """Per partition of ``topic``: its end offset, and the offset ``group`` has committed (None: none, or no group)."""
+    parts = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: (ends[tp], await consumer.committed(tp) if group else None) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def uncommitted(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``: records ``group`` has not committed yet (end offset minus committed offset; the
+    whole partition when nothing is committed). All zero: the group has processed and committed everything."""
+    return {p: end - (done or 0) for p, (end, done) in (await end_offsets(bootstrap, topic, group)).items()}
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """A consumer group's state (``Stable`` once a rebalance is done) and how many members it has. The broker of our
+    tests (Tansu) does not return the members' assignments, only the members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group])
+        [(_error, _group, state, _kind, _protocol, members)] = described.groups
+        return str(state), len(members)
+    finally:
+        await admin.close()
+
+
 def readings_of(records: list[Consumed]) -> list[tuple[int, bytes | None, ReadingBatch]]:
     """The reading batches, without the gateway's heartbeats (empty batches on every partition)."""
     batches = [(r.partition, r.key, ReadingBatch.model_validate_json(r.value)) for r in records]
@@ -134,6 +166,16 @@ class Tail:
                 self._task.result()
             await asyncio.sleep(0.05)
         return self.records
+
+    async def caught_up(self, timeout: float = 30) -> list[Consumed]:
+        """Wait until every record the topic holds now has been read (read from offset 0 on, so a partition's count of
+        records is its end offset: no compaction and no transactions on the topics we tail)."""
+        ends = {p: end for p, (end, _) in (await end_offsets(self.bootstrap, self.topic)).items()}
+
+        def read_all(records: list[Consumed]) -> bool:
+            return all(sum(r.partition == p for r in records) >= end for p, end in ends.items())
+
+        return await self.wait_for(read_all, timeout)
 
     async def stop(self) -> None:
         if self._task is not None:

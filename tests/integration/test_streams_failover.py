@@ -1,6 +1,7 @@
 """Two stream workers split the partitions; one is killed with SIGKILL mid-stream; the other takes over its partitions
 with their rule state intact (an alarm raised before the kill escalates after it, it is not raised again) and no
-finding is lost."""
+finding is lost. The test makes sure the worker it kills held readings partitions when it died, and had evaluated
+readings of them: a kill of a worker with nothing assigned would prove nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devices.feed import DevicePublisher
 from ingest.partitioning import Partitioner
@@ -23,8 +26,9 @@ from smartcity.stack.services import http_ok
 from streams.app import streams_topics
 from streams.settings import StreamsSettings
 from tests.integration.conftest import gateway_proc, streams_process
-from tests.kafka_util import Tail
+from tests.kafka_util import Tail, uncommitted
 from tests.mqtt_util import publish_all, publisher
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +39,25 @@ def _telemetry(device_ids: list[str], ch4: float) -> list[tuple[str, bytes]]:
 
 def _findings(tail: Tail) -> list[Finding]:
     return [Finding.model_validate_json(r.value) for r in tail.records]
+
+
+def _held(port: int, topic: str) -> tuple[bool, float]:
+    """From a worker's /metrics: whether it holds a partition of ``topic`` now (its consumer-lag gauge has a sample
+    for every topic of its current assignment), and how many orange alarms it has raised so far."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    held = any(s.name == "smartcity_streams_consumer_lag_records" and s.labels["topic"] == topic for s in samples)
+    raised = sum(
+        s.value
+        for s in samples
+        if s.name == "smartcity_streams_findings_total"
+        and (s.labels["event"], s.labels["level"]) == ("raised", "orange")
+    )
+    return held, raised
+
+
+async def _all_committed(bootstrap: str, group: str, topic: str) -> bool:
+    return not any((await uncommitted(bootstrap, group, topic)).values())
 
 
 async def test_a_killed_worker_hands_its_partitions_over_with_state(
@@ -73,20 +96,30 @@ async def test_a_killed_worker_hands_its_partitions_over_with_state(
             health = f"http://127.0.0.1:{port}/healthz"
             await asyncio.to_thread(worker.wait_healthy, lambda h=health: http_ok(h, (200,)), 90)  # type: ignore[misc]
         await tail.start()
+        group, readings = base.streams_app_id, base.topic_readings
         with publisher(mqtt_url) as pub:
             await asyncio.to_thread(publish_all, pub, _telemetry(device_ids, 30.0))
             await tail.wait_for(lambda _r: len(_findings(tail)) >= 40, 60)
-            await asyncio.sleep(2)  # past a commit: the state of every alarm is in the changelog
+            # Faust commits a partition's offsets only once the changelog records of what it processed are written:
+            # every offset committed, the state of every alarm is in the changelog.
+            await until(lambda: _all_committed(kafka_bootstrap, group, readings), 60, "the first readings committed")
             await asyncio.to_thread(publish_all, pub, _telemetry(device_ids[:20], 55.0))
+            held = [await asyncio.to_thread(_held, port, readings) for _, port in workers]
             workers[0][0].kill()
             await asyncio.to_thread(publish_all, pub, _telemetry(device_ids[20:], 55.0))
         await tail.wait_for(lambda _r: sum(f.event.value == "escalated" for f in _findings(tail)) >= 40, 90)
-        await asyncio.sleep(1)
+        # Every reading processed and committed by the survivor: every finding it will make is in Kafka.
+        await until(lambda: _all_committed(kafka_bootstrap, group, readings), 60, "the survivor committed everything")
+        await tail.caught_up()
     finally:
         await tail.stop()
         for worker, _ in workers:
             worker.stop()
         gateway.stop()
+    # The kill hit a worker that held readings partitions at that moment and had raised alarms of their devices.
+    (killed_held, killed_raised), survivor = held
+    assert killed_held, f"the killed worker held no readings partition when it was killed; the survivor: {survivor}"
+    assert killed_raised > 0, f"the killed worker had raised no alarm; the survivor had raised {survivor[1]:.0f}"
     findings = _findings(tail)
     distinct = {f.id: f for f in findings}.values()  # a replayed finding has the same id
     events = Counter((f.device_id, f.event.value, f.level.value) for f in distinct)
