@@ -113,6 +113,30 @@ async def _publish_as(mqtt_url: str, username: str, password: str, device: str, 
         client.close()
 
 
+def _until_known(mqtt_url: str, username: str, password: str, device: str, timeout: float = 20) -> None:
+    """Until the gateway knows ``device`` from the devices topic. The device sends an empty batch (``[]``), which the
+    gateway refuses as ``unknown_device`` before it has the device's record and as ``empty_batch`` after; the
+    refusal comes back on the device's errors topic. No reading is made: what a test counts on the readings topic
+    stays exact."""
+    client = Client(mqtt_url, username, password)
+    try:
+        client.client.subscribe(f"devices/{device}/errors", qos=1)
+        deadline = time.monotonic() + timeout
+        reasons: list[str] = []
+        while "empty_batch" not in reasons:
+            assert time.monotonic() < deadline, (
+                f"the gateway never learnt of {device}: refused as {sorted(set(reasons))}"
+            )
+            heard = len(client.received)
+            client.publish(f"devices/{device}/telemetry", b"[]")
+            answer = time.monotonic() + 2
+            while len(client.received) == heard and time.monotonic() < answer:
+                time.sleep(0.02)
+            reasons = [json.loads(payload)["reason"] for _, payload in client.received]
+    finally:
+        client.close()
+
+
 async def _alert_message(officer: Client, count: int, timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while len(officer.received) < count and time.monotonic() < deadline:
@@ -148,7 +172,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
             created = await http.put("/api/devices/gas-stack-1", json=device)
         assert created.status_code == 201, created.text
         creds = created.json()["credentials"]
-        await asyncio.sleep(1)  # the gateway's directory follows the devices topic
+        await asyncio.to_thread(_until_known, mqtt_url, creds["username"], creds["password"], "gas-stack-1")
         secrets = json.loads((tmp_path / "secrets.json").read_text())
         officer = await asyncio.to_thread(Client, mqtt_url, "dept-emergency", secrets["departments"]["emergency"])
         officer.client.subscribe("alerts/emergency", qos=1)
@@ -217,7 +241,7 @@ async def test_health_follows_readings_the_last_will_and_silence(tmp_path: Path)
         async with httpx.AsyncClient(base_url=api, headers=auth) as http:
             creds = (await http.put("/api/devices/fire-h1", json=device)).json()["credentials"]
             assert (await http.get("/api/devices/fire-h1/health")).json()["status"] == "offline"  # never heard from
-            await asyncio.sleep(1)
+            await asyncio.to_thread(_until_known, mqtt_url, creds["username"], creds["password"], "fire-h1")
             client = await asyncio.to_thread(
                 Client, mqtt_url, creds["username"], creds["password"], ("devices/fire-h1/status", b"offline")
             )
