@@ -50,6 +50,7 @@ class _Publishing(threading.Thread):
         self.sent = 0
         self.gate = threading.Event()  # cleared: publishing pauses
         self.gate.set()
+        self.parked = threading.Event()  # set while publishing waits at the closed gate
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -64,7 +65,9 @@ class _Publishing(threading.Thread):
                         if ahead > 0:
                             time.sleep(ahead)
                     if not self.gate.is_set():
+                        self.parked.set()
                         self.gate.wait()
+                        self.parked.clear()
                         started = time.monotonic() - i / self.rate if self.rate else started
                     infos.append(pub.publish(topic, payload, qos=1))
                     self.sent += 1
@@ -119,7 +122,8 @@ async def test_gateway_killed_with_sigkill_mid_stream_loses_nothing(
     await asyncio.to_thread(_wait, lambda: pub.acked >= 3000, 60, "publisher stalled")
     gateway.kill()
     killed_at = pub.acked
-    await asyncio.sleep(1)
+    # The broker takes readings while the gateway is dead: they wait in its session and must arrive after the restart.
+    await asyncio.to_thread(_wait, lambda: pub.acked >= killed_at + 1000, 30, "nothing published while it was down")
     gateway.start()
     await asyncio.to_thread(pub.join, 120)
     assert pub.error is None
@@ -133,15 +137,23 @@ async def test_gateway_killed_with_sigkill_mid_stream_loses_nothing(
 
 
 async def _collect_forever(
-    bootstrap: str, topic: str, seen: set[tuple[str, int | None]], stop: asyncio.Event, collecting: asyncio.Event
+    bootstrap: str,
+    topic: str,
+    seen: set[tuple[str, int | None]],
+    stop: asyncio.Event,
+    collecting: asyncio.Event,
+    idle: asyncio.Event,
 ) -> None:
     """Re-read ``topic`` from the start every pass and keep what we saw: the memory broker forgets everything on
     restart (and a consumer's old position then points past the new log), so each pass starts afresh. Paused while
-    the broker is away, so that our own metadata requests never take part in recreating the topic."""
+    the broker is away, so that our own metadata requests never take part in recreating the topic; ``idle`` is set
+    while paused, once the current pass has ended."""
     while not stop.is_set():
         if not collecting.is_set():
+            idle.set()
             await asyncio.sleep(0.05)
             continue
+        idle.clear()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
@@ -189,9 +201,9 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
     await asyncio.to_thread(gateway.wait_healthy, lambda: http_ok(health, (200,)), 20)
 
     seen: set[tuple[str, int | None]] = set()
-    stop, collecting = asyncio.Event(), asyncio.Event()
+    stop, collecting, idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
     collecting.set()
-    collector = asyncio.create_task(_collect_forever(bootstrap, settings.topic_readings, seen, stop, collecting))
+    collector = asyncio.create_task(_collect_forever(bootstrap, settings.topic_readings, seen, stop, collecting, idle))
     stream = _stream(5_000, 100, f"water-{unique}")
     expected = {key for _, _, key in stream}
     pub = _Publishing(mqtt_url, stream, rate=250)
@@ -201,7 +213,7 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
         # The memory broker loses what it holds when it stops; let the collector see all of it first, so that
         # every reading is either seen before the outage or must arrive after it.
         pub.gate.clear()
-        await asyncio.sleep(0.1)  # a publish already past the gate lands in `sent` by then
+        await asyncio.to_thread(_wait, pub.parked.is_set, 10, "the publisher did not stop at the gate")
         await asyncio.to_thread(
             _wait,
             lambda: pub.acked == pub.sent and seen >= {k for _, _, k in stream[: pub.sent]},
@@ -209,7 +221,7 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
             "catch-up",
         )
         collecting.clear()
-        await asyncio.sleep(3.5)  # the collector's current pass ends
+        await asyncio.wait_for(idle.wait(), 10)  # the collector's current pass has ended
         broker.process.stop()
         pub.gate.set()
         during = pub.acked
