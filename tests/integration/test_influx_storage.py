@@ -32,8 +32,9 @@ from smartcity.storage.service import run_writer
 from smartcity.storage.settings import WriterSettings
 from tests.influx_util import influx_rows
 from tests.integration.conftest import GatewayFactory, settings_env
-from tests.kafka_util import consume
+from tests.kafka_util import consume, group_members
 from tests.mqtt_util import publish_all, publisher
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -145,6 +146,15 @@ async def _wait_count(url: str, db: str, expected: int, timeout: float) -> int:
         await asyncio.sleep(0.5)
     await asyncio.sleep(1.5)  # and nothing more arrives
     return await _count(url, db)
+
+
+async def _more_than(url: str, db: str, count: int) -> bool:
+    return await _count(url, db) > count
+
+
+async def _members(settings: WriterSettings, count: int) -> bool:
+    """The writers' group has ``count`` members and has finished rebalancing (each member has its partitions)."""
+    return await group_members(settings.kafka_bootstrap, settings.writer_group) == ("Stable", count)
 
 
 async def test_readings_over_mqtt_land_with_their_tags_and_timestamps(
@@ -308,7 +318,9 @@ async def test_a_rebalance_while_a_write_hangs_loses_nothing(
     kafka_bootstrap: str, own_influx: Launch, unique: str
 ) -> None:
     """InfluxDB frozen (SIGSTOP) with a write in flight; a second writer joins the group and leaves again, so the
-    first is handed partitions, unpaused, while it waits: what it polls meanwhile must be read again, not dropped."""
+    first is handed partitions, unpaused, while it waits: what it polls meanwhile must be read again, not dropped.
+    The test waits for each rebalance to complete (the group stable with two members, then with one): the fault is
+    the rebalance, and a test that only slept could not tell whether it happened while the write hung."""
     settings = _settings(kafka_bootstrap, own_influx.url, unique)
     devices = [f"gas-r{i}" for i in range(50)]
     await _prepare(settings, [_device(d) for d in devices])
@@ -318,14 +330,16 @@ async def test_a_rebalance_while_a_write_hangs_loses_nothing(
         await _produce(settings, devices, 2_000)
         await _wait_count(own_influx.url, settings.influx_db, 2_000, 60)  # in its group, writing
         stream = asyncio.create_task(_produce(settings, devices, 12_000, per_record=50, pause_s=0.5, start=2_000))
-        await asyncio.sleep(1.0)
+        await until(lambda: _more_than(own_influx.url, settings.influx_db, 2_000), 30, "the second stream not written")
+        before_freeze = await _count(own_influx.url, settings.influx_db)
         os.kill(influxd, signal.SIGSTOP)
         try:
             async with _writer(settings):
-                await asyncio.sleep(12)  # joined: the partitions were split
-            await asyncio.sleep(8)  # left: the first writer holds every partition again
+                await until(lambda: _members(settings, 2), 60, "the second writer never joined")  # partitions split
+            await until(lambda: _members(settings, 1), 60, "the second writer never left")  # the first holds all
         finally:
             os.kill(influxd, signal.SIGCONT)
+        assert before_freeze < 12_000, "every reading was written before InfluxDB froze: no write hung"
         await stream
         stored = await _wait_count(own_influx.url, settings.influx_db, 12_000, 90)
     assert stored == 12_000
