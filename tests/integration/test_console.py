@@ -110,7 +110,8 @@ def _row(page: Page, device: str):  # type: ignore[no-untyped-def]
 def test_an_alert_arrives_is_acknowledged_and_board_and_api_agree(console: Console) -> None:
     page = console.login(EMERGENCY)
     expect(page.get_by_test_id("real-section")).to_be_visible()
-    time.sleep(1)  # the board has loaded and subscribed: what follows must be pushed
+    # subscribed: the server's ``ready`` event on the live stream arrived, so what follows must be pushed
+    expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
     console.publish({"ch4_lel": 30.0})
     sent = time.monotonic()
     row = _row(page, console.device)
