@@ -4,8 +4,10 @@ The stack is `smartcity up`, whose supervisor restarts what dies. A publisher se
 whole time; during each fault a hazard device crosses the methane alarm level. After the faults:
 
 - every reading the gateway accepted (it is in Kafka) is in InfluxDB exactly once, and every reading published is
-  in Kafka, except what Mosquitto itself held when it was killed (it had acknowledged them to the publisher and had
-  not saved them yet: Mosquitto's persistence is a snapshot every 30 s, see docs/reliability.md);
+  in Kafka, except what Mosquitto itself held when it was killed: it had acknowledged them to the publisher and had
+  not saved them yet. Its persistence is a snapshot every ``autosave_interval`` (30 s, read from the stack's
+  mosquitto.conf; docs/reliability.md), so only readings published in the interval before the kill may be lost,
+  and at most as many as the load published in it (4,500 at 150/s); none published after the kill;
 - every hazard's alert reached the department's MQTT topic at least once, under one alert id, and the API shows it
   once; an acknowledgement made before the alerts service was killed is still there;
 - the system was healthy again within ``RECOVERY_S`` of each kill.
@@ -25,6 +27,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,7 @@ FAULTS = ("ingest gateway", "stream worker", "influx writer", "api", "influxdb",
 HAZARD = {name: f"flt-h-{i}" for i, name in enumerate(FAULTS)}
 RATE = 150  # readings per second, one per message
 RECOVERY_S = 60.0  # the stated bound: every part healthy again this long after a kill
+SLACK_S = 0.5  # a load reading's send time may trail its acknowledgement by a thread switch (see the Mosquitto check)
 DEPARTMENT = "emergency"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -78,8 +82,14 @@ class Mqtt:
                 self.client.subscribe(topic, qos=1)
             self.connected.set()
 
+        self.disconnects = 0
+
+        def on_disconnect(*_a: object) -> None:
+            self.disconnects += 1
+            self.connected.clear()
+
         self.client.on_connect = on_connect
-        self.client.on_disconnect = lambda *_a: self.connected.clear()
+        self.client.on_disconnect = on_disconnect
         self.client.on_message = lambda _c, _u, m: self.received.append(bytes(m.payload))
         self.client.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
         self.client.loop_start()
@@ -156,6 +166,35 @@ def _recover(stack: StackRun, name: str, old: int, killed: float, bound_s: float
     return time.monotonic() - killed
 
 
+def _autosave_s(stack: StackRun) -> float:
+    """The stack's Mosquitto saves its state to disk this often (``autosave_interval``); persistence must be on."""
+    conf = dict(
+        line.split(None, 1) for line in (stack.data_dir / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )  # fmt: skip
+    assert conf.get("persistence") == "true", "the stack's Mosquitto keeps no persistence"
+    return float(conf["autosave_interval"])
+
+
+def _lost_to_mosquitto(lost: list[float], sent: list[float], killed: float, stack: StackRun) -> int:
+    """Check that what was lost (the send times of the readings not in Kafka) is what Mosquitto's kill may lose, and
+    return how many readings that is at most.
+
+    Mosquitto's kill loses what it had acknowledged, not handed to the gateway, and not saved in its last snapshot,
+    which is at most ``autosave_interval`` old. So every lost reading was published in that interval before the kill
+    (a reading published after it was never acknowledged by the dead broker: the publisher sends it again), and they
+    are at most as many as the load published in it. A send time is taken just after paho queued the message, so a
+    reading acknowledged just before the kill may carry one a thread switch later: SLACK_S covers that.
+    """
+    autosave_s = _autosave_s(stack)
+    first, last = killed - autosave_s - SLACK_S, killed + SLACK_S
+    allowed = sum(first <= at <= last for at in sent)
+    outside = sorted(round(at - killed, 2) for at in lost if not first <= at <= last)
+    assert not outside, f"{len(outside)} readings lost that Mosquitto's autosave cannot explain, at {outside[:10]} s"
+    assert len(lost) <= allowed, f"{len(lost)} readings lost; the {autosave_s:.0f} s autosave allows {allowed}"
+    return allowed
+
+
 def _alerts(stack: StackRun) -> list[Alert]:
     with api(stack) as http:
         return [Alert.model_validate(a) for a in http.get("/api/alerts", params={"state": "all"}).json()]
@@ -187,6 +226,19 @@ def _on_mqtt(officer: Mqtt, keys: set[str], timeout: float = 30) -> dict[str, se
         time.sleep(0.5)
 
 
+def _raised_once(officer: Mqtt, keys: set[str]) -> None:
+    """Every alert message the officer received for ``keys`` as a list, not a dict by key, which would hide a repeat.
+    A message may arrive twice (at least once: the same ``id`` and ``seq``, the same change), but one ``(id, seq)`` is
+    one change, and each hazard's alert is raised by one message."""
+    ours = [m for m in (Alert.model_validate_json(p) for p in list(officer.received)) if m.key in keys]
+    changes: dict[tuple[str, int], set[str]] = {}
+    for m in ours:
+        changes.setdefault((m.id, m.seq), set()).add(m.event.value)
+    assert all(len(events) == 1 for events in changes.values()), f"one (id, seq), two changes: {changes}"
+    raised = Counter(m.key for m in {(m.id, m.seq): m for m in ours if m.event.value == "raised"}.values())
+    assert raised == dict.fromkeys(keys, 1), f"raised more than once, or never: {raised}"
+
+
 def _hazard(client: Mqtt, device_id: str, ts: int) -> None:
     body = json.dumps({"ts": ts, "seq": 1, "values": {"ch4_lel": 30.0}})
     client.client.publish(f"devices/{device_id}/telemetry", body, qos=1)
@@ -204,6 +256,8 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
     load.start()
     recovery: dict[str, float] = {}
     windows: dict[str, tuple[float, float]] = {}
+    kills: dict[str, float] = {}
+    disconnects: dict[str, int] = {}
     acknowledged: str | None = None
     try:
         for i, name in enumerate(FAULTS):
@@ -215,10 +269,12 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
                     answer = http.post(f"/api/alerts/{first[0].id}/ack", json={"note": "故障测试 / fault test"})
                 assert answer.status_code == 200, answer.text
                 acknowledged = first[0].id
+            before = publisher.disconnects
             old, killed = _kill(stack, name)
             _hazard(publisher, HAZARD[name], t0 + 100_000 + i)  # sent while the part is down
             recovery[name] = _recover(stack, name, old, killed)
             windows[name] = (killed - 1, time.monotonic())
+            kills[name], disconnects[name] = killed, publisher.disconnects - before
     finally:
         load.stop.set()
         load.join(10)
@@ -249,6 +305,7 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
     on_mqtt = _on_mqtt(officer, keys)
     assert set(on_mqtt) == keys, f"never on alerts/{DEPARTMENT}: {sorted(keys - set(on_mqtt))}"
     assert on_mqtt == {a.key: {a.id} for a in shown}, "one alert id per hazard on MQTT, the one the API shows"
+    _raised_once(officer, keys)
     kept = next(a for a in _alerts(stack) if a.id == acknowledged)
     assert kept.acknowledged, "the acknowledgement made before the alerts service was killed is gone"
     assert kept.acknowledgement is not None
@@ -259,8 +316,10 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
     records = asyncio.run(consume(stack.kafka, "readings", lambda rs: published <= distinct_seqs(rs), timeout=90))
     in_kafka = published & distinct_seqs(records)  # the load's readings (the warm-up's have no seq)
     lost = {(d, s, at) for d, s, at in load.sent if (d, s) not in in_kafka}
-    start, end = windows["mosquitto"]
-    assert all(start <= at <= end for _, _, at in lost), "readings lost outside Mosquitto's own crash"
+    # No other fault may lose a reading: the only other one on the way into Kafka, the gateway's, is over long before.
+    assert disconnects["mosquitto"] >= 1, "the publisher never lost its broker: the Mosquitto kill did not happen"
+    assert windows["ingest gateway"][1] < kills["mosquitto"] - _autosave_s(stack) - SLACK_S
+    allowed = _lost_to_mosquitto([at for _, _, at in lost], [at for _, _, at in load.sent], kills["mosquitto"], stack)
     stored = wait_gas_count(stack.influx, "flt-n-", t0, len(in_kafka))
     points = gas_points(stack.influx, "flt-n-", t0)
     # Doubles show where they would: a clock-less device's reading stored twice is a second point.
@@ -289,6 +348,7 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
         "published": len(published),
         "accepted": len(in_kafka),
         "lost_in_mosquitto": len(lost),
+        "lost_in_mosquitto_allowed": allowed,
         "stored": stored,
         "in_kafka_twice": repeated,
         "recovery_s": {k: round(v, 1) for k, v in recovery.items()},
@@ -353,6 +413,7 @@ def test_a_kafka_restart_loses_only_what_the_memory_broker_held(stack: StackRun)
     shown = [a for a in _wait_alerts(stack, keys, timeout=90) if a.key in keys]
     assert sorted(a.key for a in shown) == sorted(keys), "the hazards during and after the outage alerted, once each"
     assert _on_mqtt(officer, keys) == {a.key: {a.id} for a in shown}, "one alert id per hazard on MQTT"
+    _raised_once(officer, keys)
 
     # From the kill on, every reading published reaches the new broker and InfluxDB; before it, what the broker held
     # and the writer had not stored yet is lost with the broker's memory (a figure, not a failure).
