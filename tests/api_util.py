@@ -5,6 +5,7 @@ MQTT password) and served by uvicorn on a free port, for the API's schema, autho
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,6 +39,23 @@ from tests.alerts_util import ADMIN, FIRE_OFFICER, send_findings
 from tests.mqtt_util import CONTROL_PASSWORD, CONTROL_USER
 
 OFFICERS = {FIRE_OFFICER: ("火警值班员", "fire")}
+
+
+def api_process_env(kafka_bootstrap: str, mqtt_url: str, work: Path, unique: str, **settings: str) -> dict[str, str]:
+    """The environment of a ``smartcity api`` child process of its own: this process's, without any SMARTCITY_*
+    setting that could leak in, and the API on the session's brokers with its own topics and registry, no MQTT
+    accounts and no alerts service; ``settings``: more (``SMARTCITY_HTTP_PORT``, ...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")}
+    return env | {
+        "SMARTCITY_MQTT_URL": mqtt_url,
+        "SMARTCITY_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SMARTCITY_TOPIC_DEVICES": f"devices.{unique}",
+        "SMARTCITY_TOPIC_READINGS": f"readings.{unique}",
+        "SMARTCITY_REGISTRY_DB": str(work / "registry.db"),
+        "SMARTCITY_MQTT_ACCOUNTS": "off",
+        "SMARTCITY_ALERTS_ENABLED": "false",
+        **settings,
+    }
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ its own, which compose.yaml leaves unpublished for Prometheus on the internal ne
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from smartcity.stack.process import ManagedProcess, free_port
+from tests.api_util import api_process_env
 
 pytestmark = pytest.mark.integration
 
@@ -34,18 +34,15 @@ def _until_ok(url: str, api: ManagedProcess, timeout: float) -> None:
 
 def test_metrics_move_to_their_own_listener(mqtt_url: str, kafka_bootstrap: str, tmp_path: Path, unique: str) -> None:
     api_port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")} | {
-        "SMARTCITY_HTTP_PORT": str(api_port),
-        "SMARTCITY_HTTP_METRICS_PORT": str(metrics_port),
-        "SMARTCITY_MQTT_URL": mqtt_url,
-        "SMARTCITY_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "SMARTCITY_TOPIC_DEVICES": f"devices.{unique}",
-        "SMARTCITY_TOPIC_READINGS": f"readings.{unique}",
-        "SMARTCITY_REGISTRY_DB": str(tmp_path / "registry.db"),
-        "SMARTCITY_MQTT_ACCOUNTS": "off",
-        "SMARTCITY_ALERTS_ENABLED": "false",
-        "SMARTCITY_API_TOKEN": "metrics-admin-token",
-    }
+    env = api_process_env(
+        kafka_bootstrap,
+        mqtt_url,
+        tmp_path,
+        unique,
+        SMARTCITY_HTTP_PORT=str(api_port),
+        SMARTCITY_HTTP_METRICS_PORT=str(metrics_port),
+        SMARTCITY_API_TOKEN="metrics-admin-token",
+    )
     api = ManagedProcess("api", [sys.executable, "-m", "smartcity", "api"], tmp_path / "api.log", env=env)
     api_url, metrics_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{metrics_port}"
     api.start()

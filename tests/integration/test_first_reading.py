@@ -4,23 +4,26 @@ A detector installed in a room that already holds gas must alert on its first re
 installer and the device would: ``PUT /api/devices/{id}``, and the moment it answers, the device logs in with the
 credentials it was given and publishes the hazard (QoS 1), with no wait for any service to learn of the device.
 Fifty new devices, then ten of them removed and registered again (a replacement), each alerting on its first
-reading, with its own record (site, departments) in the alert.
+reading, with its own record (site, departments) in the alert, and stored in InfluxDB under its kind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from smartcity.bench.alerts import StackRun
 from smartcity.contracts.alert import Alert
+from tests.influx_util import influx_rows, wait_gas_count
 from tests.mqtt_util import Client
 from tests.stack_util import api
 
@@ -91,18 +94,30 @@ def _speak(stack: StackRun, credentials: dict[str, str], device_id: str, seq: in
         device.close()
 
 
+def _register_and_speak(stack: StackRun, http: httpx.Client, i: int, ch4: float) -> None:
+    """``PUT`` device ``first-{i}``, and the moment it answers, the device's first reading."""
+    device_id = f"first-{i}"
+    answer = http.put(f"/api/devices/{device_id}", json=_record(device_id, f"FR-{i}"))
+    assert answer.status_code == 201, answer.text
+    _speak(stack, answer.json()["credentials"], device_id, 1, ch4)
+
+
+def _alerted(officer: Officer, count: int, level: str) -> dict[tuple[str, str], Alert]:
+    devices = [f"first-{i}" for i in range(count)]
+    got = officer.wait_for({(d, level) for d in devices})
+    missed = [d for d in devices if (d, level) not in got]
+    assert not missed, f"{len(missed)} of {count} first readings raised no {level} alert: {missed}"
+    return got
+
+
 def test_a_hazard_sent_the_moment_registration_answers_is_alerted(stack: StackRun) -> None:
+    since = int(time.time() * 1000) - 1000
     officer = Officer(stack)
     try:
         with api(stack) as http:
             for i in range(ROUNDS):
-                device_id = f"first-{i}"
-                answer = http.put(f"/api/devices/{device_id}", json=_record(device_id, f"FR-{i}"))
-                assert answer.status_code == 201, answer.text
-                _speak(stack, answer.json()["credentials"], device_id, 1, 30.0)
-            got = officer.wait_for({(f"first-{i}", "orange") for i in range(ROUNDS)})
-            missed = sorted(d for d in (f"first-{i}" for i in range(ROUNDS)) if (d, "orange") not in got)
-            assert not missed, f"{len(missed)} of {ROUNDS} first readings raised nothing: {missed}"
+                _register_and_speak(stack, http, i, 30.0)
+            got = _alerted(officer, ROUNDS, "orange")
             for i in range(ROUNDS):
                 alert = got[(f"first-{i}", "orange")]
                 assert alert.event.value == "raised"
@@ -111,13 +126,13 @@ def test_a_hazard_sent_the_moment_registration_answers_is_alerted(stack: StackRu
 
             # A replacement: removed, registered again, and its first reading (now red) alerts at once.
             for i in range(REPLACED):
-                device_id = f"first-{i}"
-                assert http.delete(f"/api/devices/{device_id}").status_code == 204
-                answer = http.put(f"/api/devices/{device_id}", json=_record(device_id, f"FR-{i}"))
-                assert answer.status_code == 201, answer.text
-                _speak(stack, answer.json()["credentials"], device_id, 1, 60.0)
-            got = officer.wait_for({(f"first-{i}", "red") for i in range(REPLACED)})
-            missed = sorted(d for d in (f"first-{i}" for i in range(REPLACED)) if (d, "red") not in got)
-            assert not missed, f"{len(missed)} of {REPLACED} replaced devices' first readings raised nothing: {missed}"
+                assert http.delete(f"/api/devices/first-{i}").status_code == 204
+                _register_and_speak(stack, http, i, 60.0)
+            _alerted(officer, REPLACED, "red")
+        # Stored under the device's kind, like every later reading, never as an unregistered device's.
+        stored = wait_gas_count(stack.influx, "first-", since, ROUNDS + REPLACED, timeout=60)
+        query = f'SELECT count("ch4_lel") FROM "unregistered" WHERE "device_id" =~ /^first-/ AND time >= {since}ms'
+        astray = asyncio.run(influx_rows(stack.influx, "smartcity", query))
+        assert (stored, astray) == (ROUNDS + REPLACED, []), "first readings stored without their device's record"
     finally:
         officer.close()

@@ -33,6 +33,7 @@ from smartcity.api import ApiSettings
 from smartcity.mqtt import AsyncMqttClient
 from smartcity.settings import HttpTls, MqttConnection
 from smartcity.stack.process import ManagedProcess, find_binary, free_port, tcp_accepts
+from tests.api_util import api_process_env
 from tests.integration.conftest import GatewayFactory
 from tests.kafka_util import consume, readings_of
 from tests.waiting import eventually
@@ -296,21 +297,17 @@ async def test_the_api_serves_https_with_the_configured_certificate(
     """``smartcity api`` as its own process, configured only through SMARTCITY_* variables: HTTPS with our
     certificate, and its own MQTT client on the TLS listener."""
     port = free_port()
-    env = {
-        **_base_env(),
-        "SMARTCITY_HTTP_PORT": str(port),
-        "SMARTCITY_HTTP_TLS_CERT_FILE": str(pki.server_cert),
-        "SMARTCITY_HTTP_TLS_KEY_FILE": str(pki.server_key),
-        "SMARTCITY_MQTT_URL": tls_broker.tls,
-        "SMARTCITY_MQTT_TLS_CA_FILE": str(pki.ca),
-        "SMARTCITY_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "SMARTCITY_TOPIC_DEVICES": f"devices.{unique}",
-        "SMARTCITY_TOPIC_READINGS": f"readings.{unique}",
-        "SMARTCITY_REGISTRY_DB": str(tmp_path / "registry.db"),
-        "SMARTCITY_MQTT_ACCOUNTS": "off",
-        "SMARTCITY_ALERTS_ENABLED": "false",
-        "SMARTCITY_API_TOKEN": "tls-admin-token",
-    }
+    env = api_process_env(
+        kafka_bootstrap,
+        tls_broker.tls,
+        tmp_path,
+        unique,
+        SMARTCITY_HTTP_PORT=str(port),
+        SMARTCITY_HTTP_TLS_CERT_FILE=str(pki.server_cert),
+        SMARTCITY_HTTP_TLS_KEY_FILE=str(pki.server_key),
+        SMARTCITY_MQTT_TLS_CA_FILE=str(pki.ca),
+        SMARTCITY_API_TOKEN="tls-admin-token",
+    )
     api = ManagedProcess("api", [sys.executable, "-m", "smartcity", "api"], tmp_path / "api.log", env=env)
     url = f"https://{HOST}:{port}"
     trusted = ssl.create_default_context(cafile=pki.ca)
