@@ -26,7 +26,7 @@ from smartcity.contracts.alert import Alert
 from smartcity.contracts.catalogue import Department, Level
 from smartcity.contracts.finding import Hazard
 from smartcity.errors import KafkaUnavailable
-from smartcity.http_errors import retry_later, unprocessable_model
+from smartcity.http_errors import retry_later, unprocessable, unprocessable_model
 
 _bearer = HTTPBearer(auto_error=False)
 W = TypeVar("W", Silence, DrillWindow)
@@ -69,7 +69,7 @@ class SilenceIn(BaseModel):
     matchers: Matchers
     reason: str = Field(min_length=1, max_length=500)
     starts_at: int | None = Field(None, description="epoch ms; default now (later: a maintenance window)")
-    ends_at: int = Field(description="epoch ms")
+    ends_at: int = Field(description="epoch ms; at most SMARTCITY_ALERTS_SILENCE_MAX_S (7 days) after starts_at")
 
 
 class DrillIn(BaseModel):
@@ -217,20 +217,45 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         )
         return Response(body, media_type="application/atom+xml")
 
-    @router.get("/silences", response_model=list[Silence])
+    # The creator's officer id is for the service to check who may end a silence; it is not shown to others.
+    @router.get("/silences", response_model=list[Silence], response_model_exclude={"__all__": {"created_by_id"}})
     async def list_silences(officer: Officer = signed_in) -> list[Silence]:
         """Silences in force or ahead (maintenance windows), soonest first."""
         return _not_ended(service.windows.silences.values(), service.clock())
 
-    @router.post("/silences", response_model=Silence, status_code=status.HTTP_201_CREATED)
+    @router.post(
+        "/silences",
+        response_model=Silence,
+        response_model_exclude={"created_by_id"},
+        status_code=status.HTTP_201_CREATED,
+        responses={409: {"description": "the department has as many silences as it may"}},
+    )
     async def add_silence(body: SilenceIn, officer: Officer = signed_in) -> Silence:
-        """Mute the notifications of matching alerts until ``ends_at`` (officers: their own departments only)."""
-        if not officer.admin and (
-            body.matchers.department is None or not officer.may_act_for(body.matchers.department)
-        ):
+        """Mute the notifications of matching alerts until ``ends_at``, for at most
+        ``SMARTCITY_ALERTS_SILENCE_MAX_S`` (officers: their own departments only)."""
+        department = body.matchers.department
+        if not officer.admin and (department is None or not officer.may_act_for(department)):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "officers may only silence their own department's alerts")
         now = service.clock()
         silence = _window(Silence, body, officer, now, matchers=body.matchers, reason=body.reason)
+        longest = service.settings.alerts_silence_max_s
+        if silence.ends_at - silence.starts_at > longest * 1000:
+            raise unprocessable(
+                ("body", "ends_at"),
+                f"a silence lasts at most {_duration(longest)} (SMARTCITY_ALERTS_SILENCE_MAX_S); this one would "
+                f"last {_duration((silence.ends_at - silence.starts_at) // 1000)}",
+                body.ends_at,
+            )
+        if silence.ends_at <= now:
+            raise unprocessable(("body", "ends_at"), "already past: a silence must end in the future", body.ends_at)
+        most = service.settings.alerts_silences_per_department
+        if service.windows.silences_of(department, now) >= most:
+            whose = f"department {department}" if department is not None else "silences naming no department"
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"{whose} has {most} silences not yet ended, the most allowed "
+                "(SMARTCITY_ALERTS_SILENCES_PER_DEPARTMENT): end one (DELETE /api/silences/{id}) first",
+            )
         await act(lambda: service.put_window(silence))
         return silence
 
@@ -244,11 +269,14 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         await act(lambda: service.put_window(ended))
         return ended
 
-    @router.delete("/silences/{silence_id}", response_model=Silence)
+    @router.delete("/silences/{silence_id}", response_model=Silence, response_model_exclude={"created_by_id"})
     async def end_silence(silence_id: str, officer: Officer = signed_in) -> Silence:
+        """End a silence now: its creator (by officer id, not by name) or an administrator."""
         silence = service.windows.silences.get(silence_id)
-        mine = officer.admin or (silence is not None and silence.created_by == officer.name)
-        return await end(silence, f"silence {silence_id!r}", mine, "only its author or an administrator ends it")
+        mine = officer.admin or (
+            silence is not None and silence.created_by_id is not None and silence.created_by_id == officer.id
+        )
+        return await end(silence, f"silence {silence_id!r}", mine, "only its creator or an administrator ends it")
 
     @router.get("/drills", response_model=list[DrillWindow])
     async def list_drills(officer: Officer = signed_in) -> list[DrillWindow]:
@@ -283,6 +311,10 @@ def _not_ended(windows: Iterable[W], now: int) -> list[W]:
     return sorted((w for w in windows if w.ends_at > now), key=lambda w: w.starts_at)
 
 
+def _duration(seconds: int) -> str:
+    return f"{seconds / 86400:.3g} days" if seconds >= 86400 else f"{seconds / 3600:.3g} h"
+
+
 def _who(body: ActionIn, officer: Officer) -> str:
     return (body.by or officer.name) if officer.admin else officer.name
 
@@ -290,7 +322,12 @@ def _who(body: ActionIn, officer: Officer) -> str:
 def _window(cls: type[W], body: SilenceIn | DrillIn, officer: Officer, now: int, **fields: Any) -> W:
     try:
         return cls(
-            starts_at=body.starts_at or now, ends_at=body.ends_at, created_by=officer.name, created_at=now, **fields
+            starts_at=body.starts_at or now,
+            ends_at=body.ends_at,
+            created_by=officer.name,
+            created_by_id=officer.id,
+            created_at=now,
+            **fields,
         )
     except ValidationError as exc:  # ends before it starts: 422 like any other invalid body
         raise unprocessable_model(exc) from exc

@@ -83,6 +83,8 @@ class AlertService:
         self.book.commit(loaded.records)
         self.windows.silences.update({s.id: s for s in loaded.silences})
         self.windows.drills.update({d.id: d for d in loaded.drills})
+        with contextlib.suppress(KafkaUnavailable):  # not forgotten now: the first tick tries again
+            await self._forget_ended_windows(self.clock())
         await self.dispatcher.start()
         if self.history is not None:
             await self.history.start()
@@ -251,10 +253,20 @@ class AlertService:
                     if expired:
                         await self.store.forget(expired)
                         self.book.forget(expired)
+                    await self._forget_ended_windows(now)
             except KafkaUnavailable as exc:
                 logger.warning("alerts: tick could not save (%s); again next tick", exc)
             except Exception:  # a bug here must not end reminders for good: log it, go on
                 logger.exception("alerts: tick failed; again next tick")
+
+    async def _forget_ended_windows(self, now: int) -> None:
+        """Drop the windows that ended ``alerts_window_retention_s`` ago, from Kafka first (tombstones), so the
+        state stays bounded across restarts; the ticks after a window's end have unmuted what it muted."""
+        ended = self.windows.ended_before(now - self.settings.alerts_window_retention_s * 1000)
+        if ended:
+            await self.store.forget_windows(ended)
+            self.windows.drop(ended)
+            logger.info("alerts: %d ended silences and drill windows forgotten", len(ended))
 
     # -- saving and publishing --------------------------------------------------------------------------------
 

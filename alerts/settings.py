@@ -26,6 +26,19 @@ class AlertsSettings(MqttConnection, KafkaConnection, InfluxConnection):
         "takes three missed as a dead connection and reconnects)",
     )
     alerts_closed_retention_s: int = Field(7 * 24 * 3600, ge=60, description="closed alerts stay listed this long")
+    alerts_silence_max_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        le=366 * 24 * 3600,
+        description="longest silence (ends_at - starts_at): a week covers a planned maintenance; longer is a device "
+        "to fix or retire, not to mute",
+    )
+    alerts_silences_per_department: int = Field(
+        50, ge=1, le=10_000, description="silences not yet ended (in force or ahead) per department"
+    )
+    alerts_window_retention_s: int = Field(
+        24 * 3600, ge=60, description="ended silences and drill windows are dropped (from Kafka too) this long after"
+    )
     alerts_sender: str = Field("smartcity@longgang.example", description="CAP <sender>")
     alerts_public_url: str = Field("http://127.0.0.1:8080", description="where officers reach the console")
     alerts_history: bool = Field(True, description="write every alert message to InfluxDB (alert_events)")

@@ -5,6 +5,12 @@ A **silence** mutes notifications (MQTT, webhook, email) of the alerts it matche
 silence ends while an alert it muted is still active and unacknowledged, officers get a ``reminder``: muting never
 loses an alert. A silence whose ``starts_at`` lies ahead is a maintenance window.
 
+Bounds (``alerts.settings``): a silence lasts at most ``SMARTCITY_ALERTS_SILENCE_MAX_S`` (7 days), a department has
+at most ``SMARTCITY_ALERTS_SILENCES_PER_DEPARTMENT`` silences not yet ended, and windows that ended more than
+``SMARTCITY_ALERTS_WINDOW_RETENTION_S`` ago are dropped (``Windows.ended_before``; the store tombstones them), so the
+state stays bounded. Ending a silence early is for the officer who created it, known by ``created_by_id`` (the
+officer's stable id, never the display name, which two officers may share), or an administrator.
+
 A **drill window** makes the findings of the devices and sites it names exercise alerts (``exercise: true``, key
 ``drill:...``, 演练 / DRILL title) while it is open, so a drill on real devices can never be mistaken for a real event.
 """
@@ -50,7 +56,10 @@ class _Window(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     starts_at: int = Field(description="epoch ms")
     ends_at: int = Field(description="epoch ms")
-    created_by: str
+    created_by: str = Field(description="the creator's display name, for people to read")
+    created_by_id: str | None = Field(
+        None, description="the creator's stable officer id (alerts.officers); None in windows made before it existed"
+    )
     created_at: int
 
     @model_validator(mode="after")
@@ -107,3 +116,18 @@ class Windows:
 
     def in_drill(self, finding: Finding, now: int) -> bool:
         return any(d.covers(finding, now) for d in self.drills.values())
+
+    def silences_of(self, department: Department | None, now: int) -> int:
+        """How many silences not yet ended (in force or ahead) name ``department`` (None: name none)."""
+        return sum(1 for s in self.silences.values() if s.ends_at > now and s.matchers.department == department)
+
+    def ended_before(self, cutoff: int) -> list[Silence | DrillWindow]:
+        """The windows that ended before ``cutoff``: nothing reads them any more once the tick after their end has
+        unmuted what they muted (a drill window's also counts findings by event time: keep it long enough for
+        readings buffered during the drill)."""
+        windows: list[Silence | DrillWindow] = [*self.silences.values(), *self.drills.values()]
+        return [w for w in windows if w.ends_at < cutoff]
+
+    def drop(self, windows: list[Silence | DrillWindow]) -> None:
+        for w in windows:
+            (self.silences if isinstance(w, Silence) else self.drills).pop(w.id, None)

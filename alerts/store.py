@@ -2,7 +2,8 @@
 
 - ``alerts.state`` (compacted, key = alert id): the latest ``AlertRecord`` of every open or recently closed alert;
   a tombstone once a closed alert has been kept long enough.
-- ``alerts.control`` (compacted, key = ``silence:{id}`` / ``drill:{id}``): silences and drill windows.
+- ``alerts.control`` (compacted, key = ``silence:{id}`` / ``drill:{id}``): silences and drill windows; a tombstone
+  once a window has ended long enough (``forget_windows``).
 - ``alerts`` (key = alert key): every alert message, the contract's Kafka output.
 - ``alerts.undelivered``: what a channel could not deliver after every retry, with the reason.
 
@@ -87,9 +88,12 @@ class AlertStore:
         await self._deliver([Record(self._conn.topic_alert_state, None, i.encode()) for i in alert_ids])
 
     async def save_window(self, window: Silence | DrillWindow) -> None:
-        kind = "silence" if isinstance(window, Silence) else "drill"
-        key = f"{kind}:{window.id}".encode()
-        await self._deliver([Record(self._conn.topic_alert_control, window.model_dump_json().encode(), key)])
+        value = window.model_dump_json().encode()
+        await self._deliver([Record(self._conn.topic_alert_control, value, _window_key(window))])
+
+    async def forget_windows(self, windows: list[Silence | DrillWindow]) -> None:
+        """Tombstones: a restarted service no longer loads these windows (and compaction drops them)."""
+        await self._deliver([Record(self._conn.topic_alert_control, None, _window_key(w)) for w in windows])
 
     async def undelivered(self, entry: dict[str, object]) -> None:
         value = json.dumps(entry, ensure_ascii=False).encode()
@@ -102,6 +106,10 @@ class AlertStore:
         except KafkaUnavailable:
             asyncio.get_running_loop().create_task(self._producer.reset(generation))
             raise
+
+
+def _window_key(window: Silence | DrillWindow) -> bytes:
+    return f"{'silence' if isinstance(window, Silence) else 'drill'}:{window.id}".encode()
 
 
 async def read_to_end(conn: KafkaConnection, topic: str, *, timeout_s: float = 30.0) -> dict[str, bytes | None]:

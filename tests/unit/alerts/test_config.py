@@ -88,3 +88,39 @@ def test_a_bad_officers_file_is_refused(tmp_path: Path) -> None:
         Officers.load(path, None)
     assert "officers.0.departments" in str(err.value)
     assert "officers.0.token_sha256" in str(err.value)
+
+
+def test_officers_have_stable_ids_that_are_not_their_names(tmp_path: Path) -> None:
+    path = tmp_path / "officers.yaml"
+    path.write_text(
+        "officers:\n"
+        f"  - {{name: 李明, departments: [fire], id: F1024, token_sha256: {token_hash('one-token')}}}\n"
+        f"  - {{name: 李明, departments: [fire], token_sha256: {token_hash('two-token')}}}\n"
+    )
+    officers = Officers.load(path, "admin-token-long")
+    one, two, admin = (officers.by_token(t) for t in ("one-token", "two-token", "admin-token-long"))
+    assert one is not None
+    assert two is not None
+    assert admin is not None
+    assert one.id == "F1024"
+    assert (two.id or "").startswith("token:")
+    assert two.id != one.id
+    assert admin.id == "admin"
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [(("a", "a"), "officer ids must be unique: ['a']"), (("admin", "b"), "id 'admin' is the administrator")],
+)
+def test_officer_ids_are_unique_and_not_the_administrators(tmp_path: Path, ids: tuple[str, str], message: str) -> None:
+    path = tmp_path / "officers.yaml"
+    path.write_text(
+        "officers:\n"
+        + "".join(
+            f"  - {{name: n, departments: [fire], id: {i}, token_sha256: {token_hash(f't{n}')}}}\n"
+            for n, i in enumerate(ids)
+        )
+    )
+    with pytest.raises(ConfigError) as err:
+        Officers.load(path, None)
+    assert message in str(err.value)
