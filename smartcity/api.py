@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Literal
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import Field, SecretStr
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api import alerts_router, officer_auth
@@ -46,7 +47,7 @@ from smartcity.http_limits import BodyLimit
 from smartcity.influx import LineWriter
 from smartcity.logs import redact_url_secrets
 from smartcity.mqtt import AsyncMqttClient
-from smartcity.settings import HttpTls
+from smartcity.settings import ApiToken, HttpTls
 from smartcity.storage.api import readings_router
 from smartcity.storage.history import History
 
@@ -55,8 +56,11 @@ if TYPE_CHECKING:
 
 
 class ApiSettings(AlertsSettings, HttpTls):
-    """The API and alerts service. Its MQTT account issues device credentials and publishes ``alerts/#``."""
+    """The API and alerts service. Its MQTT account issues device credentials and publishes ``alerts/#``.
 
+    A refused value is never echoed in the error: several are secrets (the API token, passwords)."""
+
+    model_config = SettingsConfigDict(hide_input_in_errors=True)  # merged with the prefix and freezing inherited
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     http_metrics_host: str = Field("127.0.0.1", description="address of the /metrics listener (http_metrics_port)")
@@ -67,7 +71,9 @@ class ApiSettings(AlertsSettings, HttpTls):
         description="serve /metrics (and /healthz) here, in plain HTTP, instead of on the API's port: a listener "
         "for Prometheus only, never published",
     )
-    api_token: SecretStr | None = Field(None, description="the all-departments admin token (one machine)")
+    api_token: ApiToken | None = Field(
+        None, description="the all-departments admin token (one machine); at least 12 characters"
+    )
     registry_db: Path = Field(Path(".smartcity/registry.db"), description="the registry's SQLite file")
     mqtt_accounts: Literal["dynsec", "files", "off"] = Field(
         "dynsec",

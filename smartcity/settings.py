@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Self, TypedDict
+from typing import Annotated, Self, TypedDict
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from smartcity.errors import ConfigError
@@ -28,6 +28,22 @@ class _Base(BaseSettings):
 
 def _env(field: str) -> str:
     return f"SMARTCITY_{field.upper()}"
+
+
+API_TOKEN_MIN_LENGTH = 12
+
+
+def _long_enough(token: SecretStr) -> SecretStr:
+    if len(token.get_secret_value()) < API_TOKEN_MIN_LENGTH:
+        raise ValueError(
+            f"SMARTCITY_API_TOKEN must be at least {API_TOKEN_MIN_LENGTH} characters (it is the all-departments "
+            "administrator's bearer token); make one with `openssl rand -base64 18`"
+        )
+    return token
+
+
+#: The administrator's API token: at least 12 characters, as compose.yaml asks (its value never shown in errors).
+ApiToken = Annotated[SecretStr, AfterValidator(_long_enough)]
 
 
 def _existing_file(value: Path | None, info: ValidationInfo) -> Path | None:

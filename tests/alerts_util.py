@@ -37,7 +37,7 @@ from smartcity.mqtt import AsyncMqttClient
 from smartcity.stack.process import free_port
 from tests.mqtt_util import Collector
 
-ADMIN = "admin-token"
+ADMIN = "admin-test-token"  # 12 characters at least, like every API token
 FIRE_OFFICER = "fire-officer-token"
 
 

@@ -33,6 +33,7 @@ from devices.mqtt_files import FileAccounts
 from ingest.settings import GatewaySettings
 from smartcity.errors import ConfigError, StackError
 from smartcity.kafka_admin import all_topics, ensure_topics
+from smartcity.settings import ApiToken
 from smartcity.stack.process import LOOPBACK, ManagedProcess, reachable, require_port
 from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
 from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
@@ -49,7 +50,7 @@ SERVICES = ("ingest gateway", "stream worker", "influx writer", "api")  # our ow
 class StackSettings(BaseSettings):
     """What ``smartcity up`` starts, and where."""
 
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", frozen=True, extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Path(".smartcity")
     host: str = Field(
@@ -64,8 +65,8 @@ class StackSettings(BaseSettings):
     gateway_http_port: int = Field(9301, ge=1, le=65535)
     streams_http_port: int = Field(9311, ge=1, le=65535)
     writer_http_port: int = Field(9321, ge=1, le=65535, description="the InfluxDB writer's /healthz and /metrics")
-    http_port: int = Field(8080, ge=1, le=65535, description="the HTTP API and (later) the console")
-    api_token: SecretStr | None = Field(None, description="admin token; generated into secrets.json if unset")
+    http_port: int = Field(8080, ge=1, le=65535, description="the HTTP API and the duty console")
+    api_token: ApiToken | None = Field(None, description="admin token (12+ characters); generated if unset")
     mqtt_admin_password: SecretStr | None = Field(
         None, description="password of the MQTT operator account admin; generated into secrets.json if unset"
     )
