@@ -39,6 +39,8 @@ from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text
 from smartcity.errors import SmartCityError
 
 HISTORY_LIMIT = 200
+#: findings that bring an alert to their level (not a flag change at the same level): a new peak at that level
+_TO_A_LEVEL = frozenset({FindingEvent.RAISED, FindingEvent.ESCALATED})
 FINDINGS_REMEMBERED = 32
 
 
@@ -76,6 +78,7 @@ class AlertRecord(BaseModel):
         default_factory=dict, description="findings partition -> Kafka offset of the last finding applied from it"
     )
     notified_seq: int = Field(0, description="the last message every channel has taken (or given up on)")
+    peak_level: Level | None = Field(None, description="the highest level reached: the level of ``alert.peak``")
 
 
 #: (alert id, the record it replaced or None, its key, the key's alert id before)
@@ -188,6 +191,13 @@ class AlertBook:
             "confirms": finding.confirms,
             "ts": finding.ts,
         }
+        peak_level = rec.peak_level or rec.alert.level
+        if finding.active and (
+            RANK[finding.level] > RANK[peak_level]
+            or (RANK[finding.level] == RANK[peak_level] and finding.event in _TO_A_LEVEL)
+        ):
+            fields.update(peak=finding.value, peak_threshold=finding.threshold)
+            peak_level = finding.level
         policy = self.routing.policy(finding.level)
         if finding.event == FindingEvent.CLEARED or not finding.active:
             changed = self._message(
@@ -210,7 +220,9 @@ class AlertBook:
         else:
             changed = _silent(rec, **fields)
         remembered = [*rec.findings, finding.id][-FINDINGS_REMEMBERED:]
-        changed = changed.model_copy(update={"findings": remembered, "offsets": _advanced(rec.offsets, position)})
+        changed = changed.model_copy(
+            update={"findings": remembered, "offsets": _advanced(rec.offsets, position), "peak_level": peak_level}
+        )
         return self._settle([changed], now)
 
     def _raise(self, finding: Finding, key: str, exercise: bool, now: int) -> AlertRecord:
@@ -232,6 +244,8 @@ class AlertBook:
             metric=finding.metric,
             value=finding.value,
             threshold=finding.threshold,
+            peak=finding.value,
+            peak_threshold=finding.threshold,
             departments=self.routing.departments(finding.hazard, finding.level, finding.rule, own),
             active=True,
             acknowledged=False,
@@ -250,6 +264,7 @@ class AlertBook:
             findings=[finding.id],
             history=[_entry(alert)],
             next_reminder_at=now + int(self.routing.policy(finding.level).after_s * 1000),
+            peak_level=finding.level,
         )
 
     # -- officers ---------------------------------------------------------------------------------------------

@@ -66,6 +66,12 @@ class Alert(BaseModel):
     metric: str | None = None
     value: float | bool | None = None
     threshold: float | bool | None = None
+    peak: float | bool | None = Field(
+        None,
+        description="the value that raised the alert to the highest level it reached (raised or escalated to it); "
+        "it stays after the alert clears, when `value` is the one that cleared it. Additive: absent before",
+    )
+    peak_threshold: float | bool | None = Field(None, description="the threshold that `peak` passed")
     departments: list[Department] = Field(description="every department this alert is routed to now")
     active: bool = Field(description="the condition still holds")
     acknowledged: bool

@@ -295,3 +295,31 @@ def test_replays_are_recognised_per_partition(book: AlertBook) -> None:
     assert book.on_finding(finding(event=FindingEvent.CLEARED, ts=T0 - 5), T0, (2, 99)) == [], "below: a replay"
     moved = book.on_finding(finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 1), T0, (5, 3))
     assert events(moved) == ["escalated"], "another partition's offsets are not comparable"
+
+
+def test_an_alert_keeps_the_peak_that_raised_it_after_it_clears(book: AlertBook) -> None:
+    apply(book, book.on_finding(finding(value=30.0, threshold=25.0), T0))
+    (up,) = apply(
+        book,
+        book.on_finding(
+            finding(event=FindingEvent.ESCALATED, level=Level.RED, ts=T0 + 1, value=55.0, threshold=50.0), T0 + 1
+        ),
+    )
+    assert (up.alert.peak, up.alert.peak_threshold) == (55.0, 50.0)
+    flag = finding(event=FindingEvent.UPDATED, level=Level.RED, ts=T0 + 2, value=51.0, threshold=50.0, flapping=True)
+    (same,) = apply(book, book.on_finding(flag, T0 + 2))
+    assert same.alert.peak == 55.0, "a flag change at the same level is no new peak"
+    (down,) = apply(
+        book,
+        book.on_finding(finding(event=FindingEvent.DEESCALATED, ts=T0 + 3, value=40.0, threshold=25.0), T0 + 3),
+    )
+    assert (down.alert.value, down.alert.peak) == (40.0, 55.0)
+    (cleared,) = apply(
+        book, book.on_finding(finding(event=FindingEvent.CLEARED, ts=T0 + 4, value=12.59, threshold=20.0), T0 + 4)
+    )
+    assert (cleared.alert.value, cleared.alert.threshold) == (12.59, 20.0), "value: what cleared it"
+    assert (cleared.alert.peak, cleared.alert.peak_threshold) == (55.0, 50.0), "peak: what raised it to red"
+    (again,) = apply(
+        book, book.on_finding(finding(event=FindingEvent.RAISED, ts=T0 + 5, value=27.0, threshold=25.0), T0 + 5)
+    )
+    assert (again.alert.event, again.alert.peak) == (AlertEvent.RAISED, 55.0), "active again lower: red peak stays"
