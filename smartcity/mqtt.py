@@ -1,6 +1,6 @@
 """paho-mqtt (v2 callback API) driven by the asyncio loop: no network thread, no locks between threads.
 
-Shared by every service that speaks MQTT (the ingest gateway, the account administrator, later the alert channels).
+Shared by every service that speaks MQTT (the ingest gateway, the account administrator, the alerts' MQTT channel).
 
 paho's socket callbacks tell us when its socket opens, closes and wants writing; we register it with the loop's
 reader and writer and call ``loop_read``/``loop_write``/``loop_misc`` from there (the pattern of paho's own

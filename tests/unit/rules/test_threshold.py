@@ -151,6 +151,16 @@ def test_a_late_reading_does_not_move_a_threshold_alarm() -> None:
     assert state.alarms["gas.ch4"].published == 2
 
 
+def test_a_reading_with_the_same_event_time_as_the_newest_is_in_order() -> None:
+    """The readings of a batch sent without ``ts`` all carry the gateway's receive time: each one counts
+    (docs/rules.md; docs/reliability.md once said such a reading was late)."""
+    engine = Engine(DEFAULT)
+    state = DeviceState()
+    run(engine, [reading({"ch4_lel": 30}, 100)], device(), state)
+    [cleared] = run(engine, [reading({"ch4_lel": 0}, 100)], device(), state)
+    assert cleared.event.value == "cleared"
+
+
 def test_drill_readings_have_their_own_state_and_are_marked_exercise() -> None:
     engine, state = Engine(DEFAULT), DeviceState()
     [drill] = run(engine, [reading({"ch4_lel": 60}, 0, drill=True)], device(), state)
