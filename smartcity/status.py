@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import math
 import os
+import signal
 import socket
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
@@ -40,6 +42,7 @@ from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -429,23 +432,34 @@ def _cell(service: ServiceStatus, column: str) -> str:
     return ", ".join(f"{f.label} {_format(f, service.figures.get(f.key))}".strip() for f in figures)
 
 
-def render(report: StatusReport) -> Group:
+#: Below this many columns the details leave the table for lines of their own under it: at 80 (a default terminal)
+#: a details column would be a few characters wide, and the headers would break mid-word.
+WIDE = 120
+
+
+def render(report: StatusReport, width: int = WIDE) -> Group:
     table = Table(
         title=f"SmartCity status (rates over {report.interval_s:g} s)", title_justify="left", box=box.SIMPLE_HEAD
     )
+    wide = width >= WIDE
+    # Every header keeps its width, so none is broken mid-word; the cells wrap at spaces below them.
     for name in ("service", "role", "pid", "health", "throughput", "lag (records)"):
-        table.add_column(name, overflow="fold")
-    table.add_column("details", overflow="fold", ratio=1)
+        table.add_column(name, overflow="fold", min_width=len(name))
+    if wide:
+        table.add_column("details", overflow="fold", ratio=1, min_width=len("details"))
+    below: list[Padding] = []
     for s in report.services:
         pid = "–" if s.pid is None else (str(s.pid) if s.pid_alive else f"[red strike]{s.pid}[/]")
         details = _cell(s, "details")
         if s.detail:
             details = f"[{STYLES[s.health]}]{escape(s.detail)}[/]" + (f"; {details}" if details else "")
         health = f"[{STYLES[s.health]}]{s.health}[/]"
-        table.add_row(
-            escape(s.name), escape(s.role or "–"), pid, health, _cell(s, "throughput"), _cell(s, "lag"), details
-        )
-    return Group(table, Text(report.verdict, style="green" if report.healthy else "bold red"))
+        row = [escape(s.name), escape(s.role or "–"), pid, health, _cell(s, "throughput"), _cell(s, "lag")]
+        table.add_row(*row, *([details] if wide else []))
+        if not wide and details:
+            below.append(Padding(Text.from_markup(f"[bold]{escape(s.name)}[/]: {details}"), (0, 0, 0, 2)))
+    verdict = Text(report.verdict, style="green" if report.healthy else "bold red")
+    return Group(table, *below, *([Text("")] if below else []), verdict)
 
 
 async def _next(reports: AsyncIterator[StatusReport]) -> StatusReport:
@@ -458,6 +472,11 @@ def run_status(cli_targets: list[str], data_dir: Path | None, interval: float, *
     ``--json`` prints the report as one JSON document; with ``--watch``, one document per line (JSON Lines)."""
     settings = StatusSettings() if data_dir is None else StatusSettings(data_dir=data_dir)
     targets = choose_targets(settings, cli_targets)
+    if watch and threading.current_thread() is threading.main_thread():
+        # Ctrl-C must stop a watch even when a parent started us with SIGINT ignored (nohup, some CI runners): Python
+        # then keeps the inherited SIG_IGN and KeyboardInterrupt never comes. With Python's own handler in place,
+        # asyncio's runner takes SIGINT over for each round and raises KeyboardInterrupt out of it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     quiet("httpx")  # a line per request would bury the table
     console = Console()
     report: StatusReport | None = None
@@ -468,7 +487,7 @@ def run_status(cli_targets: list[str], data_dir: Path | None, interval: float, *
             if as_json:
                 console.out(report.model_dump_json(indent=2), highlight=False)
             else:
-                console.print(render(report))
+                console.print(render(report, console.width))
         elif as_json:
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
@@ -478,5 +497,5 @@ def run_status(cli_targets: list[str], data_dir: Path | None, interval: float, *
             with contextlib.suppress(KeyboardInterrupt), Live(console=console, auto_refresh=False) as live:
                 while True:
                     report = runner.run(_next(reports))
-                    live.update(render(report), refresh=True)
+                    live.update(render(report, console.width), refresh=True)
     return 0 if report is not None and report.healthy else 1

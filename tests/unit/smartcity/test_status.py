@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from alerts.metrics import AlertMetrics
@@ -31,12 +32,14 @@ from smartcity.status import (
     Figure,
     Kind,
     Scrape,
+    ServiceStatus,
     StatusReport,
     StatusSettings,
     Target,
     choose_targets,
     parse_targets,
     probe_all,
+    render,
     role_of,
     rounds,
     service_status,
@@ -352,6 +355,50 @@ async def test_watch_until_ctrl_c(serve: Serve) -> None:
     assert all(r.services[0].role == "gateway" for r in reports)
     assert process.returncode == 0  # healthy, though gauges say MQTT is not connected: /healthz decides
     assert reports[-1].services[0].figures["received_per_s"] == 0
+
+
+async def test_watch_stops_on_ctrl_c_even_when_started_with_sigint_ignored(serve: Serve) -> None:
+    """Under nohup or a CI runner that ignores SIGINT, a child inherits SIG_IGN; `--watch` sets its own handler."""
+    served = await serve(_registry(GatewayMetrics))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "smartcity", "status", "--watch", "--json", "--interval", "0.1",
+        "--target", f"gateway={served.url}",
+        stdout=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    assert process.stdout is not None
+    await asyncio.wait_for(process.stdout.readline(), 30)
+    process.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(process.communicate(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+
+
+def test_the_table_fits_80_columns_without_breaking_a_header() -> None:
+    services = [
+        ServiceStatus(name="ingest gateway 1", url="http://127.0.0.1:9301", role="gateway", pid=123456, pid_alive=True,
+                      health="ok", figures={"received_per_s": 2911.0, "accepted_per_s": 2900.0, "unacked": 120.0}),
+        ServiceStatus(name="kafka (tansu)", url="127.0.0.1:9092", role="kafka broker", pid=123458, pid_alive=True,
+                      health="down", detail="connection refused at 127.0.0.1:9092"),
+    ]  # fmt: skip
+    report = StatusReport(interval_s=2, services=services)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render(report, console.width))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if "service" in line)
+    for name in ("service", "role", "pid", "health", "throughput", "lag (records)"):
+        assert name in header, f"{name!r} broken in {header!r}"
+    text = "\n".join(lines)
+    assert "ingest gateway 1: accepted 2,900/s" in text, "the details, under the table"
+    assert "kafka (tansu): connection refused at 127.0.0.1:9092" in text
+    wide = Console(width=160, record=True, color_system=None)
+    wide.print(render(report, wide.width))
+    assert "details" in next(line for line in wide.export_text().splitlines() if "service" in line)
 
 
 def _registry(metrics: type[GatewayMetrics] | type[StreamMetrics] | type[WriterMetrics]) -> CollectorRegistry:
