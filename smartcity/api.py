@@ -43,6 +43,7 @@ from devices.store import DeviceStore
 from ingest.parse import device_id_of
 from smartcity.health_http import serve_health
 from smartcity.http_errors import unreadable_body
+from smartcity.http_headers import SecurityHeaders
 from smartcity.http_limits import BodyLimit
 from smartcity.influx import LineWriter
 from smartcity.logs import redact_url_secrets
@@ -82,6 +83,12 @@ class ApiSettings(AlertsSettings, HttpTls):
     )
     mqtt_auth_dir: Path = Field(Path(".smartcity/mosquitto/auth"), description="password/ACL files (files)")
     mosquitto_pid_file: Path = Field(Path(".smartcity/mosquitto/mosquitto.pid"), description="to reload (files)")
+    console_img_sources: str = Field(
+        "",
+        max_length=2000,
+        description="extra CSP img-src sources for the console, space-separated: the map's tile servers "
+        "(e.g. https://tiles.example)",
+    )
 
 
 def create_app(
@@ -98,6 +105,7 @@ def create_app(
     auth = officer_auth(officers)
     imports = max(IMPORT_MAX_BODY_BYTES, settings.http_max_body_bytes)
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes, routes={IMPORT_PATH: imports})
+    app.add_middleware(SecurityHeaders, img_sources=settings.console_img_sources)  # outermost: on every answer
 
     app.exception_handler(StarletteHTTPException)(unreadable_body)
 
