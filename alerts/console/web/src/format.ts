@@ -92,11 +92,19 @@ export function withUnit(v: number | boolean | null | undefined, metric: string 
   return unit ? `${formatNumber(v)} ${unit}` : formatNumber(v);
 }
 
+/** What an alert's row shows: while active, the latest value; once cleared, the peak that raised it to its level
+ * (the value that cleared it is under the threshold, beside a red badge it would contradict). */
+export function shownValue(a: Alert): { value: number | boolean | null; threshold: number | boolean | null; peak: boolean } {
+  if (!a.active && a.peak != null) return { value: a.peak, threshold: a.peak_threshold ?? a.threshold, peak: true };
+  return { value: a.value, threshold: a.threshold, peak: false };
+}
+
 /** "62.5 / 50 %LEL" (a site alert's value and threshold are counts of detectors, without a unit). */
 export function valueThreshold(a: Alert): string {
-  if (a.value == null && a.threshold == null) return '—';
-  const unit = typeof a.value === 'number' ? alertUnit(a) : '';
-  return `${formatNumber(a.value)} / ${formatNumber(a.threshold)}${unit ? ' ' + unit : ''}`;
+  const { value, threshold } = shownValue(a);
+  if (value == null && threshold == null) return '—';
+  const unit = typeof value === 'number' ? alertUnit(a) : '';
+  return `${formatNumber(value)} / ${formatNumber(threshold)}${unit ? ' ' + unit : ''}`;
 }
 
 /** The unit of an alert's value: its metric's, or seconds of silence for an offline device. */

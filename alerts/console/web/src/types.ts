@@ -48,6 +48,9 @@ export interface Alert {
   metric: string | null;
   value: number | boolean | null;
   threshold: number | boolean | null;
+  /** The value that raised it to its highest level (absent in messages from before it existed). */
+  peak?: number | boolean | null;
+  peak_threshold?: number | boolean | null;
   departments: Department[];
   active: boolean;
   acknowledged: boolean;

@@ -1,5 +1,5 @@
 import { departmentList, t, useLang } from '../i18n';
-import { formatShort, formatTime, valueThreshold } from '../format';
+import { formatShort, formatTime, shownValue, valueThreshold } from '../format';
 import { isAlarming } from '../alerts/alarm';
 import { alertHref, go } from '../router';
 import type { Alert } from '../types';
@@ -35,7 +35,9 @@ function Row({ alert: a }: { alert: Alert }) {
       </td>
       <td class="c-site">{a.site_name ?? a.site_id ?? '—'}</td>
       <td class="c-device mono">{a.device_id ?? '—'}</td>
-      <td class="c-value mono">{valueThreshold(a)}</td>
+      <td class="c-value mono" data-testid="alert-value" title={shownValue(a).peak ? t('fieldPeak') : undefined}>
+        {valueThreshold(a)}
+      </td>
       <td class="c-dept">{departmentList(a.departments)}</td>
       <td class="c-state">
         <AlertState alert={a} />

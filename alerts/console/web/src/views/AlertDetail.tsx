@@ -83,6 +83,13 @@ export function AlertDetailView({ id }: { id: string }) {
             <Field label={t('fieldMetric')}><span class="mono">{a.metric ?? '—'}</span></Field>
             <Field label={t('fieldValue')}><strong class="mono">{withUnit(a.value, a.metric, alertUnit(a))}</strong></Field>
             <Field label={t('fieldThreshold')}><span class="mono">{withUnit(a.threshold, a.metric, alertUnit(a))}</span></Field>
+            {a.peak != null && (
+              <Field label={t('fieldPeak')}>
+                <strong class="mono" data-testid="alert-peak">
+                  {withUnit(a.peak, a.metric, alertUnit(a))} / {withUnit(a.peak_threshold ?? null, a.metric, alertUnit(a))}
+                </strong>
+              </Field>
+            )}
             <Field label={t('fieldDepartments')}>{departmentList(a.departments)}</Field>
             <Field label={t('fieldOpened')}><span class="mono">{formatTime(a.opened_at)}</span></Field>
             <Field label={t('fieldUpdated')}><span class="mono">{formatTime(a.updated_at)}</span></Field>
