@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -22,6 +21,7 @@ from rich.table import Table
 
 from simulators.field import Target
 from simulators.scenario import Scenario, ScenarioError, bundled, load_scenario
+from smartcity.clock import local_now, now_ms
 from smartcity.logs import quiet
 from smartcity.stack.secrets import SECRETS_FILE, saved_secrets
 
@@ -117,7 +117,7 @@ def _check(path: Path) -> None:
 
 
 def _report_out(out: Path, name: str) -> Path:
-    return out / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    return out / f"{name}-{local_now().strftime('%Y%m%dT%H%M%S%z')}"  # Shenzhen time: 20261125T100000+0800
 
 
 @simulate_app.command()
@@ -133,7 +133,7 @@ def replay(
     s = _scenario(scenario)
     try:
         fleet = scenario_fleet(s)
-        report = replay_report(Plan(s, fleet, int(datetime.now(UTC).timestamp() * 1000) - int(s.duration_s * 1000)))
+        report = replay_report(Plan(s, fleet, now_ms() - int(s.duration_s * 1000)))
     except ScenarioError as exc:
         _fail(str(exc))
     print(text(report))

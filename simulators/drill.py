@@ -22,7 +22,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import httpx
 from paho.mqtt.client import MQTTMessage
@@ -32,6 +31,7 @@ from simulators.field import FieldDevices, Target, register, unregister
 from simulators.plan import Message, Plan, batched, paced, scenario_fleet
 from simulators.report import Arrival, DrillReport, Refused, assess, judge_run, starts
 from simulators.scenario import Scenario
+from smartcity.clock import local_now
 from smartcity.contracts import TelemetryItem
 from smartcity.contracts.alert import Alert
 from smartcity.contracts.refusal import Refusal, RefusalReason
@@ -159,7 +159,7 @@ async def run_drill(
             window.raise_for_status()
             try:
                 await _until_known(http, field, listener, plan)
-                started_at = datetime.now(UTC)
+                started_at = local_now()  # Shenzhen time, like the console and CAP
                 # The scenario's clock starts now: event times were fixed when the plan was made, so the
                 # warm-up moved them into the past by its length, which the gateway accepts.
                 listener.start = time.monotonic()

@@ -31,7 +31,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from simulators.load_report import (
 from smartcity.bench.alerts import ACCEPTED, CLEAR_AFTER, Probes, Sample, StackRun, _device, _metric
 from smartcity.bench.alerts import warm_up as warm_up_probes
 from smartcity.bench.ingest import cpu_seconds
+from smartcity.clock import local_now
 from smartcity.settings import KafkaConnection
 
 EVALUATED, STORED = "smartcity_streams_readings_total", "smartcity_writer_readings_total"
@@ -264,7 +264,7 @@ def run_load(
     probe_ids = [[f"probe-{n}-{k:04d}" for k in range(int(s / probe_interval_s) + 1)] if probes else []
                  for n, (_p, _r, s) in enumerate(plan)]  # fmt: skip
     warm = [f"probe-w{k:02d}" for k in range(20)]
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started_at = local_now().isoformat(timespec="seconds")
     console.print(f"[bold]{name}[/]: generating {devices:,} devices (seed {seed}) ...")
     # interval_s 3600: the offline rule counts 3 intervals from registration for a device not yet heard from,
     # and registering 100,000 devices takes longer than 3 minutes' worth of the default 60 s.

@@ -12,7 +12,6 @@ What it leaves out: the alerts service's inhibition and silences, and transport 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from alerts.routing import RoutingTable, load_routing
 from devices.directory import StaticDirectory
@@ -22,6 +21,7 @@ from rules.pack import RulePack, load_pack
 from rules.state import DeviceState
 from simulators.plan import Plan
 from simulators.report import Arrival, DrillReport, Refused, judge_run
+from smartcity.clock import local_iso
 from smartcity.contracts import TELEMETRY_TOPIC
 from smartcity.contracts.finding import Finding
 from streams.processor import SiteProcessor
@@ -104,7 +104,7 @@ def replay_report(plan: Plan, pack: RulePack | None = None, routing: RoutingTabl
         done.arrivals,
         done.refusals,
         mode="replay",
-        started_at=datetime.fromtimestamp(plan.t0_ms / 1000, UTC).isoformat(),
+        started_at=local_iso(plan.t0_ms / 1000),
         run_s=plan.scenario.duration_s,
         messages_sent=done.messages,
     )

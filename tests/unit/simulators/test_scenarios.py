@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,14 @@ def test_the_validate_command_reports_each_bad_file_and_exits_2(tmp_path: Path) 
     assert "bad.yaml: hazards[0] starts at 90.0 s" in result.output.replace("\n", "")
     assert "broken.yaml: not YAML" in result.output.replace("\n", "")
     assert CliRunner().invoke(app, ["simulate", "validate", str(good)]).exit_code == 0
+
+
+def test_reports_give_times_in_shenzhen_time_like_the_console_and_cap(tmp_path: Path) -> None:
+    """The report's start and its files' names: +08:00 whatever the machine's zone (the console and CAP use it)."""
+    result = CliRunner().invoke(app, ["simulate", "replay", "device-faults", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [report] = tmp_path.glob("*.json")
+    assert re.fullmatch(r"device-faults-replay-\d{8}T\d{6}\+0800\.json", report.name), report.name
+    started = json.loads(report.read_text())["started_at"]
+    assert started.endswith("+08:00"), started
+    assert f"started {started}" in result.output

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -54,3 +58,23 @@ def test_installed_once_on_the_logger_whatever_its_level() -> None:
     redact_url_secrets("tests.redacted")
     redact_url_secrets("tests.redacted")
     assert sum(isinstance(f, RedactUrlSecrets) for f in logger.filters) == 1
+
+
+def test_log_lines_carry_shenzhen_time_with_its_offset() -> None:
+    """Like the console, CAP and the drill reports: +08:00 whatever the machine's zone (here TZ=UTC)."""
+    script = (
+        "import logging, time\n"
+        "from smartcity.logs import configure\n"
+        "configure()\n"
+        "logging.getLogger('smartcity.test').info('at %d', time.time())\n"
+    )
+    env = {**os.environ, "TZ": "UTC"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stderr
+    stamp, rest = out.split(" ", 1)
+    at = int(rest.rsplit(" ", 1)[1])
+    assert stamp.endswith("+08:00"), out
+    assert abs(datetime.fromisoformat(stamp).timestamp() - at) < 2
+    assert stamp == datetime.fromisoformat(stamp).astimezone(timezone(timedelta(hours=8))).isoformat(
+        timespec="milliseconds"
+    )
+    assert rest.startswith("INFO    smartcity.test: at ")
