@@ -249,14 +249,17 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         if silence.ends_at <= now:
             raise unprocessable(("body", "ends_at"), "already past: a silence must end in the future", body.ends_at)
         most = service.settings.alerts_silences_per_department
-        if service.windows.silences_of(department, now) >= most:
-            whose = f"department {department}" if department is not None else "silences naming no department"
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"{whose} has {most} silences not yet ended, the most allowed "
-                "(SMARTCITY_ALERTS_SILENCES_PER_DEPARTMENT): end one (DELETE /api/silences/{id}) first",
-            )
-        await act(lambda: service.put_window(silence))
+
+        def room() -> None:  # under the service's lock: two requests at once cannot both take the last place
+            if service.windows.silences_of(department, service.clock()) >= most:
+                whose = f"department {department}" if department is not None else "silences naming no department"
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    f"{whose} has {most} silences not yet ended, the most allowed "
+                    "(SMARTCITY_ALERTS_SILENCES_PER_DEPARTMENT): end one (DELETE /api/silences/{id}) first",
+                )
+
+        await act(lambda: service.put_window(silence, check=room))
         return silence
 
     async def end(window: W | None, what: str, allowed: bool, refusal: str) -> W:

@@ -140,9 +140,12 @@ class AlertService:
             await self._save(changed)
         return changed[0].alert
 
-    async def put_window(self, window: Silence | DrillWindow) -> None:
-        """Create, or end early (a copy with ``ends_at`` now), a silence or a drill window; mutes apply at once."""
+    async def put_window(self, window: Silence | DrillWindow, check: Callable[[], None] | None = None) -> None:
+        """Create, or end early (a copy with ``ends_at`` now), a silence or a drill window; mutes apply at once.
+        ``check`` runs first under the lock (a limit on how many there may be): what it raises, nothing is saved."""
         async with self._lock:
+            if check is not None:
+                check()
             await self.store.save_window(window)
             target = self.windows.silences if isinstance(window, Silence) else self.windows.drills
             target[window.id] = window  # type: ignore[assignment]
