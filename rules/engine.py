@@ -8,8 +8,8 @@ with no offline check since no interval is known.
 Ordering: a reading older than the device's newest one is *late*. It still feeds rate windows (if inside them) but
 does not move threshold or condition alarms, which follow the newest event time only; so a late reading cannot clear
 or re-raise an alarm out of turn, and the findings of a device depend only on its own readings, never on how they
-were interleaved with other devices'. A reading with the same event time as the newest is in order: the readings of
-a batch sent without ``ts`` share the gateway's receive time, and each must count.
+were interleaved with other devices'. A reading with the same event time as the newest is in order: a device may send
+several readings with one ``ts``, and each must count.
 """
 
 from __future__ import annotations
