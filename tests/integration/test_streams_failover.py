@@ -107,7 +107,16 @@ async def test_a_killed_worker_hands_its_partitions_over_with_state(
             held = [await asyncio.to_thread(_held, port, readings) for _, port in workers]
             workers[0][0].kill()
             await asyncio.to_thread(publish_all, pub, _telemetry(device_ids[20:], 55.0))
-        await tail.wait_for(lambda _r: sum(f.event.value == "escalated" for f in _findings(tail)) >= 40, 90)
+        try:
+            await tail.wait_for(lambda _r: sum(f.event.value == "escalated" for f in _findings(tail)) >= 40, 90)
+        except TimeoutError:
+            escalated = {f.device_id for f in _findings(tail) if f.event.value == "escalated"}
+            logs = {n: (tmp_path / f"{n}.log").read_text(errors="replace")[-3000:] for n in ("a", "b")}
+            raise AssertionError(
+                f"no escalation after the kill for {sorted(set(device_ids) - escalated)} (partitions "
+                f"{sorted({partitions.partition_of(d) for d in set(device_ids) - escalated})}); held at the kill: "
+                f"{held}; worker logs: {logs}"
+            ) from None
         # Every reading processed and committed by the survivor: every finding it will make is in Kafka.
         await until(lambda: _all_committed(kafka_bootstrap, group, readings), 60, "the survivor committed everything")
         await tail.caught_up()
