@@ -7,19 +7,36 @@ configuration rewrites (docs/benchmarks.md). A reload disconnects a client whose
 
 The price: whoever changes accounts must be able to signal the broker (same machine, its pid file). The
 dynamic-security backend (``devices.mqtt_accounts``) works over MQTT and suits a broker elsewhere.
+
+A reload is asynchronous: the broker re-reads the files some time after the signal, and a device that logs in the
+moment its registration answered could be refused (the demo's drill fleet once was, every device of it). With
+``probe`` (the broker's address), ``create_devices`` returns only once the broker accepts a login with the newest
+credentials it made, signalling again if it does not (at most ``PROBE_TIMEOUT_S``, then it says so in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
 from devices.mqtt_accounts import AccountError, Acl, Credentials, new_password
+from smartcity.settings import MqttConnection
 from smartcity.stack.process import find_binary
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 10.0
 
 _DEVICE_PATTERNS = """# Every device: its own topics only. (Service accounts' sections follow.)
 pattern write devices/%u/#
@@ -38,7 +55,8 @@ _ACCESS = {
 class FileAccounts:
     """Same interface as ``MqttAccounts``; ``directory`` holds ``passwd``, ``acl`` and the broker's pid file."""
 
-    def __init__(self, directory: Path, pid_file: Path) -> None:
+    def __init__(self, directory: Path, pid_file: Path, probe: MqttConnection | None = None) -> None:
+        self._probe = probe
         self._passwd = directory / "passwd"
         self._acl = directory / "acl"
         self._services = directory / "acl.services"
@@ -78,6 +96,8 @@ class FileAccounts:
             users.update(await asyncio.to_thread(self._hash, created))
             self._write_users(users)
             self.reload()
+            if created and self._probe is not None:
+                await asyncio.to_thread(self._until_accepted, self._probe, created[-1])
             return created
 
     async def delete_device(self, device_id: str) -> None:
@@ -111,6 +131,20 @@ class FileAccounts:
             os.kill(pid, signal.SIGHUP)
         except (OSError, ValueError):
             return
+
+    def _until_accepted(self, conn: MqttConnection, credentials: Credentials) -> None:
+        """Log in as ``credentials`` until the broker accepts them, signalling it again every half second."""
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        signalled = time.monotonic()
+        while time.monotonic() < deadline:
+            verdict = _login(conn, credentials)
+            if verdict is None or not verdict.is_failure:  # accepted, or the broker unreachable: nothing to wait for
+                return
+            time.sleep(0.02)
+            if time.monotonic() - signalled > 0.5:
+                self.reload()
+                signalled = time.monotonic()
+        logger.warning("MQTT accounts: the broker still refuses new accounts %.0f s after a reload", PROBE_TIMEOUT_S)
 
     # -- files -----------------------------------------------------------------------------------------------
 
@@ -169,3 +203,25 @@ def _replace(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(name, path)
+
+
+def _login(conn: MqttConnection, credentials: Credentials) -> ReasonCode | None:
+    """The broker's answer to a login (CONNACK reason), or ``None`` if it could not be reached."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"smartcity-probe-{uuid.uuid4().hex[:8]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )  # fmt: skip
+    client.username_pw_set(credentials.username, credentials.password)
+    if conn.mqtt_tls:
+        client.tls_set_context(conn.mqtt_tls_context())
+    answer: list[ReasonCode] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
+    try:
+        client.connect(conn.mqtt_host, conn.mqtt_port, keepalive=10)
+        deadline = time.monotonic() + 2
+        while not answer and time.monotonic() < deadline:
+            client.loop(0.02)
+        client.disconnect()
+    except OSError:
+        return None
+    return answer[0] if answer else None

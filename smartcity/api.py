@@ -183,7 +183,7 @@ async def run_api(settings: ApiSettings) -> None:
     if settings.mqtt_accounts == "dynsec":
         accounts = MqttAccounts(settings)
     elif settings.mqtt_accounts == "files":
-        accounts = FileAccounts(settings.mqtt_auth_dir, settings.mosquitto_pid_file)
+        accounts = FileAccounts(settings.mqtt_auth_dir, settings.mosquitto_pid_file, probe=settings)
     if accounts is not None:
         await accounts.start()
     registry = Registry(store, feed, accounts)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts, department_acls, operator_acls
+from devices.mqtt_files import FileAccounts
+from smartcity.settings import MqttConnection
 from smartcity.stack.services import Launch
 from tests.integration.conftest import FileSecured
 from tests.mqtt_util import Client
@@ -164,3 +166,22 @@ async def test_a_service_account_can_be_ensured_again_with_new_password_and_acls
     device_id = f"gas-{uuid.uuid4().hex[:6]}"
     await rig.accounts.create_device(device_id)
     await rig.accounts.delete_device(device_id)
+
+
+async def test_file_accounts_answer_only_once_the_broker_takes_the_new_logins(file_secured: FileSecured) -> None:
+    """A device logs in the moment its registration answers: with ``probe``, ``create_devices`` returns only once
+    the broker has re-read its files. Each round makes a batch (as an import does) while another batch is being made,
+    then every device of it logs in at once."""
+    probe = MqttConnection(mqtt_url=file_secured.launch.url)
+    accounts = FileAccounts(file_secured.auth_dir, file_secured.pid_file, probe=probe)
+    refused: list[str] = []
+    for round_ in range(10):
+        tag = uuid.uuid4().hex[:6]
+        batches = [[f"gas-{tag}-{b}-{i}" for i in range(20)] for b in range(2)]
+        made = await asyncio.gather(*(accounts.create_devices(batch) for batch in batches))
+        for creds in [c for batch in made for c in batch][::5]:
+            device = await asyncio.to_thread(Client, file_secured.launch.url, creds.username, creds.password)
+            if device.connect_rc is None or device.connect_rc.is_failure:
+                refused.append(f"{creds.username} in round {round_}: {device.connect_rc}")
+            device.close()
+    assert not refused, f"{len(refused)} new devices refused right after their accounts were made: {refused[:5]}"
