@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -338,14 +339,19 @@ async def test_healthy_means_exit_0_and_rounds_keep_coming(serve: Serve) -> None
     assert second.services[0].figures["written_per_s"] == 0
 
 
-async def test_watch_until_ctrl_c(serve: Serve) -> None:
-    """The real command in its own process: JSON lines every interval; SIGINT ends it with the last verdict."""
-    served = await serve(_registry(GatewayMetrics))
-    process = await asyncio.create_subprocess_exec(
+async def _watch(served: Any, **popen: Any) -> asyncio.subprocess.Process:
+    """``smartcity status --watch --json`` in its own process, watching ``served`` as a gateway."""
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "smartcity", "status", "--watch", "--json", "--interval", "0.1",
         "--target", f"gateway={served.url}",
         stdout=asyncio.subprocess.PIPE,
+        **popen,
     )  # fmt: skip
+
+
+async def test_watch_until_ctrl_c(serve: Serve) -> None:
+    """The real command in its own process: JSON lines every interval; SIGINT ends it with the last verdict."""
+    process = await _watch(await serve(_registry(GatewayMetrics)))
     assert process.stdout is not None
     lines = [await asyncio.wait_for(process.stdout.readline(), 30) for _ in range(2)]
     process.send_signal(signal.SIGINT)
@@ -359,13 +365,9 @@ async def test_watch_until_ctrl_c(serve: Serve) -> None:
 
 async def test_watch_stops_on_ctrl_c_even_when_started_with_sigint_ignored(serve: Serve) -> None:
     """Under nohup or a CI runner that ignores SIGINT, a child inherits SIG_IGN; `--watch` sets its own handler."""
-    served = await serve(_registry(GatewayMetrics))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smartcity", "status", "--watch", "--json", "--interval", "0.1",
-        "--target", f"gateway={served.url}",
-        stdout=asyncio.subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
+    process = await _watch(
+        await serve(_registry(GatewayMetrics)), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
+    )
     assert process.stdout is not None
     await asyncio.wait_for(process.stdout.readline(), 30)
     process.send_signal(signal.SIGINT)
