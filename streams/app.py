@@ -219,8 +219,8 @@ def build(
             get = directory.get
             if any(get(r["device_id"]) is None for r in batch):
                 # Registered a moment ago, perhaps (the gateway knew it): evaluate it under its record.
-                found = await directory.catch_up(settings.streams_registry_wait_s)
-                metrics.registry_waits.labels("found" if found else "timeout").inc()
+                caught_up = await directory.catch_up(settings.streams_registry_wait_s)
+                metrics.registry_waits.labels("caught_up" if caught_up else "timeout").inc()
             started, now = time.perf_counter(), clock()
             if event.message.timestamp:
                 processor.advance(partition, int(event.message.timestamp * 1000))
