@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import paho.mqtt.client as mqtt
 import pydantic_core
@@ -70,7 +71,7 @@ class Gateway:
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight: set[asyncio.Task[None]] = set()  # deliveries, at most ``gateway_max_flushes``
         # messages of devices not (yet) in the directory, waiting for it to catch up, with their PUBACK handles
-        self._waiting: dict[asyncio.Task[tuple[str, bytes, Parsed]], list[int] | None] = {}
+        self._waiting: dict[asyncio.Task[Parsed], list[int] | None] = {}
         self._stamps: dict[str, int] = {}  # device id -> the newest time stamped on one of its readings (``_apart``)
         self._kafka_ok = False
         self._connections = 0
@@ -189,7 +190,7 @@ class Gateway:
                 entry = self._tracker.arrived(msg.mid) if msg.qos else None
                 task = asyncio.get_running_loop().create_task(self._after_catch_up(msg.topic, payload, received_at))
                 self._waiting[task] = entry
-                task.add_done_callback(self._caught_up)
+                task.add_done_callback(partial(self._caught_up, msg.topic, payload))
                 return
         else:
             parsed = Parsed(device_id)
@@ -200,15 +201,15 @@ class Gateway:
             tell = self._limit.tell(device_id, now)
         self._take(msg.topic, payload, parsed, tell, self._tracker.arrived(msg.mid) if msg.qos else None)
 
-    async def _after_catch_up(self, topic: str, payload: bytes, received_at: int) -> tuple[str, bytes, Parsed]:
+    async def _after_catch_up(self, topic: str, payload: bytes, received_at: int) -> Parsed:
         await self._directory.catch_up(self.settings.gateway_registry_wait_s)
-        return topic, payload, parse_message(topic, payload, received_at, self._directory)
+        return parse_message(topic, payload, received_at, self._directory)
 
-    def _caught_up(self, task: asyncio.Task[tuple[str, bytes, Parsed]]) -> None:
+    def _caught_up(self, topic: str, payload: bytes, task: asyncio.Task[Parsed]) -> None:
         entry = self._waiting.pop(task)
         if task.cancelled():  # draining: never acknowledged, so the broker redelivers it
             return
-        topic, payload, parsed = task.result()
+        parsed = task.result()
         self.metrics.registry_waits.labels("unknown" if _unknown(parsed) else "found").inc()
         self._take(topic, payload, parsed, True, entry)
 
