@@ -11,7 +11,9 @@ RUN npm run build
 FROM python:3.11.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
+COPY core ./core
 COPY smartcity ./smartcity
+COPY storage ./storage
 COPY ingest ./ingest
 COPY streams ./streams
 COPY rules ./rules

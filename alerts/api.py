@@ -22,11 +22,11 @@ from alerts.officers import Officer, Officers
 from alerts.routing import RANK
 from alerts.service import AlertService
 from alerts.silences import DrillWindow, Matchers, Silence
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Hazard
-from smartcity.errors import KafkaUnavailable
-from smartcity.http_errors import retry_later, unprocessable, unprocessable_model
+from core.contracts.alert import Alert
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Hazard
+from core.errors import KafkaUnavailable
+from core.http.errors import retry_later, unprocessable, unprocessable_model
 
 _bearer = HTTPBearer(auto_error=False)
 W = TypeVar("W", Silence, DrillWindow)

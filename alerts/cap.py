@@ -27,10 +27,10 @@ from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
 
-from smartcity.contracts.alert import Alert, AlertEvent
-from smartcity.contracts.catalogue import METRICS, Level
-from smartcity.contracts.finding import Hazard, Text
-from smartcity.errors import ConfigError
+from core.contracts.alert import Alert, AlertEvent
+from core.contracts.catalogue import METRICS, Level
+from core.contracts.finding import Hazard, Text
+from core.errors import ConfigError
 
 CAP_NAMESPACE: Final = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_MIME_TYPE: Final = "application/cap+xml"

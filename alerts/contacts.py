@@ -40,10 +40,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from smartcity.contracts.alert import Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.errors import ConfigError
-from smartcity.yamlfile import read_yaml
+from core.contracts.alert import Alert, AlertEvent
+from core.contracts.catalogue import Department, Level
+from core.errors import ConfigError
+from core.yamlfile import read_yaml
 
 logger = logging.getLogger(__name__)
 

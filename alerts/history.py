@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
-from smartcity.contracts.alert import Alert
-from smartcity.influx import FieldValue, InfluxRefused, InfluxUnavailable, LineWriter, point_line
+from core.contracts.alert import Alert
+from core.influx.client import FieldValue, InfluxRefused, InfluxUnavailable, LineWriter, point_line
 
 logger = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.routing import RANK, RoutingTable
 from alerts.silences import Windows
-from smartcity.contracts.alert import DRILL_PREFIX, Acknowledgement, Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text
-from smartcity.errors import SmartCityError
+from core.contracts.alert import DRILL_PREFIX, Acknowledgement, Alert, AlertEvent
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Finding, FindingEvent, Hazard, Text
+from core.errors import SmartCityError
 
 HISTORY_LIMIT = 200
 #: findings that bring an alert to their level (not a flag change at the same level): a new peak at that level

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from alerts.officers import Officer
-from smartcity.contracts.alert import Alert
+from core.contracts.alert import Alert
 
 QUEUE_LIMIT = 1000
 

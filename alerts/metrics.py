@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from smartcity.lag import ConsumerMetrics
+from core.kafka.lag import ConsumerMetrics
 
 
 @dataclass(frozen=True, slots=True)

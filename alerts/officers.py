@@ -24,9 +24,9 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from smartcity.contracts.catalogue import Department
-from smartcity.errors import ConfigError
-from smartcity.yamlfile import read_yaml
+from core.contracts.catalogue import Department
+from core.errors import ConfigError
+from core.yamlfile import read_yaml
 
 
 class Officer(BaseModel):

@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Hazard
-from smartcity.errors import SmartCityError
-from smartcity.yamlfile import read_yaml
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Hazard
+from core.errors import SmartCityError
+from core.yamlfile import read_yaml
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.yaml")
 RANK = {Level.BLUE: 1, Level.YELLOW: 2, Level.ORANGE: 3, Level.RED: 4}

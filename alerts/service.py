@@ -34,10 +34,10 @@ from alerts.routing import RoutingTable
 from alerts.settings import AlertsSettings
 from alerts.silences import DrillWindow, Silence, Windows
 from alerts.store import AlertStore
-from smartcity.clock import now_ms
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.finding import Finding
-from smartcity.errors import KafkaUnavailable
+from core.clock import now_ms
+from core.contracts.alert import Alert
+from core.contracts.finding import Finding
+from core.errors import KafkaUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from smartcity.http_limits import DEFAULT_MAX_BODY_BYTES
-from smartcity.influx import InfluxConnection
-from smartcity.settings import KafkaConnection, MqttConnection
+from core.http.limits import DEFAULT_MAX_BODY_BYTES
+from core.influx.client import InfluxConnection
+from core.settings import KafkaConnection, MqttConnection
 
 
 class AlertsSettings(MqttConnection, KafkaConnection, InfluxConnection):

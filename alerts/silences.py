@@ -22,9 +22,9 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.catalogue import Department
-from smartcity.contracts.finding import Finding
+from core.contracts.alert import Alert
+from core.contracts.catalogue import Department
+from core.contracts.finding import Finding
 
 
 class Matchers(BaseModel):

@@ -24,11 +24,11 @@ from pydantic import ValidationError
 
 from alerts.lifecycle import AlertRecord
 from alerts.silences import DrillWindow, Silence
-from ingest.kafka import FlushProducer, Record
-from smartcity.contracts.alert import Alert
-from smartcity.errors import KafkaUnavailable
-from smartcity.kafka_admin import TopicSpec, flow_topics
-from smartcity.settings import KafkaConnection
+from core.contracts.alert import Alert
+from core.errors import KafkaUnavailable
+from core.kafka.admin import TopicSpec, flow_topics
+from core.kafka.producer import FlushProducer, Record
+from core.settings import KafkaConnection
 
 logger = logging.getLogger(__name__)
 

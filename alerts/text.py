@@ -20,9 +20,9 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from smartcity.contracts.alert import DRILL_PREFIX, Alert, AlertEvent
-from smartcity.contracts.catalogue import METRICS, Level
-from smartcity.contracts.finding import Text
+from core.contracts.alert import DRILL_PREFIX, Alert, AlertEvent
+from core.contracts.catalogue import METRICS, Level
+from core.contracts.finding import Text
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from core.clock import now_ms
+from core.contracts.catalogue import Department, DeviceKind
+from core.contracts.device import Device, override_problems
 from devices.health import Health, Status
 from devices.registry import Registry
-from smartcity.clock import now_ms
-from smartcity.contracts.catalogue import Department, DeviceKind
-from smartcity.contracts.device import Device, override_problems
 
 PREFIX: Final = "/api/devices"
 IMPORT_PATH: Final = f"{PREFIX}/import"

@@ -25,12 +25,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from core.contracts import ReadingBatch
+from core.contracts.device import Device
+from core.errors import KafkaUnavailable
+from core.kafka.admin import devices_topic, ensure_topics
+from core.settings import KafkaConnection
 from devices.health import HealthTracker
-from smartcity.contracts import ReadingBatch
-from smartcity.contracts.device import Device
-from smartcity.errors import KafkaUnavailable
-from smartcity.kafka_admin import devices_topic, ensure_topics
-from smartcity.settings import KafkaConnection
 
 logger = logging.getLogger(__name__)
 

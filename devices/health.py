@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from smartcity.contracts.device import Device
+from core.contracts.device import Device
 
 SILENT_INTERVALS = 3
 

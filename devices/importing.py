@@ -2,7 +2,7 @@
 
 A bad row never stops an import: every bad row is reported with its line number and field, and the good rows are
 returned for the registry to take. Duplicate ids within one file are errors on the later line. Threshold overrides
-out of order (``smartcity.contracts.device.override_problems``) are bad rows too.
+out of order (``core.contracts.device.override_problems``) are bad rows too.
 
 CSV columns: ``id, kind, site_id, site_name, lat, lon, interval_s, departments`` (several separated by ``;``),
 then any number of ``thresholds.<metric>.<level>`` and ``meta.<key>`` columns, each once; an empty cell means
@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from smartcity.contracts.device import Device, override_problems
+from core.contracts.device import Device, override_problems
 
 BASE_COLUMNS = ("id", "kind", "site_id", "site_name", "lat", "lon", "interval_s", "departments")
 

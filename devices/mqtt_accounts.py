@@ -23,9 +23,9 @@ from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
 
-from smartcity.errors import SmartCityError
-from smartcity.mqtt import AsyncMqttClient
-from smartcity.settings import MqttConnection
+from core.errors import SmartCityError
+from core.mqtt import AsyncMqttClient
+from core.settings import MqttConnection
 
 logger = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.process import find_binary
+from core.settings import MqttConnection
 from devices.mqtt_accounts import AccountError, Acl, Credentials, new_password
-from smartcity.settings import MqttConnection
-from smartcity.stack.process import find_binary
 
 logger = logging.getLogger(__name__)
 

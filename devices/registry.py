@@ -18,12 +18,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core.contracts.catalogue import Department, DeviceKind
+from core.contracts.device import Device
 from devices.feed import DevicePublisher
 from devices.health import Health, HealthTracker, Status
 from devices.mqtt_accounts import AccountBackend, AccountError, Credentials
 from devices.store import DeviceStore, Page
-from smartcity.contracts.catalogue import Department, DeviceKind
-from smartcity.contracts.device import Device
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartcity.contracts.catalogue import Department, DeviceKind
-from smartcity.contracts.device import Device
+from core.contracts.catalogue import Department, DeviceKind
+from core.contracts.device import Device
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

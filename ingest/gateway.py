@@ -23,15 +23,7 @@ import paho.mqtt.client as mqtt
 import pydantic_core
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from devices.directory import DeviceDirectory
-from ingest.acks import AckTracker
-from ingest.kafka import FlushProducer, Record
-from ingest.limits import DeviceRateLimit
-from ingest.metrics import GatewayMetrics
-from ingest.parse import Parsed, device_id_of, parse_message
-from ingest.partitioning import Partitioner, group_by_partition
-from ingest.settings import GatewaySettings
-from smartcity.contracts import (
+from core.contracts import (
     ERRORS_TOPIC,
     SCHEMA_VERSION,
     ReadingDict,
@@ -40,9 +32,17 @@ from smartcity.contracts import (
     RefusalReason,
     RefusedMessage,
 )
-from smartcity.errors import KafkaUnavailable
-from smartcity.kafka_admin import flow_topics
-from smartcity.mqtt import KEEPALIVE_S, AsyncMqttClient
+from core.errors import KafkaUnavailable
+from core.kafka.admin import flow_topics
+from core.kafka.partitioning import Partitioner, group_by_partition
+from core.kafka.producer import FlushProducer, Record
+from core.mqtt import KEEPALIVE_S, AsyncMqttClient
+from devices.directory import DeviceDirectory
+from ingest.acks import AckTracker
+from ingest.limits import DeviceRateLimit
+from ingest.metrics import GatewayMetrics
+from ingest.parse import Parsed, device_id_of, parse_message
+from ingest.settings import GatewaySettings
 
 logger = logging.getLogger(__name__)
 

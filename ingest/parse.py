@@ -18,8 +18,7 @@ from typing import Any, Final
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from devices.directory import DeviceDirectory
-from smartcity.contracts import (
+from core.contracts import (
     DEVICE_ID_RE,
     MAX_BATCH_ITEMS,
     MAX_FUTURE_MS,
@@ -32,6 +31,7 @@ from smartcity.contracts import (
     RefusalReason,
     TelemetryItemDict,
 )
+from devices.directory import DeviceDirectory
 
 _ONE: Final = TypeAdapter(TelemetryItemDict)
 _MANY: Final = TypeAdapter(list[TelemetryItemDict])

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from smartcity.settings import KafkaConnection, MqttConnection
+from core.settings import KafkaConnection, MqttConnection
 
 
 class GatewaySettings(MqttConnection, KafkaConnection):

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
+from core.contracts.catalogue import Level
+from core.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
 
 LEVELS: tuple[Level, ...] = (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)
 RANK: dict[Level, int] = {level: i for i, level in enumerate(LEVELS)}

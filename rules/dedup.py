@@ -29,7 +29,7 @@ import base64
 import zlib
 from typing import Final
 
-from smartcity.contracts import ReadingDict
+from core.contracts import ReadingDict
 
 SEQ_WINDOW: Final = 64
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from core.contracts import ReadingDict
+from core.contracts.catalogue import DeviceKind
+from core.contracts.device import Device
+from core.contracts.finding import Finding
 from rules.alarm import NONE, RANK, AlarmState, Change, FlapPolicy, finding_of, force, step
 from rules.kinds import Composite, Limits, MetricIs, Offline, Rate, Site, Threshold
 from rules.pack import RulePack
 from rules.state import DeviceState
 from rules.window import Window
-from smartcity.contracts import ReadingDict
-from smartcity.contracts.catalogue import DeviceKind
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
 
 
 @dataclass

@@ -10,9 +10,9 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.contracts.catalogue import METRICS, DeviceKind, Level, misordered
+from core.contracts.finding import Hazard, Text
 from rules.alarm import NONE, RANK, FlapPolicy, Hold
-from smartcity.contracts.catalogue import METRICS, DeviceKind, Level, misordered
-from smartcity.contracts.finding import Hazard, Text
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]

@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.errors import SmartCityError
+from core.yamlfile import read_yaml
 from rules.kinds import Composite, HoldsAndFlaps, Rule, Site
-from smartcity.errors import SmartCityError
-from smartcity.yamlfile import read_yaml
 
 DEFAULT_PACK = Path(__file__).parent / "packs" / "default.yaml"
 

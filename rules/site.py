@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.contracts.finding import Finding
 from rules.alarm import NONE, RANK, AlarmState, finding_of, force
 from rules.kinds import Site
-from smartcity.contracts.finding import Finding
 
 _OPEN = None
 

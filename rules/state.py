@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.contracts import ReadingDict
 from rules.alarm import AlarmState
 from rules.dedup import SeqWindow, fingerprint
 from rules.window import Window
-from smartcity.contracts import ReadingDict
 
 
 class DeviceState:

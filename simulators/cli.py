@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.clock import local_now, now_ms
+from core.logs import quiet
+from core.secrets import SECRETS_FILE, saved_secrets
 from simulators.field import Target
 from simulators.scenario import Scenario, ScenarioError, bundled, load_scenario
-from smartcity.clock import local_now, now_ms
-from smartcity.logs import quiet
-from smartcity.stack.secrets import SECRETS_FILE, saved_secrets
 
 simulate_app = typer.Typer(no_args_is_help=True, help="Simulators: drills, replays, a live fleet, quality, load.")
 console = Console(stderr=True)
@@ -47,7 +47,7 @@ def _connection(
 
 
 #: Hundreds of simulated devices each connecting, and a drill polling the API, are not news.
-FIELD_LOGGERS = ("smartcity.mqtt", "httpx")
+FIELD_LOGGERS = ("core.mqtt", "httpx")
 
 
 def _target(ctx: typer.Context) -> Target:

@@ -27,15 +27,15 @@ import httpx
 from paho.mqtt.client import MQTTMessage
 from pydantic import ValidationError
 
+from core.clock import local_now
+from core.contracts import TelemetryItem
+from core.contracts.alert import Alert
+from core.contracts.refusal import Refusal, RefusalReason
+from core.mqtt import AsyncMqttClient
 from simulators.field import FieldDevices, Target, register, unregister
 from simulators.plan import Message, Plan, batched, paced, scenario_fleet
 from simulators.report import Arrival, DrillReport, Refused, assess, judge_run, starts
 from simulators.scenario import Scenario
-from smartcity.clock import local_now
-from smartcity.contracts import TelemetryItem
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.refusal import Refusal, RefusalReason
-from smartcity.mqtt import AsyncMqttClient
 
 logger = logging.getLogger(__name__)
 

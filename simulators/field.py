@@ -6,7 +6,7 @@ registry never shows again, so it is deleted and created afresh (a simulated dev
 
 ``FieldDevices`` connects one MQTT 5 client per device with its own username and password, the way firmware does
 (docs/firmware.md): a retained ``offline`` will on ``devices/{id}/status``, ``online`` published retained on
-connect, readings at QoS 1. They all run on one asyncio loop (``smartcity.mqtt.AsyncMqttClient``), no thread per
+connect, readings at QoS 1. They all run on one asyncio loop (``core.mqtt.AsyncMqttClient``), no thread per
 device. ``go_offline`` drops a device the way a lost link does: the broker publishes its will.
 """
 
@@ -20,10 +20,10 @@ from functools import partial
 import httpx
 from pydantic import SecretStr
 
+from core.contracts import STATUS_TOPIC, TELEMETRY_TOPIC
+from core.mqtt import AsyncMqttClient
+from core.settings import MqttConnection
 from simulators.fleet import Fleet
-from smartcity.contracts import STATUS_TOPIC, TELEMETRY_TOPIC
-from smartcity.mqtt import AsyncMqttClient
-from smartcity.settings import MqttConnection
 
 logger = logging.getLogger(__name__)
 

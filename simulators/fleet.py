@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
+from core.contracts.catalogue import Department, DeviceKind, Level
+from core.contracts.device import Device
 from simulators.baseline import Baseline
 from simulators.geography import RIVERS, SUBDISTRICTS, clamp, offset
-from smartcity.contracts.catalogue import Department, DeviceKind, Level
-from smartcity.contracts.device import Device
 
 
 class SiteType(StrEnum):

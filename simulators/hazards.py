@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from functools import partial
 
+from core.contracts.catalogue import Department, DeviceKind, Level
+from core.contracts.refusal import RefusalReason
 from simulators.fleet import Fleet, SimDevice, Site, SiteType
 from simulators.scenario import (
     DeviceFault,
@@ -23,8 +25,6 @@ from simulators.scenario import (
     StructureTilt,
     TyphoonRain,
 )
-from smartcity.contracts.catalogue import Department, DeviceKind, Level
-from smartcity.contracts.refusal import RefusalReason
 
 #: What a misbehaving firmware sends, in turn (each refused with the reason beside it).
 MALFORMED: tuple[tuple[bytes, RefusalReason], ...] = (

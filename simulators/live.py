@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import httpx
 
+from core.contracts.finding import Text
 from simulators.field import FieldDevices, Target, register, unregister
 from simulators.fleet import Fleet
 from simulators.plan import Plan, batched, paced
 from simulators.scenario import Scenario
-from smartcity.contracts.finding import Text
 
 logger = logging.getLogger(__name__)
 

@@ -38,6 +38,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from core.clock import local_now
+from core.settings import KafkaConnection
 from simulators.fleet import Fleet, generate_fleet
 from simulators.load_publisher import LoadPublisher, template
 from simulators.load_report import (
@@ -57,8 +59,6 @@ from simulators.load_report import (
 from smartcity.bench.alerts import ACCEPTED, CLEAR_AFTER, Probes, Sample, StackRun, _device, _metric
 from smartcity.bench.alerts import warm_up as warm_up_probes
 from smartcity.bench.ingest import cpu_seconds
-from smartcity.clock import local_now
-from smartcity.settings import KafkaConnection
 
 EVALUATED, STORED = "smartcity_streams_readings_total", "smartcity_writer_readings_total"
 REFUSED = "smartcity_ingest_refusals_total"

@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
-from smartcity.stack.process import die_with_parent
+from core.contracts import TELEMETRY_TOPIC, TelemetryItem
+from core.process import die_with_parent
 
 # paho keys outgoing QoS 1 messages by packet id (1..65535): more outstanding than that overwrite each other.
 _MAX_OUTSTANDING = 20_000

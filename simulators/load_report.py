@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 from rich.table import Table
 
+from core.contracts.telemetry import decode_batch
 from simulators.load_publisher import published_per_device
 from smartcity.bench.alerts import Sample, _quantile
 from smartcity.bench.alerts import _read_all as read_topic
-from smartcity.contracts.telemetry import decode_batch
 
 #: The platform's own processes, as ``smartcity up`` names them in stack.json; the load publisher is not one.
 PLATFORM = ("mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "stream worker", "influx writer", "api")

@@ -16,10 +16,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from core.contracts import TelemetryItem
 from simulators.fleet import Fleet, SimDevice, generate_fleet
 from simulators.hazards import Effect, Truth, resolve
 from simulators.scenario import Scenario
-from smartcity.contracts import TelemetryItem
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
+from core.contracts import TELEMETRY_TOPIC, TelemetryItem
 
 _MAX_OUTSTANDING = 20_000
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.contracts.finding import Text
 from simulators.fleet import generate_fleet
 from simulators.plan import Plan, scenario_fleet
 from simulators.replay import replay, replay_report
 from simulators.scenario import Scenario, bundled, load_scenario
-from smartcity.contracts.finding import Text
 
 FALSE_ALERTS_TARGET = 1.0  # per 10,000 device-hours
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from alerts.routing import RoutingTable, load_routing
+from core.clock import local_iso
+from core.contracts import TELEMETRY_TOPIC
+from core.contracts.finding import Finding
 from devices.directory import StaticDirectory
 from ingest.parse import parse_message
 from rules.engine import Engine
@@ -21,9 +24,6 @@ from rules.pack import RulePack, load_pack
 from rules.state import DeviceState
 from simulators.plan import Plan
 from simulators.report import Arrival, DrillReport, Refused, judge_run
-from smartcity.clock import local_iso
-from smartcity.contracts import TELEMETRY_TOPIC
-from smartcity.contracts.finding import Finding
 from streams.processor import SiteProcessor
 
 

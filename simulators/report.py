@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from core.contracts.catalogue import Level
+from core.contracts.finding import Text
 from rules.alarm import RANK
 from simulators.hazards import Expected, Truth
 from simulators.plan import Plan
-from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import Text
 
 _DELIVERING = {"raised", "escalated"}
 

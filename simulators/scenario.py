@@ -17,12 +17,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.contracts.catalogue import Department, DeviceKind, Level
+from core.contracts.finding import Text
+from core.contracts.refusal import RefusalReason
+from core.errors import SmartCityError
+from core.yamlfile import read_yaml
 from simulators.fleet import SiteType
-from smartcity.contracts.catalogue import Department, DeviceKind, Level
-from smartcity.contracts.finding import Text
-from smartcity.contracts.refusal import RefusalReason
-from smartcity.errors import SmartCityError
-from smartcity.yamlfile import read_yaml
 
 SCENARIOS_DIR = Path(__file__).with_name("scenarios")
 

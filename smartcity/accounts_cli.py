@@ -3,7 +3,7 @@
 compose.yaml runs it once per ``docker compose up``, after the broker is healthy and before the gateways and the
 API start. It logs in as the plugin's administrator ``smartcity-control`` (made by deploy/mosquitto/init.sh) and
 makes, or brings up to date, one account per service with the same names and ACLs as the one-machine stack
-(``smartcity.stack.secrets``): ``admin`` (the operator), ``smartcity-gateway``, ``smartcity-api`` and
+(``core.secrets``): ``admin`` (the operator), ``smartcity-gateway``, ``smartcity-api`` and
 ``dept-<department>`` for each department's officers. Running it again changes nothing but what the environment
 changed, so rotating a service password is editing ``.env`` and running it again.
 
@@ -24,6 +24,9 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from core.contracts.catalogue import Department
+from core.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
+from core.settings import MqttConnection
 from devices.mqtt_accounts import (
     CONTROL_TOPIC,
     RESPONSE_TOPIC,
@@ -36,9 +39,6 @@ from devices.mqtt_accounts import (
     gateway_acls,
     operator_acls,
 )
-from smartcity.contracts.catalogue import Department
-from smartcity.settings import MqttConnection
-from smartcity.stack.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
 
 logger = logging.getLogger(__name__)
 

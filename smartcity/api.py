@@ -34,6 +34,14 @@ from alerts.officers import Officer, Officers
 from alerts.routing import load_routing
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
+from core.http.errors import unreadable_body
+from core.http.headers import SecurityHeaders
+from core.http.health import serve_health
+from core.http.limits import BodyLimit
+from core.influx.client import LineWriter
+from core.logs import redact_url_secrets
+from core.mqtt import AsyncMqttClient
+from core.settings import ApiToken, HttpTls
 from devices.api import IMPORT_MAX_BODY_BYTES, IMPORT_PATH, devices_router
 from devices.feed import DevicePublisher, follow_readings
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts
@@ -41,16 +49,8 @@ from devices.mqtt_files import FileAccounts
 from devices.registry import DeviceCounts, Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
-from smartcity.health_http import serve_health
-from smartcity.http_errors import unreadable_body
-from smartcity.http_headers import SecurityHeaders
-from smartcity.http_limits import BodyLimit
-from smartcity.influx import LineWriter
-from smartcity.logs import redact_url_secrets
-from smartcity.mqtt import AsyncMqttClient
-from smartcity.settings import ApiToken, HttpTls
-from smartcity.storage.api import readings_router
-from smartcity.storage.history import History
+from storage.api import readings_router
+from storage.query import History
 
 if TYPE_CHECKING:
     import uvicorn

@@ -12,9 +12,9 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 
+from core.errors import SmartCityError
 from simulators.cli import simulate_app
 from smartcity.devices_cli import devices_app
-from smartcity.errors import SmartCityError
 from smartcity.stack.supervisor import StackSettings
 
 S = TypeVar("S")
@@ -29,7 +29,7 @@ def _fail(exc: Exception) -> None:
 
 @app.callback()
 def _root(log_level: Annotated[str, typer.Option(envvar="SMARTCITY_LOG_LEVEL")] = "INFO") -> None:
-    from smartcity.logs import configure
+    from core.logs import configure
 
     configure(log_level)
 
@@ -77,7 +77,7 @@ def _settings(model: Callable[[], S]) -> S:
 @app.command()
 def gateway() -> None:
     """Run one ingest gateway (MQTT telemetry -> Kafka readings) until SIGTERM."""
-    from ingest.service import run_gateway
+    from ingest.main import run_gateway
     from ingest.settings import GatewaySettings
 
     asyncio.run(run_gateway(_settings(GatewaySettings)))
@@ -86,7 +86,7 @@ def gateway() -> None:
 @app.command()
 def streams() -> None:
     """Run one stream worker (readings -> rules -> findings) until SIGTERM; several split the partitions."""
-    from streams.service import run_streams
+    from streams.main import run_streams
     from streams.settings import StreamsSettings
 
     try:
@@ -98,8 +98,8 @@ def streams() -> None:
 @app.command()
 def writer() -> None:
     """Run one InfluxDB writer (Kafka readings -> InfluxDB, offsets committed after each write) until SIGTERM."""
-    from smartcity.storage.service import run_writer
-    from smartcity.storage.settings import WriterSettings
+    from storage.main import run_writer
+    from storage.settings import WriterSettings
 
     asyncio.run(run_writer(_settings(WriterSettings)))
 
@@ -126,8 +126,8 @@ def mqtt_accounts() -> None:
 @app.command()
 def topics() -> None:
     """Create the flow's Kafka topics if they are missing (idempotent)."""
-    from smartcity.kafka_admin import ensure_topics, flow_topics
-    from smartcity.settings import KafkaConnection
+    from core.kafka.admin import ensure_topics, flow_topics
+    from core.settings import KafkaConnection
 
     kafka = KafkaConnection()
     try:

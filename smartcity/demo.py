@@ -19,6 +19,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from core.errors import StackError
+from core.logs import quiet
+from core.process import die_with_parent, reachable
+from core.secrets import saved_secrets
 from simulators.cli import FIELD_LOGGERS
 from simulators.drill import run_drill
 from simulators.field import Target
@@ -26,10 +30,6 @@ from simulators.fleet import generate_fleet
 from simulators.live import run_fleet
 from simulators.render import text, write
 from simulators.scenario import load_scenario
-from smartcity.errors import StackError
-from smartcity.logs import quiet
-from smartcity.stack.process import die_with_parent, reachable
-from smartcity.stack.secrets import saved_secrets
 from smartcity.stack.supervisor import READY_LINE, StackSettings
 
 console = Console()

@@ -20,9 +20,9 @@ import httpx
 import typer
 from rich.console import Console
 
+from core.contracts.device import Device
+from core.secrets import saved_secrets
 from devices.importing import read_file, write_csv, write_yaml
-from smartcity.contracts.device import Device
-from smartcity.stack.secrets import saved_secrets
 
 devices_app = typer.Typer(no_args_is_help=True, help="The device registry: import and export.")
 console = Console(stderr=True)

@@ -46,8 +46,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from smartcity.errors import ConfigError
-from smartcity.logs import quiet
+from core.errors import ConfigError
+from core.logs import quiet
 
 Health = Literal["ok", "unhealthy", "down"]
 SCHEMES = {  # URL scheme -> how the target is checked, and its role unless its metrics say otherwise

@@ -37,15 +37,15 @@ from typing import Any, Protocol
 import faust
 from faust.types import TP, EventT, StreamT
 
+from core.clock import now_ms
+from core.contracts.device import Device
+from core.contracts.finding import Finding
+from core.contracts.telemetry import decode_batch
+from core.kafka.admin import TopicSpec
+from core.kafka.partitioning import Partitioner
 from devices.feed import KafkaDirectory
-from ingest.partitioning import Partitioner
 from rules.engine import Engine
 from rules.pack import load_pack
-from smartcity.clock import now_ms
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
-from smartcity.contracts.telemetry import decode_batch
-from smartcity.kafka_admin import TopicSpec
 from streams import transport
 from streams.metrics import StreamMetrics
 from streams.processor import RuleProcessor, SiteProcessor

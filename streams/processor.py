@@ -25,13 +25,13 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ingest.partitioning import Partitioner
+from core.contracts import ReadingDict
+from core.contracts.device import Device
+from core.contracts.finding import Finding
+from core.kafka.partitioning import Partitioner
 from rules.engine import Engine
 from rules.site import SiteState, correlate, site_key
 from rules.state import DeviceState
-from smartcity.contracts import ReadingDict
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
+from core.settings import KafkaConnection
 from rules.pack import DEFAULT_PACK
-from smartcity.settings import KafkaConnection
 
 
 class StreamsSettings(KafkaConnection):

@@ -14,7 +14,7 @@ asked for, and seeks to the committed offsets again; the records are fetched aga
 
 Faust takes a jump in offsets as normal (compaction, transaction markers) and reads on. On the topics named in
 ``install`` (readings and findings: neither compacted nor transactional) a jump means the broker skipped records
-(smartcity/offsets.py), so those are fetched again before Faust sees what follows them.
+(core/kafka/offsets.py), so those are fetched again before Faust sees what follows them.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, Message
 
-from smartcity.lag import ConsumerMetrics
-from smartcity.offsets import OffsetGaps
+from core.kafka.lag import ConsumerMetrics
+from core.kafka.offsets import OffsetGaps
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ from alerts.routing import load_routing
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
 from alerts.store import alert_topics
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.finding import Finding
-from smartcity.influx import LineWriter
-from smartcity.kafka_admin import ensure_topics
-from smartcity.mqtt import AsyncMqttClient
-from smartcity.stack.process import free_port
+from core.contracts.alert import Alert
+from core.contracts.finding import Finding
+from core.influx.client import LineWriter
+from core.kafka.admin import ensure_topics
+from core.mqtt import AsyncMqttClient
+from core.process import free_port
 from tests.mqtt_util import Collector
 
 ADMIN = "admin-test-token"  # 12 characters at least, like every API token

@@ -22,19 +22,19 @@ from alerts.officers import token_hash
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
 from alerts.store import alert_topics
+from core.contracts.alert import Alert
+from core.contracts.finding import Finding
+from core.kafka.admin import ensure_topics
+from core.process import free_port
+from core.settings import MqttConnection
 from devices.feed import DevicePublisher
 from devices.mqtt_accounts import MqttAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
 from smartcity.api import ApiSettings, alert_service, create_app, http_config
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.finding import Finding
-from smartcity.kafka_admin import ensure_topics
-from smartcity.settings import MqttConnection
-from smartcity.stack.process import free_port
 from smartcity.stack.services import Launch
-from smartcity.storage.history import History
-from smartcity.storage.retention import ensure_retention
+from storage.query import History
+from storage.retention import ensure_retention
 from tests.alerts_util import ADMIN, FIRE_OFFICER, send_findings
 from tests.mqtt_util import CONTROL_PASSWORD, CONTROL_USER
 

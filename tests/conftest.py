@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.stack.process import free_port
+from core.process import free_port
 from smartcity.stack.services import Launch, influxdb, mosquitto, tansu, victoria_metrics
 
 

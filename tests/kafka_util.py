@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from smartcity.contracts import ReadingBatch, RefusedMessage
+from core.contracts import ReadingBatch, RefusedMessage
 
 
 @dataclass(frozen=True)

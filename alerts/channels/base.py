@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from smartcity.contracts.alert import Alert
-from smartcity.errors import SmartCityError
+from core.contracts.alert import Alert
+from core.errors import SmartCityError
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from alerts.channels.base import Channel, Delivery, DeliveryError
-from smartcity.contracts.alert import Alert
+from core.contracts.alert import Alert
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import aiosmtplib
 from alerts.channels.base import Delivery, DeliveryError
 from alerts.contacts import Contacts, SmtpSettings
 from alerts.text import TZ, body_text, subject
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.catalogue import Level
+from core.contracts.alert import Alert
+from core.contracts.catalogue import Level
 
 logger = logging.getLogger(__name__)
 

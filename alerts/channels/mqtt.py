@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 
 from alerts.channels.base import Delivery, DeliveryError
-from smartcity.contracts.alert import ALERTS_MQTT_TOPIC, Alert
-from smartcity.errors import MqttUnavailable
-from smartcity.mqtt import AsyncMqttClient
+from core.contracts.alert import ALERTS_MQTT_TOPIC, Alert
+from core.errors import MqttUnavailable
+from core.mqtt import AsyncMqttClient
 
 
 class MqttChannel:

@@ -44,7 +44,7 @@ import httpx
 from alerts.channels.base import Delivery, DeliveryError
 from alerts.contacts import Contacts, Webhook, WebhookFormat
 from alerts.text import body_markdown, subject
-from smartcity.contracts.alert import Alert
+from core.contracts.alert import Alert
 
 logger = logging.getLogger(__name__)
 

@@ -45,12 +45,12 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.contracts import TELEMETRY_TOPIC, TelemetryItem
+from core.contracts.alert import ALERTS_MQTT_TOPIC, Alert
+from core.process import die_with_parent, free_port, port_is_free
+from core.secrets import saved_secrets
+from core.settings import KafkaConnection
 from smartcity.bench.ingest import cpu_seconds
-from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
-from smartcity.contracts.alert import ALERTS_MQTT_TOPIC, Alert
-from smartcity.settings import KafkaConnection
-from smartcity.stack.process import die_with_parent, free_port, port_is_free
-from smartcity.stack.secrets import saved_secrets
 
 DEPARTMENT = "emergency"
 TIMEOUT_S = 5.0  # a probe whose alert takes longer is lost
@@ -344,7 +344,7 @@ async def _read_all(bootstrap: str, topic: str, keep: Callable[[int, bytes], Non
 
 async def _stamps(kafka: KafkaConnection) -> dict[str, tuple[int, int]]:
     """Probe device -> (when its reading's Kafka record was produced, ``detected_at`` of its ``raised`` finding)."""
-    from smartcity.contracts.finding import Finding
+    from core.contracts.finding import Finding
 
     produced: dict[str, int] = {}
     detected: dict[str, int] = {}

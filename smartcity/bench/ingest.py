@@ -21,8 +21,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from smartcity.contracts import ReadingBatch
-from smartcity.stack.process import ManagedProcess, die_with_parent, free_port
+from core.contracts import ReadingBatch
+from core.process import ManagedProcess, die_with_parent, free_port
 from smartcity.stack.services import Launch, http_ok, mosquitto, tansu
 
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -18,13 +18,13 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from core.contracts.device import Device
+from core.process import free_port
+from core.settings import KafkaConnection, MqttConnection
 from devices.feed import DevicePublisher, KafkaDirectory
 from devices.mqtt_accounts import MqttAccounts
 from devices.mqtt_files import FileAccounts
 from devices.store import DeviceStore
-from smartcity.contracts.device import Device
-from smartcity.settings import KafkaConnection, MqttConnection
-from smartcity.stack.process import free_port
 from smartcity.stack.services import dynsec_init, mosquitto, tansu
 
 

@@ -29,16 +29,16 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from core.contracts import ReadingDict
+from core.contracts.device import Device
+from core.kafka.admin import all_topics, ensure_topics
+from core.kafka.partitioning import Partitioner, group_by_partition
+from core.process import ManagedProcess, free_port
 from devices.feed import DevicePublisher
-from ingest.partitioning import Partitioner, group_by_partition
 from rules.engine import Engine
 from rules.pack import load_pack
 from rules.state import DeviceState
 from smartcity.bench.ingest import cpu_seconds
-from smartcity.contracts import ReadingDict
-from smartcity.contracts.device import Device
-from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import http_ok, tansu
 from streams.app import streams_topics
 from streams.settings import StreamsSettings

@@ -28,15 +28,15 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from core.contracts.device import Device
+from core.contracts.telemetry import Reading, ReadingBatch
+from core.kafka.admin import TopicSpec, devices_topic, ensure_topics
+from core.process import die_with_parent, free_port
 from devices.feed import DevicePublisher
 from smartcity.bench.alerts import StackRun, _metric
 from smartcity.bench.ingest import cpu_seconds
-from smartcity.contracts.device import Device
-from smartcity.contracts.telemetry import Reading, ReadingBatch
-from smartcity.kafka_admin import TopicSpec, devices_topic, ensure_topics
-from smartcity.stack.process import die_with_parent, free_port
 from smartcity.stack.services import influxdb, tansu
-from smartcity.storage.settings import WriterSettings
+from storage.settings import WriterSettings
 
 WRITTEN = "smartcity_writer_readings_total"
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartcity.errors import ConfigError, StackError
-from smartcity.stack.process import ManagedProcess, find_binary, reachable, tcp_accepts
+from core.errors import ConfigError, StackError
+from core.process import ManagedProcess, find_binary, reachable, tcp_accepts
 
 
 @dataclass

@@ -29,13 +29,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from core.errors import ConfigError, StackError
+from core.kafka.admin import all_topics, ensure_topics
+from core.process import LOOPBACK, ManagedProcess, reachable, require_port
+from core.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets
+from core.settings import ApiToken
 from devices.mqtt_files import FileAccounts
 from ingest.settings import GatewaySettings
-from smartcity.errors import ConfigError, StackError
-from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.settings import ApiToken
-from smartcity.stack.process import LOOPBACK, ManagedProcess, reachable, require_port
-from smartcity.stack.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets, ensure_service_accounts
+from smartcity.stack.accounts import ensure_service_accounts
 from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
 from streams.app import streams_topics
 from streams.settings import StreamsSettings

@@ -14,13 +14,13 @@ from pydantic_settings import BaseSettings
 
 from alerts.officers import token_hash
 from alerts.settings import AlertsSettings
+from core.process import ManagedProcess, free_port
 from devices.directory import DeviceDirectory, OpenDirectory
 from devices.mqtt_accounts import MqttAccounts
 from devices.mqtt_files import FileAccounts
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
 from ingest.settings import GatewaySettings
-from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, dynsec_init, mosquitto
 from streams.settings import StreamsSettings
 from tests.alerts_util import FIRE_OFFICER, RigFactory, rig_factory

@@ -27,10 +27,10 @@ from alerts.channels.dispatch import CLOSED, QUEUE_FULL, Dispatcher
 from alerts.channels.email import EmailChannel
 from alerts.channels.webhook import WebhookChannel, dingtalk_sign, verify_signature
 from alerts.contacts import Contacts, parse_contacts
-from smartcity.contracts.alert import Alert, AlertEvent
-from smartcity.contracts.catalogue import Department
-from smartcity.contracts.finding import Text
-from smartcity.stack.process import free_port
+from core.contracts.alert import Alert, AlertEvent
+from core.contracts.catalogue import Department
+from core.contracts.finding import Text
+from core.process import free_port
 from tests.unit.alerts.factories import alert
 
 pytestmark = pytest.mark.integration

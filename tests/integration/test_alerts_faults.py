@@ -18,10 +18,10 @@ from alerts.routing import load_routing
 from alerts.settings import AlertsSettings
 from alerts.silences import Windows
 from alerts.store import AlertStore, alert_topics
+from core.contracts.finding import FindingEvent
+from core.kafka.admin import ensure_topics
+from core.process import ManagedProcess, free_port
 from smartcity.api import ApiSettings
-from smartcity.contracts.finding import FindingEvent
-from smartcity.kafka_admin import ensure_topics
-from smartcity.stack.process import ManagedProcess, free_port
 from tests.alerts_util import RigFactory, messages, send_findings
 from tests.integration.conftest import settings_env
 from tests.mqtt_util import Collector

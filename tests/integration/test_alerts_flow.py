@@ -16,9 +16,9 @@ import uvicorn
 import xmlschema
 from fastapi import FastAPI
 
-from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import FindingEvent, Hazard
-from smartcity.stack.process import free_port
+from core.contracts.catalogue import Level
+from core.contracts.finding import FindingEvent, Hazard
+from core.process import free_port
 from smartcity.stack.services import Launch
 from tests.alerts_util import FIRE_OFFICER, RigFactory, messages
 from tests.kafka_util import consume

@@ -23,9 +23,9 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from alerts.settings import AlertsSettings
+from core.contracts.finding import Hazard
 from devices.api import IMPORT_MAX_BODY_BYTES
 from devices.mqtt_accounts import Credentials
-from smartcity.contracts.finding import Hazard
 from smartcity.stack.services import Launch
 from tests.alerts_util import ADMIN, FIRE_OFFICER
 from tests.api_util import LiveApi, accounts_conn, api_settings, bearer, device_record, live_api
@@ -92,7 +92,7 @@ EVERY_OFFICER = {
         "the registry is read by every officer", "/api/devices/{device}/health"
     ),
     "GET /api/devices/{device_id}/readings": Probe(
-        "readings are not scoped by department (smartcity.storage.api)",
+        "readings are not scoped by department (storage.api)",
         "/api/devices/{device}/readings",
         {"metric": "level_m"},
     ),

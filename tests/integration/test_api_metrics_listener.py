@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from smartcity.stack.process import ManagedProcess, free_port
+from core.process import ManagedProcess, free_port
 from tests.api_util import api_process_env
 
 pytestmark = pytest.mark.integration

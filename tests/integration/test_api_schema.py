@@ -25,8 +25,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from core.http.limits import DEFAULT_MAX_BODY_BYTES
 from devices.api import IMPORT_MAX_BODY_BYTES
-from smartcity.http_limits import DEFAULT_MAX_BODY_BYTES
 from tests.alerts_util import ADMIN
 from tests.api_util import LiveApi, bearer, device_record
 from tests.unit.alerts.factories import finding

@@ -28,13 +28,13 @@ import yaml
 from cryptography import x509
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.contracts.catalogue import Department
+from core.process import ManagedProcess, find_binary, free_port, tcp_accepts
+from core.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
+from core.settings import MqttConnection
 from devices.mqtt_accounts import MqttAccounts
 from smartcity.accounts_cli import CONTROL_USERNAME
 from smartcity.api import ApiSettings
-from smartcity.contracts.catalogue import Department
-from smartcity.settings import MqttConnection
-from smartcity.stack.process import ManagedProcess, find_binary, free_port, tcp_accepts
-from smartcity.stack.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
 from tests.mqtt_util import Client
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from core.contracts.device import Device
 from devices.feed import DevicePublisher, KafkaDirectory
 from ingest.settings import GatewaySettings
-from smartcity.contracts.device import Device
 from tests.integration.conftest import GatewayFactory
 from tests.kafka_util import consume, count_readings, readings_of
 from tests.mqtt_util import Collector, publish_all, publisher

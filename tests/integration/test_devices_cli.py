@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.process import ManagedProcess, free_port
 from devices.mqtt_accounts import api_acls
 from ingest.settings import GatewaySettings
-from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, http_ok
 from tests.integration.conftest import FileSecured, settings_env
 from tests.mqtt_util import CONTROL_PASSWORD, CONTROL_USER, Client

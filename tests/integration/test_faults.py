@@ -37,10 +37,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from core.contracts.alert import Alert
+from core.contracts.telemetry import ReadingBatch
+from core.process import tcp_accepts
 from smartcity.bench.alerts import StackRun
-from smartcity.contracts.alert import Alert
-from smartcity.contracts.telemetry import ReadingBatch
-from smartcity.stack.process import tcp_accepts
 from smartcity.stack.supervisor import TANSU
 from tests.influx_util import gas_points, wait_gas_count
 from tests.kafka_util import consume, distinct_seqs, readings_of

@@ -21,8 +21,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from core.contracts.alert import Alert
 from smartcity.bench.alerts import StackRun
-from smartcity.contracts.alert import Alert
 from tests.influx_util import influx_rows, wait_gas_count
 from tests.mqtt_util import Client
 from tests.stack_util import api

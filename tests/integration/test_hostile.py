@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from core.process import ManagedProcess, free_port
 from ingest.gateway import Gateway
 from ingest.settings import GatewaySettings
-from smartcity.stack.process import ManagedProcess, free_port
 from tests.integration.conftest import GatewayFactory, gateway_proc
 from tests.kafka_util import Consumed, consume, count_readings, readings_of, refused_of
 from tests.mqtt_util import Collector, publish_all, publisher

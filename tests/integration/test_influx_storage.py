@@ -20,16 +20,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
+from core.contracts.device import Device
+from core.contracts.refusal import RefusedMessage
+from core.contracts.telemetry import Reading, ReadingBatch
+from core.kafka.admin import TopicSpec, devices_topic, ensure_topics
+from core.process import ManagedProcess, free_port
 from devices.feed import DevicePublisher
 from ingest.settings import GatewaySettings
-from smartcity.contracts.device import Device
-from smartcity.contracts.refusal import RefusedMessage
-from smartcity.contracts.telemetry import Reading, ReadingBatch
-from smartcity.kafka_admin import TopicSpec, devices_topic, ensure_topics
-from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, influxdb
-from smartcity.storage.service import run_writer
-from smartcity.storage.settings import WriterSettings
+from storage.main import run_writer
+from storage.settings import WriterSettings
 from tests.influx_util import influx_rows
 from tests.integration.conftest import GatewayFactory, settings_env
 from tests.kafka_util import consume, group_members

@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from alerts.history import AlertHistory
-from smartcity.contracts.alert import Acknowledgement, Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Hazard, Text
-from smartcity.influx import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter, point_line
-from smartcity.stack.process import free_port
+from core.contracts.alert import Acknowledgement, Alert, AlertEvent
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Hazard, Text
+from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter, point_line
+from core.process import free_port
 from smartcity.stack.services import Launch
 from tests.influx_util import influx_rows
 from tests.waiting import eventually

@@ -21,9 +21,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from core.contracts import ReadingBatch
+from core.process import ManagedProcess, free_port
 from ingest.settings import GatewaySettings
-from smartcity.contracts import ReadingBatch
-from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import Launch, http_ok, tansu
 from tests.kafka_util import consume, distinct_seqs, partitions_of, refused_of
 from tests.mqtt_util import publisher

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pytest
 from aiokafka.partitioner import murmur2
 
+from core.kafka.partitioning import Partitioner
 from devices.directory import DeviceDirectory, StaticDirectory
-from ingest.partitioning import Partitioner
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory
 from tests.kafka_util import Consumed, consume, count_readings, heartbeats_of, readings_of, refused_of

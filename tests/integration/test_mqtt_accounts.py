@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import MqttConnection
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts, department_acls, operator_acls
 from devices.mqtt_files import FileAccounts
-from smartcity.settings import MqttConnection
 from smartcity.stack.services import Launch
 from tests.integration.conftest import FileSecured
 from tests.mqtt_util import Client

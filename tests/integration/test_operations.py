@@ -27,8 +27,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from core.contracts.alert import Alert
 from smartcity.bench.alerts import StackRun
-from smartcity.contracts.alert import Alert
 from tests.influx_util import gas_points, wait_gas_count
 from tests.kafka_util import consume, distinct_seqs, readings_of
 from tests.mqtt_util import Client

@@ -20,16 +20,16 @@ from pydantic import SecretStr
 
 from alerts.api import officer_auth
 from alerts.officers import Officers
-from smartcity.contracts.catalogue import Department, DeviceKind
-from smartcity.contracts.device import Device
-from smartcity.contracts.telemetry import ReadingDict
-from smartcity.influx import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter
-from smartcity.stack.process import free_port
+from core.contracts.catalogue import Department, DeviceKind
+from core.contracts.device import Device
+from core.contracts.telemetry import ReadingDict
+from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter
+from core.process import free_port
 from smartcity.stack.services import Launch
-from smartcity.storage.api import readings_router
-from smartcity.storage.history import DAY_MS, History, TooManyPoints
-from smartcity.storage.lines import LineBuilder, series
-from smartcity.storage.retention import AGG_RP, CQ_NAME, RAW_RP, ensure_retention
+from storage.api import readings_router
+from storage.lines import LineBuilder, series
+from storage.query import DAY_MS, History, TooManyPoints
+from storage.retention import AGG_RP, CQ_NAME, RAW_RP, ensure_retention
 from tests.influx_util import influx_rows
 
 pytestmark = pytest.mark.integration

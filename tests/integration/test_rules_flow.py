@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from core.contracts.device import Device
+from core.contracts.finding import Finding
+from core.kafka.admin import all_topics, ensure_topics
+from core.process import ManagedProcess, free_port
 from devices.feed import DevicePublisher
 from ingest.settings import GatewaySettings
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
-from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.stack.process import ManagedProcess, free_port
 from smartcity.stack.services import http_ok
 from streams.app import streams_topics
 from streams.settings import StreamsSettings

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from smartcity.contracts.finding import Finding
-from smartcity.stack.process import free_port
+from core.contracts.finding import Finding
+from core.process import free_port
 from smartcity.stack.supervisor import READY_LINE
 from tests.kafka_util import consume, readings_of
 from tests.mqtt_util import Client

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.contracts.device import Device
+from core.contracts.finding import Finding
+from core.kafka.admin import all_topics, ensure_topics
+from core.kafka.partitioning import Partitioner
+from core.process import free_port
 from devices.feed import DevicePublisher
-from ingest.partitioning import Partitioner
 from ingest.settings import GatewaySettings
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
-from smartcity.kafka_admin import all_topics, ensure_topics
-from smartcity.stack.process import free_port
 from smartcity.stack.services import http_ok
 from streams.app import streams_topics
 from streams.settings import StreamsSettings

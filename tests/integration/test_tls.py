@@ -1,7 +1,7 @@
 """TLS with a self-signed CA made by ``trustme``, against a real Mosquitto and the real API process (docs/tls.md).
 
 One Mosquitto serves three TLS listeners: server authentication only, mutual TLS (``require_certificate``), and one
-whose certificate names another host. Every MQTT client here is ``smartcity.mqtt.AsyncMqttClient``, built from
+whose certificate names another host. Every MQTT client here is ``core.mqtt.AsyncMqttClient``, built from
 ``MqttConnection`` as the services build theirs.
 """
 
@@ -28,11 +28,11 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from core.mqtt import AsyncMqttClient
+from core.process import ManagedProcess, find_binary, free_port, tcp_accepts
+from core.settings import HttpTls, MqttConnection
 from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings
-from smartcity.mqtt import AsyncMqttClient
-from smartcity.settings import HttpTls, MqttConnection
-from smartcity.stack.process import ManagedProcess, find_binary, free_port, tcp_accepts
 from tests.api_util import api_process_env
 from tests.integration.conftest import GatewayFactory
 from tests.kafka_util import consume, readings_of
@@ -157,9 +157,7 @@ async def refused(conn: MqttConnection, caplog: pytest.LogCaptureFixture, watch_
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(
-        r.getMessage() for r in caplog.records if r.name == "smartcity.mqtt" and r.levelno >= logging.ERROR
-    )
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "core.mqtt" and r.levelno >= logging.ERROR)
 
 
 # -- settings ----------------------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from smartcity.contracts.alert import Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
+from core.contracts.alert import Alert, AlertEvent
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
 
 T0 = 1_763_900_000_000
 

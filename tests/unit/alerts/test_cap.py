@@ -22,10 +22,10 @@ from alerts.cap import (
     atom_feed,
     cap_document,
 )
-from smartcity.contracts.alert import Acknowledgement, Alert, AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Hazard, Text
-from smartcity.errors import ConfigError
+from core.contracts.alert import Acknowledgement, Alert, AlertEvent
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Hazard, Text
+from core.errors import ConfigError
 from tests.unit.alerts.factories import alert
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "alerts" / "schema" / "cap-1.2.xsd"

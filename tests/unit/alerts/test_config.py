@@ -8,9 +8,9 @@ import pytest
 
 from alerts.officers import Officers, token_hash
 from alerts.routing import RoutingError, load_routing
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import Hazard
-from smartcity.errors import ConfigError
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import Hazard
+from core.errors import ConfigError
 
 E, F, W, H, C = Department.EMERGENCY, Department.FIRE, Department.WATER, Department.HOUSING, Department.COMMAND
 

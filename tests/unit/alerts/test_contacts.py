@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from alerts.contacts import Contacts, ContactsError, WebhookFormat, load_contacts, parse_contacts
-from smartcity.contracts.alert import AlertEvent
-from smartcity.contracts.catalogue import Level
+from core.contracts.alert import AlertEvent
+from core.contracts.catalogue import Level
 from tests.unit.alerts.test_text import alert
 
 EXAMPLE = Path(__file__).parents[3] / "alerts" / "contacts.example.yaml"

@@ -5,9 +5,9 @@ import pytest
 from alerts.lifecycle import AlertBook, AlertRecord, LifecycleError
 from alerts.routing import load_routing
 from alerts.silences import DrillWindow, Matchers, Silence, Windows
-from smartcity.contracts.alert import AlertEvent
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.finding import FindingEvent, Hazard
+from core.contracts.alert import AlertEvent
+from core.contracts.catalogue import Department, Level
+from core.contracts.finding import FindingEvent, Hazard
 from tests.unit.alerts.factories import T0, finding
 
 MIN = 60_000

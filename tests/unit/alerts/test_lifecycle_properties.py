@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from alerts.lifecycle import AlertBook, LifecycleError
 from alerts.routing import load_routing
 from alerts.silences import Matchers, Silence, Windows
-from smartcity.contracts.alert import AlertEvent
-from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import FindingEvent, Hazard
+from core.contracts.alert import AlertEvent
+from core.contracts.catalogue import Level
+from core.contracts.finding import FindingEvent, Hazard
 from tests.unit.alerts.factories import T0, finding
 
 ROUTING = load_routing()

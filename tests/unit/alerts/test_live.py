@@ -6,7 +6,7 @@ import asyncio
 
 from alerts.live import QUEUE_LIMIT, LiveHub
 from alerts.officers import Officer
-from smartcity.contracts.catalogue import Department
+from core.contracts.catalogue import Department
 from tests.unit.alerts.factories import alert
 
 

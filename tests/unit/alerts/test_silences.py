@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alerts.silences import DrillWindow, Matchers, Silence, Windows
-from smartcity.contracts.catalogue import Department
+from core.contracts.catalogue import Department
 
 T0 = 1_763_900_000_000
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from alerts.text import body_markdown, body_text, is_drill_marked, subject, title, when
-from smartcity.contracts.alert import Acknowledgement, AlertEvent
-from smartcity.contracts.catalogue import Level
-from smartcity.contracts.finding import Hazard, Text
+from core.contracts.alert import Acknowledgement, AlertEvent
+from core.contracts.catalogue import Level
+from core.contracts.finding import Hazard, Text
 from tests.unit.alerts.factories import alert
 
 T0 = 1_763_900_000_000  # 2025-11-23 12:13:20 UTC = 20:13:20 in Shanghai

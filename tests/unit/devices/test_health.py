@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.contracts.device import Device
 from devices.health import HealthTracker, Status
-from smartcity.contracts.device import Device
 
 T0 = 1_795_000_000_000
 

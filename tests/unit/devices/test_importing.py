@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.contracts.catalogue import METRICS, Department, DeviceKind, Level
+from core.contracts.device import Device
 from devices.importing import read_csv, read_file, read_yaml, write_csv, write_yaml
-from smartcity.contracts.catalogue import METRICS, Department, DeviceKind, Level
-from smartcity.contracts.device import Device
 
 HEADER = "id,kind,site_id,site_name,lat,lon,interval_s,departments,thresholds.ch4_lel.orange,meta.model\n"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.contracts.catalogue import Department, DeviceKind
+from core.contracts.device import Device
 from devices.store import DeviceStore
-from smartcity.contracts.catalogue import Department, DeviceKind
-from smartcity.contracts.device import Device
 
 
 def _device(i: int, kind: str = "gas", site: str = "S1", departments: tuple[str, ...] = ("emergency",)) -> Device:

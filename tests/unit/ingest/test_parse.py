@@ -12,9 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from devices.directory import OpenDirectory, StaticDirectory
-from ingest.parse import Parsed, parse_message
-from smartcity.contracts import (
+from core.contracts import (
     MAX_FUTURE_MS,
     Reading,
     ReadingBatch,
@@ -23,6 +21,8 @@ from smartcity.contracts import (
     TelemetryItem,
     TelemetryItemDict,
 )
+from devices.directory import OpenDirectory, StaticDirectory
+from ingest.parse import Parsed, parse_message
 
 NOW = 1_795_000_000_000  # 2026-11-18T...Z, the gateway's receive time in these tests
 TOPIC = "devices/gas-001/telemetry"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.contracts import ReadingBatch, ReadingDict
 from ingest.gateway import _MAX_RECORD_BYTES, _sized
-from smartcity.contracts import ReadingBatch, ReadingDict
 
 
 def _reading(i: int, metrics: int) -> ReadingDict:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.contracts import ReadingDict
+from core.contracts.device import Device
+from core.contracts.finding import Finding
 from rules.engine import Engine
 from rules.pack import RulePack, load_pack, parse_pack
 from rules.state import DeviceState
-from smartcity.contracts import ReadingDict
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
 
 T0 = 1_795_000_000_000
 DEFAULT = load_pack()

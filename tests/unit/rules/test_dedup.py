@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.partitioning import Partitioner
+from core.kafka.partitioning import Partitioner
 from rules.dedup import SEQ_WINDOW, SeqWindow, fingerprint, is_repeat
 from rules.engine import Engine
 from rules.state import DeviceState

@@ -7,10 +7,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.contracts import ReadingDict
+from core.contracts.finding import Finding
 from rules.engine import Engine
 from rules.state import DeviceState
-from smartcity.contracts import ReadingDict
-from smartcity.contracts.finding import Finding
 from tests.unit.rules.helpers import DEFAULT, device, reading
 
 ENGINE = Engine(DEFAULT)

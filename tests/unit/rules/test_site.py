@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+from core.contracts.finding import Finding
 from rules.engine import Engine
 from rules.kinds import Site
 from rules.site import SiteState, correlate
 from rules.state import DeviceState
-from smartcity.contracts.finding import Finding
 from tests.unit.rules.helpers import DEFAULT, device, reading
 
 ENGINE = Engine(DEFAULT)

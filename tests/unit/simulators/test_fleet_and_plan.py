@@ -11,6 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.contracts import TELEMETRY_TOPIC, TelemetryItem
+from core.contracts.catalogue import DeviceKind, Level
+from core.contracts.finding import Text
 from devices.directory import StaticDirectory
 from ingest.parse import parse_message
 from simulators.fleet import SiteType, generate_fleet
@@ -19,9 +22,6 @@ from simulators.hazards import MALFORMED
 from simulators.plan import Plan, batched, scenario_fleet
 from simulators.replay import replay
 from simulators.scenario import Scenario, load_scenario
-from smartcity.contracts import TELEMETRY_TOPIC, TelemetryItem
-from smartcity.contracts.catalogue import DeviceKind, Level
-from smartcity.contracts.finding import Text
 
 T0 = 1_764_000_000_000
 

@@ -7,11 +7,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.contracts.catalogue import Department, Level
+from core.contracts.refusal import RefusalReason
 from simulators.hazards import Expected, Truth
 from simulators.render import html, text
 from simulators.report import Arrival, Refused, judge
-from smartcity.contracts.catalogue import Department, Level
-from smartcity.contracts.refusal import RefusalReason
 
 LEAK = Truth(
     label="<script>alert(1)</script> leak",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from core.secrets import StackSecrets
 from smartcity.api import ApiSettings
-from smartcity.stack.secrets import StackSecrets
 from smartcity.stack.supervisor import StackSettings
 
 

@@ -19,15 +19,15 @@ import typer.main
 import yaml
 from pydantic_settings import BaseSettings
 
+from core.kafka.admin import all_topics
+from core.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
+from core.settings import KafkaConnection
 from ingest.settings import GatewaySettings
 from smartcity.accounts_cli import CONTROL_USERNAME, AccountsSettings
 from smartcity.api import ApiSettings
 from smartcity.cli import app
-from smartcity.kafka_admin import all_topics
-from smartcity.settings import KafkaConnection
-from smartcity.stack.secrets import ADMIN_USERNAME, API_USERNAME, GATEWAY_USERNAME
 from smartcity.stack.supervisor import StackSettings
-from smartcity.storage.settings import WriterSettings
+from storage.settings import WriterSettings
 from streams.app import streams_topics
 from streams.settings import StreamsSettings
 

@@ -22,7 +22,7 @@ from alerts.metrics import AlertMetrics
 from devices.health import Status
 from devices.registry import DeviceCounts
 from ingest.metrics import GatewayMetrics
-from smartcity.storage.metrics import WriterMetrics
+from storage.metrics import WriterMetrics
 from streams.metrics import StreamMetrics
 
 ROOT = Path(__file__).resolve().parents[3]

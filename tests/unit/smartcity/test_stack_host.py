@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.stack.process import free_port, port_is_free
+from core.process import free_port, port_is_free
 from smartcity.stack.services import Launch
 from smartcity.stack.supervisor import Stack, StackSettings
 

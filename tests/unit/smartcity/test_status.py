@@ -22,11 +22,11 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from alerts.metrics import AlertMetrics
+from core.http.health import serve_health
+from core.kafka.lag import ConsumerLag
+from core.process import free_port
 from ingest.metrics import GatewayMetrics
 from smartcity.cli import app
-from smartcity.health_http import serve_health
-from smartcity.lag import ConsumerLag
-from smartcity.stack.process import free_port
 from smartcity.stack.services import Launch
 from smartcity.status import (
     FIGURES,
@@ -46,7 +46,7 @@ from smartcity.status import (
     service_status,
     stack_targets,
 )
-from smartcity.storage.metrics import WriterMetrics
+from storage.metrics import WriterMetrics
 from streams.metrics import StreamMetrics
 
 RUNNER = CliRunner()

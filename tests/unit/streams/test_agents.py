@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ingest.partitioning import Partitioner
-from smartcity.contracts.device import Device
-from smartcity.contracts.finding import Finding
+from core.contracts.device import Device
+from core.contracts.finding import Finding
+from core.kafka.partitioning import Partitioner
 from streams.app import Streams, build
 from streams.metrics import StreamMetrics
 from streams.settings import StreamsSettings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.partitioning import Partitioner
+from core.kafka.partitioning import Partitioner
 from rules.engine import Engine
 from streams.processor import RuleProcessor
 from tests.unit.rules.helpers import DEFAULT, T0, device, reading

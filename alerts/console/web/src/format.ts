@@ -58,7 +58,7 @@ export function formatAgo(ms: number | null | undefined, now = Date.now()): stri
   return tn('agoD', Math.floor(s / 86400));
 }
 
-/** Units of the catalogued metrics (copied from smartcity/contracts/catalogue.py METRICS). */
+/** Units of the catalogued metrics (copied from core/contracts/catalogue.py METRICS). */
 export const UNITS: Record<string, string> = {
   ch4_lel: '%LEL',
   co_ppm: 'ppm',

@@ -1,6 +1,6 @@
-// The backend's JSON shapes. Source of truth: smartcity/contracts/alert.py (Alert), alerts/lifecycle.py
-// (HistoryEntry), alerts/api.py (AlertDetail, Summary), alerts/officers.py (Officer), smartcity/contracts/device.py
-// (Device), devices/health.py (Health), devices/api.py (PageOut), smartcity/storage/api.py (ReadingsOut).
+// The backend's JSON shapes. Source of truth: core/contracts/alert.py (Alert), alerts/lifecycle.py
+// (HistoryEntry), alerts/api.py (AlertDetail, Summary), alerts/officers.py (Officer), core/contracts/device.py
+// (Device), devices/health.py (Health), devices/api.py (PageOut), storage/api.py (ReadingsOut).
 
 export type Level = 'blue' | 'yellow' | 'orange' | 'red';
 export type Hazard = 'gas' | 'water' | 'fire' | 'structural' | 'device';

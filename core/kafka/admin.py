@@ -1,0 +1,88 @@
+"""Creating the flow's Kafka topics, idempotently.
+
+Used by ``smartcity up`` and every service at start (before they produce), by ``smartcity topics``, and by the
+tests. Never while a producer is alive: see ``core.kafka.producer`` for why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from core.errors import KafkaUnavailable
+from core.settings import KafkaConnection
+
+logger = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int = 1
+    compacted: bool = False
+
+
+def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
+    """The topics the parts built so far need, sized from settings."""
+    return [
+        TopicSpec(kafka.topic_readings, kafka.readings_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_rejected, kafka.rejected_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_findings, kafka.findings_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_alerts, kafka.findings_partitions, kafka.kafka_replication),
+        TopicSpec(kafka.topic_alert_state, 1, kafka.kafka_replication, compacted=True),
+        TopicSpec(kafka.topic_alert_control, 1, kafka.kafka_replication, compacted=True),
+        TopicSpec(kafka.topic_undelivered, 1, kafka.kafka_replication),
+    ]
+
+
+def all_topics(kafka: KafkaConnection) -> list[TopicSpec]:
+    """Every topic of the flow: created once, before any service starts (see ``core.kafka.producer`` for why)."""
+    return [*flow_topics(kafka), devices_topic(kafka)]
+
+
+def devices_topic(kafka: KafkaConnection) -> TopicSpec:
+    """Compacted, partitioned like the readings so that device-keyed state is co-partitioned with them."""
+    return TopicSpec(kafka.topic_devices, kafka.readings_partitions, kafka.kafka_replication, compacted=True)
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_ms: int = 5000) -> list[str]:
+    """Create every topic in ``specs`` that does not exist yet; returns the names created.
+
+    Raises ``KafkaUnavailable`` when the broker cannot be reached or refuses for another reason than "exists".
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(
+                s.name,
+                s.partitions,
+                s.replication,
+                topic_configs={"cleanup.policy": "compact"} if s.compacted else {},
+            )
+            for s in missing
+        ]
+        response = await admin.create_topics(new)
+        created = []
+        for name, code, message in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code != _TOPIC_ALREADY_EXISTS:
+                raise KafkaUnavailable(f"creating topic {name!r} failed: error {code}: {message}")
+        if created:
+            logger.info("created Kafka topics %s", ", ".join(created))
+        return created
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"Kafka at {bootstrap} is unavailable: {exc!r}") from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,129 @@
+"""The gateway's Kafka side: one aiokafka producer, flushes delivered whole or retried whole.
+
+A flush is a list of records; ``deliver`` returns once Kafka has acknowledged all of them (``acks=all``), or raises
+``KafkaUnavailable``. A failed flush is resent whole, so a record may reach Kafka twice: consumers drop duplicates
+by (device, seq). Our own batching replaces the producer's linger, so ``linger_ms`` is 0.
+
+After a failure the producer is replaced (``reset``), not reused: aiokafka keeps the batches of a failed flush and
+would deliver them later, concurrently with our resend; and the replacement is made only after the topics are
+checked and recreated. That order matters on the one-machine broker, which keeps topics in memory and, after a
+restart, recreates a topic on any client's metadata request in a form it then cannot serve to consumers; a
+CreateTopics racing that recreation leaves two offset counters for one log. With no producer alive while we
+recreate the topics, nothing of ours races.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from core.errors import KafkaUnavailable
+from core.kafka.admin import TopicSpec, ensure_topics
+from core.settings import KafkaConnection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    value: bytes | None  # None: a tombstone (compacted topics)
+    key: bytes
+    partition: int | None = None
+
+
+class FlushProducer:
+    """Owns the producer: starts it once Kafka answers and the topics exist, replaces it after failures."""
+
+    def __init__(self, conn: KafkaConnection, topics: list[TopicSpec], *, timeout_s: float = 10.0) -> None:
+        self._conn = conn
+        self._timeout_s = timeout_s
+        self._topics = topics
+        self._producer: AIOKafkaProducer | None = None
+        self._resetting = asyncio.Lock()
+        #: Bumped by every reset, so that several failed flushes cause one reset, not one each.
+        self.generation = 0
+
+    async def start(self) -> None:
+        """Connect, retrying with backoff until Kafka answers; create missing topics first."""
+        delay = 0.5
+        while True:
+            producer: AIOKafkaProducer | None = None
+            try:
+                await ensure_topics(self._conn.kafka_bootstrap, self._topics)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._conn.kafka_bootstrap,
+                    acks="all",
+                    linger_ms=0,
+                    compression_type=None if self._conn.kafka_compression == "none" else self._conn.kafka_compression,
+                    max_request_size=4 * 1024 * 1024,
+                    request_timeout_ms=int(self._timeout_s * 1000),
+                    retry_backoff_ms=200,
+                    metadata_max_age_ms=30_000,
+                )
+                await producer.start()
+            except (KafkaError, KafkaUnavailable, OSError) as exc:
+                if producer is not None:
+                    with contextlib.suppress(KafkaError, OSError):
+                        await producer.stop()
+                logger.warning("Kafka %s not ready (%s); retrying in %.1f s", self._conn.kafka_bootstrap, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._producer = producer
+            logger.info("connected to Kafka %s", self._conn.kafka_bootstrap)
+            return
+
+    def _live(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise KafkaUnavailable("no Kafka producer (reconnecting)", retry_after=0.5)
+        return self._producer
+
+    async def partition_count(self, topic: str) -> int:
+        """The topic's partition count from the producer's metadata."""
+        try:
+            partitions = await asyncio.wait_for(self._live().partitions_for(topic), self._timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"no metadata for topic {topic!r}: {exc!r}", retry_after=0.5) from exc
+        return len(partitions)
+
+    async def deliver(self, records: list[Record]) -> None:
+        """All records acknowledged by Kafka, or ``KafkaUnavailable``."""
+        producer = self._live()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                futures = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
+                await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka produce failed: {exc!r}", retry_after=0.5) from exc
+        except AssertionError as exc:
+            # aiokafka asserts a partition it does not know (the topic changed under us): new metadata fixes it.
+            raise KafkaUnavailable(f"Kafka metadata changed during a flush: {exc!r}", retry_after=0.5) from exc
+        except TimeoutError as exc:
+            # aiokafka never fails batches for a topic the broker has forgotten; our own deadline does.
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {self._timeout_s:.0f} s") from exc
+
+    async def reset(self, generation: int) -> None:
+        """Replace the producer that failed at ``generation`` (once, however many flushes saw it fail)."""
+        async with self._resetting:
+            if generation != self.generation:
+                return
+            old, self._producer = self._producer, None
+            if old is not None:
+                # Close its connections before stopping it: ``stop`` alone flushes the batches it still holds,
+                # and would deliver them to a restarted broker while we recreate the topics.
+                with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                    await old.client.close()
+                    await asyncio.wait_for(old.stop(), 2)
+            await self.start()
+            self.generation += 1
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,0 +1,99 @@
+"""The one line-protocol schema for readings, on InfluxDB 1.x and 2.x/3.x alike.
+
+- measurement: the device's kind (``gas``, ``water``, ``fire``, ``structural``); health metrics (``battery_pct``,
+  ``rssi_dbm``) go to their own measurement ``device_health``, so a kind's measurement holds only hazard values;
+- tags: ``device_id``, ``site_id``, ``kind``, ``drill`` (``true``/``false``): bounded per device;
+- fields: one per metric, floats as floats and booleans as booleans (``smoke``, ``flame``);
+- timestamp: the reading's event time in epoch **milliseconds** (write precision ``ms``).
+
+A record read twice writes the same points (same series, same timestamp) again: storage is idempotent. Two
+readings of one device with the same millisecond are one point (the later wins): the gateway keeps the times it
+stamps on readings sent without ``ts`` apart, and the writer drops a reading delivered twice as two records
+(``rules.dedup``), whose copy may carry another receive time.
+
+Speed: the series part of a line (measurement and tags) is escaped once per device by influxdb-client's ``Point``
+and cached; metric names are checked by the telemetry contract (``[a-z][a-z0-9_]*``) and need no escaping, so a
+reading costs one f-string.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Final
+
+from influxdb_client.client.write.point import Point
+
+from core.contracts.catalogue import DeviceKind
+from core.contracts.device import Device
+from core.contracts.telemetry import ReadingDict
+
+HEALTH_MEASUREMENT: Final = "device_health"
+HEALTH_METRICS: Final = frozenset({"battery_pct", "rssi_dbm"})
+UNKNOWN_KIND: Final = "unregistered"  # a reading of a device the registry no longer knows (deleted meanwhile)
+MEASUREMENTS: Final = (*[k.value for k in DeviceKind], HEALTH_MEASUREMENT, UNKNOWN_KIND)
+
+_Point: Any = Point  # influxdb-client is unannotated
+
+
+def series(measurement: str, device_id: str, site_id: str, kind: str, drill: bool) -> str:
+    """``measurement,tag=value,...`` escaped by influxdb-client (the library's own escaping, not ours)."""
+    tags = {"device_id": device_id, "site_id": site_id or "-", "kind": kind, "drill": "true" if drill else "false"}
+    point = _Point(measurement)
+    for key, value in tags.items():
+        point.tag(key, value)
+    line: str = point.field("_", 0).to_line_protocol()
+    return line[: line.rindex(" _=")]
+
+
+def _field(name: str, value: float | bool) -> str | None:
+    if isinstance(value, bool):
+        return f"{name}={'true' if value else 'false'}"
+    if not math.isfinite(value):
+        return None  # the gateway refuses these; never a line InfluxDB would reject
+    return f"{name}={float(value)!r}"
+
+
+class LineBuilder:
+    """Readings to lines, with the series of each (device, drill) cached. ``lookup`` gives a device's record."""
+
+    def __init__(self, lookup: Callable[[str], Device | None], cache_limit: int = 200_000) -> None:
+        self._lookup = lookup
+        self._cache: dict[tuple[str, bool], tuple[str, str]] = {}
+        self._cache_limit = cache_limit
+
+    def forget(self, device_id: str) -> None:
+        """The device record changed (its site, say): build its series again."""
+        self._cache.pop((device_id, False), None)
+        self._cache.pop((device_id, True), None)
+
+    def lines(self, reading: ReadingDict) -> list[str]:
+        key = (reading["device_id"], bool(reading.get("drill", False)))
+        prefixes = self._cache.get(key)
+        if prefixes is None:
+            prefixes = self._prefixes(*key)
+        hazard, health = prefixes
+        ts = reading["ts"]
+        values = reading["values"]
+        main = [f for name, v in values.items() if name not in HEALTH_METRICS and (f := _field(name, v))]
+        side = [f for name, v in values.items() if name in HEALTH_METRICS and (f := _field(name, v))]
+        out = []
+        if main:
+            out.append(f"{hazard} {','.join(main)} {ts}")
+        if side:
+            out.append(f"{health} {','.join(side)} {ts}")
+        return out
+
+    def _prefixes(self, device_id: str, drill: bool) -> tuple[str, str]:
+        device = self._lookup(device_id)
+        kind = device.kind.value if device is not None else UNKNOWN_KIND
+        site = device.site_id if device is not None else ""
+        prefixes = (
+            series(kind, device_id, site, kind, drill),
+            series(HEALTH_MEASUREMENT, device_id, site, kind, drill),
+        )
+        if device is not None:  # an unknown device may be registered a moment later: do not remember it
+            if len(self._cache) >= self._cache_limit:
+                self._cache.clear()
+            self._cache[(device_id, drill)] = prefixes
+        return prefixes

@@ -1,0 +1,67 @@
+"""Running one InfluxDB writer process (``smartcity writer``): settings in, signals handled, health served."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import CollectorRegistry
+
+from core.errors import SmartCityError
+from core.http.health import serve_health
+from core.influx.client import LineWriter
+from devices.feed import KafkaDirectory
+from storage.lines import LineBuilder
+from storage.metrics import WriterMetrics
+from storage.settings import WriterSettings
+from storage.writer import InfluxWriter
+
+logger = logging.getLogger(__name__)
+
+
+async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop``). Reads the device registry first: a reading's measurement is its
+    device's kind. On InfluxDB 1.x it sets up retention and downsampling at start (``storage.retention``).
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    lines: LineBuilder
+    directory = KafkaDirectory(settings, keep_records=True, on_change=lambda device_id, _d: lines.forget(device_id))
+    lines = LineBuilder(directory.get)
+    await directory.start()
+    await directory.ready.wait()
+    influx = LineWriter(settings)
+    await influx.start()
+    if settings.influx_api == "v1" and settings.writer_retention:
+        await _retention(settings)
+    registry = CollectorRegistry()
+    writer = InfluxWriter(settings, lines, influx, WriterMetrics.create(registry), directory)
+    runner = None
+    if settings.writer_http_port:
+        runner = await serve_health(
+            settings.writer_http_host,
+            settings.writer_http_port,
+            registry,
+            lambda: {"kafka": writer.ready.is_set(), "influxdb": writer.influx_up},
+        )
+    try:
+        await writer.run(stop)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await influx.close()
+        await directory.stop()
+
+
+async def _retention(settings: WriterSettings) -> None:
+    """Retention policies and continuous queries; InfluxDB being down only delays them to the next start."""
+    from storage.retention import ensure_retention
+
+    try:
+        await ensure_retention(settings, raw_days=settings.writer_raw_days, agg_days=settings.writer_agg_days)
+    except SmartCityError as exc:
+        logger.error("writer: retention policies not set up (%s); writing to the default policy", exc)

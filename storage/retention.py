@@ -1,0 +1,195 @@
+"""Retention and downsampling of readings: raw points for ``raw_days``, 1-minute aggregates for ``agg_days``.
+
+On InfluxDB 1.x (``influx_api="v1"``) ``ensure_retention`` sets everything up and is meant to run at every writer
+start. It guarantees, in the connection's database:
+
+- retention policy ``raw`` (``RAW_RP``): ``raw_days`` long and the database's DEFAULT, so readings written without an
+  ``rp`` land there too. The writer writes with ``influx_rp="raw"``;
+- retention policy ``agg_1m`` (``AGG_RP``): ``agg_days`` long;
+- one continuous query ``agg_1m`` (``CQ_NAME``) that writes ``mean``, ``min`` and ``max`` of every field of the
+  readings measurements (``lines.MEASUREMENTS``) per ``every`` into ``agg_1m``, keeping every tag::
+
+      CREATE CONTINUOUS QUERY "agg_1m" ON "<db>" RESAMPLE FOR 10m BEGIN
+        SELECT mean(*), min(*), max(*) INTO "<db>"."agg_1m".:MEASUREMENT
+        FROM "<db>"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/
+        GROUP BY time(1m), *
+      END
+
+  Fields come out as ``mean_<metric>``, ``min_<metric>``, ``max_<metric>``; booleans (``smoke``, ``flame``) get
+  ``min_``/``max_`` only (InfluxDB has no mean of booleans). The measurements are named, not ``/.*/``, so other
+  measurements of the database (``alert_events``) are never aggregated.
+  ``RESAMPLE FOR`` makes each run recompute the last ``resample_for`` (10 minutes), so readings that reach InfluxDB
+  late (writer batching, an InfluxDB outage, Kafka lag) are still aggregated. Older arrivals (a device that buffered
+  for hours) are not: docs/storage.md gives the one-off backfill query.
+
+Idempotent: policies are created when missing and ALTERed when their duration (or raw's DEFAULT flag) differs from
+the arguments; a continuous query cannot be altered in InfluxDB 1.x, so one whose text changed is dropped and
+created again. Shrinking a duration deletes data older than the new one: that is what the operator asked for, and it
+is logged as a warning.
+
+On InfluxDB 2.x/3.x (``influx_api="v2"``) buckets and downsampling tasks need an operator's all-access token, which
+services do not hold: the function logs that and returns (docs/storage.md has the commands).
+
+Errors are those of ``core.influx.client``: ``InfluxUnavailable`` (retry later), ``InfluxRefused`` (credentials without
+the admin right these statements need, or a statement InfluxDB refused; the message carries its text).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Final
+
+from core.influx.client import InfluxConnection, InfluxRefused, LineWriter
+from storage.lines import MEASUREMENTS
+
+logger = logging.getLogger(__name__)
+
+RAW_RP: Final = "raw"
+AGG_RP: Final = "agg_1m"
+CQ_NAME: Final = "agg_1m"
+RAW_DAYS: Final = 90
+AGG_DAYS: Final = 1095
+AGG_EVERY_S: Final = 60  # the interval of AGG_RP's points; the history query relies on it
+_DURATION_RE: Final = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
+_UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_GO_DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def ident(name: str) -> str:
+    """An InfluxQL identifier: double-quoted, ``\\`` and ``"`` escaped (so keywords and odd names are safe)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def duration_s(text: str) -> int:
+    """Seconds of an InfluxQL duration literal we accept (``90s``, ``1m``, ``2h``, ``3d``, ``1w``); ValueError
+    otherwise: the text goes into a statement, so only this shape is let through."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(f"duration {text!r}: expected a positive integer and s, m, h, d or w (e.g. 1m)")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _go_duration_s(text: str) -> float:
+    """Seconds of a duration as InfluxDB shows it (``2160h0m0s``; ``0s`` is infinite). NaN if unreadable."""
+    match = _GO_DURATION_RE.match(text)
+    if match is None or not text:
+        return float("nan")
+    hours, minutes, seconds = match.groups()
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+
+
+def cq_statement(db: str, every: str = "1m", resample_for: str = "10m") -> str:
+    """The ``CREATE CONTINUOUS QUERY`` that downsamples ``raw`` into ``agg_1m`` (module docstring)."""
+    if duration_s(resample_for) < duration_s(every):
+        raise ValueError(f"resample_for {resample_for!r} must be at least every {every!r}")
+    names = "|".join(re.escape(m) for m in MEASUREMENTS)
+    # Identifiers go through ident(), durations through duration_s(): nothing reaches the text unchecked.
+    return (
+        f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {ident(db)} RESAMPLE FOR {resample_for} BEGIN "  # noqa: S608
+        f"SELECT mean(*), min(*), max(*) INTO {ident(db)}.{ident(AGG_RP)}.:MEASUREMENT "
+        f"FROM {ident(db)}.{ident(RAW_RP)}./^({names})$/ GROUP BY time({every}), * END"
+    )
+
+
+async def ensure_retention(
+    conn: InfluxConnection,
+    *,
+    raw_days: int = RAW_DAYS,
+    agg_days: int = AGG_DAYS,
+    every: str = "1m",
+    resample_for: str = "10m",
+) -> None:
+    """Create or adjust the database, ``raw``, ``agg_1m`` and the continuous query (module docstring).
+
+    ``every`` is the aggregation interval of the continuous query; the history query (``storage.history``) assumes
+    the default ``1m`` when it reads ``agg_1m``. ``ValueError`` for arguments that cannot work.
+    """
+    if conn.influx_api != "v1":
+        logger.info(
+            "InfluxDB %s: retention (buckets) and downsampling (tasks) are set up by the operator, see "
+            "docs/storage.md; nothing to do here",
+            conn.influx_target,
+        )
+        return
+    if raw_days < 1 or agg_days < 1:
+        raise ValueError(f"raw_days ({raw_days}) and agg_days ({agg_days}) must be at least 1")
+    create_cq = cq_statement(conn.influx_db, every, resample_for)
+    db = ident(conn.influx_db)
+    async with LineWriter(conn) as writer:
+        await writer.ensure_database()
+        policies = {row["name"]: row for row in await _rows(writer, f"SHOW RETENTION POLICIES ON {db}")}
+        for name, days, default in ((RAW_RP, raw_days, True), (AGG_RP, agg_days, False)):
+            clause = f"{ident(name)} ON {db} DURATION {days}d REPLICATION 1{' DEFAULT' if default else ''}"
+            found = policies.get(name)
+            if found is None:
+                await _run(writer, f"CREATE RETENTION POLICY {clause}")
+                logger.info("InfluxDB %s: retention policy %r created (%d days)", conn.influx_target, name, days)
+                continue
+            had = _go_duration_s(str(found.get("duration", "")))
+            if had != days * 86400 or (default and not found.get("default")):
+                await _run(writer, f"ALTER RETENTION POLICY {clause}")
+                if had == 0 or had > days * 86400:
+                    logger.warning(
+                        "InfluxDB %s: retention policy %r shortened from %s to %d days: older data is deleted",
+                        conn.influx_target,
+                        name,
+                        found.get("duration"),
+                        days,
+                    )
+                else:
+                    logger.info(
+                        "InfluxDB %s: retention policy %r set from %s to %d days (default: %s)",
+                        conn.influx_target,
+                        name,
+                        found.get("duration"),
+                        days,
+                        default,
+                    )
+        error = await _run(writer, create_cq, allow_error=True)
+        if error is not None:
+            if "already exists" not in error:
+                raise InfluxRefused(f"InfluxDB ({conn.influx_target}): {error}: {create_cq}", status=200)
+            await _run(writer, f"DROP CONTINUOUS QUERY {ident(CQ_NAME)} ON {db}")
+            await _run(writer, create_cq)
+            logger.info("InfluxDB %s: continuous query %r replaced", conn.influx_target, CQ_NAME)
+    logger.info(
+        "InfluxDB %s: retention ready: %r %d days (default), %r %d days, %s aggregates",
+        conn.influx_target,
+        RAW_RP,
+        raw_days,
+        AGG_RP,
+        agg_days,
+        every,
+    )
+
+
+async def _result(writer: LineWriter, statement: str) -> dict[str, Any]:
+    response = await writer._v1_post("/query", {"q": statement}, None)  # the writer's error mapping, one client
+    try:
+        doc = response.json()
+        result: dict[str, Any] = doc["results"][0]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise InfluxRefused(
+            f"InfluxDB ({writer.conn.influx_target}): unexpected answer to {statement!r}: {response.text[:300]}",
+            status=response.status_code,
+        ) from exc
+    return result
+
+
+async def _run(writer: LineWriter, statement: str, *, allow_error: bool = False) -> str | None:
+    """Run one statement. Its error text is returned with ``allow_error``, raised as ``InfluxRefused`` without."""
+    error = (await _result(writer, statement)).get("error")
+    if error and not allow_error:
+        raise InfluxRefused(f"InfluxDB ({writer.conn.influx_target}): {error}: {statement}", status=200)
+    return str(error) if error else None
+
+
+async def _rows(writer: LineWriter, statement: str) -> list[dict[str, Any]]:
+    result = await _result(writer, statement)
+    if result.get("error"):
+        raise InfluxRefused(f"InfluxDB ({writer.conn.influx_target}): {result['error']}: {statement}", status=200)
+    rows: list[dict[str, Any]] = []
+    for series in result.get("series", []):
+        rows += [dict(zip(series["columns"], values, strict=True)) for values in series.get("values", [])]
+    return rows
