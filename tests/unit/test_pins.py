@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-JUDGES = ("ruff", "mypy", "types-pyyaml", "pytest", "pytest-asyncio", "pytest-timeout", "hypothesis")
+JUDGES = ("ruff", "mypy", "types-pyyaml", "pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "import-linter")
 REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^]]*\])?\s*(.*)")
 
 
