@@ -1,5 +1,5 @@
 """The HTTP service on 127.0.0.1:8080: ``/healthz``, ``/metrics``, the ``/api/`` routers of each part, and the
-alerts service (``alerts.service``) running beside them in the same process.
+alerts service (built by ``alerts.main``) running beside them in the same process.
 
 Every ``/api/`` call needs ``Authorization: Bearer <token>`` of an officer (``alerts.officers``); on one machine
 ``SMARTCITY_API_TOKEN`` is the all-departments admin token. With ``SMARTCITY_HTTP_METRICS_PORT`` set, ``/metrics``
@@ -22,23 +22,15 @@ from pydantic_settings import SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api import alerts_router, officer_auth
-from alerts.channels.base import Channel
-from alerts.channels.email import EmailChannel
-from alerts.channels.mqtt import MqttChannel
-from alerts.channels.webhook import WebhookChannel
 from alerts.console import mount_console
-from alerts.contacts import load_contacts
-from alerts.history import AlertHistory
-from alerts.metrics import AlertMetrics
+from alerts.main import alert_service
 from alerts.officers import Officer, Officers
-from alerts.routing import load_routing
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
 from core.http.errors import unreadable_body
 from core.http.headers import SecurityHeaders
 from core.http.health import serve_health
 from core.http.limits import BodyLimit
-from core.influx.client import LineWriter
 from core.logs import redact_url_secrets
 from core.mqtt import AsyncMqttClient
 from core.settings import ApiToken, HttpTls
@@ -229,23 +221,3 @@ async def run_api(settings: ApiSettings) -> None:
             await accounts.close()
         await feed.stop()
         store.close()
-
-
-def alert_service(settings: ApiSettings, prometheus: CollectorRegistry) -> AlertService:
-    """The alerts service with every channel its settings name (MQTT always; webhook and e-mail from contacts)."""
-    contacts = load_contacts(settings.alerts_contacts_file)
-    client = AsyncMqttClient(settings, f"smartcity-alerts-{uuid.uuid4().hex[:8]}", clean_start=True)
-    console = settings.alerts_public_url
-    channels: list[Channel] = [
-        MqttChannel(client),
-        WebhookChannel(contacts, console_url=console),
-        EmailChannel(contacts, console_url=console),
-    ]
-    # Alert events are kept for good: on 1.x not in the readings' 90-day default policy but in ``autogen``.
-    v1_default = settings.influx_api == "v1" and settings.influx_rp is None
-    keep = settings.model_copy(update={"influx_rp": "autogen"}) if v1_default else settings
-    history = AlertHistory(LineWriter(keep)) if settings.alerts_history else None
-    routing = load_routing(settings.alerts_routing_file)
-    metrics = AlertMetrics.create(prometheus)
-    metrics.mqtt_connected.set_function(lambda: float(client.connected.is_set()))
-    return AlertService(settings, routing, channels, metrics, history=history)

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from alerts.main import alert_service
 from alerts.officers import token_hash
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
@@ -31,7 +32,7 @@ from devices.feed import DevicePublisher
 from devices.mqtt_accounts import MqttAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
-from smartcity.api import ApiSettings, alert_service, create_app, http_config
+from smartcity.api import ApiSettings, create_app, http_config
 from smartcity.stack.services import Launch
 from storage.query import History
 from storage.retention import ensure_retention
