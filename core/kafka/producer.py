@@ -1,4 +1,7 @@
-"""The gateway's Kafka side: one aiokafka producer, flushes delivered whole or retried whole.
+"""One Kafka producer for flushes delivered whole or retried whole, shared by the services that write batches.
+
+The gateway (readings), the alerts service (its state and messages) and the InfluxDB writer (refused points) all
+write through ``FlushProducer``.
 
 A flush is a list of records; ``deliver`` returns once Kafka has acknowledged all of them (``acks=all``), or raises
 ``KafkaUnavailable``. A failed flush is resent whole, so a record may reach Kafka twice: consumers drop duplicates
