@@ -19,8 +19,8 @@ records, turns them into lines (``storage.lines``), and writes a batch when it h
   records before its committed offset, all written, are read into the window before its records are, so a repeat
   whose original another writer (or this one before a restart) wrote is still dropped.
 - **Bad points never block the stream**: when InfluxDB refuses a batch (400: a field type conflict), the batch is
-  halved until the refused lines are found; those go to the refused-readings topic with InfluxDB's reason
-  (``storage_refused``), the rest are written.
+  halved until the refused lines are found (``core.influx.sink``, down to single lines); those go to the
+  refused-readings topic with InfluxDB's reason (``storage_refused``), the rest are written.
 - A configuration problem (401/403, database missing and not creatable) is retried with backoff and logged
   loudly: the data waits in Kafka rather than being dropped.
 """
@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +43,7 @@ from core.contracts.refusal import Refusal, RefusalItem, RefusalReason, RefusedM
 from core.contracts.telemetry import decode_batch
 from core.errors import KafkaUnavailable
 from core.influx.client import InfluxRefused, InfluxUnavailable, LineWriter
+from core.influx.sink import InfluxSink
 from core.kafka.admin import TopicSpec
 from core.kafka.producer import FlushProducer, Record
 from rules.dedup import SeqWindow, is_repeat
@@ -89,6 +91,7 @@ class InfluxWriter:
         self._registry = registry
         self.lines = lines
         self.influx = influx
+        self.sink = InfluxSink(influx, self._refused_lines, name="writer")
         self.metrics = metrics
         spec = TopicSpec(settings.topic_rejected, settings.rejected_partitions, settings.kafka_replication)
         self._refused = FlushProducer(settings, [spec])
@@ -96,8 +99,8 @@ class InfluxWriter:
         self.influx_up = True
         self._gaps = metrics.consumer.gaps()
         self._seqs: dict[str, SeqWindow] = {}  # device id -> the sequence numbers it was last written with
-        self._owned: set[TopicPartition] = set()  # partitions whose history is in ``_seqs``
-        # Clear while a rebalance reads history in: aiokafka fetches for new partitions while its listener runs.
+        self._owned: set[TopicPartition] = set()  # partitions whose recent records are in ``_seqs``
+        # Clear while a rebalance reads them in: aiokafka fetches for new partitions while its listener runs.
         self.seeded = asyncio.Event()
         self.seeded.set()
 
@@ -143,7 +146,7 @@ class InfluxWriter:
         return consumer
 
     async def seed(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        """Read the recent history of partitions new to this writer into the repeat window (module docstring)."""
+        """Read the recent records of partitions new to this writer into the repeat window (module docstring)."""
         new, self._owned = assigned - self._owned, set(assigned)
         ends = {tp: end for tp in new if (end := await consumer.committed(tp))}
         if not ends:
@@ -224,7 +227,7 @@ class InfluxWriter:
             if left_ms <= 0:
                 break
             fetched = await consumer.getmany(timeout_ms=min(left_ms, 200))
-            if not self.seeded.is_set():  # no record before its partition's history is in the repeat window
+            if not self.seeded.is_set():  # no record before its partition's recent records are in the window
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.seeded.wait(), SEED_TIMEOUT_S + 5)
             for tp, fetched_records in fetched.items():
@@ -285,7 +288,7 @@ class InfluxWriter:
         while True:
             started = time.monotonic()
             try:
-                await self._write_isolating(batch)
+                await self.sink.write(batch)
             except (InfluxUnavailable, InfluxRefused) as exc:
                 self.influx_up = False
                 self.metrics.influx_up.set(0)
@@ -309,19 +312,13 @@ class InfluxWriter:
             self.metrics.influx_up.set(1)
             return True
 
-    async def _write_isolating(self, lines: list[str]) -> None:
-        """Write; on a 400, halve until each refused line is found, and record those as refused."""
-        try:
-            await self.influx.write(lines)
-        except InfluxRefused as exc:
-            if exc.status != 400:
-                raise
-            if len(lines) == 1:
-                await self._refuse(lines[0], str(exc))
-                return
-            middle = len(lines) // 2
-            await self._write_isolating(lines[:middle])
-            await self._write_isolating(lines[middle:])
+    async def _refused_lines(self, lines: Sequence[str], exc: InfluxRefused) -> None:
+        """The sink's ``on_refused``. Points InfluxDB refused (400, isolated down to single lines) go to the refused
+        topic; a refused setup (401/403, 404) is raised back: the batch waits in Kafka while ``_write`` retries."""
+        if exc.status != 400:
+            raise exc
+        for line in lines:
+            await self._refuse(line, str(exc))
 
     async def _refuse(self, line: str, reason: str) -> None:
         self.metrics.refused.inc()
@@ -354,7 +351,7 @@ def _tag(line: str, name: str) -> str | None:
 
 
 class _Seeding(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is unannotated
-    """Reads a newly assigned partition's recent history into the writer's repeat window before its records."""
+    """Reads a newly assigned partition's recent records into the writer's repeat window before the new ones."""
 
     def __init__(self, writer: InfluxWriter, consumer: AIOKafkaConsumer) -> None:
         self._writer, self._consumer = writer, consumer
