@@ -10,12 +10,12 @@ import uuid
 
 from prometheus_client import CollectorRegistry
 
+from alerts.archive import AlertArchive
 from alerts.channels.base import Channel
 from alerts.channels.email import EmailChannel
 from alerts.channels.mqtt import MqttChannel
 from alerts.channels.webhook import WebhookChannel
 from alerts.contacts import load_contacts
-from alerts.history import AlertHistory
 from alerts.metrics import AlertMetrics
 from alerts.routing import load_routing
 from alerts.service import AlertService
@@ -37,8 +37,8 @@ def alert_service(settings: AlertsSettings, prometheus: CollectorRegistry) -> Al
     # Alert events are kept for good: on 1.x not in the readings' 90-day default policy but in ``autogen``.
     v1_default = settings.influx_api == "v1" and settings.influx_rp is None
     keep = settings.model_copy(update={"influx_rp": "autogen"}) if v1_default else settings
-    history = AlertHistory(LineWriter(keep)) if settings.alerts_history else None
+    archive = AlertArchive(LineWriter(keep)) if settings.alerts_history else None
     routing = load_routing(settings.alerts_routing_file)
     metrics = AlertMetrics.create(prometheus)
     metrics.mqtt_connected.set_function(lambda: float(client.connected.is_set()))
-    return AlertService(settings, routing, channels, metrics, history=history)
+    return AlertService(settings, routing, channels, metrics, archive=archive)

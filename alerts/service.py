@@ -24,9 +24,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from alerts.archive import AlertArchive
 from alerts.channels.base import Channel, Delivery
 from alerts.channels.dispatch import Dispatcher
-from alerts.history import AlertHistory
 from alerts.lifecycle import AlertBook, AlertRecord, Undo
 from alerts.live import LiveHub
 from alerts.metrics import AlertMetrics
@@ -50,7 +50,7 @@ class AlertService:
         channels: list[Channel],
         metrics: AlertMetrics,
         *,
-        history: AlertHistory | None = None,
+        archive: AlertArchive | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
@@ -59,7 +59,7 @@ class AlertService:
         self.store = AlertStore(settings)
         self.live = LiveHub()
         self.metrics = metrics
-        self.history = history
+        self.archive = archive
         self.clock = clock
         self.dispatcher = Dispatcher(
             channels,
@@ -86,9 +86,9 @@ class AlertService:
         with contextlib.suppress(KafkaUnavailable):  # not forgotten now: the first tick tries again
             await self._forget_ended_windows(self.clock())
         await self.dispatcher.start()
-        if self.history is not None:
-            await self.history.start()
-            self._tasks.append(asyncio.create_task(self.history.run(self._stop)))
+        if self.archive is not None:
+            await self.archive.start()
+            self._tasks.append(asyncio.create_task(self.archive.run(self._stop)))
         behind = [r for r in self.book.records.values() if r.notified_seq < r.alert.seq]
         for rec in behind:  # saved, but maybe never sent: send the latest state again
             self._dispatch(rec.alert)
@@ -122,8 +122,8 @@ class AlertService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.dispatcher.close()
-        if self.history is not None:
-            await self.history.close()  # its last flush; what it cannot write is logged
+        if self.archive is not None:
+            await self.archive.close()  # its last flush; what it cannot write is logged
         await self.store.stop()
 
     # -- officers' actions (the API) --------------------------------------------------------------------------
@@ -306,8 +306,8 @@ class AlertService:
             self.metrics.messages.labels(alert.event, alert.level, alert.hazard, str(alert.exercise).lower()).inc()
             for department in alert.departments:
                 self.metrics.routed.labels(department, alert.level, alert.hazard).inc()
-            if self.history is not None:
-                self.history.add(alert)
+            if self.archive is not None:
+                self.archive.add(alert)
             self._dispatch(alert)
         self._count_open()
 

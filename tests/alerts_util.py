@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from alerts.api import alerts_router, officer_auth
+from alerts.archive import AlertArchive
 from alerts.channels.base import Channel
 from alerts.channels.mqtt import MqttChannel
 from alerts.channels.webhook import WebhookChannel
 from alerts.contacts import load_contacts
-from alerts.history import AlertHistory
 from alerts.metrics import AlertMetrics
 from alerts.officers import Officers
 from alerts.routing import load_routing
@@ -97,7 +97,7 @@ def rig_factory(alerts_settings: AlertsSettings, officers_file: Path) -> RigFact
             load_routing(routing),
             channels,
             AlertMetrics.create(CollectorRegistry()),
-            history=AlertHistory(LineWriter(settings)),
+            archive=AlertArchive(LineWriter(settings)),
         )
         await service.start()
         officers = Officers.load(officers_file, ADMIN)

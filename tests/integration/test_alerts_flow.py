@@ -67,7 +67,7 @@ async def test_a_finding_becomes_an_alert_on_mqtt_and_an_acknowledgement_follows
             assert [json.loads(m.value)["event"] for m in on_kafka] == ["raised", "acknowledged", "cleared"]
             assert {m.key for m in on_kafka} == {b"gas-a1:gas.ch4"}
 
-            await r.service.history.flush()  # type: ignore[union-attr]
+            await r.service.archive.flush()  # type: ignore[union-attr]
             async with httpx.AsyncClient(base_url=influx_service.url) as influx:
                 rows = await influx.get(
                     "/query",

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from alerts.history import alert_line
+from alerts.archive import alert_line
 from core.contracts.alert import Acknowledgement, Alert, AlertEvent
 from core.contracts.catalogue import Department, Level
 from core.contracts.finding import Hazard, Text

@@ -1,7 +1,9 @@
-"""The alert history: every alert message kept in InfluxDB, measurement ``alert_events``, one point per message.
+"""The alert archive: every alert message kept in InfluxDB, measurement ``alert_events``, one point per message.
 
 A storage sink of the same shape as the notification channels: ``start``, ``add`` (never blocks, never raises),
-``flush``, ``close``; ``run`` flushes periodically. What it guarantees:
+``flush``, ``close``; ``run`` flushes periodically. The batching, the buffer and the search for refused lines are
+``core.influx.sink``'s; this module says what an alert message is as a point, and what to do with a refusal. What
+it guarantees:
 
 - **Every message is its own point.** InfluxDB identifies a point by measurement, tag set and timestamp, and a
   second write with the same three replaces the first. Two messages of one alert can share ``updated_at`` (an
@@ -9,14 +11,14 @@ A storage sink of the same shape as the notification channels: ``start``, ``add`
   ``seq``) names one message (contracts/alert.py), and each message lands in its own series. The price is one
   series per message instead of one per alert; alert messages are few (compared with readings), so that is cheap.
   A message delivered twice (at least once) has the same tags and timestamp and is stored once.
-- **Nothing is lost while InfluxDB is down.** ``flush`` puts the batch back and re-raises ``InfluxUnavailable``
-  (the caller retries after ``retry_after``). The buffer is bounded (``max_buffered``, 100,000 lines); past that the
-  oldest lines are dropped, counted in ``dropped`` and logged.
+- **Nothing is lost while InfluxDB is down.** ``flush`` puts the unwritten lines back and re-raises
+  ``InfluxUnavailable`` (the caller retries after ``retry_after``). The buffer is bounded (``max_buffered``,
+  100,000 lines); past that the oldest lines are dropped, counted in ``dropped`` and logged.
 - **A refused line never blocks the others.** On a 400 (InfluxDB 1.x refuses a whole request for one field type
-  conflict) the batch is halved, up to 6 times, until the refused lines are isolated; only those are dropped
+  conflict) the request is halved, up to 6 times, until the refused lines are isolated; only those are dropped
   (counted in ``refused``, logged with InfluxDB's reason). A configuration refusal (401, 403, 404) drops the
-  batch, logged as an error: retrying would not help, and holding it would block every later alert until the
-  bound is reached.
+  refused request's lines, logged as an error: retrying would not help, and holding them would block every later
+  alert until the bound is reached.
 - Field types never change between messages (InfluxDB refuses a field whose type differs from the first write):
   ``value``/``threshold`` are always floats and are left out when the reading is a boolean (smoke, flame).
 """
@@ -27,19 +29,19 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
 from core.contracts.alert import Alert
 from core.influx.client import FieldValue, InfluxRefused, InfluxUnavailable, LineWriter, point_line
+from core.influx.sink import InfluxSink
 
 logger = logging.getLogger(__name__)
 
 MEASUREMENT: Final = "alert_events"
 MAX_BUFFERED: Final = 100_000
-# Isolating refused lines costs at most 2 * 2**MAX_HALVINGS requests per batch; alert batches are rarely over 64
-# lines, so in practice a bad line is dropped alone.
+# Isolating refused lines costs at most 2 * 2**MAX_HALVINGS requests per refused request; alert batches are rarely
+# over 64 lines, so in practice a bad line is dropped alone.
 MAX_HALVINGS: Final = 6
 
 
@@ -83,68 +85,55 @@ def alert_line(alert: Alert, measurement: str = MEASUREMENT) -> str:
     return point_line(measurement, tags, fields, alert.updated_at)
 
 
-class AlertHistory:
+class AlertArchive:
     """Buffers alert messages and writes them to InfluxDB through ``writer``, which it starts and closes."""
 
     name = "influxdb"
 
     def __init__(self, writer: LineWriter, *, max_buffered: int = MAX_BUFFERED) -> None:
-        if max_buffered < 1:
-            raise ValueError("max_buffered must be at least 1")
-        self.writer = writer
-        self.max_buffered = max_buffered
-        self.written = 0
-        self.refused = 0
-        self.dropped = 0
-        self._buffer: deque[str] = deque()
-        self._lock = asyncio.Lock()
+        self.sink = InfluxSink(
+            writer, self._refused, name="alert archive", max_halvings=MAX_HALVINGS, max_buffered=max_buffered
+        )
         self._database_ready = False
-        self._unlogged_drops = 0
 
     @property
     def pending(self) -> int:
         """Lines waiting for the next flush."""
-        return len(self._buffer)
+        return self.sink.pending
+
+    @property
+    def written(self) -> int:
+        return self.sink.written
+
+    @property
+    def refused(self) -> int:
+        """Lines InfluxDB refused, dropped."""
+        return self.sink.refused
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped from a full buffer."""
+        return self.sink.dropped
 
     async def start(self) -> None:
         """Start the writer and create the database (v1). InfluxDB being down does not stop the alerts service:
         the database is then created at the first flush that reaches it."""
-        await self.writer.start()
+        await self.sink.start()
         try:
             await self._ensure_database()
         except InfluxUnavailable as exc:
-            logger.warning("alert history: InfluxDB not reachable yet, will retry at flush: %s", exc)
+            logger.warning("alert archive: InfluxDB not reachable yet, will retry at flush: %s", exc)
 
     def add(self, alert: Alert) -> None:
-        self._buffer.append(alert_line(alert))
-        self._trim()
+        self.sink.add(alert_line(alert))
 
     async def flush(self) -> int:
         """Write every buffered line. Returns how many lines InfluxDB refused (dropped, logged). Raises
         ``InfluxUnavailable`` with the unwritten lines back in the buffer."""
-        async with self._lock:
-            if not self._buffer:
-                return 0
-            await self._ensure_database()
-            size = self.writer.conn.influx_batch_lines
-            batch = list(self._buffer)
-            self._buffer.clear()
-            refused = 0
-            for start in range(0, len(batch), size):
-                try:
-                    chunk_refused = await self._write_isolating(batch[start : start + size])
-                except InfluxUnavailable:
-                    self._buffer.extendleft(reversed(batch[start:]))
-                    self._trim()
-                    raise
-                refused += chunk_refused
-                self.refused += chunk_refused
-            if self._unlogged_drops:
-                logger.warning(
-                    "alert history: %d alert events were dropped while InfluxDB was down", self._unlogged_drops
-                )
-                self._unlogged_drops = 0
-            return refused
+        if not self.sink.pending:
+            return 0
+        await self._ensure_database()
+        return await self.sink.flush()
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
         """Flush every ``interval_s`` until ``stop`` is set; after a failure wait the server's ``retry_after``, or
@@ -159,7 +148,7 @@ class AlertHistory:
                 await self.flush()
             except InfluxUnavailable as exc:
                 delay = min(max_backoff_s, max(exc.retry_after, delay * 2))
-                logger.warning("alert history: %s; %d lines kept, retry in %.1fs", exc, self.pending, delay)
+                logger.warning("alert archive: %s; %d lines kept, retry in %.1fs", exc, self.pending, delay)
             else:
                 delay = interval_s
 
@@ -168,9 +157,9 @@ class AlertHistory:
         try:
             await self.flush()
         except InfluxUnavailable as exc:
-            logger.error("alert history: %d alert events not written at close: %s", self.pending, exc)
+            logger.error("alert archive: %d alert events not written at close: %s", self.pending, exc)
         finally:
-            await self.writer.close()
+            await self.sink.close()
 
     async def _ensure_database(self) -> None:
         """Create the database once. A refusal (an account without the admin right CREATE DATABASE needs) is
@@ -178,35 +167,14 @@ class AlertHistory:
         if self._database_ready:
             return
         try:
-            await self.writer.ensure_database()
+            await self.sink.writer.ensure_database()
         except InfluxRefused as exc:
-            logger.warning("alert history: %s; writing anyway", exc)
+            logger.warning("alert archive: %s; writing anyway", exc)
         self._database_ready = True
 
-    async def _write_isolating(self, lines: Sequence[str], depth: int = 0) -> int:
-        """Write ``lines``; on a 400, halve (at most ``MAX_HALVINGS`` times) until the refused lines are isolated.
-        Returns how many lines were dropped."""
-        try:
-            await self.writer.write(lines)
-        except InfluxRefused as exc:
-            if exc.status == 400 and len(lines) > 1 and depth < MAX_HALVINGS:
-                middle = len(lines) // 2
-                first = await self._write_isolating(lines[:middle], depth + 1)
-                return first + await self._write_isolating(lines[middle:], depth + 1)
-            logger.error(
-                "alert history: InfluxDB refused %d alert events, dropped: %s; first: %s",
-                len(lines),
-                exc,
-                lines[0][:300],
-            )
-            return len(lines)
-        self.written += len(lines)
-        return 0
-
-    def _trim(self) -> None:
-        while len(self._buffer) > self.max_buffered:
-            self._buffer.popleft()
-            self.dropped += 1
-            if self._unlogged_drops == 0:
-                logger.warning("alert history: buffer full (%d lines), dropping the oldest", self.max_buffered)
-            self._unlogged_drops += 1
+    async def _refused(self, lines: Sequence[str], exc: InfluxRefused) -> None:
+        """The sink's ``on_refused``: a refused line (400) or a refused setup (401/403/404) is dropped, logged as
+        an error. Retrying would not help, and holding the lines would block every later alert until the bound."""
+        logger.error(
+            "alert archive: InfluxDB refused %d alert events, dropped: %s; first: %s", len(lines), exc, lines[0][:300]
+        )
