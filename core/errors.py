@@ -14,7 +14,7 @@
     ├── RoutingError            (alerts.routing) a routing table that cannot be used
     ├── LifecycleError          (alerts.lifecycle) an officer's action that cannot apply (404, 409)
     ├── DeliveryError           (alerts.channels.base) a channel could not deliver; retry or permanent
-    ├── TooManyPoints           (storage.query) a history query asking for too many points
+    ├── TooManyPoints           (storage.query) a readings query asking for too many points
     ├── AccountError            (devices.mqtt_accounts) the broker refused an account change
     └── RulePackError           (rules.pack) a rule pack that cannot be used, naming file, rule and field
 

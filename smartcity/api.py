@@ -42,7 +42,7 @@ from devices.registry import DeviceCounts, Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
 from storage.api import readings_router
-from storage.query import History
+from storage.query import ReadingsQuery
 
 if TYPE_CHECKING:
     import uvicorn
@@ -89,7 +89,7 @@ def create_app(
     metrics: CollectorRegistry,
     alerts: AlertService | None = None,
     officers: Officers | None = None,
-    history: History | None = None,
+    readings_query: ReadingsQuery | None = None,
 ) -> FastAPI:
     app = FastAPI(title="SmartCity", version="0.1.0", description="Hazard sensing and alerting for a smart district.")
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -145,8 +145,8 @@ def create_app(
         return officer
 
     app.include_router(devices_router(registry, devices_auth))
-    if history is not None:
-        app.include_router(readings_router(history, registry.get, auth))
+    if readings_query is not None:
+        app.include_router(readings_router(readings_query, registry.get, auth))
     if alerts is not None:
         app.include_router(alerts_router(alerts, auth, officers))
     mount_console(app)
@@ -194,8 +194,8 @@ async def run_api(settings: ApiSettings) -> None:
     alerts = alert_service(settings, prometheus) if settings.alerts_enabled else None
     if alerts is not None:
         await alerts.start()
-    history = History(settings)
-    app = create_app(settings, registry, prometheus, alerts, history=history)
+    readings_query = ReadingsQuery(settings)
+    app = create_app(settings, registry, prometheus, alerts, readings_query=readings_query)
     server = uvicorn.Server(http_config(app, settings))
     scrape = None
     if settings.http_metrics_port is not None:
@@ -212,7 +212,7 @@ async def run_api(settings: ApiSettings) -> None:
             await scrape.cleanup()
         if alerts is not None:
             await alerts.stop()
-        await history.close()
+        await readings_query.close()
         readings.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await readings

@@ -1,1 +1,1 @@
-"""Readings storage in InfluxDB: the writer (Kafka readings -> InfluxDB), the schema, retention, the history query."""
+"""Readings storage in InfluxDB: the writer (Kafka readings -> InfluxDB), the schema, retention, the readings query."""

@@ -1,4 +1,4 @@
-"""The history API: ``GET /api/devices/{device_id}/readings?metric=&from=&to=&every=&drill=``.
+"""The readings API: ``GET /api/devices/{device_id}/readings?metric=&from=&to=&every=&drill=``.
 
 - ``metric``: required, a metric name (``[a-z][a-z0-9_]{0,63}``, 422 otherwise); any name a device reports works,
   catalogued ones also get their ``unit``.
@@ -13,7 +13,7 @@ Answers ``{"device_id", "metric", "unit", "from", "to", "every_s", "drill", "poi
 ``storage.query``). Unknown device 404; more than 10,000 points 400 with the smallest ``every`` that
 fits; InfluxDB down 503 with ``Retry-After``; InfluxDB refused the query 502 with its message.
 
-Every officer may read every device's history: devices are not scoped by department here (alerts are). The
+Every officer may read every device's readings: devices are not scoped by department here (alerts are). The
 measurement is the device's kind from the registry, ``device_health`` for ``battery_pct``/``rssi_dbm``.
 """
 
@@ -34,7 +34,7 @@ from core.contracts.telemetry import METRIC_NAME_RE
 from core.http.errors import retry_later, unprocessable
 from core.influx.client import InfluxRefused, InfluxUnavailable
 from storage.lines import HEALTH_MEASUREMENT, HEALTH_METRICS
-from storage.query import History, TooManyPoints
+from storage.query import ReadingsQuery, TooManyPoints
 
 DEFAULT_SPAN_MS: Final = 3_600_000
 MAX_EVERY_S: Final = 366 * 86_400
@@ -95,7 +95,7 @@ class ReadingsOut(BaseModel):
 
 
 def readings_router(
-    history: History,
+    query: ReadingsQuery,
     lookup: Callable[[str], Device | None],
     auth: Callable[..., Any],
     *,
@@ -124,7 +124,7 @@ def readings_router(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"from ({start_ms}) must be before to ({end_ms})")
         measurement = HEALTH_MEASUREMENT if metric in HEALTH_METRICS else device.kind.value
         try:
-            points = await history.readings(measurement, device_id, metric, start_ms, end_ms, every_s, drill=drill)
+            points = await query.readings(measurement, device_id, metric, start_ms, end_ms, every_s, drill=drill)
         except TooManyPoints as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
         except InfluxUnavailable as exc:

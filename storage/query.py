@@ -1,6 +1,6 @@
-"""The history of one device's metric, read back from InfluxDB with InfluxQL on ``/query``.
+"""The readings query: one device's metric read back from InfluxDB with InfluxQL on ``/query``.
 
-``History(conn).readings(measurement, device_id, metric, start_ms, end_ms, every_s)`` answers, oldest first:
+``ReadingsQuery(conn).readings(measurement, device_id, metric, start_ms, end_ms, every_s)`` answers, oldest first:
 
 - ``every_s=None``: the raw points, ``[{"ts": ms, "value": v}]`` (a float, or a bool for ``smoke``/``flame``);
 - ``every_s=N``: one point per N-second interval that has data, ``[{"ts": ms, "mean": .., "min": .., "max": ..}]``;
@@ -96,7 +96,7 @@ def build_queries(
     raw_since_ms: int | None = None,
     limit: int = MAX_POINTS + 1,
 ) -> list[str]:
-    """The InfluxQL statements for one history request, oldest part first (pure; the unit tests' subject).
+    """The InfluxQL statements for one readings request, oldest part first (pure; the unit tests' subject).
 
     ``raw_rp``/``agg_rp`` ``None`` mean the database's default (v2: the bucket) and no aggregates RP.
     ``raw_since_ms``: raw points are complete from there on (now - raw retention); aggregates of older intervals
@@ -146,7 +146,7 @@ def _value(value: Any) -> Any:
     return float(value)
 
 
-class History:
+class ReadingsQuery:
     """Reads readings back; see the module docstring. ``close`` when done (the HTTP client is made on first use)."""
 
     def __init__(
@@ -171,7 +171,7 @@ class History:
             await self._http.aclose()
             self._http = None
 
-    async def __aenter__(self) -> History:
+    async def __aenter__(self) -> ReadingsQuery:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

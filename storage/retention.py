@@ -50,7 +50,7 @@ AGG_RP: Final = "agg_1m"
 CQ_NAME: Final = "agg_1m"
 RAW_DAYS: Final = 90
 AGG_DAYS: Final = 1095
-AGG_EVERY_S: Final = 60  # the interval of AGG_RP's points; the history query relies on it
+AGG_EVERY_S: Final = 60  # the interval of AGG_RP's points; the readings query relies on it
 _DURATION_RE: Final = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GO_DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -102,7 +102,7 @@ async def ensure_retention(
 ) -> None:
     """Create or adjust the database, ``raw``, ``agg_1m`` and the continuous query (module docstring).
 
-    ``every`` is the aggregation interval of the continuous query; the history query (``storage.history``) assumes
+    ``every`` is the aggregation interval of the continuous query; the readings query (``storage.query``) assumes
     the default ``1m`` when it reads ``agg_1m``. ``ValueError`` for arguments that cannot work.
     """
     if conn.influx_api != "v1":

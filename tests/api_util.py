@@ -34,7 +34,7 @@ from devices.registry import Registry
 from devices.store import DeviceStore
 from smartcity.api import ApiSettings, create_app, http_config
 from smartcity.stack.services import Launch
-from storage.query import History
+from storage.query import ReadingsQuery
 from storage.retention import ensure_retention
 from tests.alerts_util import ADMIN, FIRE_OFFICER, send_findings
 from tests.mqtt_util import CONTROL_PASSWORD, CONTROL_USER
@@ -127,7 +127,7 @@ def api_settings(alerts_settings: AlertsSettings, work: Path, unique: str, **cha
 async def live_api(
     settings: ApiSettings, accounts_conn: MqttConnection, *, configured: Callable[[], None] = lambda: None
 ) -> AsyncIterator[LiveApi]:
-    """Start the store, device feed, MQTT accounts (on ``accounts_conn``), alerts service, readings history (its
+    """Start the store, device feed, MQTT accounts (on ``accounts_conn``), alerts service, readings query (its
     retention policies made as the writer makes them) and the app; serve it with the production uvicorn configuration
     (``http_config``); stop everything again. ``configured`` runs after uvicorn configured its logging and before it
     serves (a test that raises every logger to DEBUG does it there)."""
@@ -135,15 +135,15 @@ async def live_api(
     feed = DevicePublisher(settings)
     accounts = MqttAccounts(accounts_conn)
     await ensure_topics(settings.kafka_bootstrap, alert_topics(settings))
-    await ensure_retention(settings)  # as the readings writer does at its start: the history reads ``raw``
+    await ensure_retention(settings)  # as the readings writer does at its start: the readings query reads ``raw``
     prometheus = CollectorRegistry()
     alerts = alert_service(settings, prometheus)
-    history = History(settings)
+    readings_query = ReadingsQuery(settings)
     await feed.start()
     await accounts.start()
     await alerts.start()
     try:
-        app = create_app(settings, Registry(store, feed, accounts), prometheus, alerts, history=history)
+        app = create_app(settings, Registry(store, feed, accounts), prometheus, alerts, readings_query=readings_query)
         server = uvicorn.Server(http_config(app, settings))
         configured()
         serving = asyncio.create_task(server.serve())
@@ -158,7 +158,7 @@ async def live_api(
             await serving
     finally:
         await alerts.stop()
-        await history.close()
+        await readings_query.close()
         await accounts.close()
         await feed.stop()
         store.close()

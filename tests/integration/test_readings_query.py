@@ -1,4 +1,4 @@
-"""Retention, downsampling and the history API against a real InfluxDB 1.6, one database per test.
+"""Retention, downsampling, the readings query and its API against a real InfluxDB 1.6, one database per test.
 
 Readings are written the way the writer writes them (``LineBuilder`` lines, ``LineWriter`` with ``influx_rp="raw"``);
 the expected raw points and aggregates are computed here from the same values.
@@ -28,14 +28,14 @@ from core.process import free_port
 from smartcity.stack.services import Launch
 from storage.api import readings_router
 from storage.lines import LineBuilder, series
-from storage.query import DAY_MS, History, TooManyPoints
+from storage.query import DAY_MS, ReadingsQuery, TooManyPoints
 from storage.retention import AGG_RP, CQ_NAME, RAW_RP, ensure_retention
 from tests.influx_util import influx_rows
 
 pytestmark = pytest.mark.integration
 
 MIN = 60_000
-TOKEN = "history-test-token"
+TOKEN = "readings-test-token"
 ODD_ID = "it's \\odd\""  # not a valid device id, but tags and queries must survive it
 
 
@@ -70,8 +70,8 @@ def conn(influx_service: Launch, unique: str) -> InfluxConnection:
 
 
 @pytest.fixture
-async def history(conn: InfluxConnection) -> AsyncIterator[History]:
-    async with History(conn) as found:
+async def query(conn: InfluxConnection) -> AsyncIterator[ReadingsQuery]:
+    async with ReadingsQuery(conn) as found:
         yield found
 
 
@@ -180,67 +180,67 @@ async def test_retention_on_v2_only_logs(caplog: pytest.LogCaptureFixture) -> No
 
 
 async def test_raw_points_of_one_device_within_the_window(
-    history: History, stored: tuple[int, list[ReadingDict]]
+    query: ReadingsQuery, stored: tuple[int, list[ReadingDict]]
 ) -> None:
     base, readings = stored
     start, end = base + MIN, base + 3 * MIN
-    got = await history.readings("gas", "gas-a", "ch4_lel", start, end, None)
+    got = await query.readings("gas", "gas-a", "ch4_lel", start, end, None)
     expected = [{"ts": ts, "value": v} for ts, v in _values(readings, "gas-a", "ch4_lel") if start <= ts < end]
     assert got == expected
     assert len(got) == 12
     assert all(isinstance(p["value"], float) for p in got)
 
-    other = await history.readings("gas", "gas-b", "ch4_lel", start, end, None)
+    other = await query.readings("gas", "gas-b", "ch4_lel", start, end, None)
     assert [p["value"] for p in other] == [100.0 + i for i in range(6, 18)]
 
-    drill = await history.readings("gas", "gas-a", "ch4_lel", base, end, None, drill=True)
+    drill = await query.readings("gas", "gas-a", "ch4_lel", base, end, None, drill=True)
     assert drill == [{"ts": base + 15_000, "value": 77.5}]
 
-    health = await history.readings("device_health", "gas-a", "battery_pct", base, base + 30_000, None)
+    health = await query.readings("device_health", "gas-a", "battery_pct", base, base + 30_000, None)
     assert health == [{"ts": base + i * 10_000, "value": 90.0 - i} for i in range(3)]
 
-    odd = await history.readings("gas", ODD_ID, "ch4_lel", base, end, None)
+    odd = await query.readings("gas", ODD_ID, "ch4_lel", base, end, None)
     assert odd == [{"ts": base + 5_000, "value": 1.5}]
 
 
 @pytest.mark.parametrize("every_s", [60, 120, 45])
 async def test_aggregates_per_interval_equal_what_the_readings_give(
-    history: History, stored: tuple[int, list[ReadingDict]], every_s: int
+    query: ReadingsQuery, stored: tuple[int, list[ReadingDict]], every_s: int
 ) -> None:
     base, readings = stored
     start, end = base + 20_000, base + 5 * MIN
-    got = await history.readings("gas", "gas-a", "ch4_lel", start, end, every_s)
+    got = await query.readings("gas", "gas-a", "ch4_lel", start, end, every_s)
     assert got == _aggregates(_values(readings, "gas-a", "ch4_lel"), every_s, start, end)
     assert got[0]["ts"] <= start < got[0]["ts"] + every_s * 1000  # epoch-aligned: the first interval starts earlier
 
 
-async def test_boolean_metrics_raw_and_aggregated(history: History, stored: tuple[int, list[ReadingDict]]) -> None:
+async def test_boolean_metrics_raw_and_aggregated(query: ReadingsQuery, stored: tuple[int, list[ReadingDict]]) -> None:
     base, readings = stored
     end = base + 5 * MIN
-    raw = await history.readings("fire", "fire-a", "smoke", base, end, None)
+    raw = await query.readings("fire", "fire-a", "smoke", base, end, None)
     assert raw == [{"ts": ts, "value": v} for ts, v in _values(readings, "fire-a", "smoke")]
     assert {type(p["value"]) for p in raw} == {bool}
-    per_minute = await history.readings("fire", "fire-a", "smoke", base, end, 60)
+    per_minute = await query.readings("fire", "fire-a", "smoke", base, end, 60)
     assert per_minute == _aggregates(_values(readings, "fire-a", "smoke"), 60, base, end)
     assert per_minute[0] == {"ts": base, "mean": None, "min": False, "max": True}
 
 
 async def test_empty_ranges_and_unknown_names_give_no_points(
-    history: History, stored: tuple[int, list[ReadingDict]]
+    query: ReadingsQuery, stored: tuple[int, list[ReadingDict]]
 ) -> None:
     base, _ = stored
-    assert await history.readings("gas", "gas-a", "ch4_lel", base - 30 * MIN, base, None) == []
-    assert await history.readings("gas", "gas-a", "ch4_lel", base - 30 * MIN, base, 60) == []
-    assert await history.readings("gas", "nobody", "ch4_lel", base, base + 5 * MIN, None) == []
-    assert await history.readings("gas", "gas-a", "co_ppm", base, base + 5 * MIN, 60) == []
-    assert await history.readings("water", "gas-a", "ch4_lel", base, base + 5 * MIN, None) == []
+    assert await query.readings("gas", "gas-a", "ch4_lel", base - 30 * MIN, base, None) == []
+    assert await query.readings("gas", "gas-a", "ch4_lel", base - 30 * MIN, base, 60) == []
+    assert await query.readings("gas", "nobody", "ch4_lel", base, base + 5 * MIN, None) == []
+    assert await query.readings("gas", "gas-a", "co_ppm", base, base + 5 * MIN, 60) == []
+    assert await query.readings("water", "gas-a", "ch4_lel", base, base + 5 * MIN, None) == []
 
 
 async def test_too_many_points_is_refused_with_a_usable_every(
     conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
 ) -> None:
     base, _ = stored
-    async with History(conn, max_points=10) as small:
+    async with ReadingsQuery(conn, max_points=10) as small:
         with pytest.raises(TooManyPoints) as raw:
             await small.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, None)
         assert raw.value.every_s == 30
@@ -268,13 +268,13 @@ async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention
         return (base + 150_000 + raw_days * DAY_MS) / 1000
 
     end = base + 5 * MIN
-    async with History(conn, raw_days=raw_days, clock=clock) as history:
-        per_minute = await history.readings("gas", "gas-a", "ch4_lel", base, end, 60)
+    async with ReadingsQuery(conn, raw_days=raw_days, clock=clock) as query:
+        per_minute = await query.readings("gas", "gas-a", "ch4_lel", base, end, 60)
         from_raw = _aggregates(_values(readings, "gas-a", "ch4_lel"), 60, base, end)
         assert per_minute[:3] == [{"ts": ts, "mean": a, "min": b, "max": c} for ts, (a, b, c) in fake.items()][:3]
         assert per_minute[3:] == from_raw[3:]  # split at base + 3 min, the first whole interval after the boundary
 
-        two_minutes = await history.readings("gas", "gas-a", "ch4_lel", base, base + 2 * MIN, 120)
+        two_minutes = await query.readings("gas", "gas-a", "ch4_lel", base, base + 2 * MIN, 120)
         buckets: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
         for ts in (base, base + MIN):
             buckets[ts // 120_000 * 120_000].append(fake[ts])
@@ -284,12 +284,12 @@ async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention
             for ts, got in sorted(buckets.items())
         ]  # fmt: skip
         # raw points are never taken from the aggregates
-        assert len(await history.readings("gas", "gas-a", "ch4_lel", base, end, None)) == 30
+        assert len(await query.readings("gas", "gas-a", "ch4_lel", base, end, None)) == 30
 
 
 async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConnection) -> None:
     """The real continuous query, run by InfluxDB at the next minute boundary (``RESAMPLE FOR 10m`` covers the last
-    ten minutes): its aggregates, read through the history, equal those computed from raw."""
+    ten minutes): its aggregates, read through ``ReadingsQuery``, equal those computed from raw."""
     await ensure_retention(conn)
     start = _now_minute() - 3 * MIN
     readings = [
@@ -316,13 +316,13 @@ async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConn
     assert rows[0]["max_smoke"] is True
 
     expected = _aggregates(_values(readings, "fire-a", "temp_c"), 60, start, end)
-    async with History(conn) as recent:
+    async with ReadingsQuery(conn) as recent:
         assert await recent.readings("fire", "fire-a", "temp_c", start, end, 60) == expected  # from raw
 
     def two_days_later() -> float:  # with raw kept one day, the whole range is read from agg_1m
         return time.time() + 2 * DAY_MS / 1000
 
-    async with History(conn, raw_days=1, clock=two_days_later) as aged:
+    async with ReadingsQuery(conn, raw_days=1, clock=two_days_later) as aged:
         assert await aged.readings("fire", "fire-a", "temp_c", start, end, 60) == expected
         smoke = await aged.readings("fire", "fire-a", "smoke", start, end, 60)
     assert smoke == _aggregates(_values(readings, "fire-a", "smoke"), 60, start, end)
@@ -331,10 +331,10 @@ async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConn
 # --- the HTTP API, on the real InfluxDB ---
 
 
-def _app(history: History) -> FastAPI:
+def _app(query: ReadingsQuery) -> FastAPI:
     app = FastAPI()
     auth = officer_auth(Officers([], TOKEN))  # the administrator's token: an admin Officer
-    app.include_router(readings_router(history, DEVICES.get, auth))
+    app.include_router(readings_router(query, DEVICES.get, auth))
     return app
 
 
@@ -349,9 +349,11 @@ async def _get(
         return await client.get(path, params=params, headers=headers)
 
 
-async def test_api_answers_raw_and_aggregated_series(history: History, stored: tuple[int, list[ReadingDict]]) -> None:
+async def test_api_answers_raw_and_aggregated_series(
+    query: ReadingsQuery, stored: tuple[int, list[ReadingDict]]
+) -> None:
     base, readings = stored
-    app = _app(history)
+    app = _app(query)
     raw = await _get(app, "/api/devices/gas-a/readings", metric="ch4_lel", from_=base, to=base + MIN)
     assert raw.status_code == 200, raw.text
     body = raw.json()
@@ -381,9 +383,9 @@ async def test_api_answers_raw_and_aggregated_series(history: History, stored: t
     assert latest.json()["to"] - latest.json()["from"] == 3_600_000
 
 
-async def test_api_refusals(history: History, stored: tuple[int, list[ReadingDict]]) -> None:
+async def test_api_refusals(query: ReadingsQuery, stored: tuple[int, list[ReadingDict]]) -> None:
     base, _ = stored
-    app = _app(history)
+    app = _app(query)
     path = "/api/devices/gas-a/readings"
     assert (await _get(app, path, token=None, metric="ch4_lel")).status_code == 401
     assert (await _get(app, "/api/devices/nobody/readings", metric="ch4_lel")).status_code == 404
@@ -403,18 +405,18 @@ async def test_api_influxdb_down_is_503_and_refused_is_502(
     conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
 ) -> None:
     down = conn.model_copy(update={"influx_url": f"http://127.0.0.1:{free_port()}"})
-    async with History(down) as history:
+    async with ReadingsQuery(down) as query:
         with pytest.raises(InfluxUnavailable):
-            await history.readings("gas", "gas-a", "ch4_lel", 0, 1, None)
-        response = await _get(_app(history), "/api/devices/gas-a/readings", metric="ch4_lel")
+            await query.readings("gas", "gas-a", "ch4_lel", 0, 1, None)
+        response = await _get(_app(query), "/api/devices/gas-a/readings", metric="ch4_lel")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
 
     missing = conn.model_copy(update={"influx_db": conn.influx_db + "_missing"})
-    async with History(missing) as history:
+    async with ReadingsQuery(missing) as query:
         with pytest.raises(InfluxRefused, match="database not found"):
-            await history.readings("gas", "gas-a", "ch4_lel", 0, 1, None)
-        response = await _get(_app(history), "/api/devices/gas-a/readings", metric="ch4_lel")
+            await query.readings("gas", "gas-a", "ch4_lel", 0, 1, None)
+        response = await _get(_app(query), "/api/devices/gas-a/readings", metric="ch4_lel")
     assert response.status_code == 502
     assert "database not found" in response.json()["detail"]
 
@@ -429,8 +431,8 @@ async def test_v2_reads_the_bucket_through_v1_compatibility(
     v2 = InfluxConnection(
         influx_api="v2", influx_url=conn.influx_url, influx_bucket=conn.influx_db, influx_token="s3cret"
     )
-    async with History(v2) as history:
-        got = await history.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, 60)
+    async with ReadingsQuery(v2) as query:
+        got = await query.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, 60)
     assert got == _aggregates(_values(readings, "gas-a", "ch4_lel"), 60, base, base + 5 * MIN)
 
     seen: list[httpx.Request] = []
@@ -439,15 +441,15 @@ async def test_v2_reads_the_bucket_through_v1_compatibility(
         seen.append(request)
         return httpx.Response(200, json={"results": [{"statement_id": 0}]})
 
-    async with History(v2, transport=httpx.MockTransport(answer)) as history:
-        assert await history.readings("gas", "gas-a", "ch4_lel", base, base + MIN, None) == []
+    async with ReadingsQuery(v2, transport=httpx.MockTransport(answer)) as query:
+        assert await query.readings("gas", "gas-a", "ch4_lel", base, base + MIN, None) == []
     assert seen[0].headers["Authorization"] == "Token s3cret"
     assert seen[0].url.params["db"] == conn.influx_db
     assert seen[0].url.params["epoch"] == "ms"
     assert 'FROM "gas" WHERE' in seen[0].url.params["q"]
 
     v1 = conn.model_copy(update={"influx_username": "reader", "influx_password": SecretStr("pw")})
-    async with History(v1, transport=httpx.MockTransport(answer)) as history:
-        await history.readings("gas", "gas-a", "ch4_lel", base, base + MIN, None)
+    async with ReadingsQuery(v1, transport=httpx.MockTransport(answer)) as query:
+        await query.readings("gas", "gas-a", "ch4_lel", base, base + MIN, None)
     assert seen[1].headers["Authorization"] == httpx.BasicAuth("reader", "pw")._auth_header
     assert 'FROM "raw"."gas" WHERE' in seen[1].url.params["q"]
