@@ -19,11 +19,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from alerts.cap import CAP_MIME_TYPE, atom_feed, cap_document
 from alerts.lifecycle import HistoryEntry, LifecycleError
 from alerts.officers import Officer, Officers
-from alerts.routing import RANK
 from alerts.service import AlertService
 from alerts.silences import DrillWindow, Matchers, Silence
 from core.contracts.alert import Alert
-from core.contracts.catalogue import Department, Level
+from core.contracts.catalogue import LEVEL_RANK, Department, Level
 from core.contracts.finding import Hazard
 from core.errors import KafkaUnavailable
 from core.http.errors import retry_later, unprocessable, unprocessable_model
@@ -137,7 +136,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
                 and (exercise is None or a.exercise == exercise)
             ):
                 out.append(a)
-        out.sort(key=lambda a: (-RANK[a.level], -a.updated_at))
+        out.sort(key=lambda a: (-LEVEL_RANK[a.level], -a.updated_at))
         return out[:limit]
 
     @router.get("/alerts/summary", response_model=Summary)

@@ -41,13 +41,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from core.contracts.alert import Alert, AlertEvent
-from core.contracts.catalogue import Department, Level
+from core.contracts.catalogue import LEVEL_RANK, Department, Level
 from core.errors import ConfigError
 from core.yamlfile import read_yaml
 
 logger = logging.getLogger(__name__)
 
-LEVEL_RANK: Final[dict[Level, int]] = {Level.BLUE: 1, Level.YELLOW: 2, Level.ORANGE: 3, Level.RED: 4}
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # One address, no display name, no whitespace or line breaks (which could inject headers into a message).
 _ADDRESS: Final = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")

@@ -31,10 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.routing import RANK, RoutingTable
+from alerts.routing import RoutingTable
 from alerts.silences import Windows
 from core.contracts.alert import DRILL_PREFIX, Acknowledgement, Alert, AlertEvent
-from core.contracts.catalogue import Department, Level
+from core.contracts.catalogue import LEVEL_RANK, Department, Level
 from core.contracts.finding import Finding, FindingEvent, Hazard, Text
 from core.errors import SmartCityError
 
@@ -193,8 +193,8 @@ class AlertBook:
         }
         peak_level = rec.peak_level or rec.alert.level
         if finding.active and (
-            RANK[finding.level] > RANK[peak_level]
-            or (RANK[finding.level] == RANK[peak_level] and finding.event in _TO_A_LEVEL)
+            LEVEL_RANK[finding.level] > LEVEL_RANK[peak_level]
+            or (LEVEL_RANK[finding.level] == LEVEL_RANK[peak_level] and finding.event in _TO_A_LEVEL)
         ):
             fields.update(peak=finding.value, peak_threshold=finding.threshold)
             peak_level = finding.level
@@ -204,7 +204,7 @@ class AlertBook:
                 rec, AlertEvent.CLEARED, now, active=False, closed=rec.alert.acknowledged, **fields
             ).model_copy(update={"next_reminder_at": None})
         elif finding.level != rec.alert.level or not rec.alert.active:
-            up = RANK[finding.level] > RANK[rec.alert.level]
+            up = LEVEL_RANK[finding.level] > LEVEL_RANK[rec.alert.level]
             event = AlertEvent.ESCALATED if up else AlertEvent.DEESCALATED if rec.alert.active else AlertEvent.RAISED
             soon = now + int(policy.after_s * 1000)
             pending = rec.next_reminder_at if rec.alert.active and rec.next_reminder_at is not None else soon

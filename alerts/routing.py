@@ -14,13 +14,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.contracts.catalogue import Department, Level
+from core.contracts.catalogue import LEVEL_RANK, Department, Level
 from core.contracts.finding import Hazard
 from core.errors import SmartCityError
 from core.yamlfile import read_yaml
 
 DEFAULT_ROUTING = Path(__file__).with_name("routing.yaml")
-RANK = {Level.BLUE: 1, Level.YELLOW: 2, Level.ORANGE: 3, Level.RED: 4}
 
 
 class RoutingError(SmartCityError):
@@ -41,7 +40,7 @@ class Route(_Frozen):
     def matches(self, hazard: Hazard, level: Level, rule: str) -> bool:
         return (
             (self.hazard is None or self.hazard == hazard)
-            and RANK[level] >= RANK[self.min_level]
+            and LEVEL_RANK[level] >= LEVEL_RANK[self.min_level]
             and (self.rule is None or self.rule == rule)
         )
 

@@ -11,7 +11,8 @@ A rule decides, for each reading, its *candidate* level (``None`` = condition no
   the state has not changed for ``calm_s``; then the real state is published again (cleared, or a level).
 - **publish on change**: a ``Change`` comes out only when the published (level, flapping) pair changes.
 
-Levels are ranks 0..3 (blue..red); -1 is "no alarm". State is a small slotted object, saved as a compact list.
+Levels are ranks (``core.contracts.catalogue.LEVEL_RANK``: 0 blue .. 3 red); ``NONE`` (-1) is "no alarm". State is a
+small slotted object, saved as a compact list.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.contracts.catalogue import Level
+from core.contracts.catalogue import LEVELS, Level
 from core.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
 
-LEVELS: tuple[Level, ...] = (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)
-RANK: dict[Level, int] = {level: i for i, level in enumerate(LEVELS)}
 NONE = -1
 
 

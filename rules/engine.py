@@ -18,10 +18,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from core.contracts import ReadingDict
-from core.contracts.catalogue import DeviceKind
+from core.contracts.catalogue import LEVEL_RANK, DeviceKind
 from core.contracts.device import Device
 from core.contracts.finding import Finding
-from rules.alarm import NONE, RANK, AlarmState, Change, FlapPolicy, finding_of, force, step
+from rules.alarm import NONE, AlarmState, Change, FlapPolicy, finding_of, force, step
 from rules.kinds import Composite, Limits, MetricIs, Offline, Rate, Site, Threshold
 from rules.pack import RulePack
 from rules.state import DeviceState
@@ -142,7 +142,7 @@ class Engine:
         current = alarm.level if alarm is not None else NONE
         change = self._step(st, rule, rule.candidate(value, current, limits), reading["ts"])
         if change is not None:
-            rank = RANK[change.level]
+            rank = LEVEL_RANK[change.level]
             limit = limits.raise_at[rank] if change.active else limits.clear_at[rank]
             out.append(
                 _finding(
@@ -216,12 +216,12 @@ class Engine:
                         break
                 else:
                     other = st.alarms.get(cond.rule)
-                    if other is None or other.level < RANK[cond.at_least]:
+                    if other is None or other.level < LEVEL_RANK[cond.at_least]:
                         break
             else:
                 met = True
                 break
-        change = self._step(st, rule, RANK[rule.level] if met else NONE, ts)
+        change = self._step(st, rule, LEVEL_RANK[rule.level] if met else NONE, ts)
         if change is not None:
             out.append(_finding(rule, device, reading, change, now, window_s=rule.within_s, confirmed=rule.confirmed))
 
@@ -277,7 +277,7 @@ class Engine:
             alarm = state.alarms.get(rule.id)
             if alarm is None:
                 alarm = state.alarms[rule.id] = AlarmState()
-            change = force(alarm, RANK[rule.level])
+            change = force(alarm, LEVEL_RANK[rule.level])
             if change is not None:
                 out.append(
                     _finding(

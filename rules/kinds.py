@@ -10,9 +10,9 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts.catalogue import METRICS, DeviceKind, Level, misordered
+from core.contracts.catalogue import LEVEL_RANK, METRICS, DeviceKind, Level, misordered
 from core.contracts.finding import Hazard, Text
-from rules.alarm import NONE, RANK, FlapPolicy, Hold
+from rules.alarm import NONE, FlapPolicy, Hold
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=64)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -107,10 +107,10 @@ class Threshold(_Rule):
         raise_at, clear_at = [nan] * 4, [nan] * 4
         sign = 1 if self.direction == "above" else -1
         for level, value in self.levels.items():
-            raise_at[RANK[level]] = value
-            clear_at[RANK[level]] = self.clear.get(level, value - sign * (self.clear_margin or 0))
+            raise_at[LEVEL_RANK[level]] = value
+            clear_at[LEVEL_RANK[level]] = self.clear.get(level, value - sign * (self.clear_margin or 0))
         for level, value in (overrides or {}).items() if self.overridable else ():
-            rank = RANK[level]
+            rank = LEVEL_RANK[level]
             default = self.levels.get(level)
             margin = (
                 abs(default - self.clear[level])
@@ -174,7 +174,7 @@ class Rate(_Rule):
             if current == NONE
             else (self.clear_change if self.clear_change is not None else self.change / 2)
         )
-        return RANK[self.level] if change >= limit else NONE
+        return LEVEL_RANK[self.level] if change >= limit else NONE
 
 
 class MetricIs(BaseModel):

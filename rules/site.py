@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.contracts.catalogue import LEVEL_RANK
 from core.contracts.finding import Finding
-from rules.alarm import NONE, RANK, AlarmState, finding_of, force
+from rules.alarm import NONE, AlarmState, finding_of, force
 from rules.kinds import Site
 
 _OPEN = None
@@ -52,11 +53,11 @@ def site_key(rule: Site, site_id: str, exercise: bool) -> str:
 
 def correlate(rule: Site, state: SiteState, finding: Finding, now_ms: int) -> Finding | None:
     """Take one device finding of ``rule.rules`` for this site; the site finding it causes, if any."""
-    at_least = RANK[rule.at_least]
+    at_least = LEVEL_RANK[rule.at_least]
     ts = finding.ts
     state.newest = max(state.newest, ts)
     member = state.members.get(finding.key)
-    in_alarm = finding.active and RANK[finding.level] >= at_least
+    in_alarm = finding.active and LEVEL_RANK[finding.level] >= at_least
     if in_alarm and (member is None or member[2] is not _OPEN):
         state.members[finding.key] = [finding.device_id, ts, _OPEN]
     elif not in_alarm and member is not None and member[2] is _OPEN:
@@ -70,7 +71,7 @@ def correlate(rule: Site, state: SiteState, finding: Finding, now_ms: int) -> Fi
     if state.alarm.published == NONE:
         if holding is None:
             return None
-        change = force(state.alarm, RANK[rule.level])
+        change = force(state.alarm, LEVEL_RANK[rule.level])
         when = holding
     elif not anyone_open:
         change = force(state.alarm, NONE)

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from core.contracts.catalogue import Level
+from core.contracts.catalogue import LEVEL_RANK, Level
 from core.contracts.finding import Text
-from rules.alarm import RANK
 from simulators.hazards import Expected, Truth
 from simulators.plan import Plan
 
@@ -118,7 +117,7 @@ def _alerts(arrivals: list[Arrival]) -> dict[str, AlertOut]:
         by_id[a.alert_id].append(a)
     out = {}
     for alert_id, seen in by_id.items():
-        top = max(seen, key=lambda a: RANK[a.level])
+        top = max(seen, key=lambda a: LEVEL_RANK[a.level])
         out[alert_id] = AlertOut(
             id=alert_id,
             rule=top.rule,
@@ -163,9 +162,9 @@ def _meet(
         and ((a.device_id in exp.devices) if exp.devices else (a.device_id is None and a.site_id == exp.site))
     ]
     used = {a.alert_id for a in mine}
-    reaching = [a for a in mine if a.event in _DELIVERING and RANK[a.level] >= RANK[exp.level]]
+    reaching = [a for a in mine if a.event in _DELIVERING and LEVEL_RANK[a.level] >= LEVEL_RANK[exp.level]]
     if not reaching:
-        top = max((a.level for a in mine if a.event in _DELIVERING), key=RANK.__getitem__, default=None)
+        top = max((a.level for a in mine if a.event in _DELIVERING), key=LEVEL_RANK.__getitem__, default=None)
         problem = "never arrived" if top is None else f"reached {top}, not {exp.level}"
         return ExpectationOut(**base, arrived=False, got_level=top, ok=False, problem=problem), used
     first = min(reaching, key=lambda a: a.at_s)
@@ -183,7 +182,7 @@ def _meet(
     return ExpectationOut(
         **base,
         arrived=True,
-        got_level=max((a.level for a in reaching), key=RANK.__getitem__),
+        got_level=max((a.level for a in reaching), key=LEVEL_RANK.__getitem__),
         got_departments=departments,
         late_s=round(late, 3),
         at_s=round(first.at_s, 3),

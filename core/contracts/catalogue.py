@@ -4,8 +4,10 @@ The catalogue may grow; a name once published never changes meaning. Telemetry m
 name (firmware can report more than we know), but per-device threshold overrides must name a catalogued metric, so
 a typo in a registry import cannot silently disable an alarm.
 
-Level order is here too (``misordered``), because two parts check it: the rule pack's threshold rules
-(``rules.kinds``) and the registry's per-device overrides (``core.contracts.device``). Each metric says which
+Level order is here too: ``LEVEL_RANK``, the one ranking every part compares levels by (the rules index alarm state
+by it, the alerts service escalates and routes by it), and ``misordered``, because two parts check threshold order:
+the rule pack's threshold rules (``rules.threshold``) and the registry's per-device overrides
+(``core.contracts.device``). Each metric says which
 way its alarms go (``Metric.directions``): the registry, which does not know the streams' rule pack, checks a
 device's override levels in that direction, and a pack may only let devices override a rule that goes the same way.
 """
@@ -33,6 +35,13 @@ class Level(StrEnum):
     YELLOW = "yellow"
     ORANGE = "orange"
     RED = "red"
+
+
+#: Each level's rank, blue 0 .. red 3: a higher rank is more severe. Ranks start at 0 because the rules index arrays
+#: by them (``rules.alarm``: -1 is "no alarm"); compare levels by rank, never by name.
+LEVEL_RANK: Final[Mapping[Level, int]] = {level: rank for rank, level in enumerate(Level)}
+#: The levels by rank: ``LEVELS[LEVEL_RANK[level]] is level``.
+LEVELS: Final[tuple[Level, ...]] = tuple(Level)
 
 
 class Department(StrEnum):
@@ -90,8 +99,7 @@ def misordered(levels: Mapping[Level, float], direction: Direction) -> str | Non
     """What is wrong with the order of ``levels`` (level to raise value), or None: each higher warning level must be
     strictly further in ``direction`` than every lower one (``above``: blue < yellow < orange < red), else a reading
     between two of them raises the higher level first (``{"orange": 50, "red": 25}`` raises red at 30)."""
-    order = list(Level)
-    ordered = sorted(levels.items(), key=lambda item: order.index(item[0]))
+    ordered = sorted(levels.items(), key=lambda item: LEVEL_RANK[item[0]])
     for (low, a), (high, b) in itertools.pairwise(ordered):
         if (b <= a) if direction == "above" else (b >= a):
             return f"level {high} ({b}) must be {direction} level {low} ({a})"
