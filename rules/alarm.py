@@ -1,6 +1,7 @@
 """The alarm state machine every rule shares: debounce, flap detection, and publish-on-change.
 
-A rule decides, for each reading, its *candidate* level (``None`` = condition not met), using its own hysteresis.
+A rule decides, for each reading, its *candidate* level (``NONE`` when its condition is not met), using its own
+hysteresis.
 ``step`` turns the candidate sequence into published changes:
 
 - **hold**: a raise or an escalation is taken only after the candidate has stayed above the current level for

@@ -22,7 +22,7 @@ from core.contracts.catalogue import LEVEL_RANK, DeviceKind
 from core.contracts.device import Device
 from core.contracts.finding import Finding
 from rules.alarm import NONE, AlarmState, Change, FlapPolicy, finding_of, force, step
-from rules.kinds import Composite, Limits, MetricIs, Offline, Rate, Site, Threshold
+from rules.kinds import Condition, Limits, MetricIs, Offline, Rate, Site, Threshold
 from rules.pack import RulePack
 from rules.state import DeviceState
 from rules.window import Window
@@ -32,10 +32,10 @@ from rules.window import Window
 class _KindRules:
     thresholds: dict[str, list[Threshold]] = field(default_factory=lambda: defaultdict(list))
     rates: dict[str, list[Rate]] = field(default_factory=lambda: defaultdict(list))
-    composites: list[Composite] = field(default_factory=list)
-    composite_metrics: set[str] = field(default_factory=set)
+    conditions: list[Condition] = field(default_factory=list)
+    condition_metrics: set[str] = field(default_factory=set)
     offline: list[Offline] = field(default_factory=list)
-    #: metric -> (threshold rules, rate rules, looked at by a condition): one lookup per value in the hot path
+    #: metric -> (threshold rules, rate rules, looked at by a condition rule): one lookup per value in the hot path
     plan: dict[str, tuple[tuple[tuple[Threshold, str, int, float], ...], tuple[Rate, ...], bool]] = field(
         default_factory=dict
     )
@@ -56,20 +56,20 @@ class Engine:
                     rules.thresholds[rule.metric].append(rule)
                 elif isinstance(rule, Rate):
                     rules.rates[rule.metric].append(rule)
-                elif isinstance(rule, Composite):
-                    rules.composites.append(rule)
-                    rules.composite_metrics |= rule.metrics
+                elif isinstance(rule, Condition):
+                    rules.conditions.append(rule)
+                    rules.condition_metrics |= rule.metrics
                 elif isinstance(rule, Offline) and kind is not None:
                     rules.offline.append(rule)
             rules.thresholds, rules.rates = dict(rules.thresholds), dict(rules.rates)
-            for metric in {*rules.thresholds, *rules.rates, *rules.composite_metrics}:
+            for metric in {*rules.thresholds, *rules.rates, *rules.condition_metrics}:
                 rules.plan[metric] = (
                     tuple(
                         (r, r.id, 1 if r.direction == "above" else -1, r.compiled(None).idle_below)
                         for r in rules.thresholds.get(metric, ())
                     ),
                     tuple(rules.rates.get(metric, ())),
-                    metric in rules.composite_metrics,
+                    metric in rules.condition_metrics,
                 )
             self._by_kind[kind] = rules
         self._defaults: dict[str, Limits] = {r.id: r.compiled(None) for r in pack.rules if isinstance(r, Threshold)}
@@ -102,8 +102,8 @@ class Engine:
             step_ = plan.get(metric)
             if step_ is None:
                 continue
-            thresholds, rates, in_composite = step_
-            if in_composite and in_order:
+            thresholds, rates, in_condition = step_
+            if in_condition and in_order:
                 if st.latest is None:
                     st.latest = {}
                 st.latest[metric] = (ts, value)
@@ -120,9 +120,9 @@ class Engine:
                     self._threshold(rule, device, reading, st, value, now_ms, out)
             for rate in rates:
                 touched |= self._rate(rate, device, reading, st, value, in_order, now_ms, out)
-        if touched and rules.composites:
-            for composite in rules.composites:
-                self._composite(composite, device, reading, st, now_ms, out)
+        if touched and rules.conditions:
+            for condition in rules.conditions:
+                self._condition(condition, device, reading, st, now_ms, out)
         return out
 
     def _threshold(
@@ -197,9 +197,9 @@ class Engine:
             )
         return True
 
-    def _composite(
+    def _condition(
         self,
-        rule: Composite,
+        rule: Condition,
         device: Device | None,
         reading: ReadingDict,
         st: DeviceState,
@@ -225,7 +225,7 @@ class Engine:
         if change is not None:
             out.append(_finding(rule, device, reading, change, now, window_s=rule.within_s, confirmed=rule.confirmed))
 
-    def _step(self, st: DeviceState, rule: Threshold | Rate | Composite, candidate: int, ts: int) -> Change | None:
+    def _step(self, st: DeviceState, rule: Threshold | Rate | Condition, candidate: int, ts: int) -> Change | None:
         """One candidate into the rule's alarm: kept in ``st.alarms`` only while it is not idle."""
         alarm = st.alarms.get(rule.id)
         if alarm is None:
@@ -311,7 +311,7 @@ class Engine:
 
 
 def _finding(
-    rule: Threshold | Rate | Composite | Offline,
+    rule: Threshold | Rate | Condition | Offline,
     device: Device | None,
     reading: ReadingDict | None,
     change: Change,

@@ -44,7 +44,9 @@ class _Rule(BaseModel):
         return Hold(self.hold_s, self.repeat)
 
 
-class HoldsAndFlaps(BaseModel):
+class FlapSettings(BaseModel):
+    """The pack's ``flap:`` section: when a rule's alarm counts as flapping (``rules.alarm``)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     changes: Annotated[int, Field(ge=2)] = 6
@@ -213,17 +215,18 @@ class RuleActive(BaseModel):
     at_least: Level = Level.BLUE
 
 
-Condition = MetricIs | RuleActive
+#: One clause of a condition rule's all-of group: a metric's latest value compared, or another rule's alarm.
+Clause = MetricIs | RuleActive
 
 
-class Composite(_Rule):
-    """Conditions on one device, any of several all-of groups: "smoke with heat, or flame". A metric condition uses
-    the device's latest value of that metric taken within ``within_s`` of event time; a rule condition holds while
-    that rule's alarm on the same device is at least a level."""
+class Condition(_Rule):
+    """Clauses on one device, any of several all-of groups: "smoke with heat, or flame". A metric clause uses the
+    device's latest value of that metric taken within ``within_s`` of event time; a rule clause holds while that
+    rule's alarm on the same device is at least a level."""
 
     kind: Literal["condition"] = "condition"
     level: Level
-    any: Annotated[list[Annotated[list[Condition], Field(min_length=1)]], Field(min_length=1)]
+    any: Annotated[list[Annotated[list[Clause], Field(min_length=1)]], Field(min_length=1)]
     within_s: Annotated[float, Field(gt=0)] = 60.0
     confirmed: bool = Field(False, description="the finding is corroborated by independent signals")
 
@@ -256,13 +259,13 @@ class Site(_Rule):
     level: Level = Level.RED
 
 
-Rule = Annotated[Threshold | Rate | Composite | Offline | Site, Field(discriminator="kind")]
+Rule = Annotated[Threshold | Rate | Condition | Offline | Site, Field(discriminator="kind")]
 
 #: Every rule kind by the name a pack uses; the pack's ``kind`` field picks one.
 RULE_KINDS: dict[str, type[_Rule]] = {
     "threshold": Threshold,
     "rate": Rate,
-    "condition": Composite,
+    "condition": Condition,
     "offline": Offline,
     "site": Site,
 }

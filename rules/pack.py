@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.errors import SmartCityError
 from core.yamlfile import read_yaml
-from rules.kinds import Composite, HoldsAndFlaps, Rule, Site
+from rules.kinds import Condition, FlapSettings, Rule, Site
 
 DEFAULT_PACK = Path(__file__).parent / "packs" / "default.yaml"
 
@@ -41,7 +41,7 @@ class RulePack(BaseModel):
 
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1, max_length=100)]
-    flap: HoldsAndFlaps = HoldsAndFlaps()
+    flap: FlapSettings = FlapSettings()
     rules: Annotated[list[Rule], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -52,11 +52,11 @@ class RulePack(BaseModel):
             raise ValueError(f"rule ids must be unique; repeated: {', '.join(repeated)}")
         device_rules = {r.id for r in self.rules if not isinstance(r, Site)}
         for rule in self.rules:
-            refs = rule.rule_refs if isinstance(rule, Composite) else set(rule.rules) if isinstance(rule, Site) else ()
-            unknown = sorted(set(refs) - device_rules - ({rule.id} if isinstance(rule, Composite) else set()))
+            refs = rule.rule_refs if isinstance(rule, Condition) else set(rule.rules) if isinstance(rule, Site) else ()
+            unknown = sorted(set(refs) - device_rules - ({rule.id} if isinstance(rule, Condition) else set()))
             if unknown:
                 raise ValueError(f"rule {rule.id!r} refers to unknown device rules: {', '.join(unknown)}")
-            if isinstance(rule, Composite) and rule.id in rule.rule_refs:
+            if isinstance(rule, Condition) and rule.id in rule.rule_refs:
                 raise ValueError(f"rule {rule.id!r} refers to itself")
         return self
 

@@ -1,7 +1,7 @@
 """Per-device rule state: small, slotted, saved as a compact JSON-able list (a Faust table value in ``streams``).
 
 Only what changes findings is kept: the alarms that are not idle, one event-time window per rate rule, the latest
-value of the metrics that composite rules look at, the newest event time (for ordering), when the device was
+value of the metrics that condition rules look at, the newest event time (for ordering), when the device was
 last heard from (for silence), and the sequence numbers it was last seen with (``rules.dedup``: a redelivered
 reading is evaluated once). Readings flagged ``drill`` run on a separate ``drill`` state, so an exercise never
 moves a real alarm, and a real reading never clears an exercise one.

@@ -1,4 +1,4 @@
-"""Composite conditions on one device: smoke alone, smoke with heat, flame."""
+"""Condition rules on one device: smoke alone, smoke with heat, flame."""
 
 from __future__ import annotations
 
