@@ -8,6 +8,8 @@
         kind: threshold
         ...
 
+Each rule is validated as the class its ``kind`` names in ``rules.kinds.RULE_KINDS``, then the references between
+rules are checked (the rules a condition or a site rule refers to must be device rules of the pack).
 ``load_pack(path)`` raises ``RulePackError`` listing every problem, e.g.
 ``default.yaml: rule 'gas.ch4' (rules[0]) field 'levels.orange': Input should be a valid number``.
 The packaged default pack is ``rules/packs/default.yaml``.
@@ -23,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.errors import SmartCityError
 from core.yamlfile import read_yaml
-from rules.kinds import Condition, FlapSettings, Rule, Site
+from rules.alarm import FlapPolicy
+from rules.kinds import AnyRule
+from rules.rule import DeviceRule
 
 DEFAULT_PACK = Path(__file__).parent / "packs" / "default.yaml"
 
@@ -36,13 +40,27 @@ class RulePackError(SmartCityError):
         self.problems = problems
 
 
+class FlapSettings(BaseModel):
+    """The pack's ``flap:`` section: when a rule's alarm counts as flapping (``rules.alarm``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    changes: Annotated[int, Field(ge=2)] = 6
+    window_s: Annotated[float, Field(gt=0)] = 600
+    calm_s: Annotated[float, Field(gt=0)] = 600
+
+    @property
+    def policy(self) -> FlapPolicy:
+        return FlapPolicy(self.changes, self.window_s, self.calm_s)
+
+
 class RulePack(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1, max_length=100)]
     flap: FlapSettings = FlapSettings()
-    rules: Annotated[list[Rule], Field(min_length=1)]
+    rules: Annotated[list[AnyRule], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _references(self) -> RulePack:
@@ -50,13 +68,13 @@ class RulePack(BaseModel):
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
             raise ValueError(f"rule ids must be unique; repeated: {', '.join(repeated)}")
-        device_rules = {r.id for r in self.rules if not isinstance(r, Site)}
+        device_rules = {r.id for r in self.rules if isinstance(r, DeviceRule)}
         for rule in self.rules:
-            refs = rule.rule_refs if isinstance(rule, Condition) else set(rule.rules) if isinstance(rule, Site) else ()
-            unknown = sorted(set(refs) - device_rules - ({rule.id} if isinstance(rule, Condition) else set()))
+            refs = rule.refers_to
+            unknown = sorted(refs - device_rules - ({rule.id} & device_rules))
             if unknown:
                 raise ValueError(f"rule {rule.id!r} refers to unknown device rules: {', '.join(unknown)}")
-            if isinstance(rule, Condition) and rule.id in rule.rule_refs:
+            if rule.id in refs:
                 raise ValueError(f"rule {rule.id!r} refers to itself")
         return self
 

@@ -1,7 +1,8 @@
-"""Site correlation: several devices of one site in alarm together confirm the hazard (a leak, not a faulty head).
+"""The site kind: several devices of one site in alarm together confirm the hazard (a leak, not a faulty head).
 
-Input: the device findings of the rules a ``Site`` rule lists, for one site, in any order across devices (each
-device's own findings in order). Each device alarm at or above ``at_least`` is an interval of event time, open until
+Not evaluated by the engine: the streams' site stage calls ``correlate`` with the device findings of the rules a
+``Site`` lists, regrouped by site, on each site's own state. They come in any order across devices (each device's
+own findings in order). Each device alarm at or above ``at_least`` is an interval of event time, open until
 a finding takes it below. The site condition holds at a device's start time ``t`` when at least ``min_devices``
 distinct devices were in alarm at some moment of ``[t - within_s, t]``; the first such ``t`` raises the site
 finding, confirmed, at the rule's level. It clears when no listed device alarm is at or above ``at_least`` anymore.
@@ -12,14 +13,32 @@ first (the finding's time is when the condition became known, which can).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from core.contracts.catalogue import LEVEL_RANK
+from pydantic import Field
+
+from core.contracts.catalogue import LEVEL_RANK, Level
 from core.contracts.finding import Finding
 from rules.alarm import NONE, AlarmState, finding_of, force
-from rules.kinds import Site
+from rules.rule import Rule, RuleId
 
 _OPEN = None
+
+
+class Site(Rule):
+    """Correlation across the devices of one site: ``min_devices`` distinct devices whose alarm from one of
+    ``rules`` reached ``at_least`` within ``within_s`` of each other (event time): one confirmed site finding."""
+
+    kind: Literal["site"] = "site"
+    rules: Annotated[list[RuleId], Field(min_length=1)]
+    at_least: Level = Level.ORANGE
+    min_devices: Annotated[int, Field(ge=2)] = 2
+    within_s: Annotated[float, Field(gt=0)] = 60.0
+    level: Level = Level.RED
+
+    @property
+    def refers_to(self) -> set[str]:
+        return set(self.rules)
 
 
 class SiteState:

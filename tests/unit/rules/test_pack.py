@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from rules.kinds import RULE_KINDS, Threshold
+from rules.kinds import RULE_KINDS
 from rules.pack import DEFAULT_PACK, RulePackError, load_pack, parse_pack
+from rules.threshold import Threshold
 from tests.unit.rules.helpers import DEFAULT
 
 

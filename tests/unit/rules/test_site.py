@@ -6,8 +6,7 @@ import itertools
 
 from core.contracts.finding import Finding
 from rules.engine import Engine
-from rules.kinds import Site
-from rules.site import SiteState, correlate
+from rules.site import Site, SiteState, correlate
 from rules.state import DeviceState
 from tests.unit.rules.helpers import DEFAULT, device, reading
 
