@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 LOOPBACK = "127.0.0.1"  # where the stack's unauthenticated listeners are, whatever SMARTCITY_HOST says
+#: What ``smartcity up`` prints once every service is healthy. The supervisor prints it; whoever starts the stack as
+#: a child (``smartcity demo``, the test harness ``harness.stack.StackRun``) waits for it, so it lives down here
+#: where both floors can import it.
+READY_LINE = "SmartCity is up"
 
 
 def reachable(host: str) -> str:

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from core.errors import StackError
 from core.logs import quiet
-from core.process import die_with_parent, reachable
+from core.process import READY_LINE, die_with_parent, reachable
 from core.secrets import saved_secrets
 from simulators.cli import FIELD_LOGGERS
 from simulators.drill import run_drill
@@ -30,7 +30,7 @@ from simulators.fleet import generate_fleet
 from simulators.live import run_fleet
 from simulators.render import text, write
 from simulators.scenario import load_scenario
-from smartcity.stack.supervisor import READY_LINE, StackSettings
+from smartcity.stack.supervisor import StackSettings
 
 console = Console()
 

@@ -31,7 +31,7 @@ from rich.table import Table
 
 from core.errors import ConfigError, StackError
 from core.kafka.admin import all_topics, ensure_topics
-from core.process import LOOPBACK, ManagedProcess, reachable, require_port
+from core.process import LOOPBACK, READY_LINE, ManagedProcess, reachable, require_port
 from core.secrets import API_USERNAME, GATEWAY_USERNAME, StackSecrets
 from core.settings import ApiToken
 from devices.mqtt_files import FileAccounts
@@ -43,7 +43,6 @@ from streams.settings import StreamsSettings
 
 logger = logging.getLogger(__name__)
 
-READY_LINE = "SmartCity is up"
 TANSU = "kafka (tansu)"  # the one-machine Kafka: memory only, so a restart of it comes back empty
 SERVICES = ("ingest gateway", "stream worker", "influx writer", "api")  # our own processes
 

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from core.contracts.finding import Finding
-from core.process import free_port
-from smartcity.stack.supervisor import READY_LINE
+from core.process import READY_LINE, free_port
 from tests.kafka_util import consume, readings_of
 from tests.mqtt_util import Client
 
