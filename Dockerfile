@@ -21,6 +21,7 @@ COPY alerts ./alerts
 COPY --from=console /console/static ./alerts/console/static
 COPY devices ./devices
 COPY simulators ./simulators
+COPY harness ./harness
 # /var/lib/smartcity exists in the image, owned by the service user: a named volume mounted there (compose's
 # registry-data) takes its owner from it, so the API can write registry.db.
 # openssl: compose's one-shot certs service runs deploy/tls/make-certs.sh in this image.

@@ -1,6 +1,6 @@
 """Load mode (issue 7): ramp a fleet's rate, hold it, and account for every reading end to end.
 
-A run starts the whole one-machine stack (``smartcity up`` on free ports, ``smartcity.bench.alerts.StackRun``),
+A run starts the whole one-machine stack (``smartcity up`` on free ports, ``harness.stack.StackRun``),
 registers a generated Longgang fleet (``simulators.fleet``: realistic records, realistic healthy values that raise
 no alert) and probe gas detectors, and drives the fleet from ``simulators.load_publisher``, its own process, through
 steps: each rate of ``rates`` for ``step_s`` (the ramp), the last one held for ``hold_s``. Each step measures, over
@@ -8,8 +8,8 @@ its window (the step less its first seconds while the rate settles):
 
 - readings/s asked, acknowledged by the broker, accepted by the gateway, evaluated by the stream worker and stored
   by the writer (each service's own Prometheus counter);
-- alert latency, publish to ``alerts/emergency``, of probes sent every ``probe_interval_s`` (``Probes``, as in the
-  alert benchmark), so probe alerts are the only alerts;
+- alert latency, publish to ``alerts/emergency``, of probes sent every ``probe_interval_s`` (``harness.probes``,
+  as in the alert benchmark), so probe alerts are the only alerts;
 - CPU of each platform process (``/proc``, pids from stack.json) and of the publisher, reported apart.
 
 After the last step the run waits until the writer and the stream worker have caught up with the gateway, then
@@ -40,6 +40,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.clock import local_now
 from core.settings import KafkaConnection
+from harness.builders import device_record
+from harness.measure import ACCEPTED, EVALUATED, REFUSED, STORED, cpu_seconds, metric
+from harness.probes import CLEAR_AFTER, CLEAR_CH4, PROBE_CH4, Probes, Sample
+from harness.probes import warm_up as warm_up_probes
+from harness.stack import StackRun
 from simulators.fleet import Fleet, generate_fleet
 from simulators.load_publisher import LoadPublisher, template
 from simulators.load_report import (
@@ -56,12 +61,7 @@ from simulators.load_report import (
     step_result,
     table,
 )  # fmt: skip
-from smartcity.bench.alerts import ACCEPTED, CLEAR_AFTER, Probes, Sample, StackRun, _device, _metric
-from smartcity.bench.alerts import warm_up as warm_up_probes
-from smartcity.bench.ingest import cpu_seconds
 
-EVALUATED, STORED = "smartcity_streams_readings_total", "smartcity_writer_readings_total"
-REFUSED = "smartcity_ingest_refusals_total"
 SETTLE_S = 3.0  # the start of each step not measured, while the publisher reaches the new rate
 VARIANTS = 4  # healthy payloads per device, cycled
 
@@ -111,7 +111,7 @@ def _counter(url: str, name: str) -> float:
     """A service's counter; a service busy with a backlog may take seconds to answer, so it is asked three times."""
     for attempt in range(3):
         try:
-            return _metric(url, name, timeout=20)
+            return metric(url, name, timeout=20)
         except httpx.HTTPError:
             if attempt == 2:
                 raise
@@ -181,7 +181,7 @@ class _Run:
         last: tuple[float, float] | None = None
         while (now := time.monotonic()) < until:
             try:
-                accepted = _metric(self.stack.gateway_metrics, ACCEPTED, timeout=min(2.0, until - now))
+                accepted = metric(self.stack.gateway_metrics, ACCEPTED, timeout=min(2.0, until - now))
             except httpx.HTTPError:
                 continue  # busy: the next second's figure will do
             if last is not None:
@@ -203,13 +203,13 @@ class _Run:
             if due >= end:
                 break
             self._wait(due)
-            samples.append(self._probe(device, 30.0))
+            samples.append(self._probe(device, PROBE_CH4))
             if len(samples) > CLEAR_AFTER:
-                self._probe(samples[-1 - CLEAR_AFTER].device, 5.0)
+                self._probe(samples[-1 - CLEAR_AFTER].device, CLEAR_CH4)
         self._wait(end)
         last = self.snap()
         for sample in samples[-CLEAR_AFTER:]:
-            self._probe(sample.device, 5.0)
+            self._probe(sample.device, CLEAR_CH4)
         return first, last, samples
 
     def drain(self, expected: float, timeout: float = 600, stall: float = 60) -> tuple[float, bool]:
@@ -270,7 +270,7 @@ def run_load(
     # and registering 100,000 devices takes longer than 3 minutes' worth of the default 60 s.
     fleet = generate_fleet(devices, seed, interval_s=3600, prefix="load")
     records = [r.model_dump(mode="json") for r in fleet.records()]
-    records += [_device(d, f"site-{d}") for d in warm + [d for ids in probe_ids for d in ids]]
+    records += [device_record(d) for d in warm + [d for ids in probe_ids for d in ids]]
     with tempfile.TemporaryDirectory(prefix="smartcity-load-") as tmp, StackRun(Path(tmp)) as stack:
         pool_path = Path(tmp) / "load-pool.json"
         pool_path.write_text(json.dumps(_pool(fleet)))

@@ -19,9 +19,10 @@ import httpx
 from rich.table import Table
 
 from core.contracts.telemetry import decode_batch
+from harness.kafka import read_topic
+from harness.measure import quantile
+from harness.probes import Sample
 from simulators.load_publisher import published_per_device
-from smartcity.bench.alerts import Sample, _quantile
-from smartcity.bench.alerts import _read_all as read_topic
 
 #: The platform's own processes, as ``smartcity up`` names them in stack.json; the load publisher is not one.
 PLATFORM = ("mosquitto", "kafka (tansu)", "influxdb", "ingest gateway", "stream worker", "influx writer", "api")
@@ -151,7 +152,7 @@ def step_result(
     lat = None
     if samples is not None:
         ms = [m for s in samples if (m := s.latency_ms()) is not None]
-        p50, p95, p99 = (None if math.isnan(v := _quantile(ms, q)) else v for q in (0.5, 0.95, 0.99))
+        p50, p95, p99 = (None if math.isnan(v := quantile(ms, q)) else v for q in (0.5, 0.95, 0.99))
         lat = Latency(len(samples), len(samples) - len(ms), p50, p95, p99, round(max(ms), 1) if ms else None)
     acked, accepted_s, evaluated_s, stored_s = (
         round(v / window, 1) for v in ((b.acked - a.acked) * per_message, accepted, evaluated, stored)

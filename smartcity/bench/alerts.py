@@ -1,16 +1,16 @@
 """Alert latency benchmark (issue 5): from the MQTT publish of a reading to its alert on ``alerts/{department}``.
 
 The system measured is the real one-machine stack: ``python -m smartcity up`` in a temporary data directory on free
-ports, every service its own process. A background fleet and probe gas detectors are registered through the HTTP
-API; then, for each background rate:
+ports, every service its own process (``harness.stack.StackRun``). A background fleet and probe gas detectors are
+registered through the HTTP API; then, for each background rate:
 
 - **load**: ``simulators.publisher`` in its own process as the operator account ``admin``: one reading per message,
   QoS 1, round robin over the fleet, every reading ``ch4_lel`` 2.0 and battery 87 %, so the load raises no alert.
-- **probes**: every ``interval`` a fresh probe device (its own site: no site correlation) publishes ``ch4_lel`` 30,
-  QoS 1, without ``ts``: ``gas.ch4`` raises an orange alert for ``emergency``. A subscriber logged in as
-  ``dept-emergency`` notes when the ``raised`` message of that key arrives. Latency is that arrival minus the moment
-  just before ``publish`` (one monotonic clock, one process); none within ``TIMEOUT_S`` is a lost probe. Each probe
-  is cleared (``ch4_lel`` 5) a few probes later.
+- **probes** (``harness.probes``): every ``interval`` a fresh probe device (its own site: no site correlation)
+  publishes ``ch4_lel`` 30, QoS 1, without ``ts``: ``gas.ch4`` raises an orange alert for ``emergency``. A subscriber
+  logged in as ``dept-emergency`` notes when the ``raised`` message of that key arrives. Latency is that arrival
+  minus the moment just before ``publish`` (one monotonic clock, one process); none within ``TIMEOUT_S`` is a lost
+  probe. Each probe is cleared (``ch4_lel`` 5) a few probes later.
 
 Where the time goes, from wall-clock stamps (one machine, one clock, milliseconds): the gateway's receive time (the
 alert's ``ts``), the time the gateway produced the reading's Kafka record and the stream worker's ``detected_at``
@@ -26,55 +26,25 @@ import json
 import logging
 import math
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
-import paho.mqtt.client as mqtt
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from paho.mqtt.enums import CallbackAPIVersion
-
-from core.contracts import TELEMETRY_TOPIC, TelemetryItem
-from core.contracts.alert import ALERTS_MQTT_TOPIC, Alert
-from core.process import die_with_parent, free_port, port_is_free
-from core.secrets import saved_secrets
+from core.process import die_with_parent
 from core.settings import KafkaConnection
-from smartcity.bench.ingest import cpu_seconds
+from harness.builders import device_record
+from harness.kafka import read_topic
+from harness.measure import ACCEPTED, REFUSED, cpu_seconds, metric, quantile
+from harness.probes import CLEAR_AFTER, CLEAR_CH4, PROBE_CH4, TIMEOUT_S, Probes, Sample, warm_up
+from harness.stack import DEPARTMENT, StackRun
 
-DEPARTMENT = "emergency"
-TIMEOUT_S = 5.0  # a probe whose alert takes longer is lost
+SITE_NAME = "龙岗 bench"
 SETTLE_S = 3.0  # load running before the first probe
-CLEAR_AFTER = 5  # a probe is cleared this many probes later
 SEGMENTS = ("publish to gateway", "gateway to Kafka", "Kafka to finding", "finding to alert", "alert to officer")
-ACCEPTED = "smartcity_ingest_readings_accepted_total"
-
-
-@dataclass
-class Sample:
-    device: str
-    sent: float  # monotonic, just before publish
-    sent_wall_ms: float
-    arrived: float | None = None
-    arrived_wall_ms: float = 0.0
-    gateway_ms: int = 0  # the alert's ts: the gateway's receive time
-    decided_ms: int = 0  # the alert's updated_at: the alerts service's decision
-    stamps: tuple[int, int] | None = None  # the reading's Kafka record time, the finding's detected_at
-
-    def latency_ms(self) -> float | None:
-        if self.arrived is None or self.arrived - self.sent > TIMEOUT_S:
-            return None
-        return (self.arrived - self.sent) * 1000
 
 
 @dataclass
@@ -92,173 +62,6 @@ class LevelResult:
     refused: int  # messages the gateway refused in the window: 0 unless its registry lags
     latencies_ms: list[float]
     segments_ms: dict[str, dict[str, float]] | None = None  # span -> {"p50", "p99"}
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """Nearest rank; NaN when there is nothing to rank."""
-    ordered = sorted(values)
-    return round(ordered[max(0, math.ceil(len(ordered) * q) - 1)], 1) if ordered else float("nan")
-
-
-def _metric(url: str, name: str, timeout: float = 5) -> float:
-    """Sum of a Prometheus sample over its labels."""
-    text = httpx.get(url, timeout=timeout).text
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
-
-
-class StackRun:
-    """``python -m smartcity up`` on free ports in ``data_dir``; stopped with SIGTERM, which stops its children."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
-        """``env``: more settings for ``smartcity up`` (``SMARTCITY_GATEWAYS``: replicas on the next ports)."""
-        self.data_dir = data_dir
-        self.env = {"SMARTCITY_LOG_LEVEL": "WARNING", **os.environ, **(env or {})}
-        replicas = {
-            "GATEWAY_HTTP": int(self.env.get("SMARTCITY_GATEWAYS", "1")),
-            "STREAMS_HTTP": int(self.env.get("SMARTCITY_STREAM_WORKERS", "1")),
-        }
-        ports: dict[str, int] = {}
-        for name in ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP"):
-            while True:  # the OS hands out ports in sequence: a replica's port+n may be another's
-                port = free_port()
-                block = range(port, port + replicas.get(name, 1))
-                taken = {p for other, first in ports.items() for p in range(first, first + replicas.get(other, 1))}
-                if not taken.intersection(block) and all(port_is_free("127.0.0.1", p) for p in block):
-                    ports[name] = port
-                    break
-        self.env |= {f"SMARTCITY_{name}_PORT": str(port) for name, port in ports.items()}
-        self.mqtt_url, self.kafka = f"mqtt://127.0.0.1:{ports['MQTT']}", f"127.0.0.1:{ports['KAFKA']}"
-        self.api = f"http://127.0.0.1:{ports['HTTP']}"
-        self.influx = f"http://127.0.0.1:{ports['INFLUX']}"
-        self.gateway_metrics = f"http://127.0.0.1:{ports['GATEWAY_HTTP']}/metrics"
-        self.streams_metrics = f"http://127.0.0.1:{ports['STREAMS_HTTP']}/metrics"
-        self.writer_metrics = f"http://127.0.0.1:{ports['WRITER_HTTP']}/metrics"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> StackRun:
-        from smartcity.stack.supervisor import READY_LINE
-
-        log = self.data_dir / "up.log"
-        with log.open("wb") as out:  # a file, not a pipe: nobody would drain a pipe once the stack is up
-            argv = [sys.executable, "-m", "smartcity", "up", "--data-dir", str(self.data_dir)]
-            # A benchmark killed without its cleanup (SIGTERM, SIGKILL) takes its stack with it.
-            self.proc = subprocess.Popen(
-                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-            )
-        deadline = time.monotonic() + 180
-        while READY_LINE not in log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"smartcity up did not come up:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
-        secrets = saved_secrets(self.data_dir)
-        self.admin_password: str = secrets["admin_password"]
-        self.dept_password: str = secrets["departments"][DEPARTMENT]
-        self.token: str = secrets["api_token"]
-        self.read_state()
-        return self
-
-    def read_state(self) -> None:
-        """Pids and addresses from ``stack.json`` (the supervisor rewrites it when it restarts a child)."""
-        state = json.loads((self.data_dir / "stack.json").read_text())
-        self.pids = {k: int(v["pid"]) for k, v in state.items()}
-        self.urls: dict[str, str] = {k: str(v["url"]) for k, v in state.items()}
-
-    def __exit__(self, *exc: object) -> None:
-        if exc and exc[0] is not None:  # the data directory is about to go: show what the services said
-            for log in sorted((self.data_dir / "logs").glob("*.log")):
-                print(
-                    f"--- {log.name}:", *log.read_text(errors="replace").splitlines()[-15:], sep="\n", file=sys.stderr
-                )
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def register(self, devices: list[dict[str, Any]]) -> None:
-        with httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {self.token}"}, timeout=300) as http:
-            for start in range(0, len(devices), 5000):
-                http.post("/api/devices/import", json=devices[start : start + 5000]).raise_for_status()
-
-    def wait_drained(self, timeout: float = 120) -> None:
-        """Until neither the gateway nor the stream worker has counted a reading for a second."""
-        last, deadline = (-1.0, -1.0), time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            now = (
-                _metric(self.gateway_metrics, ACCEPTED),
-                _metric(self.streams_metrics, "smartcity_streams_readings_total"),
-            )
-            if now == last:
-                return
-            last = now
-            time.sleep(1)
-
-
-def _device(device_id: str, site: str) -> dict[str, Any]:
-    return {"id": device_id, "kind": "gas", "site_id": site, "site_name": "龙岗 bench", "lat": 22.72, "lon": 114.25,
-            "interval_s": 3600, "departments": [DEPARTMENT]}  # fmt: skip
-
-
-def _client(url: str, username: str, password: str, name: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-alerts-{name}")
-    client.username_pw_set(username, password)
-    client.connect(urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 1883)
-    client.loop_start()
-    return client
-
-
-class Probes:
-    """The probe publisher (operator account) and the department's subscriber, in this process."""
-
-    def __init__(self, stack: StackRun) -> None:
-        self.pending: dict[str, Sample] = {}  # alert key -> sample
-        self.lock = threading.Lock()
-        subscribed = threading.Event()
-        self.sub = _client(stack.mqtt_url, f"dept-{DEPARTMENT}", stack.dept_password, "officer")
-        self.sub.on_subscribe = lambda *_a: subscribed.set()
-        self.sub.on_message = self._on_alert
-        self.sub.subscribe(ALERTS_MQTT_TOPIC.format(department=DEPARTMENT), qos=1)
-        self.pub = _client(stack.mqtt_url, "admin", stack.admin_password, "probe")
-        if not subscribed.wait(10):
-            raise RuntimeError("the department's subscriber did not get its subscription")
-
-    def _on_alert(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        arrived, wall = time.monotonic(), time.time() * 1000
-        alert = Alert.model_validate_json(msg.payload)
-        with self.lock:
-            sample = self.pending.get(alert.key)
-            if alert.event == "raised" and sample is not None and sample.arrived is None:
-                sample.arrived, sample.arrived_wall_ms = arrived, wall
-                sample.gateway_ms, sample.decided_ms = alert.ts, alert.updated_at
-
-    def send(self, device: str, ch4: float) -> Sample:
-        body = TelemetryItem.model_construct(values={"ch4_lel": ch4}).model_dump_json(exclude_none=True).encode()
-        sample = Sample(device, time.monotonic(), time.time() * 1000)
-        if ch4 >= 25:
-            with self.lock:
-                self.pending[f"{device}:gas.ch4"] = sample
-        self.pub.publish(TELEMETRY_TOPIC.format(device_id=device), body, qos=1)
-        return sample
-
-    def close(self) -> None:
-        for client in (self.pub, self.sub):
-            client.disconnect()
-            client.loop_stop()
-
-
-def warm_up(probes: Probes, devices: list[str]) -> float:
-    """Probe until one alert arrives: the worker has its partitions, the gateway's directory knows the probes."""
-    started = time.monotonic()
-    for device in devices:
-        sample = probes.send(device, 30.0)
-        while time.monotonic() < sample.sent + 3:
-            if sample.arrived is not None:
-                return time.monotonic() - started
-            time.sleep(0.05)
-    raise RuntimeError(f"no alert arrived in {time.monotonic() - started:.0f} s of warm-up probes")
 
 
 def _load(
@@ -286,8 +89,8 @@ def run_level(
     per_message: int = 1,
 ) -> tuple[LevelResult, list[Sample], int]:
     """One background rate: returns its result, its samples and how many load messages were planned."""
-    accepted = partial(_metric, stack.gateway_metrics, ACCEPTED)
-    refused = partial(_metric, stack.gateway_metrics, "smartcity_ingest_refusals_total")
+    accepted = partial(metric, stack.gateway_metrics, ACCEPTED)
+    refused = partial(metric, stack.gateway_metrics, REFUSED)
     load, count = _load(stack, rate, devices, len(probe_ids), interval_s, seq_base, per_message)
     try:
         base, deadline = accepted(), time.monotonic() + 120
@@ -302,9 +105,9 @@ def run_level(
         samples: list[Sample] = []
         for n, device in enumerate(probe_ids):
             time.sleep(max(0.0, t0 + n * interval_s - time.monotonic()))
-            samples.append(probes.send(device, 30.0))
+            samples.append(probes.send(device, PROBE_CH4))
             if n >= CLEAR_AFTER:
-                probes.send(probe_ids[n - CLEAR_AFTER], 5.0)
+                probes.send(probe_ids[n - CLEAR_AFTER], CLEAR_CH4)
         while any(s.arrived is None for s in samples) and time.monotonic() < samples[-1].sent + TIMEOUT_S:
             time.sleep(0.05)
         window = time.monotonic() - t0
@@ -314,32 +117,14 @@ def run_level(
         load.terminate()
         load.wait()
     for device in probe_ids[-CLEAR_AFTER:]:
-        probes.send(device, 5.0)
+        probes.send(device, CLEAR_CH4)
     ms = [m for s in samples if (m := s.latency_ms()) is not None]
     result = LevelResult(
-        rate, round(rate_reached), round(window, 1), len(samples), len(samples) - len(ms), _quantile(ms, 0.5),
-        _quantile(ms, 0.95), _quantile(ms, 0.99), round(max(ms, default=math.nan), 1), cpu, int(refusals),
+        rate, round(rate_reached), round(window, 1), len(samples), len(samples) - len(ms), quantile(ms, 0.5),
+        quantile(ms, 0.95), quantile(ms, 0.99), round(max(ms, default=math.nan), 1), cpu, int(refusals),
         [round(m, 1) for m in ms],
     )  # fmt: skip
     return result, samples, count
-
-
-async def _read_all(bootstrap: str, topic: str, keep: Callable[[int, bytes], None]) -> None:
-    """Every record of ``topic`` from the beginning to its end now: (timestamp, value) given to ``keep``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
-    await consumer.start()
-    try:
-        await consumer.topics()  # metadata, for the partitions
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    keep(record.timestamp, record.value)
-    finally:
-        await consumer.stop()
 
 
 async def _stamps(kafka: KafkaConnection) -> dict[str, tuple[int, int]]:
@@ -360,8 +145,8 @@ async def _stamps(kafka: KafkaConnection) -> dict[str, tuple[int, int]]:
         if f.event == "raised" and f.device_id:
             detected.setdefault(f.device_id, f.detected_at)
 
-    await _read_all(kafka.kafka_bootstrap, kafka.topic_readings, reading)
-    await _read_all(kafka.kafka_bootstrap, kafka.topic_findings, finding)
+    await read_topic(kafka.kafka_bootstrap, kafka.topic_readings, reading)
+    await read_topic(kafka.kafka_bootstrap, kafka.topic_findings, finding)
     return {d: (produced[d], detected[d]) for d in detected.keys() & produced.keys()}
 
 
@@ -374,7 +159,7 @@ def _segments(samples: list[Sample]) -> dict[str, dict[str, float]]:
             for i, span in enumerate(spans):
                 span.append(points[i + 1] - points[i])
     pairs = zip(SEGMENTS, spans, strict=True)
-    return {name: {"p50": _quantile(span, 0.5), "p99": _quantile(span, 0.99)} for name, span in pairs}
+    return {name: {"p50": quantile(span, 0.5), "p99": quantile(span, 0.99)} for name, span in pairs}
 
 
 def _print(levels: list[LevelResult], devices: int) -> None:
@@ -404,8 +189,10 @@ def run_all(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per metrics poll otherwise
     warm = [f"probe-w{n:02d}" for n in range(20)]
     probe_ids = [[f"probe-{r}-{n:04d}" for n in range(samples)] for r in range(len(rates))]
-    fleet = [_device(f"bench-{i:06d}", f"bench-site-{i // 8:05d}") for i in range(devices)]
-    fleet += [_device(d, f"site-{d}") for d in warm + [d for ids in probe_ids for d in ids]]
+    fleet = [
+        device_record(f"bench-{i:06d}", site=f"bench-site-{i // 8:05d}", site_name=SITE_NAME) for i in range(devices)
+    ]
+    fleet += [device_record(d, site_name=SITE_NAME) for d in warm + [d for ids in probe_ids for d in ids]]
     results: list[tuple[LevelResult, list[Sample]]] = []
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-alerts-") as tmp, StackRun(Path(tmp)) as stack:
         stack.register(fleet)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,15 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.contracts import ReadingBatch
 from core.process import ManagedProcess, die_with_parent, free_port
+from harness.measure import ACCEPTED, cpu_seconds, metric
 from smartcity.stack.services import Launch, http_ok, mosquitto, tansu
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 @dataclass
@@ -49,14 +41,6 @@ class Result:
     mosquitto_cpu_us_per_reading: float
     kafka_cpu_us_per_reading: float
     seconds: float
-
-
-def _accepted(metrics_url: str) -> float:
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()  # noqa: S310 - loopback
-    for line in text.splitlines():
-        if line.startswith("smartcity_ingest_readings_accepted_total "):
-            return float(line.split()[1])
-    return 0.0
 
 
 async def _distinct_in_kafka(bootstrap: str, topic: str, partitions: int) -> int:
@@ -143,7 +127,7 @@ class IngestBench:
                 raise RuntimeError(f"the load publisher itself failed: {published}")
             expected = messages * per_message
             deadline = time.monotonic() + 120
-            while _accepted(metrics) < expected and time.monotonic() < deadline:
+            while metric(metrics, ACCEPTED) < expected and time.monotonic() < deadline:
                 time.sleep(0.05)
             elapsed = time.monotonic() - started
             after = {k: cpu_seconds(p) for k, p in pids.items()}

@@ -25,22 +25,14 @@ from devices.feed import DevicePublisher, KafkaDirectory
 from devices.mqtt_accounts import MqttAccounts
 from devices.mqtt_files import FileAccounts
 from devices.store import DeviceStore
+from harness.builders import device
 from smartcity.stack.services import dynsec_init, mosquitto, tansu
 
 
 def _fleet(n: int) -> list[Device]:
-    template: dict[str, Any] = {
-        "kind": "gas",
-        "lat": 22.7,
-        "lon": 114.3,
-        "interval_s": 60,
-        "departments": ["emergency"],
-        "thresholds": {"ch4_lel": {"orange": 25, "red": 50}},
-    }
+    thresholds = {"ch4_lel": {"orange": 25.0, "red": 50.0}}
     return [
-        Device.model_validate(
-            {**template, "id": f"bench-{i:06d}", "site_id": f"S{i % 500}", "site_name": f"园区 {i % 500}"}
-        )
+        device(f"bench-{i:06d}", site=f"S{i % 500}", site_name=f"园区 {i % 500}", interval_s=60, thresholds=thresholds)
         for i in range(n)
     ]
 

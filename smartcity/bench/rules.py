@@ -18,7 +18,6 @@ import gc
 import json
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -26,7 +25,6 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from core.contracts import ReadingDict
@@ -35,10 +33,11 @@ from core.kafka.admin import all_topics, ensure_topics
 from core.kafka.partitioning import Partitioner, group_by_partition
 from core.process import ManagedProcess, free_port
 from devices.feed import DevicePublisher
+from harness.builders import device, reading
+from harness.measure import EVALUATED, cpu_seconds, metric
 from rules.engine import Engine
 from rules.pack import load_pack
 from rules.state import DeviceState
-from smartcity.bench.ingest import cpu_seconds
 from smartcity.stack.services import http_ok, tansu
 from streams.app import streams_topics
 from streams.settings import StreamsSettings
@@ -56,12 +55,10 @@ def fleet(n: int) -> list[Device]:
             thresholds = {"level_m": {"orange": 3.0, "red": 4.0}}
         elif kind == "structural":
             thresholds = {"tilt_deg": {"orange": 0.5, "red": 1.0}}
+        site = f"site-{i // 8:05d}"
         devices.append(
-            Device.model_validate(
-                {"id": f"{kind}-{i:06d}", "kind": kind, "site_id": f"site-{i // 8:05d}", "site_name": "龙岗 bench",
-                 "lat": 22.7, "lon": 114.2, "interval_s": 600, "departments": ["emergency"], "thresholds": thresholds}
-            )
-        )  # fmt: skip
+            device(f"{kind}-{i:06d}", kind, site=site, site_name="龙岗 bench", interval_s=600, thresholds=thresholds)
+        )
     return devices
 
 
@@ -83,10 +80,7 @@ def readings(devices: list[Device], rounds: int, seed: int = 1) -> list[ReadingD
     for r in range(rounds):
         ts = T0 + r * 10_000
         for d in devices:
-            out.append(
-                {"device_id": d.id, "ts": ts, "seq": None, "values": values_for(d.kind, rng), "drill": False,
-                 "received_at": ts}
-            )  # fmt: skip
+            out.append(reading(d.id, values_for(d.kind, rng), ts=ts))
     return out
 
 
@@ -120,12 +114,6 @@ def pure(n: int, rounds: int) -> dict[str, Any]:
         "state_bytes_per_device": round(held / n),
         "saved_json_bytes_per_device": round(saved / n),
     }
-
-
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(url, timeout=5).text
-    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 async def _fill(settings: StreamsSettings, devices: list[Device], rounds: int) -> int:
@@ -183,7 +171,7 @@ def through_faust(n: int, rounds: int, work: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 900
         done = 0.0
         while time.monotonic() < deadline:
-            done = _metric(metrics, "smartcity_streams_readings_total")
+            done = metric(metrics, EVALUATED)
             now = time.monotonic()
             if done > 0 and first is None:
                 first, cpu_first = now, cpu_seconds(worker.pid)
@@ -193,11 +181,8 @@ def through_faust(n: int, rounds: int, work: Path) -> dict[str, Any]:
             time.sleep(0.05)
         if first is None or last is None:
             raise RuntimeError(f"the worker evaluated {done:.0f} of {total} readings in time")
-        findings = sum(
-            float(v) for v in re.findall(r"^smartcity_streams_findings_total\{[^}]*\} ([0-9.e+]+)$",
-                                         httpx.get(metrics, timeout=5).text, re.MULTILINE)
-        )  # fmt: skip
-        saved = _metric(metrics, "smartcity_streams_state_bucket_writes_total")
+        findings = metric(metrics, "smartcity_streams_findings_total")
+        saved = metric(metrics, "smartcity_streams_state_bucket_writes_total")
         elapsed = max(last - first, 1e-9)
         return {
             "devices": n,

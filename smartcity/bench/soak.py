@@ -51,17 +51,19 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from harness.builders import device_record
+from harness.measure import ACCEPTED, EVALUATED, STORED
+from harness.probes import CLEAR_AFTER, TIMEOUT_S, Probes, Sample, warm_up
+from harness.stack import StackRun
 from simulators.fleet import generate_fleet
 from simulators.load import _pool
 from simulators.load_publisher import LoadPublisher
-from smartcity.bench.alerts import ACCEPTED, CLEAR_AFTER, TIMEOUT_S, Probes, Sample, StackRun, _device, warm_up
 from smartcity.stack.supervisor import TANSU
 from smartcity.status import Scrape
 
 #: W1's peak as recorded in docs/benchmarks.md ("End to end", measured 2026-11-25 on the 2-core machine): the best
 #: sustained rate of the W1 run, its 6,000 step. Halved and rounded down to 100 as ``smartcity bench e2e`` does.
 W1_PEAK_READINGS_PER_S = 5_983
-EVALUATED, STORED = "smartcity_streams_readings_total", "smartcity_writer_readings_total"
 RECEIVED = "smartcity_ingest_readings_received_total"
 DEVICES, PROBE_INTERVAL_S, PROBE_POOL, POLL_S = 10_000, 0.5, 800, 3.0
 
@@ -421,7 +423,7 @@ def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     fleet = generate_fleet(DEVICES, 1, interval_s=3600, prefix="load")
     warm, pool = [f"probe-w{k:02d}" for k in range(20)], [f"probe-s{k:04d}" for k in range(PROBE_POOL)]
-    records = [r.model_dump(mode="json") for r in fleet.records()] + [_device(d, f"site-{d}") for d in warm + pool]
+    records = [r.model_dump(mode="json") for r in fleet.records()] + [device_record(d) for d in warm + pool]
     console.print(
         f"[bold]soak[/]: {minutes:g} min at {rate:,} readings/s, {DEVICES:,} devices, a row every {sample_s:g} s"
     )

@@ -29,16 +29,15 @@ from rich.console import Console
 from rich.table import Table
 
 from core.contracts.device import Device
-from core.contracts.telemetry import Reading, ReadingBatch
+from core.contracts.telemetry import ReadingBatch
 from core.kafka.admin import TopicSpec, devices_topic, ensure_topics
 from core.process import die_with_parent, free_port
 from devices.feed import DevicePublisher
-from smartcity.bench.alerts import StackRun, _metric
-from smartcity.bench.ingest import cpu_seconds
+from harness.builders import device, device_record, reading, telemetry
+from harness.measure import STORED, cpu_seconds, metric
+from harness.stack import StackRun
 from smartcity.stack.services import influxdb, tansu
 from storage.settings import WriterSettings
-
-WRITTEN = "smartcity_writer_readings_total"
 
 
 @dataclass
@@ -61,15 +60,11 @@ class Lag:
 
 def _devices(count: int) -> list[Device]:
     kinds = ["gas", "water", "fire", "structural"]
-    base = {"site_name": "基准", "lat": 22.7, "lon": 114.2, "interval_s": 3600, "departments": ["emergency"]}
-    return [
-        Device.model_validate(base | {"id": f"bench-{i:06d}", "kind": kinds[i % 4], "site_id": f"site-{i // 8:05d}"})
-        for i in range(count)
-    ]
+    return [device(f"bench-{i:06d}", kinds[i % 4], site=f"site-{i // 8:05d}", site_name="基准") for i in range(count)]
 
 
 async def _backlog(settings: WriterSettings, devices: list[Device], readings: int) -> None:
-    metric = {"gas": "ch4_lel", "water": "level_m", "fire": "temp_c", "structural": "tilt_deg"}
+    measured = {"gas": "ch4_lel", "water": "level_m", "fire": "temp_c", "structural": "tilt_deg"}
     await ensure_topics(
         settings.kafka_bootstrap,
         [TopicSpec(settings.topic_readings, settings.readings_partitions), TopicSpec(settings.topic_rejected, 1),
@@ -86,12 +81,14 @@ async def _backlog(settings: WriterSettings, devices: list[Device], readings: in
     await producer.start()
     try:
         for first in range(0, readings, 500):
-            batch = [
-                Reading(device_id=(d := devices[i % len(devices)]).id, ts=t0 + i, seq=i,
-                        values={metric[d.kind.value]: float(i % 50), "battery_pct": 80.0}, received_at=t0 + i)
-                for i in range(first, min(first + 500, readings))
-            ]  # fmt: skip
-            await producer.send(settings.topic_readings, ReadingBatch(readings=batch).model_dump_json().encode())
+            batch = []
+            for i in range(first, min(first + 500, readings)):
+                d = devices[i % len(devices)]
+                batch.append(
+                    reading(d.id, {measured[d.kind.value]: float(i % 50), "battery_pct": 80.0}, ts=t0 + i, seq=i)
+                )
+            body = ReadingBatch.model_validate({"readings": batch}).model_dump_json().encode()
+            await producer.send(settings.topic_readings, body)
         await producer.flush()
     finally:
         await producer.stop()
@@ -136,7 +133,7 @@ def _environ() -> dict[str, str]:
 
 def _written(metrics: str) -> float:
     try:
-        return _metric(metrics, WRITTEN)
+        return metric(metrics, STORED)
     except httpx.HTTPError:
         return -1.0  # not serving yet: it reads the registry and sets up retention first
 
@@ -170,9 +167,7 @@ def lag(samples: int) -> Lag:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        device = {"id": "lag-1", "kind": "gas", "site_id": "lag", "site_name": "基准", "lat": 22.7, "lon": 114.2,
-                  "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
-        stack.register([device])
+        stack.register([device_record("lag-1", site="lag", site_name="基准")])
         time.sleep(2)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-lag")
         client.username_pw_set("admin", stack.admin_password)
@@ -183,7 +178,7 @@ def lag(samples: int) -> Lag:
         try:
             for n in range(samples):
                 ts = int(time.time() * 1000)
-                body = json.dumps({"ts": ts, "seq": n, "values": {"ch4_lel": 1.0}}).encode()
+                body = telemetry({"ch4_lel": 1.0}, ts=ts, seq=n)
                 sent = time.monotonic()
                 client.publish("devices/lag-1/telemetry", body, qos=1)
                 q = f'SELECT "ch4_lel" FROM "gas" WHERE time = {ts}ms'  # noqa: S608 - an integer we made
