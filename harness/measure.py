@@ -27,8 +27,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 def sample_sum(text: str, name: str) -> float:
     """The sum of the samples of ``name`` over all its label sets in Prometheus exposition ``text``; 0 when there is
-    none (a labelled counter not yet incremented is absent, and means none yet)."""
-    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$"
+    none (a labelled counter not yet incremented is absent, and means none yet). ``name`` may carry labels
+    (``smartcity_devices{status="online"}``) to pick one series."""
+    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$"
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 

@@ -25,7 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from alerts.console import STATIC
-from smartcity.bench.alerts import StackRun
+from harness.builders import device_record, telemetry
+from harness.stack import StackRun
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +45,7 @@ class Console:
     password: str
 
     def api(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token or self.stack.token}"}
-        return httpx.Client(base_url=self.stack.api, headers=headers, timeout=10)
+        return self.stack.api_client(token, timeout=10)
 
     def login(self, token: str) -> Page:
         page = self.browser.new_page(viewport={"width": 1400, "height": 900})
@@ -63,7 +63,7 @@ class Console:
         client.username_pw_set(device_id, password)
         client.connect("127.0.0.1", int(self.stack.mqtt_url.rsplit(":", 1)[1]))
         client.loop_start()
-        body = f'{{"values": {{"ch4_lel": {values["ch4_lel"]}}}}}'.encode()
+        body = telemetry({"ch4_lel": values["ch4_lel"]})
         client.publish(f"devices/{device_id}/telemetry", body, qos=1).wait_for_publish(10)
         client.disconnect()
         client.loop_stop()
@@ -93,11 +93,10 @@ def console() -> Iterator[Console]:
                       "--no-first-run", "--disable-sync"],
             )  # fmt: skip
             device = "console-gas-001"
-            record = {"id": device, "kind": "gas", "site_id": "console-site", "site_name": HOSTILE_SITE,
-                      "lat": 22.72, "lon": 114.25, "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
-            created = httpx.put(
-                f"{stack.api}/api/devices/{device}", json=record, headers={"Authorization": f"Bearer {stack.token}"}
-            )
+            with stack.api_client() as api:
+                created = api.put(
+                    f"/api/devices/{device}", json=device_record(device, site="console-site", site_name=HOSTILE_SITE)
+                )
             created.raise_for_status()
             yield Console(stack, browser, device, created.json()["credentials"]["password"])
             browser.close()
@@ -177,8 +176,7 @@ def test_a_dead_stream_is_noticed_and_the_board_comes_back_live(console: Console
     console misses three heartbeats, shows 已断开 / disconnected, and once the API runs again reconnects by itself
     and receives new alerts without a reload."""
     device = "console-gas-002"
-    record = {"id": device, "kind": "gas", "site_id": "console-site-2", "site_name": "龙岗 坪地 储气站",
-              "lat": 22.76, "lon": 114.31, "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
+    record = device_record(device, site="console-site-2", site_name="龙岗 坪地 储气站", lat=22.76, lon=114.31)
     with console.api() as api:
         created = api.put(f"/api/devices/{device}", json=record)
     created.raise_for_status()
@@ -204,8 +202,7 @@ def test_a_dead_stream_is_noticed_and_the_board_comes_back_live(console: Console
 
 
 def _register(console: Console, device: str, site: str) -> str:
-    record = {"id": device, "kind": "gas", "site_id": site, "site_name": "龙岗 横岗 调压站",
-              "lat": 22.65, "lon": 114.2, "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
+    record = device_record(device, site=site, site_name="龙岗 横岗 调压站", lat=22.65, lon=114.2)
     with console.api() as api:
         created = api.put(f"/api/devices/{device}", json=record)
     created.raise_for_status()

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from alerts.routing import DEFAULT_ROUTING
+from harness.stack import StackRun
 from simulators.drill import run_drill
 from simulators.field import Target
 from simulators.render import html
 from simulators.report import DrillReport
 from simulators.scenario import bundled, load_scenario
-from smartcity.bench.alerts import StackRun
 
 pytestmark = pytest.mark.integration
 

@@ -13,20 +13,18 @@ A batch without ``ts`` keeps every item as its own point (they used to share the
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from smartcity.bench.alerts import StackRun
+from harness.builders import device_record, telemetry, telemetry_batch, telemetry_item
+from harness.measure import EVALUATED, STORED, metric
+from harness.stack import StackRun
 from tests.influx_util import wait_gas_count
 from tests.kafka_util import consume, readings_of
 from tests.mqtt_util import Client
-from tests.stack_util import api
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +37,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
         yield run
 
 
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(url, timeout=5).text
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
-
-
 def _until(condition: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -52,25 +45,21 @@ def _until(condition: Any, timeout: float = 60) -> None:
 
 
 def test_a_redelivered_message_is_stored_once_and_evaluated_once(stack: StackRun) -> None:
-    record = {"id": DEVICE, "kind": "gas", "site_id": "DUP-1", "site_name": "龙岗 重复测试", "lat": 22.72,
-              "lon": 114.25, "interval_s": 3600, "departments": ["emergency"]}  # fmt: skip
-    with api(stack) as http:
-        answer = http.put(f"/api/devices/{DEVICE}", json=record)
+    with stack.api_client() as http:
+        answer = http.put(f"/api/devices/{DEVICE}", json=device_record(DEVICE, site="DUP-1"))
     assert answer.status_code == 201, answer.text
     credentials = answer.json()["credentials"]
     since = int(time.time() * 1000) - 1000
     messages = [
-        [{"seq": 1, "values": {"ch4_lel": 1.0}}, {"seq": 2, "values": {"ch4_lel": 2.0}},
-         {"seq": 3, "values": {"ch4_lel": 3.0}}],
-        {"seq": 4, "values": {"ch4_lel": 4.0}},
-        {"ts": since + 500, "seq": 5, "values": {"ch4_lel": 5.0}},
-        {"seq": 6, "values": {"ch4_lel": 30.0}},
-    ]  # fmt: skip
+        telemetry_batch(telemetry_item({"ch4_lel": float(seq)}, seq=seq) for seq in (1, 2, 3)),
+        telemetry({"ch4_lel": 4.0}, seq=4),
+        telemetry({"ch4_lel": 5.0}, ts=since + 500, seq=5),
+        telemetry({"ch4_lel": 30.0}, seq=6),
+    ]
     distinct = 6
     device = Client(stack.mqtt_url, credentials["username"], credentials["password"])
     try:
-        for body in messages:
-            payload = json.dumps(body).encode()
+        for payload in messages:
             for _ in range(2):  # the original and its redelivery
                 assert device.publish(f"devices/{DEVICE}/telemetry", payload).is_published()
     finally:
@@ -90,14 +79,13 @@ def test_a_redelivered_message_is_stored_once_and_evaluated_once(stack: StackRun
 
     # Each service read all twelve (the writer landed its batches), and took six.
     writer, streams = stack.writer_metrics, stack.streams_metrics
-    written, repeats = "smartcity_writer_readings_total", "smartcity_writer_duplicate_readings_total"
-    _until(lambda: _metric(writer, written) + _metric(writer, repeats) >= 2 * distinct)
-    evaluated, dropped = "smartcity_streams_readings_total", "smartcity_streams_duplicate_readings_total"
-    _until(lambda: _metric(streams, evaluated) + _metric(streams, dropped) >= 2 * distinct)
+    repeats, dropped = "smartcity_writer_duplicate_readings_total", "smartcity_streams_duplicate_readings_total"
+    _until(lambda: metric(writer, STORED) + metric(writer, repeats) >= 2 * distinct)
+    _until(lambda: metric(streams, EVALUATED) + metric(streams, dropped) >= 2 * distinct)
     stored = wait_gas_count(stack.influx, DEVICE, since, distinct, timeout=30)
     assert stored == distinct, f"InfluxDB holds {stored} points of {DEVICE}'s {distinct} readings"
-    assert (_metric(writer, written), _metric(writer, repeats)) == (distinct, distinct)
-    assert (_metric(streams, evaluated), _metric(streams, dropped)) == (distinct, distinct)
-    with api(stack) as http:
+    assert (metric(writer, STORED), metric(writer, repeats)) == (distinct, distinct)
+    assert (metric(streams, EVALUATED), metric(streams, dropped)) == (distinct, distinct)
+    with stack.api_client() as http:
         alerts = [a for a in http.get("/api/alerts").json() if a["device_id"] == DEVICE]
     assert [(a["rule"], a["level"]) for a in alerts] == [("gas.ch4", "orange")]

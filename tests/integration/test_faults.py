@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -40,11 +39,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from core.contracts.alert import Alert
 from core.contracts.telemetry import ReadingBatch
 from core.process import tcp_accepts
-from smartcity.bench.alerts import StackRun
+from harness.builders import device_record, telemetry
+from harness.stack import StackRun, until_online
 from smartcity.stack.supervisor import TANSU
 from tests.influx_util import gas_points, wait_gas_count
 from tests.kafka_util import consume, distinct_seqs, readings_of
-from tests.stack_util import api, until_online
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +58,6 @@ RECOVERY_S = 60.0  # the stated bound: every part healthy again this long after 
 SLACK_S = 0.5  # a load reading's send time may trail its acknowledgement by a thread switch (see the Mosquitto check)
 DEPARTMENT = "emergency"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def _record(device_id: str) -> dict[str, Any]:
-    return {"id": device_id, "kind": "gas", "site_id": f"site-{device_id}", "site_name": "龙岗 故障测试",
-            "lat": 22.72, "lon": 114.25, "interval_s": 3600, "departments": [DEPARTMENT]}  # fmt: skip
 
 
 class Mqtt:
@@ -116,10 +110,10 @@ class Load(threading.Thread):
             if (pause := start + k / RATE - time.monotonic()) > 0:
                 time.sleep(pause)
             device_id, seq = NORMAL[k % len(NORMAL)], k // len(NORMAL) + 1  # seq: one more per reading
-            body: dict[str, Any] = {"seq": seq, "values": {"ch4_lel": 2.0}}
-            if device_id not in self.clockless:
-                body["ts"] = self.t0 + k  # so a stored point tells its reading: seq = (ts - t0) // len(NORMAL) + 1
-            self.infos.append(self.client.client.publish(f"devices/{device_id}/telemetry", json.dumps(body), qos=1))
+            # A clock's ts tells a stored point's reading: seq = (ts - t0) // len(NORMAL) + 1.
+            ts = None if device_id in self.clockless else self.t0 + k
+            body = telemetry({"ch4_lel": 2.0}, ts=ts, seq=seq)
+            self.infos.append(self.client.client.publish(f"devices/{device_id}/telemetry", body, qos=1))
             self.sent.append((device_id, seq, time.monotonic()))
             k += 1
 
@@ -127,7 +121,7 @@ class Load(threading.Thread):
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[StackRun]:
     with StackRun(tmp_path) as run:
-        run.register([_record(d) for d in [*NORMAL, *HAZARD.values()]])
+        run.register([device_record(d, site_name="龙岗 故障测试") for d in [*NORMAL, *HAZARD.values()]])
         yield run
 
 
@@ -196,7 +190,7 @@ def _lost_to_mosquitto(lost: list[float], sent: list[float], killed: float, stac
 
 
 def _alerts(stack: StackRun) -> list[Alert]:
-    with api(stack) as http:
+    with stack.api_client() as http:
         return [Alert.model_validate(a) for a in http.get("/api/alerts", params={"state": "all"}).json()]
 
 
@@ -240,8 +234,7 @@ def _raised_once(officer: Mqtt, keys: set[str]) -> None:
 
 
 def _hazard(client: Mqtt, device_id: str, ts: int) -> None:
-    body = json.dumps({"ts": ts, "seq": 1, "values": {"ch4_lel": 30.0}})
-    client.client.publish(f"devices/{device_id}/telemetry", body, qos=1)
+    client.client.publish(f"devices/{device_id}/telemetry", telemetry({"ch4_lel": 30.0}, ts=ts, seq=1), qos=1)
 
 
 def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: StackRun) -> None:
@@ -265,7 +258,7 @@ def test_each_part_killed_in_turn_loses_no_accepted_reading_and_no_alert(stack: 
             if name == "api":  # an acknowledgement made before the alerts service dies must outlive it
                 first = _wait_alerts(stack, {f"{HAZARD[FAULTS[0]]}:gas.ch4"})
                 assert first, "the first hazard's alert never arrived"
-                with api(stack) as http:
+                with stack.api_client() as http:
                     answer = http.post(f"/api/alerts/{first[0].id}/ack", json={"note": "故障测试 / fault test"})
                 assert answer.status_code == 200, answer.text
                 acknowledged = first[0].id

@@ -10,11 +10,9 @@ reading, with its own record (site, departments) in the alert, and stored in Inf
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -22,21 +20,16 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.contracts.alert import Alert
-from smartcity.bench.alerts import StackRun
+from harness.builders import device_record, telemetry
+from harness.stack import StackRun
 from tests.influx_util import influx_rows, wait_gas_count
 from tests.mqtt_util import Client
-from tests.stack_util import api
 
 pytestmark = pytest.mark.integration
 
 ROUNDS = 50
 REPLACED = 10
 DEPARTMENT = "emergency"
-
-
-def _record(device_id: str, site: str) -> dict[str, Any]:
-    return {"id": device_id, "kind": "gas", "site_id": site, "site_name": f"龙岗 {site}", "lat": 22.72,
-            "lon": 114.25, "interval_s": 3600, "departments": [DEPARTMENT]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +80,7 @@ def _speak(stack: StackRun, credentials: dict[str, str], device_id: str, seq: in
     try:
         assert device.connect_rc is not None, f"{device_id} could not reach the broker"
         assert not device.connect_rc.is_failure, f"{device_id} refused right after its registration"
-        body = json.dumps({"seq": seq, "values": {"ch4_lel": ch4}}).encode()
-        info = device.publish(f"devices/{device_id}/telemetry", body)
+        info = device.publish(f"devices/{device_id}/telemetry", telemetry({"ch4_lel": ch4}, seq=seq))
         assert info.is_published(), f"{device_id}'s reading was not acknowledged"
     finally:
         device.close()
@@ -97,7 +89,7 @@ def _speak(stack: StackRun, credentials: dict[str, str], device_id: str, seq: in
 def _register_and_speak(stack: StackRun, http: httpx.Client, i: int, ch4: float) -> None:
     """``PUT`` device ``first-{i}``, and the moment it answers, the device's first reading."""
     device_id = f"first-{i}"
-    answer = http.put(f"/api/devices/{device_id}", json=_record(device_id, f"FR-{i}"))
+    answer = http.put(f"/api/devices/{device_id}", json=device_record(device_id, site=f"FR-{i}"))
     assert answer.status_code == 201, answer.text
     _speak(stack, answer.json()["credentials"], device_id, 1, ch4)
 
@@ -114,7 +106,7 @@ def test_a_hazard_sent_the_moment_registration_answers_is_alerted(stack: StackRu
     since = int(time.time() * 1000) - 1000
     officer = Officer(stack)
     try:
-        with api(stack) as http:
+        with stack.api_client() as http:
             for i in range(ROUNDS):
                 _register_and_speak(stack, http, i, 30.0)
             got = _alerted(officer, ROUNDS, "orange")

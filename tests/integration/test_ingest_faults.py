@@ -23,6 +23,8 @@ from aiokafka.errors import KafkaError
 
 from core.contracts import ReadingBatch
 from core.process import ManagedProcess, free_port
+from harness.builders import telemetry
+from harness.measure import metric
 from ingest.settings import GatewaySettings
 from smartcity.stack.services import Launch, http_ok, tansu
 from tests.kafka_util import consume, distinct_seqs, partitions_of, refused_of
@@ -35,7 +37,7 @@ def _stream(count: int, devices: int, prefix: str) -> list[tuple[str, bytes, tup
     out = []
     for seq in range(count):
         device = f"{prefix}-{seq % devices}"
-        payload = json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": seq % 30}}).encode()
+        payload = telemetry({"ch4_lel": seq % 30}, ts=1763900000000 + seq, seq=seq)
         out.append((f"devices/{device}/telemetry", payload, (device, seq)))
     return out
 
@@ -250,12 +252,6 @@ async def test_kafka_broker_down_for_ten_seconds_loses_nothing(
     assert seen == expected
 
 
-def _gauge(metrics_url: str, name: str) -> float:
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
 @dataclass
 class _OwnKafka:
     """A gateway process on a Tansu of its own (to freeze with SIGSTOP), warmed up, and a publisher."""
@@ -318,11 +314,11 @@ async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
         held: list[float] = []
         deadline = time.monotonic() + 13  # past one keepalive-driven resume (every 10 s)
         while time.monotonic() < deadline:
-            held.append(await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_unacked_messages"))
+            held.append(await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_unacked_messages"))
             await asyncio.sleep(0.2)
-        paused = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused")
-        pauses = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_pauses_total")
-        connected = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_connected")
+        paused = await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_mqtt_reading_paused")
+        pauses = await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_mqtt_reading_pauses_total")
+        connected = await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_mqtt_connected")
         own.freeze(False)
         assert max(held) >= limit, "the gateway should have filled up to its limit"
         assert max(held) <= limit + 1, f"held {max(held):.0f} messages past the limit of {limit}"
@@ -332,7 +328,7 @@ async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_unacked_limit(
             own.broker.url, own.settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=90
         )
         assert distinct_seqs(records) == {key for _, _, key in stream}
-        assert await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused") == 0
+        assert await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_mqtt_reading_paused") == 0
 
 
 async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_byte_limit_under_large_messages(
@@ -358,9 +354,9 @@ async def test_a_stalled_kafka_pauses_mqtt_reading_at_the_byte_limit_under_large
         held: list[float] = []
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
-            held.append(await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_unacked_messages"))
+            held.append(await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_unacked_messages"))
             await asyncio.sleep(0.2)
-        paused = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_mqtt_reading_paused")
+        paused = await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_mqtt_reading_paused")
         own.freeze(False)
         # Two flushes' worth, and a few more: paho reads on past a pause by one packet for each of our own QoS 1
         # publishes still awaiting the broker's acknowledgement (here the refusal replies on devices/+/errors).
@@ -385,7 +381,7 @@ async def test_a_slow_kafka_gets_fewer_larger_flushes_not_a_queue_of_small_ones(
     stream = _stream(1_100, 50, f"slow-{unique}")
     warm, rest = stream[:100], stream[100:]
     async with _own_kafka(gateway_settings, gateway_process, mqtt_url, tmp_path, warm, gateway_max_flushes=1) as own:
-        flushes_before = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_flush_readings_count")
+        flushes_before = await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_flush_readings_count")
         own.freeze(True)
         frozen = time.monotonic()
         for i, (topic, payload, _) in enumerate(rest):
@@ -397,5 +393,5 @@ async def test_a_slow_kafka_gets_fewer_larger_flushes_not_a_queue_of_small_ones(
             own.broker.url, own.settings.topic_readings, lambda r: len(distinct_seqs(r)) >= len(stream), timeout=60
         )
         assert distinct_seqs(records) == {key for _, _, key in stream}
-        flushes = await asyncio.to_thread(_gauge, own.metrics, "smartcity_ingest_flush_readings_count") - flushes_before
+        flushes = await asyncio.to_thread(metric, own.metrics, "smartcity_ingest_flush_readings_count") - flushes_before
         assert flushes <= 10, f"{flushes:.0f} flushes for 1,000 messages that arrived while Kafka was frozen"

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -28,11 +27,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.contracts.alert import Alert
-from smartcity.bench.alerts import StackRun
+from harness.builders import device_record, telemetry
+from harness.measure import ACCEPTED, EVALUATED, STORED, sample_sum
+from harness.stack import StackRun, until_online
 from tests.influx_util import gas_points, wait_gas_count
 from tests.kafka_util import consume, distinct_seqs, readings_of
 from tests.mqtt_util import Client
-from tests.stack_util import api, until_online
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,11 @@ KILL_AT_S = 10.0
 DEPARTMENT = "emergency"
 
 
-def _record(device_id: str) -> dict[str, Any]:
-    return {"id": device_id, "kind": "gas", "site_id": f"site-{device_id}", "site_name": "龙岗 运维测试",
-            "lat": 22.72, "lon": 114.25, "interval_s": 3600, "departments": [DEPARTMENT]}  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
     env = {"SMARTCITY_GATEWAYS": "2", "SMARTCITY_STREAM_WORKERS": "2"}
     with StackRun(tmp_path_factory.mktemp("operations"), env) as run:
-        run.register([_record(d) for d in NORMAL + HAZARD])
+        run.register([device_record(d, site_name="龙岗 运维测试") for d in NORMAL + HAZARD])
         yield run
 
 
@@ -70,16 +65,8 @@ def _publisher(stack: StackRun) -> mqtt.Client:
     return client
 
 
-def _send(client: mqtt.Client, device_id: str, body: dict[str, Any]) -> mqtt.MQTTMessageInfo:
-    return client.publish(f"devices/{device_id}/telemetry", json.dumps(body).encode(), qos=1)
-
-
 def _metrics(url: str) -> str:
     return httpx.get(f"{url}/metrics", timeout=5).text
-
-
-def _value(text: str, name: str) -> float:
-    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.M))
 
 
 def _ours(stack: StackRun) -> dict[str, str]:
@@ -103,7 +90,8 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
     try:
         ts = int(time.time() * 1000) - 600_000
         until_online(stack, client, NORMAL + HAZARD, ts)
-        infos = [_send(client, d, {"ts": ts + 1, "seq": 0, "values": {"ch4_lel": 1.0}}) for d in NORMAL]
+        body = telemetry({"ch4_lel": 1.0}, ts=ts + 1, seq=0)
+        infos = [client.publish(f"devices/{d}/telemetry", body, qos=1) for d in NORMAL]
         infos.append(client.publish("devices/ops-n-0/telemetry", b"{not json", qos=1))
         for info in infos:
             info.wait_for_publish(10)
@@ -118,31 +106,29 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
     while True:
         after = moved()
         gateways = [n for n in urls if n.startswith("ingest gateway")]
-        received = sum(_value(after[n], "smartcity_ingest_readings_received_total") for n in gateways)
-        evaluated = sum(_value(after[n], "smartcity_streams_readings_total") for n in urls if "stream" in n)
-        written = _value(after["influx writer"], "smartcity_writer_readings_total")
-        online = _value(after["api"], 'smartcity_devices{status="online"}')  # counted every few seconds
+        received = sum(sample_sum(after[n], "smartcity_ingest_readings_received_total") for n in gateways)
+        evaluated = sum(sample_sum(after[n], EVALUATED) for n in urls if "stream" in n)
+        written = sample_sum(after["influx writer"], STORED)
+        online = sample_sum(after["api"], 'smartcity_devices{status="online"}')  # counted every few seconds
         if received >= 2 * len(NORMAL) and evaluated >= len(NORMAL) and written >= len(NORMAL) and online:
             break
         assert time.monotonic() < deadline, f"metrics did not move: {received=} {evaluated=} {written=} {online=}"
         time.sleep(1)
 
     for name in gateways:  # the shared subscription split the load: both gateways took readings
-        assert _value(after[name], "smartcity_ingest_readings_accepted_total") > _value(
-            before[name], "smartcity_ingest_readings_accepted_total"
-        ), name
-        assert _value(after[name], "smartcity_ingest_mqtt_connected") == 1
-    refused = sum(_value(after[n], 'smartcity_ingest_refusals_total{reason="invalid_json"}') for n in gateways)
+        assert sample_sum(after[name], ACCEPTED) > sample_sum(before[name], ACCEPTED), name
+        assert sample_sum(after[name], "smartcity_ingest_mqtt_connected") == 1
+    refused = sum(sample_sum(after[n], 'smartcity_ingest_refusals_total{reason="invalid_json"}') for n in gateways)
     assert refused == 1
     for name in (n for n in urls if "stream" in n):
         assert "smartcity_streams_evaluation_seconds_bucket" in after[name]
         assert re.search(r'^smartcity_streams_consumer_lag_records\{topic="readings"\} \d', after[name], re.M), name
     writer = after["influx writer"]
-    assert _value(writer, "smartcity_writer_batch_points_count") > 0
-    assert _value(writer, "smartcity_writer_influx_up") == 1
+    assert sample_sum(writer, "smartcity_writer_batch_points_count") > 0
+    assert sample_sum(writer, "smartcity_writer_influx_up") == 1
     assert re.search(r'^smartcity_writer_consumer_lag_records\{topic="readings"\} \d', writer, re.M)
     api = after["api"]
-    assert _value(api, "smartcity_alerts_mqtt_connected") == 1
+    assert sample_sum(api, "smartcity_alerts_mqtt_connected") == 1
     assert re.search(r'^smartcity_alerts_consumer_lag_records\{topic="findings"\} \d', api, re.M)
     assert online >= len(NORMAL) + len(HAZARD)
     for name, text in after.items():  # bounded labels: never a device id
@@ -208,7 +194,8 @@ def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_
             device_id = devices[k % len(devices)]
             ch4 = 30.0 if device_id in hazard_at and elapsed >= hazard_at[device_id] else 2.0
             seq = k + 1
-            infos.append(_send(client, device_id, {"ts": t0 + k, "seq": seq, "values": {"ch4_lel": ch4}}))
+            body = telemetry({"ch4_lel": ch4}, ts=t0 + k, seq=seq)
+            infos.append(client.publish(f"devices/{device_id}/telemetry", body, qos=1))
             published.add((device_id, seq))
         for info in infos:
             info.wait_for_publish(30)
@@ -248,7 +235,7 @@ def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_
     # Every hazard raised one alert: one in the API, one alert id on MQTT; nothing else for these devices.
     expected = {f"{d}:gas.ch4" for d in HAZARD}
     deadline = time.monotonic() + 60
-    with api(stack) as http:
+    with stack.api_client() as http:
         while True:
             shown = [Alert.model_validate(a) for a in http.get("/api/alerts", params={"state": "all"}).json()]
             ours = [a for a in shown if (a.device_id or "").startswith("ops-")]

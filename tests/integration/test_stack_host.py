@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.bench.alerts import StackRun
+from harness.stack import StackRun
 
 pytestmark = pytest.mark.integration
 
