@@ -32,6 +32,7 @@ from devices.feed import DevicePublisher
 from devices.mqtt_accounts import MqttAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
+from harness.builders import device_record
 from smartcity.api import ApiSettings, create_app, http_config
 from smartcity.stack.services import Launch
 from storage.query import ReadingsQuery
@@ -63,12 +64,14 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def device_record(device_id: str, **changes: Any) -> dict[str, Any]:
-    return {
-        "id": device_id, "kind": "water", "site_id": "R02", "site_name": "龙岗河水位站", "lat": 22.70,
-        "lon": 114.25, "interval_s": 300, "departments": ["water", "emergency"],
-        "thresholds": {"level_m": {"orange": 3.2, "red": 4.1}}, **changes,
+def water_gauge(device_id: str, **changes: Any) -> dict[str, Any]:
+    """The record of a water-level gauge on the Longgang river, with two departments and threshold overrides (what
+    the API tests check comes back); ``changes``: ``harness.builders.device_record`` knobs or any field."""
+    knobs: dict[str, Any] = {
+        "kind": "water", "site": "R02", "site_name": "龙岗河水位站", "lat": 22.70, "interval_s": 300,
+        "departments": ["water", "emergency"], "thresholds": {"level_m": {"orange": 3.2, "red": 4.1}},
     }  # fmt: skip
+    return device_record(device_id, **(knobs | changes))
 
 
 @dataclass

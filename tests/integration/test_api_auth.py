@@ -28,7 +28,7 @@ from devices.api import IMPORT_MAX_BODY_BYTES
 from devices.mqtt_accounts import Credentials
 from smartcity.stack.services import Launch
 from tests.alerts_util import ADMIN, FIRE_OFFICER
-from tests.api_util import LiveApi, accounts_conn, api_settings, bearer, device_record, live_api
+from tests.api_util import LiveApi, accounts_conn, api_settings, bearer, live_api, water_gauge
 from tests.mqtt_util import CONTROL_PASSWORD
 from tests.unit.alerts.factories import finding
 
@@ -72,10 +72,10 @@ REFUSED = {
     ),
     "DELETE /api/drills/{drill_id}": Probe("administrators end drills", "/api/drills/{drill}"),
     "PUT /api/devices/{device_id}": Probe(
-        "administrators change the registry", "/api/devices/{device}", body=device_record("{device}")
+        "administrators change the registry", "/api/devices/{device}", body=water_gauge("{device}")
     ),
     "POST /api/devices/import": Probe(
-        "administrators change the registry", "/api/devices/import", body=[device_record("{device}")]
+        "administrators change the registry", "/api/devices/import", body=[water_gauge("{device}")]
     ),
     "DELETE /api/devices/{device_id}": Probe("administrators change the registry", "/api/devices/{device}"),
 }
@@ -208,7 +208,7 @@ async def test_an_officer_is_refused_other_departments_and_administrators_work(a
             "/api/silences", json={"matchers": {"site_id": "s"}, "reason": "r", "ends_at": FUTURE}
         )
         drill = await admin.post("/api/drills", json={"name": "演练", "site_ids": ["s"], "ends_at": FUTURE})
-        device = await admin.put(f"/api/devices/d-{unique}", json=device_record(f"d-{unique}"))
+        device = await admin.put(f"/api/devices/d-{unique}", json=water_gauge(f"d-{unique}"))
         assert (silence.status_code, drill.status_code, device.status_code) == (201, 201, 201)
         ids = {
             "alert": emergency.id,
@@ -327,10 +327,10 @@ async def test_tokens_and_passwords_are_never_logged(
             assert (await call("GET", "/api/me", ADMIN + "-wrong")).status_code == 401
             assert (await call("GET", f"/api/alerts/stream?token={FIRE_OFFICER}", None)).status_code == 200
             assert (await call("GET", f"/api/alerts/stream?token={ADMIN}x", None)).status_code == 401
-            created = await call("PUT", f"/api/devices/a-{unique}", ADMIN, json=device_record(f"a-{unique}"))
+            created = await call("PUT", f"/api/devices/a-{unique}", ADMIN, json=water_gauge(f"a-{unique}"))
             assert created.status_code == 201, created.text
             issued.append(created.json()["credentials"]["password"])
-            batch = [device_record(f"b-{unique}-{i}") for i in range(3)]
+            batch = [water_gauge(f"b-{unique}-{i}") for i in range(3)]
             imported = await call("POST", "/api/devices/import", ADMIN, json=batch)
             assert imported.status_code == 200, imported.text
             issued += [saved["credentials"]["password"] for saved in imported.json()]

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from core.http.limits import DEFAULT_MAX_BODY_BYTES
 from devices.api import IMPORT_MAX_BODY_BYTES
 from tests.alerts_util import ADMIN
-from tests.api_util import LiveApi, bearer, device_record
+from tests.api_util import LiveApi, bearer, water_gauge
 from tests.unit.alerts.factories import finding
 
 pytestmark = [
@@ -48,7 +48,7 @@ async def known_ids(api: LiveApi, unique: str) -> dict[str, str]:
     """Things that exist, so that generated requests reach past the 404s: an alert, a device, a silence, a drill."""
     alert = await api.raise_alert(finding(f"gas-{unique}"))
     async with api.client() as http:
-        device = await http.put(f"/api/devices/dev-{unique}", json=device_record(f"dev-{unique}"))
+        device = await http.put(f"/api/devices/dev-{unique}", json=water_gauge(f"dev-{unique}"))
         assert device.status_code == 201, device.text
         ends = int(time.time() * 1000) + 3_600_000
         silence = await http.post("/api/silences", json={"matchers": {"site_id": "s"}, "reason": "r", "ends_at": ends})
@@ -152,7 +152,7 @@ async def test_an_oversized_body_is_refused_with_413_before_it_is_read(api: Live
         assert under.json()["detail"][0]["loc"] == ["body", "note"]
         # the import takes more than the default: 2 MiB of records are read (and refused as records, not as a size)
         assert limit * 2 < IMPORT_MAX_BODY_BYTES
-        bulky = [device_record(f"big-{unique}", site_name="y" * (2 * limit))]
+        bulky = [water_gauge(f"big-{unique}", site_name="y" * (2 * limit))]
         imported = await http.post("/api/devices/import", json=bulky)
         assert imported.status_code == 422, imported.text
         assert imported.json()["detail"][0]["loc"] == ["body", 0, "site_name"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from core.contracts.device import Device
 from devices.feed import DevicePublisher, KafkaDirectory
+from harness import builders
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory
 from tests.kafka_util import consume, count_readings, readings_of
@@ -18,25 +18,18 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 
-def _device(device_id: str) -> Device:
-    return Device(
-        id=device_id, kind="gas", site_id="S1", site_name="坪地化工园", lat=22.76, lon=114.31, interval_s=60,
-        departments=["emergency"],
-    )  # fmt: skip
-
-
 async def test_directory_follows_creations_and_deletions(gateway_settings: GatewaySettings, unique: str) -> None:
     conn = gateway_settings.model_copy(update={"topic_devices": f"devices.{unique}"})
     feed = DevicePublisher(conn)
     await feed.start()
-    await feed.publish([_device(f"gas-{unique}-{i}") for i in range(100)])
+    await feed.publish([builders.device(f"gas-{unique}-{i}") for i in range(100)])
     directory = KafkaDirectory(conn)
     await directory.start()
     try:
         await asyncio.wait_for(directory.ready.wait(), 20)
         assert len(directory) == 100
         assert directory.is_registered(f"gas-{unique}-7")
-        await feed.publish([_device(f"gas-{unique}-new")])
+        await feed.publish([builders.device(f"gas-{unique}-new")])
         await feed.remove(f"gas-{unique}-7")
         assert await eventually(lambda: directory.is_registered(f"gas-{unique}-new")), "a creation did not arrive"
         assert await eventually(lambda: not directory.is_registered(f"gas-{unique}-7")), "a deletion did not arrive"
@@ -59,7 +52,7 @@ async def test_catch_up_sees_a_registration_the_moment_kafka_acknowledged_it(
         late = 0
         for i in range(50):
             device = f"gas-{unique}-{i}"
-            await feed.publish([_device(device)])
+            await feed.publish([builders.device(device)])
             late += not directory.is_registered(device)
             assert await directory.catch_up(10)
             assert directory.is_registered(device), f"round {i}"
@@ -70,7 +63,7 @@ async def test_catch_up_sees_a_registration_the_moment_kafka_acknowledged_it(
                 assert not directory.is_registered(device)
         # Concurrent callers share rounds, and each sees what was written before it called.
         devices = [f"gas-{unique}-c{i}" for i in range(20)]
-        await feed.publish([_device(d) for d in devices])
+        await feed.publish([builders.device(d) for d in devices])
         assert all(await asyncio.gather(*(directory.catch_up(10) for _ in devices)))
         assert all(directory.is_registered(d) for d in devices)
     finally:
@@ -93,7 +86,7 @@ async def test_gateway_refuses_unregistered_and_accepts_a_device_registered_whil
     directory = KafkaDirectory(settings)
     await directory.start()
     errors = Collector(mqtt_url, f"devices/{device}/errors")
-    body = json.dumps({"seq": 1, "values": {"ch4_lel": 3.5}}).encode()
+    body = builders.telemetry({"ch4_lel": 3.5}, seq=1)
     try:
         await asyncio.wait_for(directory.ready.wait(), 20)
         async with run_gateway(settings, directory):
@@ -101,7 +94,7 @@ async def test_gateway_refuses_unregistered_and_accepts_a_device_registered_whil
                 await asyncio.to_thread(publish_all, pub, [(f"devices/{device}/telemetry", body)])
                 got = await asyncio.to_thread(errors.wait_for, 1)
                 assert json.loads(got[0][1])["reason"] == "unknown_device"
-                await feed.publish([_device(device)])
+                await feed.publish([builders.device(device)])
                 assert await eventually(lambda: directory.is_registered(device))
                 await asyncio.to_thread(publish_all, pub, [(f"devices/{device}/telemetry", body)])
             records = await consume(kafka_bootstrap, settings.topic_readings, lambda r: count_readings(r) >= 1)

@@ -18,7 +18,7 @@ from devices.store import DeviceStore
 from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings, create_app
 from smartcity.stack.services import Launch
-from tests.api_util import device_record as record
+from tests.api_util import water_gauge as record
 from tests.mqtt_util import Client
 from tests.waiting import eventually
 

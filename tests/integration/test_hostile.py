@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from core.process import ManagedProcess, free_port
+from harness.builders import telemetry
 from ingest.gateway import Gateway
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory, gateway_proc
@@ -100,7 +101,7 @@ async def test_ten_thousand_malformed_messages_are_refused_and_memory_stays_flat
                     kafka_bootstrap, settings.topic_rejected, functools.partial(_at_least, done), 120
                 )
                 rss.append(_rss_kib(process.pid))
-            good = json.dumps({"seq": 1, "values": {"ch4_lel": 3.5}}).encode()
+            good = telemetry({"ch4_lel": 3.5}, seq=1)
             await asyncio.to_thread(publish_all, client, [("devices/hostile-ok/telemetry", good)])
         readings = await consume(kafka_bootstrap, settings.topic_readings, lambda r: count_readings(r) >= 1, 30)
         assert process.alive(), f"the gateway died:\n{process.log_tail()}"
@@ -202,10 +203,7 @@ async def test_a_chatty_device_is_rate_limited_without_starving_others(
     settings = gateway_settings.model_copy(update={"gateway_device_rate": 10.0, "gateway_device_burst": 20.0})
     chatty, quiet = f"chatty-{unique}", f"quiet-{unique}"
 
-    def reading(seq: int) -> bytes:
-        return json.dumps({"seq": seq, "values": {"ch4_lel": 2.0}}).encode()
-
-    flood = [(f"devices/{chatty}/telemetry", reading(i)) for i in range(1_000)]
+    flood = [(f"devices/{chatty}/telemetry", telemetry({"ch4_lel": 2.0}, seq=i)) for i in range(1_000)]
     errors = Collector(mqtt_url, f"devices/{chatty}/errors")
     try:
         async with run_gateway(settings):
@@ -213,7 +211,9 @@ async def test_a_chatty_device_is_rate_limited_without_starving_others(
             with publisher(mqtt_url) as loud, publisher(mqtt_url) as calm:
                 flooding = asyncio.create_task(asyncio.to_thread(publish_all, loud, flood, 1, 120))
                 for i in range(20):  # the quiet device, every 50 ms, during the flood
-                    await asyncio.to_thread(publish_all, calm, [(f"devices/{quiet}/telemetry", reading(i))])
+                    await asyncio.to_thread(
+                        publish_all, calm, [(f"devices/{quiet}/telemetry", telemetry({"ch4_lel": 2.0}, seq=i))]
+                    )
                     await asyncio.sleep(0.05)
                 await flooding
             elapsed = time.monotonic() - started

@@ -22,10 +22,11 @@ from pydantic import SecretStr
 
 from core.contracts.device import Device
 from core.contracts.refusal import RefusedMessage
-from core.contracts.telemetry import Reading, ReadingBatch
+from core.contracts.telemetry import ReadingBatch, ReadingDict
 from core.kafka.admin import TopicSpec, devices_topic, ensure_topics
 from core.process import ManagedProcess, free_port
 from devices.feed import DevicePublisher
+from harness import builders
 from ingest.settings import GatewaySettings
 from smartcity.stack.services import Launch, influxdb
 from storage.main import run_writer
@@ -41,11 +42,7 @@ pytestmark = pytest.mark.integration
 T0 = 1_763_900_000_000
 
 
-def _device(device_id: str, kind: str = "gas", site: str = "S01") -> Device:
-    return Device.model_validate(
-        {"id": device_id, "kind": kind, "site_id": site, "site_name": "坪地化工园", "lat": 22.76, "lon": 114.31,
-         "interval_s": 60, "departments": ["emergency"]}
-    )  # fmt: skip
+SITE = "S01"
 
 
 @pytest.fixture
@@ -100,8 +97,13 @@ async def _writer(settings: WriterSettings) -> AsyncIterator[None]:
         await asyncio.wait_for(task, 30)
 
 
-def _reading(device_id: str, i: int) -> Reading:
-    return Reading(device_id=device_id, ts=T0 + i, seq=i, values={"ch4_lel": i % 20 + 0.5}, received_at=T0 + i)
+def _reading(device_id: str, i: int, late_ms: int = 0) -> ReadingDict:
+    """The ``i``-th reading of a stream: seq ``i``, received at a millisecond of its own, stamped ``late_ms`` after."""
+    return builders.reading(device_id, {"ch4_lel": i % 20 + 0.5}, ts=T0 + i + late_ms, seq=i, received_at=T0 + i)
+
+
+def _batch(readings: list[ReadingDict]) -> bytes:
+    return ReadingBatch.model_validate({"readings": readings}).model_dump_json().encode()
 
 
 async def _produce(
@@ -119,8 +121,7 @@ async def _produce(
         for first in range(start, count, per_record):
             span = range(first, min(first + per_record, count))
             readings = [_reading(device_ids[i % len(device_ids)], i) for i in span]
-            body = ReadingBatch(readings=readings).model_dump_json().encode()
-            await producer.send(settings.topic_readings, body, key=readings[0].device_id.encode())
+            await producer.send(settings.topic_readings, _batch(readings), key=readings[0]["device_id"].encode())
             if first % 2000 == 0:
                 await producer.flush()
                 await asyncio.sleep(pause_s)  # a stream, not one burst
@@ -163,18 +164,12 @@ async def test_readings_over_mqtt_land_with_their_tags_and_timestamps(
     settings = _settings(gateway_settings.kafka_bootstrap, own_influx.url, unique).model_copy(
         update={"topic_readings": gateway_settings.topic_readings, "topic_rejected": gateway_settings.topic_rejected}
     )
-    await _prepare(settings, [_device("gas-m1"), _device("fire-m1", "fire", "S02")])
+    await _prepare(settings, [builders.device("gas-m1", site=SITE), builders.device("fire-m1", "fire", site="S02")])
     async with run_gateway(gateway_settings), _writer(settings):
         with publisher(mqtt_url) as client:
-            gas = {"ts": T0, "seq": 1, "values": {"ch4_lel": 12.5, "battery_pct": 80}}
-            fire = {"ts": T0 + 7, "seq": 1, "values": {"temp_c": 31.0, "smoke": True}, "drill": True}
-            publish_all(
-                client,
-                [
-                    ("devices/gas-m1/telemetry", json.dumps(gas).encode()),
-                    ("devices/fire-m1/telemetry", json.dumps(fire).encode()),
-                ],
-            )
+            gas = builders.telemetry({"ch4_lel": 12.5, "battery_pct": 80}, ts=T0, seq=1)
+            fire = builders.telemetry({"temp_c": 31.0, "smoke": True}, ts=T0 + 7, seq=1, drill=True)
+            publish_all(client, [("devices/gas-m1/telemetry", gas), ("devices/fire-m1/telemetry", fire)])
         deadline = time.monotonic() + 20
         while await _count(own_influx.url, settings.influx_db) < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
@@ -195,7 +190,7 @@ async def test_influxdb_down_for_20_s_loses_and_doubles_nothing(
 ) -> None:
     settings = _settings(kafka_bootstrap, own_influx.url, unique)
     devices = [f"gas-d{i}" for i in range(50)]
-    await _prepare(settings, [_device(d) for d in devices])
+    await _prepare(settings, [builders.device(d, site=SITE) for d in devices])
     async with _writer(settings):
         stream = asyncio.create_task(_produce(settings, devices, 20_000))
         await asyncio.sleep(1.0)
@@ -212,7 +207,7 @@ async def test_the_writer_killed_mid_batch_loses_and_doubles_nothing(
 ) -> None:
     settings = _settings(kafka_bootstrap, own_influx.url, unique)
     devices = [f"gas-k{i}" for i in range(50)]
-    await _prepare(settings, [_device(d) for d in devices])
+    await _prepare(settings, [builders.device(d, site=SITE) for d in devices])
     process = ManagedProcess(
         "writer", [sys.executable, "-m", "smartcity", "writer"], tmp_path / "writer.log", env=settings_env(settings)
     )
@@ -240,18 +235,17 @@ async def test_a_repeat_arriving_after_the_writer_restarted_is_dropped(
     redelivered to the gateway, stamped on arrival with a later time) is not a second point after it."""
     settings = _settings(kafka_bootstrap, own_influx.url, unique)
     device = "gas-r0"
-    await _prepare(settings, [_device(device)])
+    await _prepare(settings, [builders.device(device, site=SITE)])
     async with _writer(settings):
         await _produce(settings, [device], 1_000)
         assert await _wait_count(own_influx.url, settings.influx_db, 1_000, 60) == 1_000
     # Stopped with everything committed. The copies of its 50 newest, 5 s later, then one new reading.
-    copies = [_reading(device, i).model_copy(update={"ts": T0 + i + 5_000}) for i in range(950, 1_000)]
+    copies = [_reading(device, i, late_ms=5_000) for i in range(950, 1_000)]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for batch in (copies, [_reading(device, 1_000)]):
-            body = ReadingBatch(readings=batch).model_dump_json().encode()
-            await producer.send_and_wait(settings.topic_readings, body, key=device.encode())
+            await producer.send_and_wait(settings.topic_readings, _batch(batch), key=device.encode())
     finally:
         await producer.stop()
     async with _writer(settings):
@@ -263,18 +257,17 @@ async def test_a_refused_point_is_recorded_with_its_reason_and_the_rest_are_stor
     kafka_bootstrap: str, own_influx: Launch, unique: str
 ) -> None:
     settings = _settings(kafka_bootstrap, own_influx.url, unique)
-    await _prepare(settings, [_device("gas-c1")])
+    await _prepare(settings, [builders.device("gas-c1", site=SITE)])
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     readings = [
-        Reading(device_id="gas-c1", ts=T0, seq=1, values={"ch4_lel": 3.0}, received_at=T0),
-        Reading(device_id="gas-c1", ts=T0 + 1, seq=2, values={"ch4_lel": True}, received_at=T0),  # type changed
-        Reading(device_id="gas-c1", ts=T0 + 2, seq=3, values={"ch4_lel": 4.0}, received_at=T0),
+        builders.reading("gas-c1", {"ch4_lel": 3.0}, ts=T0, seq=1),
+        builders.reading("gas-c1", {"ch4_lel": True}, ts=T0 + 1, seq=2, received_at=T0),  # type changed
+        builders.reading("gas-c1", {"ch4_lel": 4.0}, ts=T0 + 2, seq=3, received_at=T0),
     ]
     try:
-        for reading in readings:  # one record each: the first is stored before the conflicting one comes
-            body = ReadingBatch(readings=[reading]).model_dump_json().encode()
-            await producer.send_and_wait(settings.topic_readings, body, key=b"gas-c1")
+        for one in readings:  # one record each: the first is stored before the conflicting one comes
+            await producer.send_and_wait(settings.topic_readings, _batch([one]), key=b"gas-c1")
     finally:
         await producer.stop()
     async with _writer(settings):
@@ -295,7 +288,7 @@ async def test_the_v2_path_through_influxdb_client(kafka_bootstrap: str, victori
         update={"influx_api": "v2", "influx_token": SecretStr("unused"), "influx_bucket": "readings"}
     )
     devices = [f"gas-v{unique[:4]}{i}" for i in range(5)]
-    await _prepare(settings, [_device(d) for d in devices])
+    await _prepare(settings, [builders.device(d, site=SITE) for d in devices])
     await _produce(settings, devices, 500)
     async with _writer(settings), httpx.AsyncClient(base_url=victoria_service.url) as vm:
         series: list[dict[str, Any]] = []
@@ -323,7 +316,7 @@ async def test_a_rebalance_while_a_write_hangs_loses_nothing(
     the rebalance, and a test that only slept could not tell whether it happened while the write hung."""
     settings = _settings(kafka_bootstrap, own_influx.url, unique)
     devices = [f"gas-r{i}" for i in range(50)]
-    await _prepare(settings, [_device(d) for d in devices])
+    await _prepare(settings, [builders.device(d, site=SITE) for d in devices])
     assert own_influx.process.popen is not None
     influxd = own_influx.process.popen.pid
     async with _writer(settings):

@@ -13,6 +13,7 @@ from aiokafka.partitioner import murmur2
 
 from core.kafka.partitioning import Partitioner
 from devices.directory import DeviceDirectory, StaticDirectory
+from harness.builders import telemetry
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory
 from tests.kafka_util import Consumed, consume, count_readings, heartbeats_of, readings_of, refused_of
@@ -21,8 +22,12 @@ from tests.mqtt_util import Collector, publish_all, publisher
 pytestmark = pytest.mark.integration
 
 
-def _reading(seq: int, value: float = 12.5) -> bytes:
-    return json.dumps({"ts": 1763900000000 + seq, "seq": seq, "values": {"ch4_lel": value}}).encode()
+T0 = 1763900000000
+
+
+def _reading(seq: int) -> bytes:
+    """Reading ``seq`` of a device with a clock: stamped ``T0 + seq``."""
+    return telemetry({"ch4_lel": 12.5}, ts=T0 + seq, seq=seq)
 
 
 @dataclass
@@ -79,7 +84,7 @@ async def test_reading_arrives_keyed_on_its_device_partition(rig: Rig, unique: s
             assert partitioner.partition_of(reading.device_id) == partition
             seen.add(reading.device_id)
             assert reading.values == {"ch4_lel": 12.5}
-            assert reading.ts == 1763900000000 + reading.seq
+            assert reading.ts == T0 + reading.seq
     assert seen == set(devices)
     # Many readings per record: 40 readings published at once must not become 40 records.
     assert len(batches) < len(devices)

@@ -20,11 +20,10 @@ from pydantic import SecretStr
 
 from alerts.api import officer_auth
 from alerts.officers import Officers
-from core.contracts.catalogue import Department, DeviceKind
-from core.contracts.device import Device
 from core.contracts.telemetry import ReadingDict
 from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter
 from core.process import free_port
+from harness.builders import device, reading
 from smartcity.stack.services import Launch
 from storage.api import readings_router
 from storage.lines import LineBuilder, series
@@ -39,24 +38,9 @@ TOKEN = "readings-test-token"
 ODD_ID = "it's \\odd\""  # not a valid device id, but tags and queries must survive it
 
 
-def _device(device_id: str, kind: DeviceKind) -> Device:
-    return Device(
-        id=device_id if "'" not in device_id else "odd",
-        kind=kind,
-        site_id="S1",
-        site_name="坪地 化工园",
-        lat=22.7,
-        lon=114.3,
-        interval_s=10,
-        departments=[Department.EMERGENCY],
-    )
-
-
-DEVICES = {
-    "gas-a": _device("gas-a", DeviceKind.GAS),
-    "gas-b": _device("gas-b", DeviceKind.GAS),
-    "fire-a": _device("fire-a", DeviceKind.FIRE),
-    ODD_ID: _device(ODD_ID, DeviceKind.GAS),
+DEVICES = {  # the odd id is not a valid one: its record is registered as "odd"
+    name: device(name if "'" not in name else "odd", kind, site="S1", site_name="坪地 化工园", interval_s=10)
+    for name, kind in (("gas-a", "gas"), ("gas-b", "gas"), ("fire-a", "fire"), (ODD_ID, "gas"))
 }
 
 
@@ -81,17 +65,13 @@ def _readings(base: int) -> list[ReadingDict]:
     out: list[ReadingDict] = []
     for i in range(30):
         ts = base + i * 10_000
-        out.append(_reading("gas-a", ts, {"ch4_lel": round(i * 1.25 + (i % 4) * 0.5, 3), "battery_pct": 90.0 - i}))
-        out.append(_reading("gas-b", ts, {"ch4_lel": 100.0 + i}))
+        out.append(reading("gas-a", {"ch4_lel": round(i * 1.25 + (i % 4) * 0.5, 3), "battery_pct": 90.0 - i}, ts=ts))
+        out.append(reading("gas-b", {"ch4_lel": 100.0 + i}, ts=ts))
         if i % 2 == 0:
-            out.append(_reading("fire-a", ts, {"smoke": i % 6 == 0, "temp_c": 20.0 + i / 2}))
-    out.append(_reading("gas-a", base + 15_000, {"ch4_lel": 77.5}, drill=True))
-    out.append(_reading(ODD_ID, base + 5_000, {"ch4_lel": 1.5}))
+            out.append(reading("fire-a", {"smoke": i % 6 == 0, "temp_c": 20.0 + i / 2}, ts=ts))
+    out.append(reading("gas-a", {"ch4_lel": 77.5}, ts=base + 15_000, drill=True))
+    out.append(reading(ODD_ID, {"ch4_lel": 1.5}, ts=base + 5_000))
     return out
-
-
-def _reading(device_id: str, ts: int, values: dict[str, float | bool], drill: bool = False) -> ReadingDict:
-    return {"device_id": device_id, "ts": ts, "seq": None, "values": values, "drill": drill, "received_at": ts}
 
 
 def _values(readings: list[ReadingDict], device_id: str, metric: str, drill: bool = False) -> list[tuple[int, Any]]:
@@ -293,7 +273,7 @@ async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConn
     await ensure_retention(conn)
     start = _now_minute() - 3 * MIN
     readings = [
-        _reading("fire-a", start + i * 15_000, {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5)})
+        reading("fire-a", {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5)}, ts=start + i * 15_000)
         for i in range(8)
     ]
     builder = LineBuilder(DEVICES.get)

@@ -7,11 +7,11 @@ worker starts, and publishes what a device would (batches with event times, as c
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from core.contracts.finding import Finding
 from core.kafka.admin import all_topics, ensure_topics
 from core.process import ManagedProcess, free_port
 from devices.feed import DevicePublisher
+from harness.builders import device_record, telemetry, telemetry_batch, telemetry_item
 from ingest.settings import GatewaySettings
 from smartcity.stack.services import http_ok
 from streams.app import streams_topics
@@ -34,9 +35,8 @@ pytestmark = pytest.mark.integration
 H = 3600
 
 
-def dev(device_id: str, kind: str, site: str = "", interval_s: int = 600, **extra: Any) -> dict[str, Any]:
-    return {"id": device_id, "kind": kind, "site_id": site or f"site-{device_id}", "site_name": "龙岗 test site",
-            "lat": 22.7, "lon": 114.25, "interval_s": interval_s, "departments": ["emergency"], **extra}  # fmt: skip
+#: A scenario's device: a reading expected every ten minutes, so offline is raised only where a scenario wants it.
+dev = partial(device_record, interval_s=600)
 
 
 @dataclass(frozen=True)
@@ -223,9 +223,7 @@ async def test_each_default_rule_end_to_end(flow: Flow, name: str) -> None:
     messages = [
         (
             f"devices/{flow.device_id(d)}/telemetry",
-            json.dumps(
-                [{"ts": now - int(ago * 1000), "values": v, "drill": scenario.drill} for ago, v in items]
-            ).encode(),
+            telemetry_batch(telemetry_item(v, ts=now - int(ago * 1000), drill=scenario.drill) for ago, v in items),
         )
         for d, items in scenario.messages
     ]
@@ -244,7 +242,7 @@ async def test_a_device_never_heard_from_goes_offline_and_a_reading_clears_it(fl
     quiet = flow.device_id("d-quiet")
     await flow.findings.wait_for(lambda _r: any(f.rule == "device.offline" for f in flow.findings_of({quiet})), 30)
     with publisher(flow.mqtt_url) as pub:
-        await asyncio.to_thread(publish_all, pub, [(f"devices/{quiet}/telemetry", b'{"values": {"ch4_lel": 0.5}}')])
+        await asyncio.to_thread(publish_all, pub, [(f"devices/{quiet}/telemetry", telemetry({"ch4_lel": 0.5}))])
     await flow.findings.wait_for(
         lambda _r: [f.event.value for f in flow.findings_of({quiet})][:2] == ["raised", "cleared"], 30
     )

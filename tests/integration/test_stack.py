@@ -18,6 +18,7 @@ import pytest
 
 from core.contracts.finding import Finding
 from core.process import READY_LINE, free_port
+from harness.builders import device_record, telemetry
 from tests.kafka_util import consume, readings_of
 from tests.mqtt_util import Client
 
@@ -64,10 +65,11 @@ def _alive(pid: int) -> bool:
 
 
 def _record(device_id: str, kind: str, interval_s: int, department: str) -> dict[str, Any]:
-    return {
-        "id": device_id, "kind": kind, "site_id": "S01", "site_name": "坪地化工园", "lat": 22.76, "lon": 114.31,
-        "interval_s": interval_s, "departments": [department],
-    }  # fmt: skip
+    """At the Pingdi chemical park, the site the assertions name."""
+    return device_record(
+        device_id, kind, site="S01", site_name="坪地化工园", lat=22.76, lon=114.31, interval_s=interval_s,
+        departments=[department],
+    )  # fmt: skip
 
 
 def _where(env: dict[str, str]) -> tuple[str, str, str, dict[str, str]]:
@@ -101,7 +103,7 @@ def _stop(proc: subprocess.Popen[str], output: list[str]) -> str:
 
 
 async def _publish_as(mqtt_url: str, username: str, password: str, device: str, seq: int, ch4: float = 7.5) -> None:
-    body = json.dumps({"ts": NOW + seq, "seq": seq, "values": {"ch4_lel": ch4}}).encode()
+    body = telemetry({"ch4_lel": ch4}, ts=NOW + seq, seq=seq)
     client = await asyncio.to_thread(Client, mqtt_url, username, password)
     try:
         assert client.connect_rc is not None
@@ -245,7 +247,7 @@ async def test_health_follows_readings_the_last_will_and_silence(tmp_path: Path)
                 Client, mqtt_url, creds["username"], creds["password"], ("devices/fire-h1/status", b"offline")
             )
             await asyncio.to_thread(client.publish, "devices/fire-h1/status", b"online")
-            body = json.dumps({"seq": 1, "values": {"temp_c": 24.5, "battery_pct": 77, "rssi_dbm": -68}}).encode()
+            body = telemetry({"temp_c": 24.5, "battery_pct": 77, "rssi_dbm": -68}, seq=1)
             await asyncio.to_thread(client.publish, "devices/fire-h1/telemetry", body)
 
             async def health() -> dict[str, Any]:

@@ -6,7 +6,6 @@ readings of them: a kill of a worker with nothing assigned would prove nothing."
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -15,12 +14,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.contracts.device import Device
 from core.contracts.finding import Finding
 from core.kafka.admin import all_topics, ensure_topics
 from core.kafka.partitioning import Partitioner
 from core.process import free_port
 from devices.feed import DevicePublisher
+from harness.builders import device, telemetry
 from ingest.settings import GatewaySettings
 from smartcity.stack.services import http_ok
 from streams.app import streams_topics
@@ -34,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def _telemetry(device_ids: list[str], ch4: float) -> list[tuple[str, bytes]]:
-    return [(f"devices/{d}/telemetry", json.dumps({"values": {"ch4_lel": ch4}}).encode()) for d in device_ids]
+    return [(f"devices/{d}/telemetry", telemetry({"ch4_lel": ch4})) for d in device_ids]
 
 
 def _findings(tail: Tail) -> list[Finding]:
@@ -73,10 +72,7 @@ async def test_a_killed_worker_hands_its_partitions_over_with_state(
     assert {partitions.partition_of(d) for d in device_ids} == set(range(base.readings_partitions))
     feed = DevicePublisher(base)
     await feed.start()
-    await feed.publish(
-        [Device(id=d, kind="gas", site_id=f"s-{d}", site_name="测试", lat=22.7, lon=114.2, interval_s=600,
-                departments=["emergency"]) for d in device_ids]
-    )  # fmt: skip
+    await feed.publish([device(d, interval_s=600) for d in device_ids])
     await feed.stop()
     gateway_settings = GatewaySettings(
         mqtt_url=mqtt_url, kafka_bootstrap=kafka_bootstrap, gateway_client_id=f"gw-{u}", gateway_share_group=f"g{u}",

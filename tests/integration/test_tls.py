@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import logging
 import os
 import ssl
@@ -31,6 +30,7 @@ from pydantic import ValidationError
 from core.mqtt import AsyncMqttClient
 from core.process import ManagedProcess, find_binary, free_port, tcp_accepts
 from core.settings import HttpTls, MqttConnection
+from harness.builders import telemetry
 from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings
 from tests.api_util import api_process_env
@@ -276,10 +276,10 @@ async def test_a_reading_goes_through_the_gateway_over_mutual_tls(
         gateway_http_port=0,
     )
     device = f"gas-{unique}"
-    reading = {"ts": 1763900000000, "seq": 1, "values": {"ch4_lel": 12.5}}
+    reading = telemetry({"ch4_lel": 12.5}, ts=1763900000000, seq=1)
     async with run_gateway(settings), client(settings) as (firmware, _):
         await asyncio.wait_for(firmware.connected.wait(), 10)
-        await asyncio.wait_for(firmware.publish_acked(f"devices/{device}/telemetry", json.dumps(reading).encode()), 10)
+        await asyncio.wait_for(firmware.publish_acked(f"devices/{device}/telemetry", reading), 10)
         records = await consume(kafka_bootstrap, settings.topic_readings, lambda r: len(readings_of(r)) >= 1)
     [(_, key, batch)] = readings_of(records)
     assert key == device.encode()

@@ -6,8 +6,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.contracts import ReadingDict
 from core.kafka.partitioning import Partitioner, group_by_partition
+from harness.builders import reading
 
 device_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True)
 
@@ -25,10 +25,6 @@ def test_known_values_from_the_java_client() -> None:
     assert p.partition_of("foobar") == (-790332482 & 0x7FFFFFFF) % (2**31 - 1)
 
 
-def _reading(device_id: str, seq: int) -> ReadingDict:
-    return {"device_id": device_id, "ts": 1, "seq": seq, "values": {"a": 1.0}, "drill": False, "received_at": 1}
-
-
 @given(
     st.lists(st.tuples(st.sampled_from([f"d{i}" for i in range(30)]), st.integers(0, 10**6)), max_size=300),
     st.integers(1, 50),
@@ -37,7 +33,7 @@ def test_grouping_keeps_every_reading_in_device_order_within_record_limits(
     items: list[tuple[str, int]], max_per_record: int
 ) -> None:
     partitioner = Partitioner(4)
-    readings = [_reading(d, s) for d, s in items]
+    readings = [reading(d, {"a": 1.0}, ts=1, seq=s) for d, s in items]
     records = group_by_partition(readings, partitioner, max_per_record)
     flat = [r for _, group in records for r in group]
     assert sorted(flat, key=id) == sorted(readings, key=id)

@@ -7,13 +7,11 @@ from pathlib import Path
 from core.contracts.catalogue import Department, DeviceKind
 from core.contracts.device import Device
 from devices.store import DeviceStore
+from harness.builders import device
 
 
 def _device(i: int, kind: str = "gas", site: str = "S1", departments: tuple[str, ...] = ("emergency",)) -> Device:
-    return Device(
-        id=f"d-{i:04d}", kind=kind, site_id=site, site_name="Site", lat=22.7, lon=114.3, interval_s=60,
-        departments=list(departments),
-    )  # fmt: skip
+    return device(f"d-{i:04d}", kind, site=site, departments=departments)
 
 
 def test_put_says_whether_new_and_replaces(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from core.contracts import ReadingBatch, ReadingDict
+from harness.builders import reading
 from ingest.gateway import _MAX_RECORD_BYTES, _sized
 
 
 def _reading(i: int, metrics: int) -> ReadingDict:
     values: dict[str, float | bool] = {f"m{k:04d}": float(k) for k in range(metrics)}
-    return {"device_id": f"d-{i}", "ts": 1, "seq": i, "values": values, "drill": False, "received_at": 1}
+    return reading(f"d-{i}", values, ts=1, seq=i)
 
 
 def test_a_large_group_is_split_into_records_under_the_limit_keeping_every_reading_in_order() -> None:

@@ -1,4 +1,5 @@
-"""Small builders for rule tests: devices, readings and a pack made of a few rules."""
+"""Small builders for rule tests: devices and readings on the rule tests' clock and site (made by
+``harness.builders``), and a pack made of a few rules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from core.contracts import ReadingDict
 from core.contracts.device import Device
 from core.contracts.finding import Finding
+from harness import builders
 from rules.engine import Engine
 from rules.pack import RulePack, load_pack, parse_pack
 from rules.state import DeviceState
@@ -15,34 +17,20 @@ T0 = 1_795_000_000_000
 DEFAULT = load_pack()
 
 
-def device(device_id: str = "gas-001", kind: str = "gas", site: str = "site-a", **extra: Any) -> Device:
-    return Device.model_validate(
-        {
-            "id": device_id,
-            "kind": kind,
-            "site_id": site,
-            "site_name": "坪地化工园 Pingdi chemical park",
-            "lat": 22.75,
-            "lon": 114.3,
-            "interval_s": 10,
-            "departments": ["emergency"],
-            **extra,
-        }
-    )
-
-
-def reading(values: dict[str, float | bool], at_s: float, device_id: str = "gas-001", **extra: Any) -> ReadingDict:
-    ts = T0 + int(at_s * 1000)
-    r: ReadingDict = {
-        "device_id": device_id,
-        "ts": ts,
-        "seq": None,
-        "values": values,
-        "drill": False,
-        "received_at": ts,
+def device(device_id: str = "gas-001", kind: str = "gas", site: str = "site-a", **knobs: Any) -> Device:
+    """A device at the Pingdi chemical park expecting a reading every 10 s (offline after 30 s of silence)."""
+    defaults: dict[str, Any] = {
+        "site_name": "坪地化工园 Pingdi chemical park",
+        "lat": 22.75,
+        "lon": 114.3,
+        "interval_s": 10,
     }
-    r.update(extra)  # type: ignore[typeddict-item]
-    return r
+    return builders.device(device_id, kind, site=site, **(defaults | knobs))
+
+
+def reading(values: dict[str, float | bool], at_s: float, device_id: str = "gas-001", **knobs: Any) -> ReadingDict:
+    """A reading stamped ``at_s`` seconds after ``T0`` (and received then, unless ``received_at`` says otherwise)."""
+    return builders.reading(device_id, values, ts=T0 + int(at_s * 1000), **knobs)
 
 
 def pack_of(*rules: dict[str, Any], flap: dict[str, Any] | None = None) -> RulePack:

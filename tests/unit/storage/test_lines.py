@@ -9,16 +9,15 @@ from hypothesis import strategies as st
 
 from core.contracts.device import Device
 from core.contracts.telemetry import ReadingDict
+from harness import builders
 from storage.lines import UNKNOWN_KIND, LineBuilder, series
 
-GAS = Device.model_validate(
-    {"id": "gas-1", "kind": "gas", "site_id": "PD-01", "site_name": "坪地", "lat": 22.7, "lon": 114.3, "interval_s": 60,
-     "departments": ["emergency"]}
-)  # fmt: skip
+GAS = builders.device("gas-1", site="PD-01")
+TS = 1763900000123
 
 
 def reading(values: dict[str, float | bool], *, drill: bool = False, device: str = "gas-1") -> ReadingDict:
-    return {"device_id": device, "ts": 1763900000123, "seq": 1, "values": values, "drill": drill, "received_at": 1}
+    return builders.reading(device, values, ts=TS, seq=1, drill=drill, received_at=1)
 
 
 def test_hazard_values_and_health_values_go_to_their_own_measurements() -> None:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from core.contracts.device import Device
 from core.contracts.finding import Finding
 from core.kafka.partitioning import Partitioner
+from harness.builders import reading
 from streams.app import Streams, build
 from streams.metrics import StreamMetrics
 from streams.settings import StreamsSettings
@@ -55,10 +56,7 @@ class Rig:
         return json.dumps(
             {
                 "v": 1,
-                "readings": [
-                    {"device_id": d, "ts": T0 + at, "seq": None, "values": v, "drill": False, "received_at": T0 + at}
-                    for d, v, at in readings
-                ],
+                "readings": [reading(d, v, ts=T0 + at) for d, v, at in readings],
             }
         ).encode()
 
