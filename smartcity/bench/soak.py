@@ -3,12 +3,13 @@
 Not part of ``make bench`` nor of CI: it wants 30 minutes of a quiet machine (``make soak``).
 
 A run is the end-to-end benchmark's latency workload, held: ``smartcity up`` on free ports in a temporary data
-directory (``StackRun``), a generated Longgang fleet of 10,000 devices driven by ``simulators.load_publisher`` at one
-steady rate (healthy readings: no alert), and every 0.5 s a probe gas detector crossing the ``gas.ch4`` threshold
-(``Probes`` of the alert benchmark: publish to its ``raised`` message on ``alerts/emergency``), cleared five probes
-later. Probes cycle through a pool of 800 devices, each raised at most once every 400 s: that stays under the rules'
-flap detection (6 changes in 600 s), and the alerts service's book stops growing once every probe key has its alert
-(a cleared, unacknowledged alert is raised again under its key), so the probes cause no growth of their own.
+directory (``harness.stack.StackRun``), a generated Longgang fleet of 10,000 devices driven by
+``simulators.load_publisher`` at one steady rate (healthy readings: no alert), and every 0.5 s a probe gas detector
+crossing the ``gas.ch4`` threshold (``harness.probes``, as in the alert benchmark: publish to its ``raised`` message
+on ``alerts/emergency``), cleared five probes later. Probes cycle through a pool of 800 devices, each raised at
+most once every 400 s: that stays under the rules' flap detection (6 changes in 600 s), and the alerts service's
+book stops growing once every probe key has its alert (a cleared, unacknowledged alert is raised again under its
+key), so the probes cause no growth of their own.
 
 Every ``sample_s`` (30 s; less for a short run, so that every run has 12 samples) one row:
 
