@@ -232,7 +232,7 @@ class _Run:
         return time.monotonic() - started, False
 
 
-def _pool(fleet: Fleet) -> dict[str, Any]:
+def payload_pool(fleet: Fleet) -> dict[str, Any]:
     """Per device, ``VARIANTS`` healthy payload templates from its baseline (quiet by design: no alert)."""
     now = int(time.time() * 1000)
     rows = [[template(d.baseline.values(60.0 * v, now)) for v in range(VARIANTS)] for d in fleet.devices]
@@ -273,7 +273,7 @@ def run_load(
     records += [device_record(d) for d in warm + [d for ids in probe_ids for d in ids]]
     with tempfile.TemporaryDirectory(prefix="smartcity-load-") as tmp, StackRun(Path(tmp)) as stack:
         pool_path = Path(tmp) / "load-pool.json"
-        pool_path.write_text(json.dumps(_pool(fleet)))
+        pool_path.write_text(json.dumps(payload_pool(fleet)))
         console.print(f"stack up; registering {len(records):,} devices ...")
         stack.register(records)
         env = {**stack.env, "SMARTCITY_MQTT_PASSWORD": stack.admin_password}

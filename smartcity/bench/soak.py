@@ -57,7 +57,7 @@ from harness.measure import ACCEPTED, EVALUATED, STORED
 from harness.probes import CLEAR_AFTER, TIMEOUT_S, Probes, Sample, warm_up
 from harness.stack import StackRun
 from simulators.fleet import generate_fleet
-from simulators.load import _pool
+from simulators.load import payload_pool
 from simulators.load_publisher import LoadPublisher
 from smartcity.stack.supervisor import TANSU
 from smartcity.status import Scrape
@@ -429,7 +429,7 @@ def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
         f"[bold]soak[/]: {minutes:g} min at {rate:,} readings/s, {DEVICES:,} devices, a row every {sample_s:g} s"
     )
     with tempfile.TemporaryDirectory(prefix="smartcity-soak-") as tmp, StackRun(Path(tmp)) as stack:
-        (pool_path := Path(tmp) / "load-pool.json").write_text(json.dumps(_pool(fleet)))
+        (pool_path := Path(tmp) / "load-pool.json").write_text(json.dumps(payload_pool(fleet)))
         stack.register(records)
         publisher = LoadPublisher(
             stack.mqtt_url, pool_path, 1, {**stack.env, "SMARTCITY_MQTT_PASSWORD": stack.admin_password}
