@@ -26,12 +26,12 @@ it guarantees:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Sequence
 from typing import Final
 
+from core.backoff import Backoff, pause
 from core.contracts.alert import Alert
 from core.influx.client import FieldValue, InfluxRefused, InfluxUnavailable, LineWriter, point_line
 from core.influx.sink import InfluxSink
@@ -136,21 +136,20 @@ class AlertArchive:
         return await self.sink.flush()
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
-        """Flush every ``interval_s`` until ``stop`` is set; after a failure wait the server's ``retry_after``, or
-        twice the last wait, whichever is longer (at most ``max_backoff_s``). ``close`` does the last flush."""
+        """Flush every ``interval_s`` until ``stop`` is set; after failures wait twice as long each time, from twice
+        ``interval_s`` up to ``max_backoff_s``, and never less than the server's ``retry_after`` (``core.backoff``).
+        ``close`` does the last flush."""
+        backoff = Backoff(min(2 * interval_s, max_backoff_s), max_backoff_s)
         delay = interval_s
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            if stop.is_set():
-                return
+        while not await pause(delay, stop):
             try:
                 await self.flush()
             except InfluxUnavailable as exc:
-                delay = min(max_backoff_s, max(exc.retry_after, delay * 2))
+                delay = backoff.next(exc.retry_after)
                 logger.warning("alert archive: %s; %d lines kept, retry in %.1fs", exc, self.pending, delay)
             else:
                 delay = interval_s
+                backoff.reset()
 
     async def close(self) -> None:
         """Flush what is left (once, no retry), then close the writer. Lines InfluxDB could not take are logged."""

@@ -34,6 +34,7 @@ from alerts.routing import RoutingTable
 from alerts.settings import AlertsSettings
 from alerts.silences import DrillWindow, Silence, Windows
 from alerts.store import AlertStore
+from core.backoff import Backoff
 from core.clock import now_ms
 from core.contracts.alert import Alert
 from core.contracts.finding import Finding
@@ -213,8 +214,9 @@ class AlertService:
 
     async def _on_findings(self, findings: list[tuple[Finding, tuple[int, int]]]) -> None:
         """Apply a batch and save it; while Kafka refuses, undo and try again later, without holding the lock
-        (officers' requests then get a quick 503, and the book never shows what was not saved)."""
-        delay = 0.2
+        (officers' requests then get a quick 503, and the book never shows what was not saved). The waits back off
+        from 0.2 s to 5 s, never shorter than the failure's ``retry_after``."""
+        backoff = Backoff(0.2, 5.0)
         while True:
             async with self._lock:
                 now = self.clock()
@@ -235,12 +237,12 @@ class AlertService:
                     self.book.rollback(undo)
                     self._burn(messages)
                     self.metrics.save_retries.inc()
-                    logger.warning("alerts: findings not saved (%s); again in %.1f s", exc, delay)
+                    wait = backoff.next(exc.retry_after)
+                    logger.warning("alerts: findings not saved (%s); again in %.1f s", exc, wait)
                 else:
                     self._publish(list(changed.values()), messages)
                     return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5)
+            await asyncio.sleep(wait)
 
     # -- time -------------------------------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ Shared by every service that speaks MQTT (the ingest gateway, the account admini
 
 paho's socket callbacks tell us when its socket opens, closes and wants writing; we register it with the loop's
 reader and writer and call ``loop_read``/``loop_write``/``loop_misc`` from there (the pattern of paho's own
-``loop_asyncio`` example). Reconnection is ours: exponential backoff with jitter, from 0.5 s to 30 s.
+``loop_asyncio`` example). Reconnection is ours: exponential backoff with jitter (``core.backoff``), from 0.5 s
+to 30 s, reset by a session that lasted; a session lost soon after it began is followed by a backoff before the
+next attempt (the broker may be refusing or kicking us, e.g. a client id used twice).
 
 TLS (``mqtts://``, docs/tls.md) uses the context ``MqttConnection.mqtt_tls_context`` builds. A broker certificate we
 do not trust, or a broker that closes the connection before accepting it (what Mosquitto does when it requires a
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import ssl
 import time
@@ -29,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.backoff import Backoff
 from core.errors import MqttUnavailable
 from core.settings import MqttConnection
 
@@ -76,7 +78,7 @@ class AsyncMqttClient:
         self._misc: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closing = False
-        self._delay = 0.5  # reconnect backoff; reset by a session that lasted
+        self._backoff = Backoff(0.5, 30.0, jitter=True)  # reset by a session that lasted
         self._connected_at = 0.0
         self._answered = False  # the broker sent a CONNACK (accepting or refusing) on the current connection
         self.reading_paused = False
@@ -182,9 +184,9 @@ class AsyncMqttClient:
 
     # -- connection management --------------------------------------------------------------------------------
 
-    async def _connect_forever(self) -> None:
-        if self._delay > 0.5:  # lost again soon after a connect: back off before trying (the broker may be
-            await asyncio.sleep(self._delay)  # refusing or kicking us, e.g. a client id used twice)
+    async def _connect_forever(self, *, back_off_first: bool = False) -> None:
+        if back_off_first:  # lost soon after a connect: the broker may be refusing or kicking us
+            await asyncio.sleep(self._backoff.next())
         while not self._closing:
             props = None
             if self._v5:
@@ -211,21 +213,23 @@ class AsyncMqttClient:
                     self._conn.mqtt_url,
                     exc.verify_message,
                     self._conn.mqtt_host,
-                    self._delay,
+                    self._backoff.current,
                 )
             except ssl.SSLError as exc:
                 logger.error(
                     "MQTT broker %s: the TLS handshake failed (%s); is it a TLS listener?; retrying in %.1f s",
                     self._conn.mqtt_url,
                     exc,
-                    self._delay,
+                    self._backoff.current,
                 )
             except (TimeoutError, OSError) as exc:
                 logger.warning(
-                    "MQTT broker %s unreachable: %s; retrying in %.1f s", self._conn.mqtt_url, exc, self._delay
+                    "MQTT broker %s unreachable: %s; retrying in %.1f s",
+                    self._conn.mqtt_url,
+                    exc,
+                    self._backoff.current,
                 )
-            await asyncio.sleep(self._delay * (0.8 + 0.4 * random.random()))
-            self._delay = min(self._delay * 2, 30.0)
+            await asyncio.sleep(self._backoff.next())
 
     def _lost_before_accepted(self) -> bool:
         """Log and say whether a TLS connection was just closed before the broker's CONNACK: Mosquitto does that
@@ -278,13 +282,12 @@ class AsyncMqttClient:
             return
         if self._reconnect is not None and not self._reconnect.done():
             return  # lost inside ``connect()`` itself: the running ``_connect_forever`` logs it and retries
-        if accepted and time.monotonic() - self._connected_at > 30:
-            self._delay = 0.5  # it had been working: try again at once
-        else:
-            self._delay = min(self._delay * 2, 30.0)
+        lasted = accepted and time.monotonic() - self._connected_at > 30
+        if lasted:
+            self._backoff.reset()  # it had been working: try again at once
         if not self._lost_before_accepted():
             logger.warning("MQTT connection to %s lost (%s); reconnecting", self._conn.mqtt_url, rc)
-        self._reconnect = self._loop.create_task(self._connect_forever())
+        self._reconnect = self._loop.create_task(self._connect_forever(back_off_first=not lasted))
 
     # -- paho socket callbacks -> asyncio ---------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 import pydantic_core
 from paho.mqtt.enums import MQTTProtocolVersion
 
+from core.backoff import Backoff
 from core.contracts import (
     ERRORS_TOPIC,
     SCHEMA_VERSION,
@@ -301,7 +302,7 @@ class Gateway:
 
     async def _deliver(self, flush: _Flush) -> None:
         started = time.perf_counter()
-        delay = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             generation = self._producer.generation
             try:
@@ -311,10 +312,10 @@ class Gateway:
             except KafkaUnavailable as exc:
                 self.metrics.produce_errors.inc()
                 self._set_kafka_ok(False)
-                logger.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                wait = backoff.next(exc.retry_after)
+                logger.warning("%s; retrying in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
                 await self._producer.reset(generation)
-                delay = min(delay * 2, 5.0)
         self._set_kafka_ok(True)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         m = self.metrics

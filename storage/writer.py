@@ -38,6 +38,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from core.backoff import Backoff, pause, retry_after
 from core.contracts.device import Device
 from core.contracts.refusal import Refusal, RefusalItem, RefusalReason, RefusedMessage
 from core.contracts.telemetry import decode_batch
@@ -284,7 +285,7 @@ class InfluxWriter:
     async def _write(self, batch: list[str], stop: asyncio.Event) -> bool:
         """Write ``batch`` however long InfluxDB takes to come back (False: told to stop first); refused lines go
         to the refused topic."""
-        delay = 0.5
+        backoff = Backoff(0.5, _MAX_BACKOFF_S)
         while True:
             started = time.monotonic()
             try:
@@ -293,13 +294,10 @@ class InfluxWriter:
                 self.influx_up = False
                 self.metrics.influx_up.set(0)
                 self.metrics.retries.labels(type(exc).__name__).inc()
-                wait = max(getattr(exc, "retry_after", 0.0), delay)
+                wait = backoff.next(retry_after(exc))
                 logger.warning("writer: %d points not written (%s); again in %.1f s", len(batch), exc, wait)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
-                if stop.is_set():
+                if await pause(wait, stop):
                     return False
-                delay = min(delay * 2, _MAX_BACKOFF_S)
                 if isinstance(exc, InfluxRefused) and exc.status == 404:
                     with contextlib.suppress(InfluxUnavailable, InfluxRefused):
                         await self.influx.ensure_database()

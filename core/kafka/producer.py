@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from core.backoff import Backoff, retry_after
 from core.errors import KafkaUnavailable
 from core.kafka.admin import TopicSpec, ensure_topics
 from core.settings import KafkaConnection
@@ -54,7 +55,7 @@ class FlushProducer:
 
     async def start(self) -> None:
         """Connect, retrying with backoff until Kafka answers; create missing topics first."""
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             producer: AIOKafkaProducer | None = None
             try:
@@ -74,9 +75,9 @@ class FlushProducer:
                 if producer is not None:
                     with contextlib.suppress(KafkaError, OSError):
                         await producer.stop()
-                logger.warning("Kafka %s not ready (%s); retrying in %.1f s", self._conn.kafka_bootstrap, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                wait = backoff.next(retry_after(exc))
+                logger.warning("Kafka %s not ready (%s); retrying in %.1f s", self._conn.kafka_bootstrap, exc, wait)
+                await asyncio.sleep(wait)
                 continue
             self._producer = producer
             logger.info("connected to Kafka %s", self._conn.kafka_bootstrap)
