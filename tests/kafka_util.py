@@ -7,12 +7,14 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from core.contracts import ReadingBatch, RefusedMessage
+from core.kafka.reading import read_to_end
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,23 @@ async def consume(
                 out.extend(Consumed(tp.partition, m.key, m.value) for m in msgs)
     finally:
         await consumer.stop()
+    return out
+
+
+async def read_all(
+    bootstrap: str, topic: str, partitions: list[int] | None = None, timeout: float = 30
+) -> list[Consumed]:
+    """Every record ``topic`` (or the given partitions of it) holds now, from the beginning (``read_to_end``: with
+    any that arrive meanwhile in the same fetches); ``TimeoutError`` if they were not all read within ``timeout``."""
+    out: list[Consumed] = []
+    tps: str | list[TopicPartition] = topic if partitions is None else [TopicPartition(topic, p) for p in partitions]
+
+    def keep(record: Any) -> None:
+        out.append(Consumed(record.partition, record.key, record.value))
+
+    left = await read_to_end(bootstrap, tps, keep, timeout_s=timeout)
+    if left:
+        raise TimeoutError(f"{topic}: not read to the end in {timeout} s: {sorted(tp.partition for tp in left)} left")
     return out
 
 
