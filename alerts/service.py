@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from alerts.archive import AlertArchive
@@ -39,6 +38,7 @@ from core.clock import now_ms
 from core.contracts.alert import Alert
 from core.contracts.finding import Finding
 from core.errors import KafkaUnavailable
+from core.kafka.consumer import consume_forever
 
 logger = logging.getLogger(__name__)
 
@@ -158,51 +158,50 @@ class AlertService:
     # -- findings ---------------------------------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        """The findings consumer, reconnecting with backoff (``core.kafka.consumer``) until ``stop``, when it leaves
+        its group cleanly. A bug while handling a batch is logged and the consumer reconnects (the batch is read
+        again from the committed offset): one bad batch must not end alerting for good."""
+        await consume_forever(
+            self._findings_consumer,
+            self._take_findings,
+            label="alerts: findings consumer",
+            stop=self._stop,
+            reconnect_on_bug=True,
+        )
+
+    def _findings_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
-        delay = 0.5
+        return AIOKafkaConsumer(
+            s.topic_findings,
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.alerts_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.alerts_fetch_wait_ms,
+            session_timeout_ms=s.alerts_session_timeout_ms,
+            heartbeat_interval_ms=s.alerts_session_timeout_ms // 4,
+            max_poll_records=1000,
+        )
+
+    async def _take_findings(self, consumer: AIOKafkaConsumer) -> None:
+        """Apply and save each fetched batch, then commit its offsets: a batch is committed only once saved."""
+        gaps = self.metrics.consumer.attach(consumer)
         while not self._stop.is_set():
-            consumer = AIOKafkaConsumer(
-                s.topic_findings,
-                bootstrap_servers=s.kafka_bootstrap,
-                group_id=s.alerts_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=s.alerts_fetch_wait_ms,
-                session_timeout_ms=s.alerts_session_timeout_ms,
-                heartbeat_interval_ms=s.alerts_session_timeout_ms // 4,
-                max_poll_records=1000,
-            )
-            gaps = self.metrics.consumer.attach(consumer)
-            try:
-                await consumer.start()
-                delay = 0.5
-                while not self._stop.is_set():
-                    batches = {
-                        tp: kept
-                        for tp, msgs in (await consumer.getmany(timeout_ms=200)).items()
-                        if (kept := gaps.take(consumer, tp, msgs))
-                    }
-                    findings = [
-                        (f, (m.partition, m.offset))
-                        for msgs in batches.values()
-                        for m in msgs
-                        if (f := self._decode(m.value, m.offset))
-                    ]
-                    if findings:
-                        await self._on_findings(findings)
-                    if batches:
-                        await consumer.commit()
-            except (KafkaError, OSError) as exc:
-                logger.warning("alerts: findings consumer failed (%r); again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-            except Exception:  # a bug must not stop alerting for good: log it, reconnect
-                logger.exception("alerts: findings consumer crashed; reconnecting in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
-            finally:
-                with contextlib.suppress(KafkaError, OSError):
-                    await consumer.stop()
+            batches = {
+                tp: kept
+                for tp, msgs in (await consumer.getmany(timeout_ms=200)).items()
+                if (kept := gaps.take(consumer, tp, msgs))
+            }
+            findings = [
+                (f, (m.partition, m.offset))
+                for msgs in batches.values()
+                for m in msgs
+                if (f := self._decode(m.value, m.offset))
+            ]
+            if findings:
+                await self._on_findings(findings)
+            if batches:
+                await consumer.commit()
 
     def _decode(self, value: bytes | None, offset: int) -> Finding | None:
         try:

@@ -18,8 +18,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from alerts.lifecycle import AlertRecord
@@ -28,6 +26,7 @@ from core.contracts.alert import Alert
 from core.errors import KafkaUnavailable
 from core.kafka.admin import TopicSpec, flow_topics
 from core.kafka.producer import FlushProducer, Record
+from core.kafka.reading import read_table
 from core.settings import KafkaConnection
 
 logger = logging.getLogger(__name__)
@@ -57,15 +56,17 @@ class AlertStore:
         await self._producer.stop()
 
     async def load(self) -> Loaded:
+        """Every alert record and window, from ``alerts.state`` and ``alerts.control`` read to their end as of now
+        (``core.kafka.reading.read_table``); ``KafkaUnavailable`` if they cannot be read whole."""
         loaded = Loaded()
-        for key, value in (await read_to_end(self._conn, self._conn.topic_alert_state)).items():
+        for key, value in (await read_table(self._conn.kafka_bootstrap, self._conn.topic_alert_state)).items():
             if value is None:
                 continue
             try:
                 loaded.records.append(AlertRecord.model_validate_json(value))
             except ValidationError as exc:
                 logger.error("alerts.state: unreadable record for alert %s, skipped: %s", key, exc)
-        for key, value in (await read_to_end(self._conn, self._conn.topic_alert_control)).items():
+        for key, value in (await read_table(self._conn.kafka_bootstrap, self._conn.topic_alert_control)).items():
             if value is None:
                 continue
             try:
@@ -110,28 +111,3 @@ class AlertStore:
 
 def _window_key(window: Silence | DrillWindow) -> bytes:
     return f"{'silence' if isinstance(window, Silence) else 'drill'}:{window.id}".encode()
-
-
-async def read_to_end(conn: KafkaConnection, topic: str, *, timeout_s: float = 30.0) -> dict[str, bytes | None]:
-    """Every key's latest value on ``topic`` (None: deleted), read from the beginning to the end as of now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
-    latest: dict[str, bytes | None] = {}
-    try:
-        async with asyncio.timeout(timeout_s):
-            await consumer.start()
-            await consumer.topics()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not tps:
-                return latest
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while not all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                for msgs in (await consumer.getmany(timeout_ms=200, max_records=5000)).values():
-                    for m in msgs:
-                        latest[m.key.decode() if m.key else ""] = m.value
-    except (KafkaError, TimeoutError, OSError) as exc:
-        raise KafkaUnavailable(f"cannot read {topic!r} from Kafka {conn.kafka_bootstrap}: {exc!r}") from exc
-    finally:
-        await consumer.stop()
-    return latest

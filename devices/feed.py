@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -27,8 +28,9 @@ from pydantic import ValidationError
 
 from core.contracts import ReadingBatch
 from core.contracts.device import Device
-from core.errors import KafkaUnavailable
 from core.kafka.admin import devices_topic, ensure_topics
+from core.kafka.consumer import consume_forever
+from core.kafka.reading import read_to_end, topic_partitions
 from core.settings import KafkaConnection
 from devices.health import HealthTracker
 
@@ -164,6 +166,25 @@ class KafkaDirectory:
         self._moved.set()
         self._moved = asyncio.Event()
 
+    def _apply(self, m: Any, ids: set[str], records: dict[str, Device]) -> tuple[str, Device | None] | None:
+        """Apply one record of the topic to ``ids`` and ``records``: the change, or None for an unreadable one."""
+        key = m.key.decode() if m.key else ""
+        record = None
+        if m.value is not None and self._keep_records:
+            try:
+                record = Device.model_validate_json(m.value)
+            except ValidationError as exc:
+                logger.warning("device directory: unreadable record for %r: %s", key, exc)
+                return None
+        if m.value is None:
+            ids.discard(key)
+            records.pop(key, None)
+        else:
+            ids.add(key)
+            if record is not None:
+                records[key] = record
+        return key, record
+
     async def _follow(self) -> None:
         async def run(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
             self._consumer, self._live = (consumer, tps), False
@@ -175,37 +196,21 @@ class KafkaDirectory:
                 self._progress()
 
         async def follow(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
+            # Everything up to the end offsets as of now first, into fresh sets (until then the old ones serve).
             ids: set[str] = set()
             records: dict[str, Device] = {}
-            caught_up = False
+            await read_to_end(consumer, tps, lambda m: self._apply(m, ids, records))
+            self._ids, self._records = ids, records  # from here on updated in place
+            self._live = True
+            self.ready.set()
+            logger.info("device directory: %d devices registered", len(ids))
+            self._progress()
             while True:
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
                     for m in msgs:
-                        key = m.key.decode() if m.key else ""
-                        record = None
-                        if m.value is not None and self._keep_records:
-                            try:
-                                record = Device.model_validate_json(m.value)
-                            except ValidationError as exc:
-                                logger.warning("device directory: unreadable record for %r: %s", key, exc)
-                                continue
-                        if m.value is None:
-                            ids.discard(key)
-                            records.pop(key, None)
-                        else:
-                            ids.add(key)
-                            if record is not None:
-                                records[key] = record
-                        if caught_up and self._on_change is not None:
-                            self._on_change(key, record)
-                if not caught_up and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
-                    caught_up = True
-                    self._ids, self._records = ids, records  # from here on updated in place
-                    self._live = True
-                    self.ready.set()
-                    logger.info("device directory: %d devices registered", len(ids))
+                        change = self._apply(m, ids, records)
+                        if change is not None and self._on_change is not None:
+                            self._on_change(*change)
                 self._progress()
 
         async def prepare() -> None:
@@ -243,27 +248,20 @@ async def _follow_topic(
     fetch_wait_ms: int = 500,
 ) -> None:
     """Consume every partition of ``topic`` without a consumer group (each reader needs all of it), handing the
-    assigned consumer to ``run``; reconnect with backoff when Kafka fails; wait while the topic does not exist."""
-    delay = 0.5
-    while True:
-        consumer = AIOKafkaConsumer(
+    assigned consumer to ``run``; a new consumer after each Kafka failure, with backoff (``core.kafka.consumer``);
+    while the topic does not exist, a new consumer every second. Runs until cancelled."""
+
+    def build() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
             bootstrap_servers=conn.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms
         )
-        try:
-            if prepare is not None:
-                await prepare()
-            await consumer.start()
-            await consumer.topics()  # fetches metadata, so the partitions are known
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not tps:
-                await asyncio.sleep(1)
-                continue
-            consumer.assign(tps)
-            delay = 0.5
-            await run(consumer, tps)
-        except (KafkaError, OSError, KafkaUnavailable) as exc:
-            logger.warning("%s: Kafka unavailable (%s); retrying in %.1f s", label, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-        finally:
-            await consumer.stop()
+
+    async def assigned(consumer: AIOKafkaConsumer) -> None:
+        tps = await topic_partitions(consumer, topic)
+        if not tps:
+            await asyncio.sleep(1)
+            return
+        consumer.assign(tps)
+        await run(consumer, tps)
+
+    await consume_forever(build, assigned, label=label, prepare=prepare)

@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -46,7 +46,9 @@ from core.errors import KafkaUnavailable
 from core.influx.client import InfluxRefused, InfluxUnavailable, LineWriter
 from core.influx.sink import InfluxSink
 from core.kafka.admin import TopicSpec
+from core.kafka.consumer import consume_forever
 from core.kafka.producer import FlushProducer, Record
+from core.kafka.reading import read_to_end
 from rules.dedup import SeqWindow, is_repeat
 from storage.lines import LineBuilder
 from storage.metrics import WriterMetrics
@@ -106,31 +108,24 @@ class InfluxWriter:
         self.seeded.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume and write until ``stop``; reconnect to Kafka with backoff."""
+        """Consume and write until ``stop``; a new consumer after each Kafka failure, with backoff
+        (``core.kafka.consumer``). ``ready`` is set once a consumer has started."""
         await self._refused.start()
-        delay = 0.5
+
+        async def consume(consumer: AIOKafkaConsumer) -> None:
+            self.ready.set()
+            await self._loop(consumer, stop)
+
         try:
-            while not stop.is_set():
-                consumer = self._consumer()
-                # Read again from the committed offsets: a batch marked in the window may not have been written.
-                self._seqs.clear()
-                self._owned = set()
-                try:
-                    await consumer.start()
-                    self.ready.set()
-                    delay = 0.5
-                    await self._loop(consumer, stop)
-                except (KafkaError, OSError) as exc:
-                    logger.warning("writer: Kafka failed (%r); again in %.1f s", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10)
-                finally:
-                    with contextlib.suppress(KafkaError, OSError):
-                        await consumer.stop()
+            await consume_forever(self._consumer, consume, label="writer", stop=stop)
         finally:
             await self._refused.stop()
 
     def _consumer(self) -> AIOKafkaConsumer:
+        """A new group consumer. It reads again from the committed offsets, and a batch marked in the repeat window
+        may not have been written: the window is forgotten here, and read back as partitions are assigned."""
+        self._seqs.clear()
+        self._owned = set()
         s = self.settings
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
@@ -147,36 +142,27 @@ class InfluxWriter:
         return consumer
 
     async def seed(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        """Read the recent records of partitions new to this writer into the repeat window (module docstring)."""
+        """Read the recent records of partitions new to this writer into the repeat window (module docstring): the
+        last ``SEED_RECORDS`` records below each one's committed offset, read for at most ``SEED_TIMEOUT_S``."""
         new, self._owned = assigned - self._owned, set(assigned)
         ends = {tp: end for tp in new if (end := await consumer.committed(tp))}
         if not ends:
             return
         started, seeded = time.monotonic(), 0
         begins = await consumer.beginning_offsets(list(ends))
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=50,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+
+        def mark(record: Any) -> None:
+            nonlocal seeded
+            seeded += self._mark(record.value)
+
+        pending = await read_to_end(
+            self.settings.kafka_bootstrap,
+            list(ends),
+            mark,
+            start={tp: max(begins[tp], end - SEED_RECORDS) for tp, end in ends.items()},
+            ends=ends,
+            timeout_s=SEED_TIMEOUT_S,
         )
-        await reader.start()
-        try:
-            reader.assign(list(ends))
-            for tp, end in ends.items():
-                reader.seek(tp, max(begins[tp], end - SEED_RECORDS))
-            pending = dict(ends)
-            while pending and time.monotonic() - started < SEED_TIMEOUT_S:
-                for tp, records in (await reader.getmany(timeout_ms=200)).items():
-                    end = pending.get(tp, -1)
-                    for record in records:
-                        if record.offset < end:
-                            seeded += self._mark(record.value)
-                for tp in list(pending):
-                    if await reader.position(tp) >= pending[tp]:
-                        del pending[tp]
-        finally:
-            await reader.stop()
         if pending:
             logger.warning(
                 "writer: repeat window of %d partitions not read back in %.0f s", len(pending), SEED_TIMEOUT_S
@@ -361,7 +347,7 @@ class _Seeding(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is 
         self._writer.seeded.clear()
         try:
             await self._writer.seed(self._consumer, set(assigned))
-        except (KafkaError, OSError) as exc:  # a window not read back only lets a repeat through: never lose reading
+        except (KafkaError, OSError, KafkaUnavailable) as exc:  # a window not read back only lets a repeat through
             logger.warning("writer: repeat window not read back (%r)", exc)
         finally:
             self._writer.seeded.set()

@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 
 from core.contracts import ReadingBatch
+from core.errors import KafkaUnavailable
+from core.kafka.reading import read_to_end
 from core.process import ManagedProcess, free_port
 from harness.builders import telemetry
 from harness.measure import metric
@@ -156,33 +158,15 @@ async def _collect_forever(
             await asyncio.sleep(0.05)
             continue
         idle.clear()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-            request_timeout_ms=3000,
-        )
+
+        def keep(m: Any) -> None:
+            seen.update((r.device_id, r.seq) for r in ReadingBatch.model_validate_json(m.value).readings)
+
         try:
             await partitions_of(bootstrap, topic, timeout=2)  # never let our metadata request create the topic
-            await consumer.start()
-            tps = [TopicPartition(topic, p) for p in range(4)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            deadline = time.monotonic() + 3
-            while (
-                not stop.is_set()
-                and time.monotonic() < deadline
-                and [tp for tp, end in ends.items() if await consumer.position(tp) < end]
-            ):
-                for msgs in (await consumer.getmany(timeout_ms=200)).values():
-                    for m in msgs:
-                        seen.update((r.device_id, r.seq) for r in ReadingBatch.model_validate_json(m.value).readings)
-        except (KafkaError, OSError, TimeoutError):
+            await read_to_end(bootstrap, [TopicPartition(topic, p) for p in range(4)], keep, timeout_s=3)
+        except (KafkaUnavailable, TimeoutError):
             pass
-        finally:
-            with contextlib.suppress(KafkaError, OSError):
-                await consumer.stop()
         await asyncio.sleep(0.3)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from alerts.officers import token_hash
 from alerts.settings import AlertsSettings
-from alerts.store import read_to_end
+from core.kafka.reading import read_table
 from tests.alerts_util import RigFactory, rig_factory
 from tests.waiting import eventually
 
@@ -103,7 +103,7 @@ async def test_ended_silences_are_forgotten_and_stay_forgotten_after_a_restart(r
         assert await eventually(lambda: ended["id"] not in r.service.windows.silences), "never forgotten"
         assert not r.service.windows.drills
         assert set(r.service.windows.silences) == {kept["id"]}
-        control = await read_to_end(r.settings, r.settings.topic_alert_control)
+        control = await read_table(r.settings.kafka_bootstrap, r.settings.topic_alert_control)
         assert control[f"silence:{ended['id']}"] is None, "a tombstone in Kafka"
     async with rig(alerts_window_retention_s=1) as again:
         assert set(again.service.windows.silences) == {kept["id"]}
