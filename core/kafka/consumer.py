@@ -63,6 +63,7 @@ async def consume_forever(
     (creating a topic first); its failures count as Kafka's.
     """
     backoff = backoff or consumer_backoff()
+    failed = False
     while stop is None or not stop.is_set():
         consumer = build()
         try:
@@ -70,6 +71,9 @@ async def consume_forever(
                 await prepare()
             await consumer.start()
             backoff.reset()
+            if failed:
+                logger.info("%s: consuming again", label)
+                failed = False
             await run(consumer)
             continue
         except (KafkaError, OSError, KafkaUnavailable) as exc:
@@ -82,6 +86,7 @@ async def consume_forever(
             logger.exception("%s: consumer crashed; reconnecting in %.1f s", label, wait)
         finally:
             await stop_consumer(consumer)
+        failed = True
         if await pause(wait, stop):
             return
 
