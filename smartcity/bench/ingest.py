@@ -17,10 +17,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from typing import Any
 
 from core.contracts import ReadingBatch
+from core.kafka.reading import read_to_end
 from core.process import ManagedProcess, die_with_parent, free_port
 from harness.measure import ACCEPTED, cpu_seconds, metric
 from smartcity.stack.services import Launch, http_ok, mosquitto, tansu
@@ -43,21 +43,13 @@ class Result:
     seconds: float
 
 
-async def _distinct_in_kafka(bootstrap: str, topic: str, partitions: int) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
-    await consumer.start()
+async def _distinct_in_kafka(bootstrap: str, topic: str) -> int:
     seen: set[tuple[str, int | None]] = set()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for msgs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                for m in msgs:
-                    seen.update((r.device_id, r.seq) for r in ReadingBatch.model_validate_json(m.value).readings)
-    finally:
-        await consumer.stop()
+
+    def keep(record: Any) -> None:
+        seen.update((r.device_id, r.seq) for r in ReadingBatch.model_validate_json(record.value).readings)
+
+    await read_to_end(bootstrap, topic, keep)
     return len(seen)
 
 
@@ -133,7 +125,7 @@ class IngestBench:
             after = {k: cpu_seconds(p) for k, p in pids.items()}
         finally:
             gateway.stop()
-        in_kafka = asyncio.run(_distinct_in_kafka(self.kafka.url, topic, 4))
+        in_kafka = asyncio.run(_distinct_in_kafka(self.kafka.url, topic))
         per = {k: (after[k] - before[k]) / expected * 1e6 for k in pids}
         return Result(
             scenario=name,
