@@ -9,8 +9,7 @@ import signal
 from prometheus_client import CollectorRegistry
 
 from core.http.health import serve_health
-from devices.directory import DeviceDirectory, OpenDirectory
-from devices.feed import KafkaDirectory
+from devices.directory import DeviceDirectory, KafkaDirectory, OpenDirectory
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
 from ingest.settings import GatewaySettings
@@ -34,8 +33,8 @@ async def run_gateway(settings: GatewaySettings) -> None:
         await follower.start()
         await follower.ready.wait()
         directory = follower
-    registry = CollectorRegistry()
-    gateway = Gateway(settings, directory, GatewayMetrics.create(registry))
+    prometheus = CollectorRegistry()
+    gateway = Gateway(settings, directory, GatewayMetrics.create(prometheus))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -45,7 +44,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
         runner = await serve_health(
             settings.gateway_http_host,
             settings.gateway_http_port,
-            registry,
+            prometheus,
             gateway.health,
         )
     try:

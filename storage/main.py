@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from core.errors import SmartCityError
 from core.http.health import serve_health
 from core.influx.client import LineWriter
-from devices.feed import KafkaDirectory
+from devices.directory import KafkaDirectory
 from storage.lines import LineBuilder
 from storage.metrics import WriterMetrics
 from storage.settings import WriterSettings
@@ -38,14 +38,14 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
     await influx.start()
     if settings.influx_api == "v1" and settings.writer_retention:
         await _retention(settings)
-    registry = CollectorRegistry()
-    writer = InfluxWriter(settings, lines, influx, WriterMetrics.create(registry), directory)
+    prometheus = CollectorRegistry()
+    writer = InfluxWriter(settings, lines, influx, WriterMetrics.create(prometheus), directory)
     runner = None
     if settings.writer_http_port:
         runner = await serve_health(
             settings.writer_http_host,
             settings.writer_http_port,
-            registry,
+            prometheus,
             lambda: {"kafka": writer.ready.is_set(), "influxdb": writer.influx_up},
         )
     try:

@@ -1,4 +1,4 @@
-"""The InfluxDB writer's Prometheus collectors, on the registry they are given. No device ids in labels."""
+"""The InfluxDB writer's Prometheus collectors, on the Prometheus registry they are given. No device ids in labels."""
 
 from __future__ import annotations
 
@@ -22,32 +22,34 @@ class WriterMetrics:
     consumer: ConsumerMetrics
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> WriterMetrics:
+    def create(cls, prometheus: CollectorRegistry) -> WriterMetrics:
         ns = "smartcity_writer"
         return cls(
-            readings=Counter(f"{ns}_readings", "Readings written to InfluxDB", registry=registry),
+            readings=Counter(f"{ns}_readings", "Readings written to InfluxDB", registry=prometheus),
             duplicates=Counter(
                 f"{ns}_duplicate_readings",
                 "Readings not written: a repeat of a (device, seq) this writer already wrote (a redelivery)",
-                registry=registry,
+                registry=prometheus,
             ),
-            undecodable=Counter(f"{ns}_undecodable_records", "Kafka records skipped as unreadable", registry=registry),
+            undecodable=Counter(
+                f"{ns}_undecodable_records", "Kafka records skipped as unreadable", registry=prometheus
+            ),
             refused=Counter(
-                f"{ns}_refused_points", "Points InfluxDB refused (sent to the refused topic)", registry=registry
+                f"{ns}_refused_points", "Points InfluxDB refused (sent to the refused topic)", registry=prometheus
             ),
-            retries=Counter(f"{ns}_retries", "Batch writes retried, by error", ["error"], registry=registry),
+            retries=Counter(f"{ns}_retries", "Batch writes retried, by error", ["error"], registry=prometheus),
             batch_points=Histogram(
                 f"{ns}_batch_points",
                 "Points per InfluxDB write",
                 buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10_000, 50_000),
-                registry=registry,
+                registry=prometheus,
             ),
             batch_seconds=Histogram(
                 f"{ns}_batch_write_seconds",
                 "InfluxDB write latency per batch (with retries)",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-                registry=registry,
+                registry=prometheus,
             ),
-            consumer=ConsumerMetrics.create(ns, registry),
-            influx_up=Gauge(f"{ns}_influx_up", "1 while InfluxDB takes writes", registry=registry),
+            consumer=ConsumerMetrics.create(ns, prometheus),
+            influx_up=Gauge(f"{ns}_influx_up", "1 while InfluxDB takes writes", registry=prometheus),
         )

@@ -33,13 +33,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.backoff import Backoff, pause, retry_after
-from core.contracts.device import Device
 from core.contracts.refusal import Refusal, RefusalItem, RefusalReason, RefusedMessage
 from core.contracts.telemetry import decode_batch
 from core.errors import KafkaUnavailable
@@ -49,6 +48,7 @@ from core.kafka.admin import TopicSpec
 from core.kafka.consumer import consume_forever
 from core.kafka.producer import FlushProducer, Record
 from core.kafka.reading import read_to_end
+from devices.directory import RecordDirectory
 from rules.dedup import SeqWindow, is_repeat
 from storage.lines import LineBuilder
 from storage.metrics import WriterMetrics
@@ -61,14 +61,6 @@ _MAX_BACKOFF_S = 30.0
 #: busy partition at 200 flushes a second), and how long that may take at most.
 SEED_RECORDS = 2_000
 SEED_TIMEOUT_S = 10.0
-
-
-class Registry(Protocol):
-    """The registry as the writer sees it (``devices.feed.KafkaDirectory``)."""
-
-    def get(self, device_id: str) -> Device | None: ...
-
-    async def catch_up(self, timeout_s: float = 10.0) -> bool: ...
 
 
 @dataclass
@@ -87,11 +79,11 @@ class InfluxWriter:
         lines: LineBuilder,
         influx: LineWriter,
         metrics: WriterMetrics,
-        registry: Registry | None = None,
+        directory: RecordDirectory | None = None,
     ) -> None:
-        """``registry``: where ``lines`` looks devices up, asked to catch up before a device it does not know."""
+        """``directory``: where ``lines`` looks devices up, asked to catch up before a device it does not know."""
         self.settings = settings
-        self._registry = registry
+        self._directory = directory
         self.lines = lines
         self.influx = influx
         self.sink = InfluxSink(influx, self._refused_lines, name="writer")
@@ -255,10 +247,10 @@ class InfluxWriter:
             self.metrics.undecodable.inc()
             logger.error("writer: unreadable readings record at offset %d skipped: %s", offset, exc)
             return 0
-        registry = self._registry
-        if registry is not None and any(registry.get(r["device_id"]) is None for r in readings):
+        directory = self._directory
+        if directory is not None and any(directory.get(r["device_id"]) is None for r in readings):
             # Registered a moment ago, perhaps (the gateway knew it): stored under its kind, not as unregistered.
-            await registry.catch_up(self.settings.writer_registry_wait_s)
+            await directory.catch_up(self.settings.writer_registry_wait_s)
         written, seqs = 0, self._seqs
         for reading in readings:
             if is_repeat(seqs, reading):

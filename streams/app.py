@@ -9,7 +9,7 @@
                                                        table site-state (site key -> SiteState)
     timer (every streams_tick_s) -> ticks (one per owned readings partition) -> agent tick -> findings
 
-The registry is a ``devices.feed.KafkaDirectory`` holding every record in memory (a global table). A record with
+The registry is a ``devices.directory.KafkaDirectory`` holding every record in memory (a global table). A record with
 a reading of a device it does not hold waits for it to catch up with the registry's topic first
 (``KafkaDirectory.catch_up``): the gateway accepted the reading, so the device was registered before it arrived, and
 its first reading, sent the moment ``PUT`` answered, is evaluated under its own record, not under no rules at all.
@@ -43,7 +43,7 @@ from core.contracts.finding import Finding
 from core.contracts.telemetry import decode_batch
 from core.kafka.admin import TopicSpec
 from core.kafka.partitioning import Partitioner
-from devices.feed import KafkaDirectory
+from devices.directory import KafkaDirectory, RecordDirectory
 from rules.engine import Engine
 from rules.pack import load_pack
 from streams import transport
@@ -68,8 +68,9 @@ def streams_topics(settings: StreamsSettings) -> list[TopicSpec]:
     ]
 
 
-class RegistryView(Protocol):
-    """The registry as the workers see it: ``devices.feed.KafkaDirectory`` with ``keep_records``, or a fixed one."""
+class WorkerDirectory(RecordDirectory, Protocol):
+    """The registry as the workers read it: ``devices.directory.KafkaDirectory`` with ``keep_records``, or a fixed
+    one (tests)."""
 
     ready: asyncio.Event
 
@@ -87,7 +88,7 @@ class Streams:
     app: faust.App
     processor: RuleProcessor
     sites: SiteProcessor
-    directory: RegistryView
+    directory: WorkerDirectory
     metrics: StreamMetrics
     agents: dict[str, faust.types.AgentT[Any]]
 
@@ -98,12 +99,12 @@ Sink = Callable[[list[Finding]], Awaitable[None]]
 def build(
     settings: StreamsSettings,
     metrics: StreamMetrics,
-    registry: RegistryView | None = None,
+    directory: WorkerDirectory | None = None,
     *,
     sink: Sink | None = None,
     clock: Callable[[], int] = now_ms,
 ) -> Streams:
-    """The app and its parts. ``registry``, ``sink`` (where findings go) and ``clock`` are replaceable for tests with
+    """The app and its parts. ``directory``, ``sink`` (where findings go) and ``clock`` are replaceable for tests with
     Faust's test context, which runs agents without a broker."""
     transport.install(
         settings.streams_fetch_wait_ms,
@@ -117,7 +118,7 @@ def build(
         if record is None:  # called only once the registry is followed, after ``processor`` exists
             processor.forget_device(device_id)
 
-    directory = registry or KafkaDirectory(settings, keep_records=True, on_change=device_changed)
+    directory = directory or KafkaDirectory(settings, keep_records=True, on_change=device_changed)
     processor = RuleProcessor(
         engine,
         directory.get,

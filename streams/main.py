@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 def run_streams(settings: StreamsSettings, log_level: str = "INFO") -> None:
     """Run until SIGINT/SIGTERM (Faust's worker handles both and commits before it stops)."""
     asyncio.run(ensure_topics(settings.kafka_bootstrap, [*all_topics(settings), *streams_topics(settings)]))
-    registry = CollectorRegistry()
-    streams = build(settings, StreamMetrics.create(registry))
+    prometheus = CollectorRegistry()
+    streams = build(settings, StreamMetrics.create(prometheus))
     app = streams.app
 
     if settings.streams_http_port:
@@ -30,7 +30,7 @@ def run_streams(settings: StreamsSettings, log_level: str = "INFO") -> None:
             def health() -> dict[str, bool]:
                 return {"registry": streams.directory.ready.is_set(), "consumer": bool(app.consumer.assignment())}
 
-            await serve_health(settings.streams_http_host, settings.streams_http_port, registry, health)
+            await serve_health(settings.streams_http_host, settings.streams_http_port, prometheus, health)
 
         app.task(serve)
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 async def serve_health(
-    host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict[str, bool]]
+    host: str, port: int, prometheus: CollectorRegistry, health: Callable[[], dict[str, bool]]
 ) -> web.AppRunner:
     """Start serving; ``/healthz`` answers 200 when every check in ``health()`` is true, else 503."""
 
@@ -28,7 +28,7 @@ async def serve_health(
         )
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(prometheus), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

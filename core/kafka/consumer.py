@@ -33,7 +33,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.backoff import Backoff, pause, retry_after
@@ -91,6 +91,15 @@ async def consume_forever(
             return
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` as the broker's metadata has it now, in order; none if the topic does not exist.
+
+    Asks for the metadata of all topics, never of ``topic`` by name: a request naming a missing topic may create it.
+    """
+    await consumer.topics()
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     """Stop ``consumer`` and close its connections, even when its broker is gone (see the module docstring).
 
@@ -106,3 +115,30 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         # aiokafka's own cancellation of a fetch, leaked out of ``Fetcher.close``: finish what ``stop`` left undone
         with contextlib.suppress(KafkaError, OSError):
             await consumer._client.close()
+
+
+async def follow_topic(
+    bootstrap: str,
+    topic: str,
+    label: str,
+    run: Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]],
+    prepare: Callable[[], Awaitable[None]] | None = None,
+    fetch_wait_ms: int = 500,
+) -> None:
+    """Consume every partition of ``topic`` without a consumer group (each reader needs all of it), handing the
+    assigned consumer to ``run``; a new consumer after each Kafka failure, with backoff (``core.kafka.consumer``);
+    while the topic does not exist, a new consumer every second. Runs until cancelled. For readers that need
+    every record of a topic whatever the others read: the device directory, device health."""
+
+    def build() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
+
+    async def assigned(consumer: AIOKafkaConsumer) -> None:
+        tps = await topic_partitions(consumer, topic)
+        if not tps:
+            await asyncio.sleep(1)
+            return
+        consumer.assign(tps)
+        await run(consumer, tps)
+
+    await consume_forever(build, assigned, label=label, prepare=prepare)

@@ -103,22 +103,22 @@ class ConsumerMetrics:
     skipped_offsets: Counter
 
     @classmethod
-    def create(cls, ns: str, registry: CollectorRegistry) -> ConsumerMetrics:
+    def create(cls, ns: str, prometheus: CollectorRegistry) -> ConsumerMetrics:
         return cls(
             lag=ConsumerLag(
                 f"{ns}_consumer_lag_records",
                 "Records behind the newest offset, per topic, over the partitions this member holds",
                 assignment=no_assignment,
                 highwater=no_highwater,
-                registry=registry,
+                registry=prometheus,
             ),
             fetch_gaps=Counter(
-                f"{ns}_fetch_gaps", "Fetches that skipped offsets and were fetched again", registry=registry
+                f"{ns}_fetch_gaps", "Fetches that skipped offsets and were fetched again", registry=prometheus
             ),
             skipped_offsets=Counter(
                 f"{ns}_skipped_offsets",
                 "Offsets the broker never returned, given up after many fetches",
-                registry=registry,
+                registry=prometheus,
             ),
         )
 

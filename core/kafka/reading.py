@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.errors import KafkaUnavailable
-from core.kafka.consumer import stop_consumer
+from core.kafka.consumer import stop_consumer, topic_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +42,6 @@ FETCH_BYTES = 8 * 1024 * 1024
 
 #: Called with each aiokafka ``ConsumerRecord`` handed over.
 OnRecord = Callable[[Any], object]
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of ``topic`` as the broker's metadata has it now, in order; none if the topic does not exist.
-
-    Asks for the metadata of all topics, never of ``topic`` by name: a request naming a missing topic may create it.
-    """
-    await consumer.topics()
-    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
 async def read_to_end(

@@ -21,7 +21,8 @@ from typing import Any
 from core.contracts.device import Device
 from core.process import free_port
 from core.settings import KafkaConnection, MqttConnection
-from devices.feed import DevicePublisher, KafkaDirectory
+from devices.directory import KafkaDirectory
+from devices.feed import DevicePublisher
 from devices.mqtt_accounts import MqttAccounts
 from devices.mqtt_files import FileAccounts
 from devices.store import DeviceStore

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from devices.feed import DevicePublisher, KafkaDirectory
+from devices.directory import KafkaDirectory
+from devices.feed import DevicePublisher
 from harness import builders
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory

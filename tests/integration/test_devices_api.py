@@ -11,7 +11,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from devices.feed import DevicePublisher, KafkaDirectory
+from devices.directory import KafkaDirectory
+from devices.feed import DevicePublisher
 from devices.mqtt_accounts import MqttAccounts
 from devices.registry import Registry
 from devices.store import DeviceStore
