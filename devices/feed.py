@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from core.contracts import ReadingBatch
 from core.contracts.device import Device
-from core.kafka.admin import devices_topic, ensure_topics
+from core.errors import KafkaUnavailable
+from core.kafka.admin import devices_topic
 from core.kafka.consumer import follow_topic
+from core.kafka.producer import FlushProducer, Record
 from core.settings import KafkaConnection
 from devices.health import HealthTracker
 
@@ -26,28 +28,43 @@ logger = logging.getLogger(__name__)
 
 
 class DevicePublisher:
+    """Writes the devices topic through the kit's producer (``core.kafka.producer``): a publish returns once Kafka
+    acknowledged every record, or raises ``KafkaUnavailable`` (the producer is then replaced, as after any failed
+    flush). A republish of the whole registry goes in flushes of ``FLUSH_RECORDS``, each within the producer's
+    deadline."""
+
+    FLUSH_RECORDS = 5_000
+
     def __init__(self, conn: KafkaConnection) -> None:
         self._conn = conn
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = FlushProducer(conn, [devices_topic(conn)])
+        self._reset: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await ensure_topics(self._conn.kafka_bootstrap, [devices_topic(self._conn)])
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._conn.kafka_bootstrap, acks="all", linger_ms=5)
         await self._producer.start()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
+        if self._reset is not None:
+            self._reset.cancel()
+        await self._producer.stop()
 
     async def publish(self, devices: list[Device]) -> None:
-        assert self._producer is not None, "start() first"
         topic = self._conn.topic_devices
-        futures = [await self._producer.send(topic, d.model_dump_json().encode(), key=d.id.encode()) for d in devices]
-        await asyncio.gather(*futures)
+        records = [Record(topic, d.model_dump_json().encode(), d.id.encode()) for d in devices]
+        for start in range(0, len(records), self.FLUSH_RECORDS):
+            await self._deliver(records[start : start + self.FLUSH_RECORDS])
 
     async def remove(self, device_id: str) -> None:
-        assert self._producer is not None, "start() first"
-        await (await self._producer.send(self._conn.topic_devices, None, key=device_id.encode()))
+        await self._deliver([Record(self._conn.topic_devices, None, device_id.encode())])
+
+    async def _deliver(self, records: list[Record]) -> None:
+        generation = self._producer.generation
+        try:
+            await self._producer.deliver(records)
+        except KafkaUnavailable:
+            # Replaced in the background: the caller (an officer's request) gets its answer now, not when Kafka is back.
+            self._reset = asyncio.get_running_loop().create_task(self._producer.reset(generation))
+            raise
 
 
 async def follow_readings(conn: KafkaConnection, tracker: HealthTracker) -> None:

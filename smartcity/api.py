@@ -27,6 +27,7 @@ from alerts.main import alert_service
 from alerts.officers import Officer, Officers
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
+from core.errors import KafkaUnavailable
 from core.http.errors import unreadable_body
 from core.http.headers import SecurityHeaders
 from core.http.health import serve_health
@@ -107,6 +108,14 @@ def create_app(
         return JSONResponse(
             {"detail": f"the MQTT broker refused the account change: {exc}"},
             status_code=status.HTTP_409_CONFLICT if conflict else status.HTTP_502_BAD_GATEWAY,
+        )
+
+    @app.exception_handler(KafkaUnavailable)
+    async def kafka_unavailable(_request: Request, exc: KafkaUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"Kafka did not acknowledge the change: {exc}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
         )
 
     @app.exception_handler(TimeoutError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from core.process import free_port
+from core.settings import KafkaConnection
 from devices.directory import KafkaDirectory
 from devices.feed import DevicePublisher
 from devices.mqtt_accounts import MqttAccounts
@@ -18,7 +21,7 @@ from devices.registry import Registry
 from devices.store import DeviceStore
 from ingest.settings import GatewaySettings
 from smartcity.api import ApiSettings, create_app
-from smartcity.stack.services import Launch
+from smartcity.stack.services import Launch, tansu
 from tests.api_util import water_gauge as record
 from tests.mqtt_util import Client
 from tests.waiting import eventually
@@ -171,3 +174,30 @@ async def test_me_says_who_the_token_belongs_to(api: Api) -> None:
     assert me["admin"] is True
     assert set(me["departments"]) >= {"emergency", "fire", "water", "housing"}
     assert (await api.http.get("/api/me")).status_code == 401
+
+
+async def test_a_change_kafka_does_not_take_is_answered_503_with_retry_after(tmp_path: Path, unique: str) -> None:
+    """The store has the change, the broker is gone: the officer is told at once that Kafka did not take it (503,
+    Retry-After), not a bare 500, and not after waiting for Kafka to come back."""
+    kafka = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log")
+    kafka.start()
+    conn = KafkaConnection(kafka_bootstrap=kafka.url, topic_devices=f"devices.{unique}")
+    feed = DevicePublisher(conn)
+    store = DeviceStore(tmp_path / "registry.db")
+    try:
+        await feed.start()
+        app = create_app(ApiSettings(api_token=TOKEN), Registry(store, feed, None), CollectorRegistry())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://smartcity") as http:
+            first = await http.put(f"/api/devices/water-{unique}-1", json=record(f"water-{unique}-1"), headers=AUTH)
+            assert first.status_code == 201, first.text
+            kafka.process.kill()
+            started = time.monotonic()
+            refused = await http.put(f"/api/devices/water-{unique}-2", json=record(f"water-{unique}-2"), headers=AUTH)
+            assert refused.status_code == 503, refused.text
+            assert "Kafka did not acknowledge" in refused.json()["detail"]
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert time.monotonic() - started < 15  # the producer's deadline (10 s), not Kafka's return
+    finally:
+        await feed.stop()
+        store.close()
+        kafka.process.stop()
