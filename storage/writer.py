@@ -308,13 +308,17 @@ class InfluxWriter:
         )
         value = RefusedMessage.of(refusal, line.encode()).model_dump_json().encode()
         logger.error("writer: InfluxDB refused a point of %s: %s", device_id, reason)
-        while True:
+        backoff = Backoff(0.5, 10.0)
+        while True:  # the batch is not committed before its refused points are recorded: never lost
+            generation = self._refused.generation
             try:
                 await self._refused.deliver([Record(self.settings.topic_rejected, value, device_id.encode())])
                 return
             except KafkaUnavailable as exc:
-                logger.warning("writer: refused point not recorded yet (%s); retrying", exc)
-                await asyncio.sleep(1)
+                wait = backoff.next(exc.retry_after)
+                logger.warning("writer: refused point not recorded yet (%s); again in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+                await self._refused.reset(generation)  # a failed producer is replaced, as the gateway's is
 
 
 def _tag(line: str, name: str) -> str | None:
