@@ -11,13 +11,13 @@ the end-to-end benchmark measure transport).
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.contracts.finding import Text
+from harness.measure import quantile
 from simulators.fleet import generate_fleet
 from simulators.plan import Plan, scenario_fleet
 from simulators.replay import replay, replay_report
@@ -116,7 +116,7 @@ def measure(
     if times:
         out.time_to_alert_s = {
             "p50": round(statistics.median(times), 1),
-            "p95": round(times[max(0, math.ceil(len(times) * 0.95) - 1)], 1),
+            "p95": quantile(times, 0.95),
             "max": round(times[-1], 1),
         }
     out.seconds = round(time.monotonic() - started, 1)

@@ -53,7 +53,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.builders import device_record
-from harness.measure import ACCEPTED, EVALUATED, STORED
+from harness.measure import ACCEPTED, EVALUATED, STORED, quantile
 from harness.probes import CLEAR_AFTER, TIMEOUT_S, Probes, Sample, warm_up
 from harness.stack import StackRun
 from simulators.fleet import generate_fleet
@@ -162,14 +162,11 @@ class ProbeWindow:
 
 def probe_window(latencies_ms: Sequence[float | None], timeout_ms: float = TIMEOUT_S * 1000) -> ProbeWindow:
     """Nearest-rank percentiles; a late probe (``None``) counts as ``timeout_ms``, so lateness raises the p95."""
-    values = sorted(timeout_ms if v is None else v for v in latencies_ms)
+    values = [timeout_ms if v is None else v for v in latencies_ms]
     if not values:
         return ProbeWindow(0, 0, None, None, None)
-
-    def rank(q: float) -> float:
-        return round(values[max(0, math.ceil(len(values) * q) - 1)], 1)
-
-    return ProbeWindow(len(values), sum(v is None for v in latencies_ms), rank(0.5), rank(0.95), round(values[-1], 1))
+    late = sum(v is None for v in latencies_ms)
+    return ProbeWindow(len(values), late, quantile(values, 0.5), quantile(values, 0.95), round(max(values), 1))
 
 
 @dataclass
