@@ -8,7 +8,7 @@ it guarantees:
 - **Every message is its own point.** InfluxDB identifies a point by measurement, tag set and timestamp, and a
   second write with the same three replaces the first. Two messages of one alert can share ``updated_at`` (an
   acknowledgement and the clear it completes, within one millisecond), so ``seq`` is a tag: (``alert_id``,
-  ``seq``) names one message (contracts/alert.py), and each message lands in its own series. The price is one
+  ``seq``) names one message (core/contracts/alert.py), and each message lands in its own series. The price is one
   series per message instead of one per alert; alert messages are few (compared with readings), so that is cheap.
   A message delivered twice (at least once) has the same tags and timestamp and is stored once.
 - **Nothing is lost while InfluxDB is down.** ``flush`` puts the unwritten lines back and re-raises

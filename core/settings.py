@@ -1,8 +1,9 @@
 """Settings shared by every service: how to reach the brokers, and the topic names.
 
-One pydantic-settings model per service (``ingest.settings.GatewaySettings``, ``smartcity.stack.StackSettings``,
-...) is built once at its entry point and passed down; nothing reads the environment at import time. Every field
-is read from ``SMARTCITY_<FIELD NAME>``; compose.yaml uses the same names.
+One pydantic-settings model per service (``ingest.settings.GatewaySettings``,
+``smartcity.stack.supervisor.StackSettings``, ...) is built once at its entry point and passed down; nothing reads
+the environment at import time. Every field is read from ``SMARTCITY_<FIELD NAME>``; compose.yaml uses the same
+names.
 
 TLS (docs/tls.md): certificate and key files are checked when the settings are built, by loading them as the
 connection will, so a missing file, a key that does not match its certificate or a wrong passphrase stops the service

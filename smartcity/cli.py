@@ -106,7 +106,7 @@ def writer() -> None:
 
 @app.command()
 def api() -> None:
-    """Run the HTTP API (registry; later alerts and the console) until SIGTERM."""
+    """Run the HTTP API (the registry, the alerts service, the readings query and the console) until SIGTERM."""
     from smartcity.api import ApiSettings, run_api
 
     asyncio.run(run_api(_settings(ApiSettings)))

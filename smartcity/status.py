@@ -473,9 +473,8 @@ def run_status(cli_targets: list[str], data_dir: Path | None, interval: float, *
     settings = StatusSettings() if data_dir is None else StatusSettings(data_dir=data_dir)
     targets = choose_targets(settings, cli_targets)
     if watch and threading.current_thread() is threading.main_thread():
-        # Ctrl-C must stop a watch even when a parent started us with SIGINT ignored (nohup, some CI runners): Python
-        # then keeps the inherited SIG_IGN and KeyboardInterrupt never comes. With Python's own handler in place,
-        # asyncio's runner takes SIGINT over for each round and raises KeyboardInterrupt out of it.
+        # Ctrl-C must stop a watch even when a parent started us with SIGINT ignored (nohup, some CI runners): with
+        # Python's own handler back, asyncio's runner takes SIGINT over each round and raises KeyboardInterrupt.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     quiet("httpx")  # a line per request would bury the table
     console = Console()

@@ -47,14 +47,14 @@ class RuleProcessor:
     def __init__(
         self,
         engine: Engine,
-        registry: Callable[[str], Device | None],
+        device_of: Callable[[str], Device | None],
         partitioner: Partitioner,
         *,
         checkpoint_s: float = 30.0,
         buckets_per_partition: int = 256,
     ) -> None:
         self.engine = engine
-        self._registry = registry
+        self._device_of = device_of
         self.partitioner = partitioner
         self._checkpoint_ms = int(checkpoint_s * 1000)
         self._buckets = buckets_per_partition
@@ -75,14 +75,14 @@ class RuleProcessor:
         findings: list[Finding] = []
         save_now: set[str] = set()
         dirty = self._dirty.setdefault(partition, set())
-        registry, evaluate = self._registry, self.engine.evaluate
+        device_of, evaluate = self._device_of, self.engine.evaluate
         for reading in batch:
             device_id = reading["device_id"]
             state = self._state(device_id, table)
             if state.repeat(reading):  # a redelivered copy: evaluated once, when the original came
                 self.duplicates += 1
                 continue
-            found = evaluate(reading, registry(device_id), state, now)
+            found = evaluate(reading, device_of(device_id), state, now)
             if found:
                 findings.extend(found)
                 save_now.add(device_id)

@@ -1,9 +1,9 @@
 """Rules benchmark: readings per second through rule evaluation, pure and through one Faust worker on Tansu, and the
 memory of rule state per device.
 
-- **pure**: ``rules.Engine.evaluate`` in this process over a mixed fleet (gas, water, fire, structural), each reading
-  carrying the metrics its kind reports plus battery, with event times advancing by the device's interval, so rate
-  windows fill as in service. Memory per device is what ``tracemalloc`` sees held by the fleet's ``DeviceState``
+- **pure**: ``rules.engine.Engine.evaluate`` in this process over a mixed fleet (gas, water, fire, structural), each
+  reading carrying the metrics its kind reports plus battery, with event times advancing by the device's interval,
+  so rate windows fill as in service. Memory per device is what ``tracemalloc`` sees held by the fleet's ``DeviceState``
   objects after the run, and the JSON size of a saved state.
 - **faust**: the readings topic is filled first (records of 1,000 readings grouped by partition, as the gateway
   writes them), then one worker (``smartcity streams`` as its own process) consumes the backlog. Throughput is the

@@ -202,7 +202,7 @@ async def test_up_starts_healthy_registers_a_device_carries_its_reading_and_stop
         acknowledged = await _alert_message(officer, 2)
         assert (acknowledged["event"], acknowledged["acknowledgement"]["by"]) == ("acknowledged", "值班员")
         officer.close()
-        # ... and the InfluxDB writer stored the reading, which the history API returns.
+        # ... and the InfluxDB writer stored the reading, which the readings API returns.
         params = {"metric": "ch4_lel", "from": NOW - 60_000, "to": NOW + 60_000}
         async with httpx.AsyncClient(base_url=api, headers=auth) as http:
             for _ in range(100):

@@ -1,5 +1,5 @@
-"""Line protocol built by ``point_line`` (escaping is influxdb-client's), the alert_events line, and the mapping of
-InfluxDB's answers to our errors."""
+"""Line protocol built by ``point_line`` (escaping is influxdb-client's), and the mapping of InfluxDB's answers to our
+errors."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from alerts.archive import alert_line
-from core.contracts.alert import Acknowledgement, Alert, AlertEvent
-from core.contracts.catalogue import Department, Level
-from core.contracts.finding import Hazard, Text
 from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailable, point_line, status_error
 
 TS = 1_763_900_000_123
@@ -73,40 +69,6 @@ def test_point_without_fields_or_with_bad_measurement_is_refused() -> None:
         point_line("m", {"a": "b"}, {}, TS)
     with pytest.raises(ValueError, match="comment"):
         point_line("#m", {}, {"v": 1}, TS)
-
-
-def _alert(**changes: object) -> Alert:
-    base: dict[str, object] = dict(
-        id="a-1", key="gas-1:gas.ch4", seq=3, event=AlertEvent.ACKNOWLEDGED, level=Level.ORANGE, hazard=Hazard.GAS,
-        rule="gas.ch4", device_id="gas-1", site_id="S 1", site_name="坪山燃气站", metric="ch4_lel", value=30,
-        threshold=25.0, departments=[Department.EMERGENCY, Department.FIRE], active=True, acknowledged=True,
-        acknowledgement=Acknowledgement(by="王警官", note="on site, 2 min", at=TS), exercise=False,
-        opened_at=TS - 60_000, updated_at=TS, ts=TS - 5, title=Text(zh="可燃气体浓度超限", en="Gas above limit"),
-    )  # fmt: skip
-    base.update(changes)
-    return Alert.model_validate(base)
-
-
-def test_alert_line_schema() -> None:
-    line = alert_line(_alert())
-    assert line == (
-        "alert_events,alert_id=a-1,device_id=gas-1,event=acknowledged,"
-        "exercise=false,hazard=gas,key=gas-1:gas.ch4,level=orange,rule=gas.ch4,seq=3,site_id=S\\ 1 "
-        'acknowledged=true,acknowledged_by="王警官",active=true,closed=false,departments="emergency,fire",'
-        'metric="ch4_lel",note="on site, 2 min",threshold=25,title_en="Gas above limit",'
-        f'title_zh="可燃气体浓度超限",value=30 {TS}'
-    )
-
-
-def test_alert_line_value_is_always_a_float_and_booleans_are_left_out() -> None:
-    assert " value=30," not in alert_line(_alert(value=30))  # never 30i: one type per field, always float
-    assert ",value=30 " in alert_line(_alert(value=30))
-    smoke = alert_line(_alert(value=True, threshold=True, device_id=None, acknowledgement=None, exercise=True))
-    assert "value=" not in smoke
-    assert "threshold=" not in smoke
-    assert "acknowledged_by" not in smoke
-    assert "device_id" not in smoke
-    assert ",exercise=true," in smoke
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The history query, without InfluxDB: InfluxQL quoting, which retention policy each part of a range is read from,
+"""The readings query, without InfluxDB: InfluxQL quoting, which retention policy each part of a range is read from,
 the point limit, and the parsing of the API's ``every``, ``from`` and ``to``; the continuous query's text."""
 
 from __future__ import annotations
