@@ -13,7 +13,6 @@ an officer, or commits the findings' offsets only after the change is durable.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from pydantic import ValidationError
 from alerts.lifecycle import AlertRecord
 from alerts.silences import DrillWindow, Silence
 from core.contracts.alert import Alert
-from core.errors import KafkaUnavailable
 from core.kafka.admin import TopicSpec, flow_topics
 from core.kafka.producer import FlushProducer, Record
 from core.kafka.reading import read_table
@@ -101,12 +99,7 @@ class AlertStore:
         await self._deliver([Record(self._conn.topic_undelivered, value, str(entry.get("alert_id", "")).encode())])
 
     async def _deliver(self, records: list[Record]) -> None:
-        generation = self._producer.generation
-        try:
-            await self._producer.deliver(records)
-        except KafkaUnavailable:
-            asyncio.get_running_loop().create_task(self._producer.reset(generation))
-            raise
+        await self._producer.deliver_or_replace(records)
 
 
 def _window_key(window: Silence | DrillWindow) -> bytes:

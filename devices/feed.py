@@ -9,7 +9,6 @@ broker forgets. Every service reads the topic back through ``devices.directory.K
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +16,6 @@ from pydantic import ValidationError
 
 from core.contracts import ReadingBatch
 from core.contracts.device import Device
-from core.errors import KafkaUnavailable
 from core.kafka.admin import devices_topic
 from core.kafka.consumer import follow_topic
 from core.kafka.producer import FlushProducer, Record
@@ -38,14 +36,11 @@ class DevicePublisher:
     def __init__(self, conn: KafkaConnection) -> None:
         self._conn = conn
         self._producer = FlushProducer(conn, [devices_topic(conn)])
-        self._reset: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
-        if self._reset is not None:
-            self._reset.cancel()
         await self._producer.stop()
 
     async def publish(self, devices: list[Device]) -> None:
@@ -58,13 +53,7 @@ class DevicePublisher:
         await self._deliver([Record(self._conn.topic_devices, None, device_id.encode())])
 
     async def _deliver(self, records: list[Record]) -> None:
-        generation = self._producer.generation
-        try:
-            await self._producer.deliver(records)
-        except KafkaUnavailable:
-            # Replaced in the background: the caller (an officer's request) gets its answer now, not when Kafka is back.
-            self._reset = asyncio.get_running_loop().create_task(self._producer.reset(generation))
-            raise
+        await self._producer.deliver_or_replace(records)
 
 
 async def follow_readings(conn: KafkaConnection, tracker: HealthTracker) -> None:

@@ -302,20 +302,13 @@ class Gateway:
 
     async def _deliver(self, flush: _Flush) -> None:
         started = time.perf_counter()
-        backoff = Backoff(0.2, 5.0)
-        while True:
-            generation = self._producer.generation
-            try:
-                records = await self._records(flush)
-                await self._producer.deliver(records)
-                break
-            except KafkaUnavailable as exc:
-                self.metrics.produce_errors.inc()
-                self._set_kafka_ok(False)
-                wait = backoff.next(exc.retry_after)
-                logger.warning("%s; retrying in %.1f s", exc, wait)
-                await asyncio.sleep(wait)
-                await self._producer.reset(generation)
+
+        def failed(exc: KafkaUnavailable, wait: float) -> None:
+            self.metrics.produce_errors.inc()
+            self._set_kafka_ok(False)
+            logger.warning("%s; retrying in %.1f s", exc, wait)
+
+        records = await self._producer.deliver_retrying(lambda: self._records(flush), Backoff(0.2, 5.0), failed)
         self._set_kafka_ok(True)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         m = self.metrics

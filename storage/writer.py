@@ -308,17 +308,16 @@ class InfluxWriter:
         )
         value = RefusedMessage.of(refusal, line.encode()).model_dump_json().encode()
         logger.error("writer: InfluxDB refused a point of %s: %s", device_id, reason)
-        backoff = Backoff(0.5, 10.0)
-        while True:  # the batch is not committed before its refused points are recorded: never lost
-            generation = self._refused.generation
-            try:
-                await self._refused.deliver([Record(self.settings.topic_rejected, value, device_id.encode())])
-                return
-            except KafkaUnavailable as exc:
-                wait = backoff.next(exc.retry_after)
-                logger.warning("writer: refused point not recorded yet (%s); again in %.1f s", exc, wait)
-                await asyncio.sleep(wait)
-                await self._refused.reset(generation)  # a failed producer is replaced, as the gateway's is
+        record = [Record(self.settings.topic_rejected, value, device_id.encode())]
+
+        async def records() -> list[Record]:
+            return record
+
+        def failed(exc: KafkaUnavailable, wait: float) -> None:
+            logger.warning("writer: refused point not recorded yet (%s); again in %.1f s", exc, wait)
+
+        # The batch is not committed before its refused points are recorded: never lost.
+        await self._refused.deliver_retrying(records, Backoff(0.5, 10.0), failed)
 
 
 def _tag(line: str, name: str) -> str | None:

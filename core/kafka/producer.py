@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -50,6 +51,7 @@ class FlushProducer:
         self._topics = topics
         self._producer: AIOKafkaProducer | None = None
         self._resetting = asyncio.Lock()
+        self._replacing: asyncio.Task[None] | None = None
         #: Bumped by every reset, so that several failed flushes cause one reset, not one each.
         self.generation = 0
 
@@ -112,6 +114,37 @@ class FlushProducer:
             # aiokafka never fails batches for a topic the broker has forgotten; our own deadline does.
             raise KafkaUnavailable(f"Kafka did not acknowledge within {self._timeout_s:.0f} s") from exc
 
+    async def deliver_or_replace(self, records: list[Record]) -> None:
+        """``deliver`` once; after a failure the producer is replaced in the background and ``KafkaUnavailable`` is
+        raised at once, so a caller that answers someone (an officer's request) answers now, not when Kafka is back."""
+        generation = self.generation
+        try:
+            await self.deliver(records)
+        except KafkaUnavailable:
+            self._replacing = asyncio.get_running_loop().create_task(self.reset(generation))
+            raise
+
+    async def deliver_retrying(
+        self,
+        records: Callable[[], Awaitable[list[Record]]],
+        backoff: Backoff,
+        on_failure: Callable[[KafkaUnavailable, float], None],
+    ) -> list[Record]:
+        """``deliver`` until Kafka acknowledged: after each failure ``on_failure(error, wait)``, the wait (the backoff,
+        never less than the error's ``retry_after``), then a replaced producer. ``records`` is built again for each
+        attempt (a topic recreated meanwhile may have other partitions); the records Kafka took are returned."""
+        while True:
+            generation = self.generation
+            try:
+                built = await records()
+                await self.deliver(built)
+                return built
+            except KafkaUnavailable as exc:
+                wait = backoff.next(exc.retry_after)
+                on_failure(exc, wait)
+                await asyncio.sleep(wait)
+                await self.reset(generation)
+
     async def reset(self, generation: int) -> None:
         """Replace the producer that failed at ``generation`` (once, however many flushes saw it fail)."""
         async with self._resetting:
@@ -128,6 +161,8 @@ class FlushProducer:
             self.generation += 1
 
     async def stop(self) -> None:
+        if self._replacing is not None:
+            self._replacing.cancel()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
