@@ -68,8 +68,8 @@ class StepResult:
 @dataclass
 class Accounting:
     """Every reading the publisher sent, looked for after the flow drained. ``in_kafka`` counts distinct
-    (device, seq) pairs of the published ones on the readings topic; ``in_influx`` the points in InfluxDB carrying
-    ``battery_pct`` (every load reading has one, no probe reading does). Lost = acknowledged but not found; when
+    (device, seq) pairs of the published ones on the readings topic; ``in_influx`` the ``ch4_lel`` points of the load's
+    devices (``bench-*``; probes are ``probe-*``) in InfluxDB. Lost = acknowledged but not found; when
     the flow did not drain in time (``drained`` false), "not found" includes readings still on their way."""
 
     sent_readings: int
@@ -195,8 +195,8 @@ async def count_in_kafka(bootstrap: str, topic: str, ids: list[str], messages: i
 
 
 def count_in_influx(url: str) -> int:
-    """Points with ``battery_pct``: one per load reading (probes send only ``ch4_lel``)."""
-    q = 'SELECT count("battery_pct") FROM "device_health"'
+    """The load devices' gas points: one per load reading (``device_health`` is sampled, so it is not a count)."""
+    q = 'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" =~ /^bench-/'
     answer = httpx.get(f"{url}/query", params={"db": "smartcity", "q": q}, timeout=600).json()
     series = answer["results"][0].get("series", [])
     return int(series[0]["values"][0][1]) if series else 0

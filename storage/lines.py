@@ -2,6 +2,11 @@
 
 - measurement: the device's kind (``gas``, ``water``, ``fire``, ``structural``); health metrics (``battery_pct``,
   ``rssi_dbm``) go to their own measurement ``device_health``, so a kind's measurement holds only hazard values;
+- health is sampled: a device's ``device_health`` point is written when a health value changed by more than its
+  dead band (``HEALTH_DEADBAND``: 1 % battery, 6 dB RSSI) since the last one written, when a health metric appeared
+  or went, or once ``health_every_ms`` (a minute) after the last one. A reading is one point, not two; battery
+  history keeps every whole percent and at least a point a minute. The memory is one entry per device, dropped with
+  the series cache; after a restart or a rebalance a device's next reading writes its health again;
 - tags: ``device_id``, ``site_id``, ``kind``, ``drill`` (``true``/``false``): bounded per device;
 - fields: one per metric, floats as floats and booleans as booleans (``smoke``, ``flame``);
 - timestamp: the reading's event time in epoch **milliseconds** (write precision ``ms``).
@@ -30,6 +35,11 @@ from core.contracts.telemetry import ReadingDict
 
 HEALTH_MEASUREMENT: Final = "device_health"
 HEALTH_METRICS: Final = frozenset({"battery_pct", "rssi_dbm"})
+#: A health value that moved less than this since the last point written is not written again (until a minute has
+#: passed). Ours: battery gauges report whole or tenth percents and their noise is below 1 %; RSSI jitters by a few
+#: dB between readings of a device that has not moved (the simulator's baseline: sigma 2 dB), 6 dB is a real change.
+HEALTH_DEADBAND: Final = {"battery_pct": 1.0, "rssi_dbm": 6.0}
+HEALTH_EVERY_MS: Final = 60_000
 UNKNOWN_KIND: Final = "unregistered"  # a reading of a device the registry no longer knows (deleted meanwhile)
 MEASUREMENTS: Final = (*[k.value for k in DeviceKind], HEALTH_MEASUREMENT, UNKNOWN_KIND)
 
@@ -57,15 +67,24 @@ def _field(name: str, value: float | bool) -> str | None:
 class LineBuilder:
     """Readings to lines, with the series of each (device, drill) cached. ``lookup`` gives a device's record."""
 
-    def __init__(self, lookup: Callable[[str], Device | None], cache_limit: int = 200_000) -> None:
+    def __init__(
+        self,
+        lookup: Callable[[str], Device | None],
+        cache_limit: int = 200_000,
+        health_every_ms: int = HEALTH_EVERY_MS,
+    ) -> None:
         self._lookup = lookup
         self._cache: dict[tuple[str, bool], tuple[str, str]] = {}
         self._cache_limit = cache_limit
+        self._health_every_ms = health_every_ms
+        #: (device, drill) -> (health values, event time) of the last health point written
+        self._health: dict[tuple[str, bool], tuple[dict[str, float | bool], int]] = {}
 
     def forget(self, device_id: str) -> None:
         """The device record changed (its site, say): build its series again."""
-        self._cache.pop((device_id, False), None)
-        self._cache.pop((device_id, True), None)
+        for drill in (False, True):
+            self._cache.pop((device_id, drill), None)
+            self._health.pop((device_id, drill), None)
 
     def lines(self, reading: ReadingDict) -> list[str]:
         key = (reading["device_id"], bool(reading.get("drill", False)))
@@ -76,13 +95,27 @@ class LineBuilder:
         ts = reading["ts"]
         values = reading["values"]
         main = [f for name, v in values.items() if name not in HEALTH_METRICS and (f := _field(name, v))]
-        side = [f for name, v in values.items() if name in HEALTH_METRICS and (f := _field(name, v))]
         out = []
         if main:
             out.append(f"{hazard} {','.join(main)} {ts}")
-        if side:
-            out.append(f"{health} {','.join(side)} {ts}")
+        side = {name: v for name, v in values.items() if name in HEALTH_METRICS}
+        if side and self._health_due(key, side, ts):
+            fields = [f for name, v in side.items() if (f := _field(name, v))]
+            if fields:
+                out.append(f"{health} {','.join(fields)} {ts}")
         return out
+
+    def _health_due(self, key: tuple[str, bool], values: dict[str, float | bool], ts: int) -> bool:
+        """Whether this reading's health values are written (module docstring); remembers them if so."""
+        last = self._health.get(key)
+        if last is not None and abs(ts - last[1]) < self._health_every_ms and last[0].keys() == values.keys():
+            written = last[0]
+            if all(abs(float(v) - float(written[n])) < HEALTH_DEADBAND.get(n, 0.0) for n, v in values.items()):
+                return False
+        if len(self._health) >= self._cache_limit:
+            self._health.clear()
+        self._health[key] = (values, ts)
+        return True
 
     def _prefixes(self, device_id: str, drill: bool) -> tuple[str, str]:
         device = self._lookup(device_id)

@@ -10,14 +10,20 @@ from hypothesis import strategies as st
 from core.contracts.device import Device
 from core.contracts.telemetry import ReadingDict
 from harness import builders
-from storage.lines import UNKNOWN_KIND, LineBuilder, series
+from storage.lines import HEALTH_DEADBAND, HEALTH_EVERY_MS, UNKNOWN_KIND, LineBuilder, series
 
 GAS = builders.device("gas-1", site="PD-01")
 TS = 1763900000123
 
 
-def reading(values: dict[str, float | bool], *, drill: bool = False, device: str = "gas-1") -> ReadingDict:
-    return builders.reading(device, values, ts=TS, seq=1, drill=drill, received_at=1)
+def reading(
+    values: dict[str, float | bool], *, drill: bool = False, device: str = "gas-1", ts: int = TS
+) -> ReadingDict:
+    return builders.reading(device, values, ts=ts, seq=1, drill=drill, received_at=1)
+
+
+def health_points(builder: LineBuilder, readings: list[ReadingDict]) -> list[str]:
+    return [line for r in readings for line in builder.lines(r) if line.startswith("device_health,")]
 
 
 def test_hazard_values_and_health_values_go_to_their_own_measurements() -> None:
@@ -66,3 +72,53 @@ def test_every_finite_value_becomes_exactly_one_field(values: dict[str, float | 
     for line in lines:
         assert line.count(" ") == 2
         assert line.endswith(" 1763900000123")
+
+
+def test_health_is_written_once_a_minute_while_it_holds_still() -> None:
+    builder = LineBuilder(lambda _id: GAS)
+    second = [reading({"ch4_lel": 1.0, "battery_pct": 87.0, "rssi_dbm": -70.0}, ts=TS + k * 1000) for k in range(181)]
+    points = health_points(builder, second)
+    assert [p.rsplit(" ", 1)[1] for p in points] == [str(TS), str(TS + 60_000), str(TS + 120_000), str(TS + 180_000)]
+    again = LineBuilder(lambda _id: GAS)
+    assert sum(len(again.lines(r)) for r in second) == 181 + 4, "one point per reading, and the four health points"
+
+
+def test_health_is_written_when_it_changes_by_more_than_its_dead_band() -> None:
+    builder = LineBuilder(lambda _id: GAS)
+    values = [87.0, 86.6, 86.1, 85.9, 85.0]  # 86.6 and 86.1 are within 1 % of 87.0; 85.9 is not; 85.0 not of 85.9
+    points = health_points(builder, [reading({"battery_pct": v}, ts=TS + k) for k, v in enumerate(values)])
+    assert [p.split(" ")[1] for p in points] == ["battery_pct=87.0", "battery_pct=85.9"]
+    rssi = health_points(builder, [reading({"battery_pct": 85.9, "rssi_dbm": -70.0}, ts=TS + 10)])
+    assert rssi, "a metric that appears is a change"
+    assert not health_points(builder, [reading({"battery_pct": 85.9, "rssi_dbm": -75.0}, ts=TS + 11)])
+    assert health_points(builder, [reading({"battery_pct": 85.9, "rssi_dbm": -76.0}, ts=TS + 12)])
+
+
+def test_drill_health_and_a_forgotten_device_start_again() -> None:
+    builder = LineBuilder(lambda _id: GAS)
+    assert health_points(builder, [reading({"battery_pct": 87.0})])
+    assert health_points(builder, [reading({"battery_pct": 87.0}, drill=True)]), "drill series are their own"
+    assert not health_points(builder, [reading({"battery_pct": 87.0}, ts=TS + 1)])
+    builder.forget("gas-1")
+    assert health_points(builder, [reading({"battery_pct": 87.0}, ts=TS + 2)])
+
+
+@given(st.lists(st.tuples(st.integers(0, 90_000), st.floats(0, 100), st.floats(-120, -30)), min_size=1, max_size=60))
+def test_no_health_change_and_no_minute_goes_unwritten(steps: list[tuple[int, float, float]]) -> None:
+    """Whatever the sequence: the first is written, and a reading is skipped only if its values are within the dead
+    band of the last written point and less than a minute from it."""
+    builder = LineBuilder(lambda _id: GAS)
+    last: tuple[int, float, float] | None = None
+    ts = TS
+    for gap, battery, rssi in steps:
+        ts += gap
+        written = health_points(builder, [reading({"battery_pct": battery, "rssi_dbm": rssi}, ts=ts)])
+        skippable = (
+            last is not None
+            and ts - last[0] < HEALTH_EVERY_MS
+            and abs(battery - last[1]) < HEALTH_DEADBAND["battery_pct"]
+            and abs(rssi - last[2]) < HEALTH_DEADBAND["rssi_dbm"]
+        )
+        assert bool(written) != skippable
+        if written:
+            last = (ts, battery, rssi)
