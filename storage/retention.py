@@ -9,7 +9,7 @@ start. It guarantees, in the connection's database:
 - one continuous query ``agg_1m`` (``CQ_NAME``) that writes ``mean``, ``min`` and ``max`` of every field of the
   readings measurements (``lines.MEASUREMENTS``) per ``every`` into ``agg_1m``, keeping every tag::
 
-      CREATE CONTINUOUS QUERY "agg_1m" ON "<db>" RESAMPLE FOR 10m BEGIN
+      CREATE CONTINUOUS QUERY "agg_1m" ON "<db>" RESAMPLE EVERY 1m FOR 2m BEGIN
         SELECT mean(*), min(*), max(*) INTO "<db>"."agg_1m".:MEASUREMENT
         FROM "<db>"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/
         GROUP BY time(1m), *
@@ -18,9 +18,11 @@ start. It guarantees, in the connection's database:
   Fields come out as ``mean_<metric>``, ``min_<metric>``, ``max_<metric>``; booleans (``smoke``, ``flame``) get
   ``min_``/``max_`` only (InfluxDB has no mean of booleans). The measurements are named, not ``/.*/``, so other
   measurements of the database (``alert_events``) are never aggregated.
-  ``RESAMPLE FOR`` makes each run recompute the last ``resample_for`` (10 minutes), so readings that reach InfluxDB
-  late (writer batching, an InfluxDB outage, Kafka lag) are still aggregated. Older arrivals (a device that buffered
-  for hours) are not: docs/storage.md gives the one-off backfill query.
+  Each run (``every``, a minute) computes the last ``resample_for`` (``RESAMPLE_FOR``, two minutes): a minute is
+  computed twice, at its end and a minute later, so readings that reach InfluxDB up to a minute after the end of
+  their minute (writer batching, Kafka lag) are in its aggregate. InfluxDB reads twice what is written. Later
+  arrivals (an outage, a device that buffered for hours) are aggregated by the writer, which knows when it wrote a
+  reading of which minute (``storage.backfill``), not by a wider window that every run would read again.
 
 Idempotent: policies are created when missing and ALTERed when their duration (or raw's DEFAULT flag) differs from
 the arguments; a continuous query cannot be altered in InfluxDB 1.x, so one whose text changed is dropped and
@@ -50,7 +52,9 @@ AGG_RP: Final = "agg_1m"
 CQ_NAME: Final = "agg_1m"
 RAW_DAYS: Final = 90
 AGG_DAYS: Final = 1095
-AGG_EVERY_S: Final = 60  # the interval of AGG_RP's points; the readings query relies on it
+AGG_EVERY: Final = "1m"  # the interval of AGG_RP's points
+AGG_EVERY_S: Final = 60  # the same in seconds; the readings query relies on it
+RESAMPLE_FOR: Final = "2m"  # each run of the continuous query computes this much: every minute twice
 _DURATION_RE: Final = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GO_DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -79,16 +83,28 @@ def _go_duration_s(text: str) -> float:
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
 
 
-def cq_statement(db: str, every: str = "1m", resample_for: str = "10m") -> str:
-    """The ``CREATE CONTINUOUS QUERY`` that downsamples ``raw`` into ``agg_1m`` (module docstring)."""
-    if duration_s(resample_for) < duration_s(every):
-        raise ValueError(f"resample_for {resample_for!r} must be at least every {every!r}")
+def aggregation(db: str, every: str = AGG_EVERY, where: str = "") -> str:
+    """The ``SELECT ... INTO`` that writes ``raw``'s mean, min and max per ``every`` into ``agg_1m``, keeping every
+    tag: the body of the continuous query and, with a ``where`` clause (checked by the caller), of a backfill.
+    Re-running it over the same range writes the same points again: it is idempotent."""
+    duration_s(every)
     names = "|".join(re.escape(m) for m in MEASUREMENTS)
     # Identifiers go through ident(), durations through duration_s(): nothing reaches the text unchecked.
     return (
-        f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {ident(db)} RESAMPLE FOR {resample_for} BEGIN "  # noqa: S608
-        f"SELECT mean(*), min(*), max(*) INTO {ident(db)}.{ident(AGG_RP)}.:MEASUREMENT "
-        f"FROM {ident(db)}.{ident(RAW_RP)}./^({names})$/ GROUP BY time({every}), * END"
+        f"SELECT mean(*), min(*), max(*) INTO {ident(db)}.{ident(AGG_RP)}.:MEASUREMENT "  # noqa: S608
+        f"FROM {ident(db)}.{ident(RAW_RP)}./^({names})$/ {where + ' ' if where else ''}GROUP BY time({every}), *"
+    )
+
+
+def cq_statement(db: str, every: str = AGG_EVERY, resample_for: str = RESAMPLE_FOR) -> str:
+    """The ``CREATE CONTINUOUS QUERY`` that downsamples ``raw`` into ``agg_1m`` (module docstring): it runs every
+    ``every`` and computes the last ``resample_for``, a whole number of ``every`` (so each minute is computed at
+    known times, which ``storage.backfill`` relies on)."""
+    if duration_s(resample_for) < duration_s(every) or duration_s(resample_for) % duration_s(every):
+        raise ValueError(f"resample_for {resample_for!r} must be a whole multiple of every {every!r}")
+    return (
+        f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {ident(db)} RESAMPLE EVERY {every} FOR {resample_for} BEGIN "
+        f"{aggregation(db, every)} END"
     )
 
 
@@ -97,8 +113,8 @@ async def ensure_retention(
     *,
     raw_days: int = RAW_DAYS,
     agg_days: int = AGG_DAYS,
-    every: str = "1m",
-    resample_for: str = "10m",
+    every: str = AGG_EVERY,
+    resample_for: str = RESAMPLE_FOR,
 ) -> None:
     """Create or adjust the database, ``raw``, ``agg_1m`` and the continuous query (module docstring).
 

@@ -132,14 +132,14 @@ async def test_retention_is_set_up_idempotently_and_follows_changes(conn: Influx
     assert await policies() == {"autogen": ("0s", False), RAW_RP: ("2160h0m0s", True), AGG_RP: ("26280h0m0s", False)}
     cqs = await queries()
     assert list(cqs) == [CQ_NAME]
-    assert "RESAMPLE FOR 10m" in cqs[CQ_NAME]
+    assert "RESAMPLE EVERY 1m FOR 2m BEGIN" in cqs[CQ_NAME]
     assert f"SELECT mean(*), min(*), max(*) INTO {db}.agg_1m.:MEASUREMENT FROM {db}.raw./^(gas|water|" in cqs[CQ_NAME]
     assert cqs[CQ_NAME].endswith("GROUP BY time(1m), * END")
 
     await ensure_retention(conn, raw_days=30, agg_days=400, every="5m", resample_for="30m")
     assert await policies() == {"autogen": ("0s", False), RAW_RP: ("720h0m0s", True), AGG_RP: ("9600h0m0s", False)}
     changed = (await queries())[CQ_NAME]
-    assert "RESAMPLE FOR 30m" in changed
+    assert "RESAMPLE EVERY 5m FOR 30m" in changed
     assert "GROUP BY time(5m)" in changed
 
     async with httpx.AsyncClient(base_url=url) as client:  # someone made autogen the default again
@@ -268,27 +268,29 @@ async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention
 
 
 async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConnection) -> None:
-    """The real continuous query, run by InfluxDB at the next minute boundary (``RESAMPLE FOR 10m`` covers the last
-    ten minutes): its aggregates, read through ``ReadingsQuery``, equal those computed from raw."""
+    """The real continuous query, run by InfluxDB at the next minute boundary: its aggregates, read through
+    ``ReadingsQuery``, equal those computed from raw. A new query's first run computes only the minute that just
+    ended (InfluxDB's rule), so the readings are in the current minute (some stamped a little ahead, as a device's
+    clock may be); if they land after that run, the next one (``RESAMPLE EVERY 1m FOR 2m``) computes them."""
     await ensure_retention(conn)
-    start = _now_minute() - 3 * MIN
+    start = _now_minute()
     readings = [
-        reading("fire-a", {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5)}, ts=start + i * 15_000)
+        reading("fire-a", {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5)}, ts=start + i * 7_000)
         for i in range(8)
     ]
     builder = LineBuilder(DEVICES.get)
     await _write(conn, [line for r in readings for line in builder.lines(r)])
-    end = start + 2 * MIN
+    end = start + MIN
 
-    deadline = time.monotonic() + 75
+    deadline = time.monotonic() + 140
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         query = f'SELECT * FROM "{AGG_RP}"."fire" WHERE time >= {start}ms AND time < {end}ms'
         rows = await influx_rows(conn.influx_url, conn.influx_db, query)
-        if len(rows) == 2:
+        if rows:
             break
         await asyncio.sleep(1.0)
-    assert len(rows) == 2, f"the continuous query did not run within 75 s: {rows}"
+    assert len(rows) == 1, f"the continuous query did not run within 140 s: {rows}"
     assert rows[0]["device_id"] == "fire-a"
     assert rows[0]["site_id"] == "S1"
     assert rows[0]["drill"] == "false"

@@ -188,7 +188,7 @@ def test_time_refuses_unreadable_and_zoneless(text: str) -> None:
 
 def test_continuous_query_text() -> None:
     assert cq_statement('smart"city') == (
-        'CREATE CONTINUOUS QUERY "agg_1m" ON "smart\\"city" RESAMPLE FOR 10m BEGIN '
+        'CREATE CONTINUOUS QUERY "agg_1m" ON "smart\\"city" RESAMPLE EVERY 1m FOR 2m BEGIN '
         'SELECT mean(*), min(*), max(*) INTO "smart\\"city"."agg_1m".:MEASUREMENT '
         'FROM "smart\\"city"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/ '
         "GROUP BY time(1m), * END"
@@ -196,7 +196,9 @@ def test_continuous_query_text() -> None:
     assert "GROUP BY time(5m)" in cq_statement("db", every="5m", resample_for="1h")
 
 
-@pytest.mark.parametrize(("every", "resample_for"), [("1 m", "10m"), ("1m", "10"), ("0m", "10m"), ("10m", "5m")])
+@pytest.mark.parametrize(
+    ("every", "resample_for"), [("1 m", "10m"), ("1m", "10"), ("0m", "10m"), ("10m", "5m"), ("2m", "3m")]
+)
 def test_continuous_query_refuses_bad_durations(every: str, resample_for: str) -> None:
     with pytest.raises(ValueError, match=re.escape("resample_for") + "|duration"):
         cq_statement("db", every=every, resample_for=resample_for)
