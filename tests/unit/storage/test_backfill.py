@@ -1,0 +1,192 @@
+"""Late readings: which minutes of agg_1m are computed again, coalesced and bounded, and the statement's text."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storage.backfill import Backfill, BatchMinutes, LateMinutes
+
+MIN = 60_000
+T0 = 1_795_564_800_000  # a minute boundary (2026-11-25T00:00:00Z)
+NOW = T0 + 600 * MIN
+
+
+def batch(late: LateMinutes, readings: list[tuple[str, int]]) -> BatchMinutes:
+    minutes = late.batch()
+    for device_id, ts in readings:
+        minutes.add(device_id, ts)
+    return minutes
+
+
+def drain(late: LateMinutes) -> list[Backfill]:
+    out = []
+    while (backfill := late.take()) is not None:
+        out.append(backfill)
+    return out
+
+
+def test_a_minute_is_late_once_its_last_run_may_have_begun() -> None:
+    """RESAMPLE EVERY 1m FOR 2m: the minute [s, s+1m) is computed for the last time at s+2m; 5 s of margin."""
+    late = LateMinutes()
+    ts = T0 + 59_999
+    assert not late.late(ts, T0 + 2 * MIN - 5_001)
+    assert late.late(ts, T0 + 2 * MIN - 5_000)
+    assert late.late(T0, T0 + 5 * MIN)
+    assert not late.late(T0 + 3 * MIN, T0)  # stamped ahead of the clock: the query has not reached it yet
+
+
+def test_on_time_readings_backfill_nothing() -> None:
+    late = LateMinutes()
+    readings = [(f"d{i}", NOW - 60_000 + i * 500) for i in range(100)]
+    assert late.note(batch(late, readings), NOW + 1_500) == 0
+    assert late.pending == 0
+    assert late.take() is None
+
+
+def test_late_minutes_of_few_devices_are_coalesced_with_a_device_filter() -> None:
+    late = LateMinutes()
+    readings = [(d, T0 + m * MIN + s * 10_000) for d in ("gas-1", "gas-2") for m in range(3) for s in range(6)]
+    late.note(batch(late, readings), T0 + 5 * MIN)  # five minutes late
+    late.note(batch(late, [("gas-3", T0 + 200 * MIN)]), T0 + 200 * MIN + 500)  # on time
+    assert drain(late) == [Backfill(T0, T0 + 3 * MIN, frozenset({"gas-1", "gas-2"}), (T0, T0 + MIN, T0 + 2 * MIN))]
+
+
+def test_many_late_devices_backfill_the_whole_range() -> None:
+    late = LateMinutes(max_devices=3)
+    late.note(batch(late, [(f"d{i}", T0 + 30_000) for i in range(4)]), NOW)
+    late.note(batch(late, [("x", T0 + MIN)]), NOW)
+    [backfill] = drain(late)
+    assert backfill == Backfill(T0, T0 + 2 * MIN, None, (T0, T0 + MIN))
+
+
+def test_a_statement_covers_at_most_max_minutes() -> None:
+    """A device that buffered for 150 minutes: three statements, oldest first, gaps left as they are."""
+    late = LateMinutes(max_minutes=60)
+    minutes = [T0 + m * MIN for m in range(150) if m != 70]
+    late.note(batch(late, [("buffered", m + 1_000) for m in minutes]), NOW)
+    backfills = drain(late)
+    assert [(b.start_ms, b.end_ms, len(b.minutes)) for b in backfills] == [
+        (T0, T0 + 60 * MIN, 60),
+        (T0 + 60 * MIN, T0 + 120 * MIN, 59),
+        (T0 + 120 * MIN, T0 + 150 * MIN, 30),
+    ]
+    assert all(b.devices == frozenset({"buffered"}) for b in backfills)
+
+
+def test_a_backfill_put_back_runs_again() -> None:
+    late = LateMinutes()
+    late.note(batch(late, [("a", T0), ("b", T0 + MIN)]), NOW)
+    backfill = late.take()
+    assert backfill is not None
+    assert late.pending == 0
+    late.put_back(backfill)
+    assert late.take() == backfill
+
+
+def test_lost_runs_backfill_every_device() -> None:
+    late = LateMinutes()
+    late.note(batch(late, [("a", T0 + MIN)]), NOW)
+    late.note_all(T0 + 30_000, T0 + 2 * MIN + 1)
+    assert drain(late) == [Backfill(T0, T0 + 3 * MIN, None, (T0, T0 + MIN, T0 + 2 * MIN))]
+
+
+def test_minutes_beyond_the_raw_retention_are_left_out() -> None:
+    """InfluxDB refused those points ("beyond retention policy"): nothing to aggregate."""
+    late = LateMinutes(raw_days=1)
+    day = 86_400_000
+    written = NOW + 20_000  # the retention's edge is 20 s into a minute, which is kept: it holds stored points
+    late.note(batch(late, [("a", NOW - day - 2 * MIN), ("a", NOW - day + 40_000), ("b", NOW - 10 * MIN)]), written)
+    assert [m for b in drain(late) for m in b.minutes] == [NOW - day, NOW - 10 * MIN]
+
+
+def test_pending_minutes_are_bounded_oldest_dropped() -> None:
+    late = LateMinutes(max_pending=10)
+    assert late.note(batch(late, [("a", T0 + m * MIN) for m in range(25)]), NOW) == 15
+    assert late.pending == 10
+    assert min(m for b in drain(late) for m in b.minutes) == T0 + 15 * MIN
+
+
+def test_statement_text() -> None:
+    backfill = Backfill(T0, T0 + 2 * MIN, frozenset({"gas-2", "it's \\odd"}), (T0, T0 + MIN))
+    assert backfill.statement('smart"city') == (
+        'SELECT mean(*), min(*), max(*) INTO "smart\\"city"."agg_1m".:MEASUREMENT '
+        'FROM "smart\\"city"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/ '
+        f"WHERE time >= {T0}ms AND time < {T0 + 2 * MIN}ms "
+        """AND ("device_id" = 'gas-2' OR "device_id" = 'it\\'s \\\\odd') """
+        "GROUP BY time(1m), *"
+    )
+    whole = Backfill(T0, T0 + MIN, None, (T0,)).statement("smartcity")
+    assert f"WHERE time >= {T0}ms AND time < {T0 + MIN}ms GROUP BY time(1m), *" in whole
+
+
+@pytest.mark.parametrize(
+    "changes", [{"resample_for": "90s"}, {"resample_for": "30s"}, {"max_minutes": 0}, {"margin_ms": -1}]
+)
+def test_refuses_settings_that_cannot_work(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"resample_for|max_minutes"):
+        LateMinutes(**changes)  # type: ignore[arg-type]
+
+
+# --- properties ---
+
+readings_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([f"d{i}" for i in range(8)]),
+        st.integers(min_value=0, max_value=300 * MIN),  # offset of ts from T0
+        st.integers(min_value=0, max_value=30 * MIN),  # how long after ts the batch was acknowledged
+    ),
+    max_size=60,
+)
+
+
+@given(
+    readings_strategy,
+    st.integers(min_value=1, max_value=90),
+    st.integers(min_value=1, max_value=6),
+)
+def test_every_late_reading_is_covered_and_nothing_else_is_taken(
+    readings: list[tuple[str, int, int]], max_minutes: int, max_devices: int
+) -> None:
+    late = LateMinutes(max_minutes=max_minutes, max_devices=max_devices)
+    for device_id, offset, delay in readings:  # each reading its own batch, acknowledged ``delay`` after its time
+        late.note(batch(late, [(device_id, T0 + offset)]), T0 + offset + delay)
+    missed = {(d, T0 + o - (T0 + o) % MIN) for d, o, delay in readings if late.late(T0 + o, T0 + o + delay)}
+    backfills = drain(late)
+
+    for device_id, minute in missed:
+        assert any(
+            b.start_ms <= minute < b.end_ms and (b.devices is None or device_id in b.devices) for b in backfills
+        ), (device_id, minute)
+    taken = [m for b in backfills for m in b.minutes]
+    assert sorted(taken) == sorted({m for _, m in missed}), "each late minute once, and only late ones"
+    for b in backfills:
+        assert b.end_ms - b.start_ms <= max_minutes * MIN
+        assert b.start_ms % MIN == 0
+        assert b.end_ms % MIN == 0
+        assert b.devices is None or 0 < len(b.devices) <= max_devices
+    assert [b.start_ms for b in backfills] == sorted(b.start_ms for b in backfills)
+
+
+@given(readings_strategy)
+def test_noting_a_batch_again_changes_nothing(readings: list[tuple[str, int, int]]) -> None:
+    """A batch written again (a retry, a rebalance) is the same late minutes, not more work."""
+    once, twice = LateMinutes(), LateMinutes()
+    minutes = batch(once, [(d, T0 + o) for d, o, _ in readings])
+    written = T0 + 400 * MIN
+    once.note(minutes, written)
+    twice.note(minutes, written)
+    twice.note(minutes, written)
+    assert drain(once) == drain(twice)
+
+
+@given(st.sets(st.text(min_size=1, max_size=12), min_size=1, max_size=5))
+def test_device_ids_read_back_from_the_statement(devices: set[str]) -> None:
+    """Whatever a device id holds (quotes, backslashes, newlines), the statement's literals decode to it."""
+    text = Backfill(T0, T0 + MIN, frozenset(devices), (T0,)).statement("smartcity")
+    found = re.findall(r"\"device_id\" = '((?:[^'\\]|\\.)*)'", text)
+    decoded = [re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), f) for f in found]
+    assert decoded == sorted(devices)
