@@ -122,11 +122,13 @@ class LateMinutes:
                 self._add(minute, devices)
         return self._trim()
 
-    def note_all(self, start_ms: int, end_ms: int) -> int:
-        """Every device's minutes touching [start_ms, end_ms): runs of the continuous query may have been lost (an
-        InfluxDB restart forgets which ran). Returns the minutes dropped, as ``note``."""
-        first = start_ms - start_ms % self.every_ms
-        for minute in range(first, end_ms, self.every_ms):
+    def note_outage(self, failed_ms: int, back_ms: int) -> int:
+        """InfluxDB failed at ``failed_ms`` and took writes again at ``back_ms``. It may have restarted meanwhile:
+        it then forgets which runs of the continuous query it made, and its first run computes one minute only.
+        Every device's minutes whose runs may be lost, from ``failed_ms - resample_for - every`` to ``back_ms``,
+        are pending. Returns the minutes dropped, as ``note``."""
+        start = failed_ms - self._due_ms - self.every_ms
+        for minute in range(start - start % self.every_ms, back_ms, self.every_ms):
             self._add(minute, None)
         return self._trim()
 

@@ -12,6 +12,8 @@ from core.errors import SmartCityError
 from core.http.health import serve_health
 from core.influx.client import LineWriter
 from devices.directory import KafkaDirectory
+from storage.backfill import LateMinutes
+from storage.backfiller import Backfiller
 from storage.lines import LineBuilder
 from storage.metrics import WriterMetrics
 from storage.settings import WriterSettings
@@ -22,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``). Reads the device registry first: a reading's measurement is its
-    device's kind. On InfluxDB 1.x it sets up retention and downsampling at start (``storage.retention``).
+    device's kind. On InfluxDB 1.x it sets up retention and downsampling at start (``storage.retention``) and
+    aggregates the minutes late readings missed (``storage.backfiller``).
     """
     if stop is None:
         stop = asyncio.Event()
@@ -39,7 +42,17 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
     if settings.influx_api == "v1" and settings.writer_retention:
         await _retention(settings)
     prometheus = CollectorRegistry()
-    writer = InfluxWriter(settings, lines, influx, WriterMetrics.create(prometheus), directory)
+    metrics = WriterMetrics.create(prometheus)
+    backfill = None
+    if settings.influx_api == "v1" and settings.writer_retention and settings.writer_backfill:
+        late = LateMinutes(
+            raw_days=settings.writer_raw_days,
+            max_minutes=settings.writer_backfill_max_minutes,
+            max_devices=settings.writer_backfill_max_devices,
+        )
+        backfill = Backfiller(settings, late, metrics.backfilled_minutes)
+        await backfill.start()
+    writer = InfluxWriter(settings, lines, influx, metrics, directory, backfill)
     runner = None
     if settings.writer_http_port:
         runner = await serve_health(
@@ -53,6 +66,8 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
     finally:
         if runner is not None:
             await runner.cleanup()
+        if backfill is not None:
+            await backfill.close()
         await influx.close()
         await directory.stop()
 

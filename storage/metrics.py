@@ -19,6 +19,7 @@ class WriterMetrics:
     batch_points: Histogram
     batch_seconds: Histogram
     influx_up: Gauge
+    backfilled_minutes: Counter
     consumer: ConsumerMetrics
 
     @classmethod
@@ -48,6 +49,12 @@ class WriterMetrics:
                 f"{ns}_batch_write_seconds",
                 "InfluxDB write latency per batch (with retries)",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                registry=prometheus,
+            ),
+            backfilled_minutes=Counter(
+                f"{ns}_backfilled_minutes",
+                "Late minutes of agg_1m the writer aggregated again (readings written after the continuous query's "
+                "last run over their minute)",
                 registry=prometheus,
             ),
             consumer=ConsumerMetrics.create(ns, prometheus),

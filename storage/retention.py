@@ -139,12 +139,12 @@ async def ensure_retention(
             clause = f"{ident(name)} ON {db} DURATION {days}d REPLICATION 1{' DEFAULT' if default else ''}"
             found = policies.get(name)
             if found is None:
-                await _run(writer, f"CREATE RETENTION POLICY {clause}")
+                await run_statement(writer, f"CREATE RETENTION POLICY {clause}")
                 logger.info("InfluxDB %s: retention policy %r created (%d days)", conn.influx_target, name, days)
                 continue
             had = _go_duration_s(str(found.get("duration", "")))
             if had != days * 86400 or (default and not found.get("default")):
-                await _run(writer, f"ALTER RETENTION POLICY {clause}")
+                await run_statement(writer, f"ALTER RETENTION POLICY {clause}")
                 if had == 0 or had > days * 86400:
                     logger.warning(
                         "InfluxDB %s: retention policy %r shortened from %s to %d days: older data is deleted",
@@ -162,12 +162,12 @@ async def ensure_retention(
                         days,
                         default,
                     )
-        error = await _run(writer, create_cq, allow_error=True)
+        error = await run_statement(writer, create_cq, allow_error=True)
         if error is not None:
             if "already exists" not in error:
                 raise InfluxRefused(f"InfluxDB ({conn.influx_target}): {error}: {create_cq}", status=200)
-            await _run(writer, f"DROP CONTINUOUS QUERY {ident(CQ_NAME)} ON {db}")
-            await _run(writer, create_cq)
+            await run_statement(writer, f"DROP CONTINUOUS QUERY {ident(CQ_NAME)} ON {db}")
+            await run_statement(writer, create_cq)
             logger.info("InfluxDB %s: continuous query %r replaced", conn.influx_target, CQ_NAME)
     logger.info(
         "InfluxDB %s: retention ready: %r %d days (default), %r %d days, %s aggregates",
@@ -193,8 +193,10 @@ async def _result(writer: LineWriter, statement: str) -> dict[str, Any]:
     return result
 
 
-async def _run(writer: LineWriter, statement: str, *, allow_error: bool = False) -> str | None:
-    """Run one statement. Its error text is returned with ``allow_error``, raised as ``InfluxRefused`` without."""
+async def run_statement(writer: LineWriter, statement: str, *, allow_error: bool = False) -> str | None:
+    """Run one InfluxQL statement on ``/query`` (v1). Its error text is returned with ``allow_error``, raised as
+    ``InfluxRefused`` without; ``InfluxUnavailable`` when InfluxDB does not answer (or not in the writer's
+    ``influx_timeout_s``)."""
     error = (await _result(writer, statement)).get("error")
     if error and not allow_error:
         raise InfluxRefused(f"InfluxDB ({writer.conn.influx_target}): {error}: {statement}", status=200)

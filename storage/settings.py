@@ -20,5 +20,12 @@ class WriterSettings(KafkaConnection, InfluxConnection):
     writer_retention: bool = Field(True, description="InfluxDB 1.x: create the retention policies and queries")
     writer_raw_days: int = Field(90, ge=1, description="raw readings kept this long (1.x retention policy)")
     writer_agg_days: int = Field(1095, ge=1, description="1-minute aggregates kept this long")
+    writer_backfill: bool = Field(
+        True, description="InfluxDB 1.x, with writer_retention: aggregate the minutes late readings missed"
+    )
+    writer_backfill_max_minutes: int = Field(60, ge=1, le=1440, description="minutes per backfill statement at most")
+    writer_backfill_max_devices: int = Field(
+        50, ge=1, le=1000, description="late devices a backfill filters on; more: every device in its range"
+    )
     writer_http_host: str = "127.0.0.1"
     writer_http_port: int = Field(9321, ge=0, le=65535, description="/healthz and /metrics (0: none)")

@@ -23,6 +23,9 @@ records, turns them into lines (``storage.lines``), and writes a batch when it h
   refused-readings topic with InfluxDB's reason (``storage_refused``), the rest are written.
 - A configuration problem (401/403, database missing and not creatable) is retried with backoff and logged
   loudly: the data waits in Kafka rather than being dropped.
+- **Late readings are aggregated** (InfluxDB 1.x, with a ``backfill``): after each batch InfluxDB took, the
+  minutes it holds readings of that the continuous query has already computed for the last time, and after an
+  InfluxDB failure the minutes whose runs it may have lost, are aggregated again (``storage.backfiller``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from core.kafka.producer import FlushProducer, Record
 from core.kafka.reading import read_to_end
 from devices.directory import RecordDirectory
 from rules.dedup import SeqWindow, is_repeat
+from storage.backfill import BatchMinutes
+from storage.backfiller import Backfiller
 from storage.lines import LineBuilder
 from storage.metrics import WriterMetrics
 from storage.settings import WriterSettings
@@ -80,9 +85,12 @@ class InfluxWriter:
         influx: LineWriter,
         metrics: WriterMetrics,
         directory: RecordDirectory | None = None,
+        backfill: Backfiller | None = None,
     ) -> None:
-        """``directory``: where ``lines`` looks devices up, asked to catch up before a device it does not know."""
+        """``directory``: where ``lines`` looks devices up, asked to catch up before a device it does not know.
+        ``backfill``: told of each batch written and each failure, on InfluxDB 1.x with the continuous query."""
         self.settings = settings
+        self._backfill = backfill
         self._directory = directory
         self.lines = lines
         self.influx = influx
@@ -181,20 +189,21 @@ class InfluxWriter:
         previous batch's offsets, exactly those, once InfluxDB has it."""
         flight: _Flight | None = None
         while not stop.is_set():
-            batch, offsets, readings = await self._fill(consumer, stop)
+            minutes = self._backfill.batch() if self._backfill is not None else None
+            batch, offsets, readings = await self._fill(consumer, stop, minutes)
             if flight is not None:
                 if not await self._land(consumer, flight, stop):
                     return  # stopping: that batch stays uncommitted and is read again after the restart
                 flight = None
             if batch:
-                flight = _Flight(asyncio.create_task(self._write(batch, stop)), offsets, readings)
+                flight = _Flight(asyncio.create_task(self._write(batch, stop, minutes)), offsets, readings)
             elif offsets:
                 await consumer.commit(offsets)  # records that held no reading (unreadable ones, logged)
         if flight is not None:
             flight.task.cancel()
 
     async def _fill(
-        self, consumer: AIOKafkaConsumer, stop: asyncio.Event
+        self, consumer: AIOKafkaConsumer, stop: asyncio.Event, minutes: BatchMinutes | None = None
     ) -> tuple[list[str], dict[TopicPartition, int], int]:
         s = self.settings
         batch: list[str] = []
@@ -214,7 +223,7 @@ class InfluxWriter:
                 if not records:
                     continue
                 for record in records:
-                    readings += await self._add(record.value, record.offset, batch)
+                    readings += await self._add(record.value, record.offset, batch, minutes)
                 offsets[tp] = records[-1].offset + 1
         return batch, offsets, readings
 
@@ -240,7 +249,7 @@ class InfluxWriter:
         self.metrics.readings.inc(flight.readings)
         return True
 
-    async def _add(self, raw: bytes | None, offset: int, batch: list[str]) -> int:
+    async def _add(self, raw: bytes | None, offset: int, batch: list[str], minutes: BatchMinutes | None = None) -> int:
         try:
             readings = decode_batch(raw or b"")
         except ValueError as exc:
@@ -257,12 +266,14 @@ class InfluxWriter:
                 self.metrics.duplicates.inc()
                 continue
             batch.extend(self.lines.lines(reading))
+            if minutes is not None:
+                minutes.add(reading["device_id"], reading["ts"])
             written += 1
         return written
 
-    async def _write(self, batch: list[str], stop: asyncio.Event) -> bool:
+    async def _write(self, batch: list[str], stop: asyncio.Event, minutes: BatchMinutes | None = None) -> bool:
         """Write ``batch`` however long InfluxDB takes to come back (False: told to stop first); refused lines go
-        to the refused topic."""
+        to the refused topic. ``minutes``: the batch's readings, for the backfill."""
         backoff = Backoff(0.5, _MAX_BACKOFF_S)
         while True:
             started = time.monotonic()
@@ -272,6 +283,8 @@ class InfluxWriter:
                 self.influx_up = False
                 self.metrics.influx_up.set(0)
                 self.metrics.retries.labels(type(exc).__name__).inc()
+                if self._backfill is not None and isinstance(exc, InfluxUnavailable):
+                    self._backfill.failed()
                 wait = backoff.next(retry_after(exc))
                 logger.warning("writer: %d points not written (%s); again in %.1f s", len(batch), exc, wait)
                 if await pause(wait, stop):
@@ -286,6 +299,8 @@ class InfluxWriter:
                 logger.info("writer: InfluxDB is back; catching up")
             self.influx_up = True
             self.metrics.influx_up.set(1)
+            if self._backfill is not None:
+                self._backfill.written(minutes)
             return True
 
     async def _refused_lines(self, lines: Sequence[str], exc: InfluxRefused) -> None:

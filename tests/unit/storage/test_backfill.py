@@ -87,11 +87,13 @@ def test_a_backfill_put_back_runs_again() -> None:
     assert late.take() == backfill
 
 
-def test_lost_runs_backfill_every_device() -> None:
+def test_after_an_outage_every_device_is_backfilled_since_the_runs_that_may_be_lost() -> None:
+    """InfluxDB failed at T0 + 4m 10s, took writes again at T0 + 6m 30s: a restart would have lost the runs at
+    T0 + 5m and T0 + 6m and the second run of minute T0 + 3m (its last at T0 + 5m); margin 5 s, one minute more."""
     late = LateMinutes()
     late.note(batch(late, [("a", T0 + MIN)]), NOW)
-    late.note_all(T0 + 30_000, T0 + 2 * MIN + 1)
-    assert drain(late) == [Backfill(T0, T0 + 3 * MIN, None, (T0, T0 + MIN, T0 + 2 * MIN))]
+    late.note_outage(T0 + 4 * MIN + 10_000, T0 + 6 * MIN + 30_000)
+    assert drain(late) == [Backfill(T0 + MIN, T0 + 7 * MIN, None, tuple(T0 + m * MIN for m in range(1, 7)))]
 
 
 def test_minutes_beyond_the_raw_retention_are_left_out() -> None:

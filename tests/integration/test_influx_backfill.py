@@ -1,0 +1,219 @@
+"""Late readings aggregated by the writer, against a real influxd 1.6 (and Tansu for the writer itself).
+
+The continuous query computes a minute for the last time a minute after it ends (``RESAMPLE EVERY 1m FOR 2m``), so
+readings written five minutes late are in ``raw`` but only the writer's backfill puts them in ``agg_1m``. The
+expected aggregates are computed here from the readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from statistics import fmean
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from core.contracts.telemetry import ReadingBatch, ReadingDict
+from core.influx.client import InfluxConnection, LineWriter
+from core.kafka.admin import TopicSpec, devices_topic, ensure_topics
+from core.process import free_port
+from devices.feed import DevicePublisher
+from harness.builders import device, reading
+from harness.measure import sample_sum
+from smartcity.stack.services import Launch
+from storage.backfill import Backfill
+from storage.lines import LineBuilder
+from storage.main import run_writer
+from storage.retention import AGG_RP, RAW_RP, ensure_retention, run_statement
+from storage.settings import WriterSettings
+from tests.influx_util import influx_rows
+from tests.waiting import until
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+BACKFILLED = "smartcity_writer_backfilled_minutes_total"
+DEVICES = {
+    name: device(name, kind, site="S1", interval_s=10)
+    for name, kind in (("gas-a", "gas"), ("gas-b", "gas"), ("fire-a", "fire"), ("gas-ok", "gas"))
+}
+METRICS = {"gas": ("ch4_lel",), "fire": ("temp_c", "smoke")}
+
+
+def _late_readings(devices: list[str], base: int, minutes: int = 3) -> list[ReadingDict]:
+    """Every 10 s for ``minutes`` from ``base``, values that differ by device and time (and health values)."""
+    out = []
+    for n, name in enumerate(devices):
+        for i in range(minutes * 6):
+            ts = base + i * 10_000 + n * 1_000
+            if DEVICES[name].kind.value == "fire":
+                values: dict[str, float | bool] = {"temp_c": 20.0 + i * 0.7 + (i % 4), "smoke": i % 5 == 2}
+            else:
+                values = {"ch4_lel": round(n * 10 + i * 1.25 + (i % 3) * 0.5, 3)}
+            values["battery_pct"] = 90.0 - i
+            out.append(reading(name, values, ts=ts, seq=i + 1))
+    return out
+
+
+def _expected(readings: list[ReadingDict]) -> dict[tuple[str, str, int], tuple[Any, Any, Any]]:
+    """(device, metric, minute) -> (mean, min, max), mean None for booleans."""
+    buckets: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
+    for r in readings:
+        kind = DEVICES[r["device_id"]].kind.value
+        for metric in METRICS[kind]:
+            buckets[(r["device_id"], metric, r["ts"] // MIN * MIN)].append(r["values"][metric])
+    return {
+        key: (None if isinstance(v[0], bool) else pytest.approx(fmean(v)), min(v), max(v)) for key, v in buckets.items()
+    }
+
+
+async def _aggregated(url: str, db: str, start: int, end: int) -> dict[tuple[str, str, int], tuple[Any, Any, Any]]:
+    got = {}
+    for kind, metrics in METRICS.items():
+        q = f'SELECT * FROM "{AGG_RP}"."{kind}" WHERE time >= {start}ms AND time < {end}ms'
+        for row in await influx_rows(url, db, q):
+            for metric in metrics:
+                got[(row["device_id"], metric, row["time"])] = (
+                    row.get(f"mean_{metric}"),
+                    row[f"min_{metric}"],
+                    row[f"max_{metric}"],
+                )
+    return got
+
+
+def _late_base() -> int:
+    """The start of the minute six minutes ago: readings from there on are four to six minutes late now."""
+    return int(time.time() * 1000) // MIN * MIN - 6 * MIN
+
+
+async def test_a_backfill_statement_aggregates_as_the_continuous_query_and_filters_devices(
+    influx_service: Launch, unique: str
+) -> None:
+    conn = InfluxConnection(influx_url=influx_service.url, influx_api="v1", influx_db=f"b{unique}", influx_rp=RAW_RP)
+    await ensure_retention(conn)
+    base = _late_base()
+    readings = _late_readings(["gas-a", "gas-b", "fire-a"], base)
+    builder = LineBuilder(DEVICES.get)
+    minutes = (base, base + MIN, base + 2 * MIN)
+    async with LineWriter(conn) as influx:
+        await influx.write([line for r in readings for line in builder.lines(r)])
+        await run_statement(
+            influx, Backfill(base, base + 3 * MIN, frozenset({"gas-a", "fire-a"}), minutes).statement(conn.influx_db)
+        )
+        filtered = await _aggregated(conn.influx_url, conn.influx_db, base, base + 3 * MIN)
+        await run_statement(influx, Backfill(base, base + 3 * MIN, None, minutes).statement(conn.influx_db))
+        whole = await _aggregated(conn.influx_url, conn.influx_db, base, base + 3 * MIN)
+        await run_statement(influx, Backfill(base, base + 3 * MIN, None, minutes).statement(conn.influx_db))
+        again = await _aggregated(conn.influx_url, conn.influx_db, base, base + 3 * MIN)
+
+    expected = _expected(readings)
+    assert filtered == {k: v for k, v in expected.items() if k[0] != "gas-b"}
+    assert whole == expected
+    assert again == whole  # idempotent: the same points written again
+    health = await influx_rows(
+        conn.influx_url, conn.influx_db, f'SELECT * FROM "{AGG_RP}"."device_health" WHERE "device_id" = \'gas-a\''
+    )
+    assert health, "device_health is aggregated too"
+    assert all(row["site_id"] == "S1" and row["drill"] == "false" for row in health)
+
+
+def _settings(kafka_bootstrap: str, influx_url: str, unique: str) -> WriterSettings:
+    return WriterSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        influx_url=influx_url,
+        influx_db=f"w{unique}",
+        influx_rp=RAW_RP,
+        topic_readings=f"readings.{unique}",
+        topic_rejected=f"rejected.{unique}",
+        topic_devices=f"devices.{unique}",
+        writer_group=f"writer-{unique}",
+        writer_http_port=free_port(),
+        writer_batch_ms=300,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _writer(settings: WriterSettings) -> AsyncIterator[str]:
+    """A writer in this event loop, with retention and the backfill; yields its /metrics URL once it serves."""
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [TopicSpec(settings.topic_readings, 2), TopicSpec(settings.topic_rejected, 1), devices_topic(settings)],
+    )
+    feed = DevicePublisher(settings)
+    await feed.start()
+    try:
+        await feed.publish(list(DEVICES.values()))
+    finally:
+        await feed.stop()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_writer(settings, stop))
+    url = f"http://127.0.0.1:{settings.writer_http_port}/metrics"
+    try:
+        await until(lambda: _serves(url, task), 30, "the writer serves /metrics")
+        yield url
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def _serves(url: str, task: asyncio.Task[None]) -> bool:
+    if task.done():
+        task.result()
+    with contextlib.suppress(httpx.HTTPError):
+        async with httpx.AsyncClient(timeout=2) as client:
+            return (await client.get(url)).status_code == 200
+    return False
+
+
+async def _metric(url: str, name: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return sample_sum((await client.get(url)).text, name)
+
+
+async def _produce(settings: WriterSettings, readings: list[ReadingDict]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for first in range(0, len(readings), 20):
+            part = readings[first : first + 20]
+            body = ReadingBatch.model_validate({"readings": part}).model_dump_json().encode()
+            await producer.send_and_wait(settings.topic_readings, body, key=part[0]["device_id"].encode())
+    finally:
+        await producer.stop()
+
+
+async def _stored(settings: WriterSettings, query: str, expected: int) -> bool:
+    rows = await influx_rows(settings.influx_url, settings.influx_db, query)
+    return bool(rows) and int(rows[0]["count"]) >= expected
+
+
+async def test_the_writer_backfills_readings_written_late_and_not_on_time_ones(
+    kafka_bootstrap: str, influx_service: Launch, unique: str
+) -> None:
+    settings = _settings(kafka_bootstrap, influx_service.url, unique)
+    async with _writer(settings) as metrics:
+        now = int(time.time() * 1000)
+        on_time = [reading("gas-ok", {"ch4_lel": 1.0 + i}, ts=now - 3_000 + i * 500, seq=i + 1) for i in range(6)]
+        await _produce(settings, on_time)
+        count = 'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" = \'gas-ok\''
+        await until(lambda: _stored(settings, count, 6), 30, "the on-time readings are stored")
+        await asyncio.sleep(1.0)  # a backfill would have started by now
+        assert await _metric(metrics, BACKFILLED) == 0
+
+        base = _late_base()
+        late = _late_readings(["gas-a", "gas-b", "fire-a"], base)
+        await _produce(settings, late)
+        expected = _expected(late)
+
+        async def aggregated() -> bool:
+            got = await _aggregated(settings.influx_url, settings.influx_db, base, base + 3 * MIN)
+            return got == expected
+
+        await until(aggregated, 60, "the late readings are aggregated in agg_1m")
+        assert await _metric(metrics, BACKFILLED) >= 3
