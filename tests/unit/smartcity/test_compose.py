@@ -26,6 +26,7 @@ from ingest.settings import GatewaySettings
 from smartcity.accounts_cli import CONTROL_USERNAME, AccountsSettings
 from smartcity.api import ApiSettings
 from smartcity.cli import app
+from smartcity.stack.services import INFLUXD_MEMORY
 from smartcity.stack.supervisor import StackSettings
 from storage.settings import WriterSettings
 from streams.app import streams_topics
@@ -282,6 +283,17 @@ def test_images_are_pinned() -> None:
     for name, service in SERVICES.items():
         image = service.get("image", "")
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: unpinned image {image!r}"
+
+
+def test_influxdb_2_memory_is_bounded_as_on_one_machine() -> None:
+    """Every setting of INFLUXD_MEMORY that InfluxDB 2 has (storage-<key>, as INFLUXD_STORAGE_<KEY>), same value;
+    the index is always tsi1 there."""
+    environment = SERVICES["influxdb"]["environment"]
+    mirrored = {key: value for key, value in INFLUXD_MEMORY.items() if key != "index-version"}
+    assert INFLUXD_MEMORY["index-version"] == "tsi1"
+    assert {key: environment.get("INFLUXD_STORAGE_" + key.upper().replace("-", "_")) for key in mirrored} == {
+        key: str(value) for key, value in mirrored.items()
+    }
 
 
 def test_every_long_running_service_has_a_health_check_and_restarts() -> None:
