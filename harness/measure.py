@@ -47,6 +47,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """Resident memory of ``pid`` in MiB (``/proc/<pid>/status``, Linux): ``rss`` in all, ``anon`` its anonymous part
+    (heap, stacks: what the process itself holds) and ``file`` its file-backed part (mapped files, which the kernel
+    may drop under pressure). ``FileNotFoundError`` once the process is gone."""
+    with open(f"/proc/{pid}/status") as f:
+        status = f.read()
+    found = dict(re.findall(r"^(VmRSS|RssAnon|RssFile):\s+(\d+) kB", status, re.M))
+    names = {"rss": "VmRSS", "anon": "RssAnon", "file": "RssFile"}
+    return {key: round(int(found.get(name, 0)) / 1024, 1) for key, name in names.items()}
+
+
 def quantile(values: list[float], q: float) -> float:
     """The nearest-rank ``q`` quantile (0 < q <= 1) of ``values``, rounded to 0.1; NaN when there is nothing to rank.
     Nearest rank, not interpolation: the figure reported is one that was measured."""

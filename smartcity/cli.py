@@ -237,6 +237,29 @@ def bench_storage(
     run_all(readings, devices, samples, out)
 
 
+@bench_app.command("influx")
+def bench_influx(
+    minutes: Annotated[float, typer.Option(min=0.5, help="how long the steady load is held")] = 10,
+    rate: Annotated[int, typer.Option(min=1, help="readings/s")] = 3_000,
+    devices: Annotated[
+        int, typer.Option(min=1, help="devices the readings come from (series: about 2 per device)")
+    ] = 10_000,
+    batch_points: Annotated[int, typer.Option(min=1, help="points per write")] = 5_000,
+    prefill_minutes: Annotated[
+        float, typer.Option(min=0, help="history written first, as fast as influxd takes it")
+    ] = 10,
+    legacy: Annotated[
+        bool, typer.Option(help="before issue 19: a health point per reading, RESAMPLE FOR 10m, influxd's defaults")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="default bench-results/influx.json (influx-legacy.json)")] = None,
+) -> None:
+    """influxd 1.6 alone under a steady load of readings, with the continuous query: its CPU and memory over time."""
+    from smartcity.bench.influx import run
+
+    default = Path("bench-results/influx-legacy.json" if legacy else "bench-results/influx.json")
+    run(minutes, rate, devices, batch_points, prefill_minutes, legacy, out or default)
+
+
 @bench_app.command("e2e")
 def bench_e2e(
     quick: Annotated[bool, typer.Option(help="smaller fleets and shorter steps: a smoke run")] = False,

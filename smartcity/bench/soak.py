@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -53,7 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.builders import device_record
-from harness.measure import ACCEPTED, EVALUATED, STORED, quantile
+from harness.measure import ACCEPTED, EVALUATED, STORED, memory_mib, quantile
 from harness.probes import CLEAR_AFTER, TIMEOUT_S, Probes, Sample, warm_up
 from harness.stack import StackRun
 from simulators.fleet import generate_fleet
@@ -244,11 +243,9 @@ def checks(rows: list[Row], judged: list[Verdict], rate: int, run_s: float, drai
 
 def rss_mib(pid: int) -> float | None:
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        return memory_mib(pid)["rss"]
     except (FileNotFoundError, ProcessLookupError):
         return None
-    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    return round(int(found.group(1)) / 1024, 1) if found else None
 
 
 def _scrape(url: str, timeout: float = 10) -> Scrape | None:

@@ -1,0 +1,288 @@
+"""InfluxDB's share (issue 19): influxd 1.6 alone under a steady load of readings, its CPU and memory over time.
+
+- influxd is started by the stack's own launcher, and retention and the continuous query are set up by
+  ``ensure_retention``, as the writer sets them up.
+- A fleet of ``devices`` (10,000, four kinds) reports ``rate`` readings/s in all (3,000), stamped now, each with
+  its hazard value and its battery and RSSI. The writer's own ``LineBuilder`` makes the lines (one point per
+  reading, and a device_health point when a health value moved past its dead band or a minute passed), and
+  ``LineWriter`` writes them in batches of ``batch_points`` (5,000), one write at a time, at least once a second.
+- Before the measured window, ``prefill_minutes`` (10) of the same readings are written as fast as influxd takes
+  them, so the continuous query reads a full window from its first run, as in a long run.
+- Every 10 s: influxd's CPU share over the last 10 s (``/proc/<pid>/stat``), its resident memory and the anonymous
+  part of it (heap and stacks; the rest is mapped files that the kernel may drop). From influxd's log, each run of
+  the continuous query: how long it took and how many points it wrote.
+- ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; the continuous
+  query is ``RESAMPLE EVERY 1m FOR 10m`` (the same as the old ``RESAMPLE FOR 10m``); influxd runs with its defaults
+  (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
+
+The figures are influxd's alone. The load generator runs in this process, on the same machine, so the CPU it uses
+is not available to influxd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import fmean
+from typing import Final
+
+from rich.console import Console
+from rich.table import Table
+
+from core.contracts.device import Device
+from core.contracts.telemetry import ReadingDict
+from core.influx.client import InfluxConnection, LineWriter
+from core.process import free_port
+from harness.builders import device
+from harness.measure import cpu_seconds, memory_mib, quantile
+from smartcity.stack.services import influxdb
+from storage.lines import LineBuilder
+from storage.retention import RAW_RP, RESAMPLE_FOR, ensure_retention
+
+SAMPLE_S: Final = 10.0
+LEGACY_RESAMPLE_FOR: Final = "10m"
+_HAZARD: Final = {"gas": ("ch4_lel", 2.0), "water": ("level_m", 1.5), "fire": ("temp_c", 24.0),
+                  "structural": ("tilt_deg", 0.1)}  # fmt: skip
+_CQ_LINE: Final = re.compile(r'msg="Finished continuous query".*?written=(-?\d+).*?duration=([\d.]+)ms')
+
+
+@dataclass
+class Sample:
+    t_s: float
+    cpu_percent: float
+    rss_mib: float
+    anon_mib: float
+
+
+@dataclass
+class Run:
+    mode: str
+    devices: int
+    rate: int
+    minutes: float
+    prefill_minutes: float
+    batch_points: int
+    resample_for: str
+    prefill_points: int = 0
+    prefill_s: float = 0.0
+    readings: int = 0
+    points: int = 0
+    readings_per_s: float = 0.0
+    points_per_s: float = 0.0
+    write_p50_ms: float = 0.0
+    write_p99_ms: float = 0.0
+    cpu_mean_percent: float = 0.0
+    rss_max_mib: float = 0.0
+    rss_end_mib: float = 0.0
+    anon_max_mib: float = 0.0
+    cq_runs: int = 0
+    cq_mean_ms: float = 0.0
+    cq_max_ms: float = 0.0
+    cq_points_per_run: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+
+
+class Fleet:
+    """Readings of ``count`` devices in turn: a hazard value near its kind's baseline, a battery that drains slowly
+    and an RSSI that jitters (sigma 2 dB, as the simulator's), so health points follow ``LineBuilder``'s rule."""
+
+    def __init__(self, count: int, seed: int = 19) -> None:
+        kinds = list(_HAZARD)
+        self.devices = [device(f"bench-{i:06d}", kinds[i % 4], site=f"site-{i // 8:05d}") for i in range(count)]
+        self._random = random.Random(seed)
+        self._battery = [60.0 + 40.0 * self._random.random() for _ in range(count)]
+        self._rssi = [-95.0 + 30.0 * self._random.random() for _ in range(count)]
+        self._next = 0
+        self._seq = 0
+
+    def lookup(self) -> dict[str, Device]:
+        return {d.id: d for d in self.devices}
+
+    def reading(self, ts: int) -> ReadingDict:
+        i, rng = self._next, self._random
+        self._next = (i + 1) % len(self.devices)
+        self._seq += 1
+        d = self.devices[i]
+        metric, base = _HAZARD[d.kind.value]
+        self._battery[i] = max(0.0, self._battery[i] - 0.002)
+        values: dict[str, float | bool] = {
+            metric: round(base * (1 + 0.05 * rng.gauss(0, 1)), 3),
+            "battery_pct": round(self._battery[i], 1),
+            "rssi_dbm": round(self._rssi[i] + rng.gauss(0, 2), 1),
+        }
+        return {"device_id": d.id, "ts": ts, "seq": self._seq, "values": values, "drill": False,
+                "received_at": ts}  # fmt: skip
+
+
+async def _prefill(
+    writer: LineWriter, builder: LineBuilder, fleet: Fleet, rate: int, minutes: float, batch: int
+) -> int:
+    """``minutes`` of readings up to now at ``rate``, written as fast as influxd takes them. Returns the points."""
+    count = int(rate * minutes * 60)
+    start = int(time.time() * 1000) - int(minutes * 60_000)
+    lines: list[str] = []
+    points = 0
+    for n in range(count):
+        lines.extend(builder.lines(fleet.reading(start + n * 1000 // rate)))
+        if len(lines) >= batch:
+            await writer.write(lines)
+            points += len(lines)
+            lines = []
+    if lines:
+        await writer.write(lines)
+        points += len(lines)
+    return points
+
+
+async def _steady(
+    writer: LineWriter, builder: LineBuilder, fleet: Fleet, rate: int, seconds: float, batch: int
+) -> tuple[int, int, list[float]]:
+    """``rate`` readings/s for ``seconds``, stamped now; a write when ``batch`` points are held or a second has
+    passed, one at a time. Returns readings, points and each write's seconds."""
+    started = last_write = time.monotonic()
+    made = points = 0
+    lines: list[str] = []
+    writes: list[float] = []
+    while (elapsed := time.monotonic() - started) < seconds:
+        due = int(rate * elapsed)
+        now_ms = int(time.time() * 1000)
+        for _ in range(due - made):
+            lines.extend(builder.lines(fleet.reading(now_ms)))
+        made = due
+        if len(lines) >= batch or (lines and time.monotonic() - last_write >= 1.0):
+            chunk, lines = lines[:batch], lines[batch:]
+            began = time.monotonic()
+            await writer.write(chunk)
+            last_write = time.monotonic()
+            writes.append(last_write - began)
+            points += len(chunk)
+        else:
+            await asyncio.sleep(0.02)
+    if lines:
+        await writer.write(lines)
+        points += len(lines)
+    return made, points, writes
+
+
+async def _sample(pid: int, samples: list[Sample], started: float) -> None:
+    """Every ``SAMPLE_S``: influxd's CPU share since the last sample, its resident and anonymous memory."""
+    last_cpu, last_t = cpu_seconds(pid), time.monotonic()
+    while True:
+        await asyncio.sleep(SAMPLE_S)
+        cpu, now = cpu_seconds(pid), time.monotonic()
+        memory = memory_mib(pid)
+        share = 100 * (cpu - last_cpu) / (now - last_t)
+        samples.append(Sample(round(now - started, 1), round(share, 1), memory["rss"], memory["anon"]))
+        last_cpu, last_t = cpu, now
+
+
+def _cq_runs(log: Path, offset: int) -> list[tuple[int, float]]:
+    """(points written, milliseconds) of each continuous-query run influxd logged after ``offset``."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    return [(int(w), float(ms)) for w, ms in _CQ_LINE.findall(text)]
+
+
+async def _measure(run: Run, work: Path, legacy: bool) -> Run:
+    launch = influxdb(work / "influxdb", "127.0.0.1", free_port(), free_port(), bounded=not legacy)
+    launch.start(30)
+    try:
+        conn = InfluxConnection(
+            influx_url=launch.url, influx_api="v1", influx_rp=RAW_RP, influx_batch_lines=run.batch_points
+        )
+        await ensure_retention(conn, resample_for=run.resample_for)
+        fleet = Fleet(run.devices)
+        devices = fleet.lookup()
+        builder = LineBuilder(devices.get, health_every_ms=0 if legacy else 60_000)
+        async with LineWriter(conn) as writer:
+            if run.prefill_minutes > 0:
+                began = time.monotonic()
+                run.prefill_points = await _prefill(
+                    writer, builder, fleet, run.rate, run.prefill_minutes, run.batch_points
+                )
+                run.prefill_s = round(time.monotonic() - began, 1)
+            log, pid = launch.process.log_path, launch.process.pid
+            offset = log.stat().st_size
+            started = time.monotonic()
+            sampler = asyncio.create_task(_sample(pid, run.samples, started))
+            try:
+                readings, points, writes = await _steady(
+                    writer, builder, fleet, run.rate, run.minutes * 60, run.batch_points
+                )
+            finally:
+                sampler.cancel()
+            seconds = time.monotonic() - started
+        cq = _cq_runs(log, offset)
+    finally:
+        launch.process.stop()
+    run.readings, run.points = readings, points
+    run.readings_per_s, run.points_per_s = round(readings / seconds), round(points / seconds)
+    run.write_p50_ms = quantile([w * 1000 for w in writes], 0.5)
+    run.write_p99_ms = quantile([w * 1000 for w in writes], 0.99)
+    if run.samples:
+        run.cpu_mean_percent = round(fmean(s.cpu_percent for s in run.samples), 1)
+        run.rss_max_mib = max(s.rss_mib for s in run.samples)
+        run.rss_end_mib = run.samples[-1].rss_mib
+        run.anon_max_mib = max(s.anon_mib for s in run.samples)
+    if cq:
+        run.cq_runs = len(cq)
+        run.cq_mean_ms = round(fmean(ms for _, ms in cq), 1)
+        run.cq_max_ms = round(max(ms for _, ms in cq), 1)
+        run.cq_points_per_run = round(fmean(w for w, _ in cq))
+    return run
+
+
+def run(
+    minutes: float, rate: int, devices: int, batch_points: int, prefill_minutes: float, legacy: bool, out: Path
+) -> Run:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    mode = "legacy" if legacy else "bounded"
+    resample_for = LEGACY_RESAMPLE_FOR if legacy else RESAMPLE_FOR
+    result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for)
+    with tempfile.TemporaryDirectory(prefix="smartcity-bench-influx-") as tmp:
+        asyncio.run(_measure(result, Path(tmp), legacy))
+    _print(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(result), indent=2))
+    return result
+
+
+def _print(r: Run) -> None:
+    console = Console(width=140)
+    title = (
+        f"influxd 1.6 alone, {r.mode}: {r.devices:,} devices, {r.rate:,} readings/s for {r.minutes:g} min after "
+        f"{r.prefill_minutes:g} min of history; continuous query RESAMPLE EVERY 1m FOR {r.resample_for}"
+    )
+    console.print(title)
+    samples = Table()
+    for column in ("t (s)", "influxd CPU %", "RSS MiB", "anonymous MiB"):
+        samples.add_column(column, justify="right")
+    for s in r.samples:
+        samples.add_row(f"{s.t_s:.0f}", f"{s.cpu_percent}", f"{s.rss_mib}", f"{s.anon_mib}")
+    console.print(samples)
+    summary = Table(title=f"{r.mode}: summary")
+    summary.add_column("figure")
+    summary.add_column("value", justify="right")
+    rows = [
+        ("history written first", f"{r.prefill_points:,} points in {r.prefill_s} s"),
+        ("readings/s written", f"{r.readings_per_s:,.0f}"),
+        ("points/s written", f"{r.points_per_s:,.0f}"),
+        ("write p50 / p99 ms", f"{r.write_p50_ms} / {r.write_p99_ms}"),
+        ("influxd CPU % (mean of samples)", f"{r.cpu_mean_percent}"),
+        ("RSS max / end MiB", f"{r.rss_max_mib} / {r.rss_end_mib}"),
+        ("anonymous max MiB", f"{r.anon_max_mib}"),
+        ("continuous query runs", f"{r.cq_runs}"),
+        ("run ms mean / max", f"{r.cq_mean_ms} / {r.cq_max_ms}"),
+        ("points written per run", f"{r.cq_points_per_run:,.0f}"),
+    ]
+    for name, value in rows:
+        summary.add_row(name, value)
+    console.print(summary)

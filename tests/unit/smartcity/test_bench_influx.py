@@ -1,0 +1,43 @@
+"""bench influx's own parts: the fleet's points per reading (the writer's rule, or the legacy one) and the
+continuous-query runs read back from influxd's log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smartcity.bench.influx import Fleet, _cq_runs
+from storage.lines import LineBuilder
+
+T0 = 1_795_564_800_000
+LOG = (
+    'ts=2026-12-06T15:56:07.400070Z lvl=info msg="Executing continuous query" log_id=16~0xsQW000 '
+    "service=continuous_querier name=agg_1m db_instance=smartcity start=2026-12-06T15:55:00.000000Z\n"
+    'ts=2026-12-06T15:56:10.804363Z lvl=info msg="Finished continuous query" log_id=16~0xsQW000 '
+    "service=continuous_querier trace_id=16~0xwQ0000 op_name=continuous_querier_execute name=agg_1m "
+    "db_instance=smartcity written=20000 start=2026-12-06T15:55:00.000000Z end=2026-12-06T15:56:00.000000Z "
+    "duration=3404.5ms\n"
+)
+
+
+def _points(health_every_ms: int, minutes: int = 3) -> tuple[int, int]:
+    """Readings and points of 100 devices at 10 readings/s for ``minutes``."""
+    fleet = Fleet(100)
+    builder = LineBuilder(fleet.lookup().get, health_every_ms=health_every_ms)
+    readings = minutes * 60 * 10
+    points = sum(len(builder.lines(fleet.reading(T0 + n * 100))) for n in range(readings))
+    return readings, points
+
+
+def test_the_fleet_writes_health_as_the_writer_does_and_legacy_with_every_reading() -> None:
+    readings, points = _points(60_000)
+    health = points - readings
+    assert 300 <= health <= 600, "about one health point per device and minute (and a few dead-band crossings)"
+    readings, points = _points(0)
+    assert points == 2 * readings
+
+
+def test_continuous_query_runs_are_read_from_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "influxdb.log"
+    log.write_text("before\n" + LOG)
+    assert _cq_runs(log, 0) == [(20000, 3404.5)]
+    assert _cq_runs(log, log.stat().st_size) == []
