@@ -42,7 +42,7 @@ from harness.measure import ACCEPTED, EVALUATED, metric
 #: The department whose MQTT password ``StackRun.dept_password`` is: the one the default routing sends gas alerts to.
 DEPARTMENT = "emergency"
 UP_TIMEOUT_S = 180.0  # a cold start on a busy 2-core machine takes about a minute
-_PORTS = ("MQTT", "KAFKA", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP")
+_PORTS = ("MQTT", "KAFKA", "KAFKA_STORE", "INFLUX", "INFLUX_RPC", "GATEWAY_HTTP", "STREAMS_HTTP", "WRITER_HTTP", "HTTP")
 
 
 class StackRun:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -110,6 +111,26 @@ def api() -> None:
     from smartcity.api import ApiSettings, run_api
 
     asyncio.run(run_api(_settings(ApiSettings)))
+
+
+@app.command("kafka-store", hidden=True)
+def kafka_store(
+    directory: Annotated[Path, typer.Option("--dir", help="where the objects are kept")],
+    port: Annotated[int, typer.Option(min=1, max=65535)],
+    host: str = "127.0.0.1",
+    bucket: str = "tansu",
+    access_key: str = "smartcity",
+    fsync: Annotated[bool, typer.Option(help="fsync every write (a power cut loses nothing acknowledged)")] = True,
+    trim_consumed: Annotated[str, typer.Option(help="topics (comma-separated) trimmed once consumed")] = "",
+    keep_every_s: Annotated[float, typer.Option(min=0, help="seconds between retention passes (0: none)")] = 10.0,
+    grace_s: Annotated[float, typer.Option(min=0, help="how long consumed batches of trimmed topics stay")] = 60.0,
+) -> None:
+    """Run the one-machine Kafka's object store (smartcity.stack.store) until SIGTERM; ``smartcity up`` starts it."""
+    from smartcity.stack.store import serve
+
+    trimmed = frozenset(t.strip() for t in trim_consumed.split(",") if t.strip())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(directory, host, port, bucket, access_key, fsync, trimmed, keep_every_s, grace_s))
 
 
 @app.command("mqtt-accounts")

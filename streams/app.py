@@ -41,7 +41,7 @@ from core.clock import now_ms
 from core.contracts.device import Device
 from core.contracts.finding import Finding
 from core.contracts.telemetry import decode_batch
-from core.kafka.admin import TopicSpec
+from core.kafka.admin import DAY_MS, HOUR_MS, TopicSpec
 from core.kafka.partitioning import Partitioner
 from devices.directory import KafkaDirectory, RecordDirectory
 from rules.engine import Engine
@@ -60,8 +60,8 @@ def streams_topics(settings: StreamsSettings) -> list[TopicSpec]:
     """Every topic the workers use besides the flow's (created by ``smartcity up`` or ``smartcity topics``)."""
     app_id, p, r = settings.streams_app_id, settings.readings_partitions, settings.kafka_replication
     return [
-        TopicSpec(f"{app_id}-ticks", p, r),
-        TopicSpec(f"{app_id}-site-findings", settings.findings_partitions, r),
+        TopicSpec(f"{app_id}-ticks", p, r, retention_ms=HOUR_MS),
+        TopicSpec(f"{app_id}-site-findings", settings.findings_partitions, r, retention_ms=DAY_MS),
         TopicSpec(f"{app_id}-{RULE_STATE}-changelog", p, r, compacted=True),
         TopicSpec(f"{app_id}-{SITE_STATE}-changelog", settings.findings_partitions, r, compacted=True),
         TopicSpec(f"{app_id}-__assignor-__leader", 1, r),

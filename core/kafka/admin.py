@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -20,24 +21,47 @@ logger = logging.getLogger(__name__)
 _TOPIC_ALREADY_EXISTS = 36
 
 
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 24 * HOUR_MS
+#: How long each kind of topic keeps records (``retention.ms``; docs/reliability.md, "Bounded"). Readings are stored
+#: within seconds: six hours covers an InfluxDB or writer outage of an evening. Refused readings, findings, alerts
+#: and undelivered notices are for people to look at: a week. Compacted topics keep the latest record per key.
+READINGS_RETENTION_MS: Final = 6 * HOUR_MS
+RECORDS_RETENTION_MS: Final = 7 * DAY_MS
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
     partitions: int
     replication: int = 1
     compacted: bool = False
+    retention_ms: int | None = None  # for topics that are not compacted; None: the broker's default
+
+    def configs(self) -> dict[str, str]:
+        if self.compacted:
+            return {"cleanup.policy": "compact"}
+        return {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
 
 
 def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
     """The topics the parts built so far need, sized from settings."""
     return [
-        TopicSpec(kafka.topic_readings, kafka.readings_partitions, kafka.kafka_replication),
-        TopicSpec(kafka.topic_rejected, kafka.rejected_partitions, kafka.kafka_replication),
-        TopicSpec(kafka.topic_findings, kafka.findings_partitions, kafka.kafka_replication),
-        TopicSpec(kafka.topic_alerts, kafka.findings_partitions, kafka.kafka_replication),
+        TopicSpec(
+            kafka.topic_readings, kafka.readings_partitions, kafka.kafka_replication, retention_ms=READINGS_RETENTION_MS
+        ),
+        TopicSpec(
+            kafka.topic_rejected, kafka.rejected_partitions, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS
+        ),
+        TopicSpec(
+            kafka.topic_findings, kafka.findings_partitions, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS
+        ),
+        TopicSpec(
+            kafka.topic_alerts, kafka.findings_partitions, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS
+        ),
         TopicSpec(kafka.topic_alert_state, 1, kafka.kafka_replication, compacted=True),
         TopicSpec(kafka.topic_alert_control, 1, kafka.kafka_replication, compacted=True),
-        TopicSpec(kafka.topic_undelivered, 1, kafka.kafka_replication),
+        TopicSpec(kafka.topic_undelivered, 1, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS),
     ]
 
 
@@ -68,7 +92,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_ms: i
                 s.name,
                 s.partitions,
                 s.replication,
-                topic_configs={"cleanup.policy": "compact"} if s.compacted else {},
+                topic_configs=s.configs(),
             )
             for s in missing
         ]

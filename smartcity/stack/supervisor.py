@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,13 +38,14 @@ from core.settings import ApiToken
 from devices.mqtt_files import FileAccounts
 from ingest.settings import GatewaySettings
 from smartcity.stack.accounts import ensure_service_accounts
-from smartcity.stack.services import Launch, http_ok, influxdb, mosquitto, tansu
+from smartcity.stack.services import Launch, http_ok, influxdb, kafka_store, mosquitto, tansu
 from streams.app import streams_topics
 from streams.settings import StreamsSettings
 
 logger = logging.getLogger(__name__)
 
-TANSU = "kafka (tansu)"  # the one-machine Kafka: memory only, so a restart of it comes back empty
+TANSU = "kafka (tansu)"  # the one-machine Kafka; on "memory" storage a restart of it comes back empty
+KAFKA_STORE = "kafka store"  # its disk (kafka_storage "disk")
 SERVICES = ("ingest gateway", "stream worker", "influx writer", "api")  # our own processes
 
 
@@ -60,6 +62,19 @@ class StackSettings(BaseSettings):
     )
     mqtt_port: int = Field(1883, ge=1, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_storage: Literal["disk", "memory"] = Field(
+        "memory",
+        description="where the one-machine Kafka keeps records: disk (data_dir/kafka/store, survives restarts and "
+        "power cuts) or memory (forgotten when it stops: tests that need a blank broker)",
+    )
+    kafka_store_port: int = Field(9094, ge=1, le=65535, description="the Kafka store's port (loopback)")
+    kafka_store_fsync: bool = Field(True, description="fsync every Kafka write (off: a power cut may lose some)")
+    kafka_store_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="how long the Kafka store keeps readings batches every consumer group has passed (the "
+        "broker lists a partition's batches on each fetch, so fewer is cheaper)",
+    )
     influx_port: int = Field(8086, ge=1, le=65535)
     influx_rpc_port: int = Field(8088, ge=1, le=65535)
     gateway_http_port: int = Field(9301, ge=1, le=65535)
@@ -134,7 +149,21 @@ class Stack:
             launches.append(broker)
         if s.kafka_bootstrap is None:
             require_port(LOOPBACK, s.kafka_port, "The Kafka-compatible broker", "SMARTCITY_KAFKA_PORT")
-            launches.append(tansu(LOOPBACK, s.kafka_port, d / "kafka" / "tansu.log"))
+            store_url = None
+            if s.kafka_storage == "disk":
+                require_port(LOOPBACK, s.kafka_store_port, "The Kafka store", "SMARTCITY_KAFKA_STORE_PORT")
+                store = kafka_store(
+                    d / "kafka" / "store",
+                    LOOPBACK,
+                    s.kafka_store_port,
+                    d / "kafka" / "store.log",
+                    fsync=s.kafka_store_fsync,
+                    trim_consumed=self._trimmed_topics(),
+                    grace_s=s.kafka_store_grace_s,
+                )
+                launches.append(store)
+                store_url = store.url
+            launches.append(tansu(LOOPBACK, s.kafka_port, d / "kafka" / "tansu.log", store_url))
         if s.influx_url is None:
             require_port(LOOPBACK, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
             require_port(LOOPBACK, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
@@ -152,6 +181,12 @@ class Stack:
         launches.append(self._api())
         return launches
 
+    def _trimmed_topics(self) -> tuple[str, ...]:
+        """The topics the Kafka store trims once consumed: readings and the stream worker's internal streams."""
+        streams = StreamsSettings(kafka_bootstrap=self.kafka_bootstrap)
+        app = streams.streams_app_id
+        return (streams.topic_readings, f"{app}-ticks", f"{app}-site-findings")
+
     def _ports_distinct(self) -> None:
         """No two listeners of the stack on one port (replicas take the ports after their first's)."""
         s = self.settings
@@ -159,6 +194,11 @@ class Stack:
         wanted = [
             *([("SMARTCITY_MQTT_PORT", s.mqtt_port)] if s.mqtt_url is None else []),
             *([("SMARTCITY_KAFKA_PORT", s.kafka_port)] if s.kafka_bootstrap is None else []),
+            *(
+                [("SMARTCITY_KAFKA_STORE_PORT", s.kafka_store_port)]
+                if s.kafka_bootstrap is None and s.kafka_storage == "disk"
+                else []
+            ),
             *(
                 [("SMARTCITY_INFLUX_PORT", s.influx_port), ("SMARTCITY_INFLUX_RPC_PORT", s.influx_rpc_port)]
                 if s.influx_url is None
@@ -294,7 +334,7 @@ class Stack:
             )
             child.restarts += 1
             child.next_restart = now + min(2**child.restarts, 30)
-            if process.name == TANSU:
+            if process.name == TANSU and self.settings.kafka_storage == "memory":
                 try:
                     self._restart_kafka(child.launch)
                 except StackError as exc:  # Tansu died again: the next round restarts it and tries again
@@ -304,7 +344,8 @@ class Stack:
             self._write_state()
 
     def _restart_kafka(self, tansu: Launch) -> None:
-        """The memory broker comes back empty. Stop our services *before* it starts again: a client that reconnects
+        """The memory broker comes back empty (on disk it comes back as it was, and is only started again). Stop our
+        services *before* it starts again: a client that reconnects
         to the new broker produces to or asks for topics that do not exist yet, and Tansu's memory store breaks when
         a topic is made while clients ask for it (measured: every produce then failed with ``AlreadyExists`` for
         minutes). Then start it, recreate the topics and start the services again, the API first and alone until it

@@ -1,5 +1,5 @@
-"""``SMARTCITY_HOST`` moves only what authenticates its clients: Mosquitto and the API. Tansu and InfluxDB (no
-authentication at all) and the services' ``/healthz`` and ``/metrics`` stay on 127.0.0.1, whatever it says.
+"""``SMARTCITY_HOST`` moves only what authenticates its clients: Mosquitto and the API. Tansu, its store and
+InfluxDB (no authentication at all) and the services' ``/healthz`` and ``/metrics`` stay on 127.0.0.1, whatever it says.
 
 This reads the plan ``smartcity up`` would start (command lines, generated configurations, environments) without
 starting it; tests/integration/test_stack_host.py looks at the sockets of a running stack.
@@ -23,7 +23,18 @@ def _settings(data_dir: Path, host: str) -> StackSettings:
     """Free ports, all distinct; the gateway's and stream worker's next ones too (their second replicas')."""
     taken: set[int] = set()
     ports: dict[str, int] = {}
-    for name in ("mqtt", "kafka", "influx", "influx_rpc", "gateway_http", "streams_http", "writer_http", "http"):
+    names = (
+        "mqtt",
+        "kafka",
+        "kafka_store",
+        "influx",
+        "influx_rpc",
+        "gateway_http",
+        "streams_http",
+        "writer_http",
+        "http",
+    )
+    for name in names:
         block = 2 if name in ("gateway_http", "streams_http") else 1
         while True:
             port = free_port(host if name in ("mqtt", "http") else "127.0.0.1")
@@ -32,7 +43,9 @@ def _settings(data_dir: Path, host: str) -> StackSettings:
                 break
         taken |= wanted
         ports[f"{name}_port"] = port
-    return StackSettings(data_dir=data_dir, host=host, gateways=2, stream_workers=2, **ports)
+    return StackSettings(
+        data_dir=data_dir, host=host, gateways=2, stream_workers=2, kafka_storage="disk", **ports
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -51,6 +64,8 @@ def _listener(launch: Launch, settings: StackSettings) -> list[str]:
         return re.findall(r"^listener \d+ (\S+)$", (d / "mosquitto" / "mosquitto.conf").read_text(), re.M)
     if process.name == "kafka (tansu)":
         return re.findall(r"--(?:advertised-)?listener-url tcp://([^:]+):", argv)
+    if process.name == "kafka store":
+        return re.findall(r"--host (\S+)", argv)
     if process.name == "influxdb":
         return re.findall(r'bind-address = "([^:"]+):', (d / "influxdb" / "influxdb.conf").read_text())
     env = process.env or {}
@@ -61,6 +76,7 @@ def test_only_mosquitto_and_the_api_follow_a_wildcard_host(planned: tuple[StackS
     settings, launches = planned
     assert set(launches) == {
         "mosquitto",
+        "kafka store",
         "kafka (tansu)",
         "influxdb",
         "ingest gateway",
