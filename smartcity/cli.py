@@ -120,7 +120,7 @@ def kafka_store(
     host: str = "127.0.0.1",
     bucket: str = "tansu",
     access_key: str = "smartcity",
-    fsync: Annotated[bool, typer.Option(help="fsync every write (a power cut loses nothing acknowledged)")] = True,
+    sync: Annotated[str, typer.Option(help="write: fsync each write; interval: syncfs every second; off")] = "interval",
     trim_consumed: Annotated[str, typer.Option(help="topics (comma-separated) trimmed once consumed")] = "",
     keep_every_s: Annotated[float, typer.Option(min=0, help="seconds between retention passes (0: none)")] = 10.0,
     grace_s: Annotated[float, typer.Option(min=0, help="how long consumed batches of trimmed topics stay")] = 60.0,
@@ -129,8 +129,10 @@ def kafka_store(
     from smartcity.stack.store import serve
 
     trimmed = frozenset(t.strip() for t in trim_consumed.split(",") if t.strip())
+    if sync not in ("write", "interval", "off"):
+        raise typer.BadParameter(f"--sync {sync!r}: write, interval or off")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(directory, host, port, bucket, access_key, fsync, trimmed, keep_every_s, grace_s))
+        asyncio.run(serve(directory, host, port, bucket, access_key, sync, trimmed, keep_every_s, grace_s))  # type: ignore[arg-type]
 
 
 @app.command("mqtt-accounts")

@@ -139,7 +139,7 @@ def kafka_store(
     port: int,
     log_path: Path,
     *,
-    fsync: bool = True,
+    sync: str = "interval",
     trim_consumed: tuple[str, ...] = (),
     keep_every_s: float = 2.0,
     grace_s: float = 10.0,
@@ -149,7 +149,7 @@ def kafka_store(
     argv = [sys.executable, "-m", "smartcity", "kafka-store", "--dir", str(directory), "--host", host]
     argv += ["--port", str(port), "--bucket", STORE_BUCKET, "--access-key", STORE_ACCESS_KEY]
     argv += ["--trim-consumed", ",".join(trim_consumed), "--keep-every-s", str(keep_every_s), "--grace-s", str(grace_s)]
-    argv += [] if fsync else ["--no-fsync"]
+    argv += ["--sync", sync]
     process = ManagedProcess("kafka store", argv, log_path)
     url = f"http://{host}:{port}"
     return Launch(process, lambda: http_ok(f"{url}{HEALTH_PATH}", expect=(200,)), url)

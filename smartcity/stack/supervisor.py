@@ -68,7 +68,11 @@ class StackSettings(BaseSettings):
         "power cuts) or memory (forgotten when it stops: tests that need a blank broker)",
     )
     kafka_store_port: int = Field(9094, ge=1, le=65535, description="the Kafka store's port (loopback)")
-    kafka_store_fsync: bool = Field(True, description="fsync every Kafka write (off: a power cut may lose some)")
+    kafka_store_sync: Literal["write", "interval", "off"] = Field(
+        "interval",
+        description="when the Kafka store syncs to disk: interval (every second; a power cut loses at most the last "
+        "second, SIGKILL nothing), write (before answering each write; slow), off",
+    )
     kafka_store_grace_s: float = Field(
         10.0,
         ge=0,
@@ -157,7 +161,7 @@ class Stack:
                     LOOPBACK,
                     s.kafka_store_port,
                     d / "kafka" / "store.log",
-                    fsync=s.kafka_store_fsync,
+                    sync=s.kafka_store_sync,
                     trim_consumed=self._trimmed_topics(),
                     grace_s=s.kafka_store_grace_s,
                 )

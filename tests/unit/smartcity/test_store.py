@@ -19,7 +19,7 @@ AUTH = {"Authorization": "AWS4-HMAC-SHA256 Credential=smartcity/20261206/us-east
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     from aiohttp.test_utils import TestServer
 
-    store = ObjectStore(tmp_path / "store", fsync=False)
+    store = ObjectStore(tmp_path / "store", sync="off")
     store.create_bucket("tansu")
     server = TestServer(StoreServer(store, "smartcity").app)
     await server.start_server()
@@ -89,7 +89,7 @@ async def test_reads_ranges_deletes_and_refusals(client: httpx.AsyncClient) -> N
 
 
 def test_objects_and_their_order_survive_a_restart(tmp_path: Path) -> None:
-    store = ObjectStore(tmp_path, fsync=True)
+    store = ObjectStore(tmp_path, sync="write")
     store.create_bucket("b")
     bucket = store.buckets["b"]
     metas = [asyncio.run(store.put(bucket, f"p/{i}", b"v" * i, None, None)) for i in range(5)]
@@ -100,3 +100,17 @@ def test_objects_and_their_order_survive_a_restart(tmp_path: Path) -> None:
     assert not os.listdir(tmp_path / ".tmp"), "a torn write is not an object and is removed"
     later = asyncio.run(again.put(again.buckets["b"], "p/9", b"", None, None))
     assert later.mtime_ns > metas[-1].mtime_ns
+
+
+def test_interval_sync_runs_only_after_writes(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path, sync="interval")
+    store.create_bucket("b")
+
+    async def scenario() -> list[bool]:
+        ran = [await store.sync_filesystem()]
+        await store.put(store.buckets["b"], "k", b"v", None, None)
+        ran += [await store.sync_filesystem(), await store.sync_filesystem()]
+        await store.delete_many(store.buckets["b"], ["k"])
+        return [*ran, await store.sync_filesystem()]
+
+    assert asyncio.run(scenario()) == [False, True, False, True]
