@@ -110,6 +110,7 @@ def build(
         settings.streams_fetch_wait_ms,
         frozenset({settings.topic_readings, f"{settings.streams_app_id}-site-findings"}),
         metrics.consumer,
+        bootstrap=settings.kafka_bootstrap,
     )
     engine = Engine(load_pack(settings.streams_rule_pack))
     partitioner = Partitioner(settings.readings_partitions)

@@ -12,6 +12,9 @@ the end of that stale batch were never processed: a stream worker restarted afte
 while it was down (found by the fault suite). ``_Consumer`` stops a batch once a seek has happened since it was
 asked for, and seeks to the committed offsets again; the records are fetched again from there.
 
+Faust's table recovery reads each changelog to the end offsets ListOffsets gives and drops what lies past them;
+Tansu's are a floor (``core.kafka.reading``), so ``_highwaters`` reads exact ones from a fetch.
+
 Faust takes a jump in offsets as normal (compaction, transaction markers) and reads on. On the topics named in
 ``install`` (readings and findings: neither compacted nor transactional) a jump means the broker skipped records
 (core/kafka/offsets.py), so those are fetched again before Faust sees what follows them.
@@ -20,7 +23,7 @@ Faust takes a jump in offsets as normal (compaction, transaction markers) and re
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, ClassVar, cast
 
 import aiokafka
@@ -32,6 +35,7 @@ from faust.types import TP, Message
 
 from core.kafka.lag import ConsumerMetrics
 from core.kafka.offsets import OffsetGaps
+from core.kafka.reading import exact_end_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ SCHEME = "smartcity+kafka"
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    bootstrap: ClassVar[str | None] = None
     fetch_wait_ms: ClassVar[int] = 50
     gap_topics: ClassVar[frozenset[str]] = frozenset()
     gap_metrics: ClassVar[ConsumerMetrics | None] = None
@@ -50,6 +55,17 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         if self.gap_metrics is not None:  # one per consumer: a new consumer starts from its own positions
             self._gaps = self.gap_metrics.gaps()
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """The end offsets Faust's table recovery reads the changelogs to: exact ones, from a fetch
+        (``core.kafka.reading.exact_end_offsets``). Faust asks ListOffsets, which Tansu answers with the first offset
+        of a partition's last batch plus one; recovery then stopped inside the last batch of a changelog and dropped
+        the records after that offset, the newest rule states among them (found by the power-cut test: an alarm
+        raised just before the cut was not there after it, so its clearing reading cleared nothing)."""
+        if self.consumer.in_transaction or self.bootstrap is None or not partitions:
+            return await super()._highwaters(partitions)
+        ends = await exact_end_offsets(self.bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        return {TP(tp.topic, tp.partition): end for tp, end in ends.items()}
 
     async def _fetch_records(
         self,
@@ -122,11 +138,16 @@ class Transport(driver.Transport):
 
 
 def install(
-    fetch_wait_ms: int, gap_topics: frozenset[str] = frozenset(), gap_metrics: ConsumerMetrics | None = None
+    fetch_wait_ms: int,
+    gap_topics: frozenset[str] = frozenset(),
+    gap_metrics: ConsumerMetrics | None = None,
+    bootstrap: str | None = None,
 ) -> None:
     """Register the scheme (idempotent); set the fetch wait, and the topics whose skipped offsets are fetched again
-    (counted on ``gap_metrics``), for consumers created from now on."""
+    (counted on ``gap_metrics``), for consumers created from now on; with ``bootstrap``, recovery's end offsets are
+    read from a fetch."""
     _ConsumerThread.fetch_wait_ms = fetch_wait_ms
+    _ConsumerThread.bootstrap = bootstrap
     _ConsumerThread.gap_topics = gap_topics
     if gap_metrics is not None:
         _ConsumerThread.gap_metrics = gap_metrics

@@ -142,3 +142,38 @@ async def read_table(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> 
     if left:
         raise KafkaUnavailable(f"cannot read {topic!r} from Kafka {bootstrap}: not read to its end in {timeout_s} s")
     return latest
+
+
+async def exact_end_offsets(
+    bootstrap: str, tps: list[TopicPartition], *, timeout_s: float = 30.0
+) -> dict[TopicPartition, int]:
+    """The end offsets of ``tps`` as a fetch reports them (each partition's high watermark), not as ListOffsets does:
+    the one-machine broker answers ListOffsets with the first offset of the last batch plus one (the module
+    docstring), which is not where a partition ends when its last batch holds several records. A reader that stops
+    at the end offsets and drops what lies past them, as Faust's table recovery does, needs this one.
+
+    From the ListOffsets answer (a floor) it seeks into the last batch and fetches it once; the fetch answer carries
+    the partition's high watermark. ``KafkaUnavailable`` when Kafka fails or does not answer within ``timeout_s``.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.start()
+            consumer.assign(tps)
+            floors = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, max(floors[tp] - 1, 0))
+            ends: dict[TopicPartition, int] = {}
+            while len(ends) < len(tps):
+                await consumer.getmany(*[tp for tp in tps if tp not in ends], timeout_ms=200)
+                for tp in tps:
+                    highwater = consumer.highwater(tp)
+                    if tp not in ends and highwater is not None:
+                        ends[tp] = max(highwater, floors[tp])
+            return ends
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise KafkaUnavailable(
+            f"cannot read the end offsets of {sorted(set(tp.topic for tp in tps))}: {exc!r}"
+        ) from exc
+    finally:
+        await stop_consumer(consumer)
