@@ -318,7 +318,7 @@ class StoreServer:
             return
         header = request.headers.get("Authorization", "")
         if f"Credential={self.access_key}/" not in header:
-            raise S3Error(403, "InvalidAccessKeyId", "unknown access key: the store serves one, see stack.json")
+            raise S3Error(403, "InvalidAccessKeyId", f"unknown access key: this store serves {self.access_key!r} only")
 
     async def _bucket(self, request: web.Request, name: str) -> web.StreamResponse:
         query = request.query
