@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 from rich.table import Table
 
+from core.contracts.catalogue import DeviceKind
 from core.contracts.telemetry import decode_batch
 from harness.kafka import read_topic
 from harness.measure import quantile
@@ -68,8 +69,8 @@ class StepResult:
 @dataclass
 class Accounting:
     """Every reading the publisher sent, looked for after the flow drained. ``in_kafka`` counts distinct
-    (device, seq) pairs of the published ones on the readings topic; ``in_influx`` the ``ch4_lel`` points of the load's
-    devices (``bench-*``; probes are ``probe-*``) in InfluxDB. Lost = acknowledged but not found; when
+    (device, seq) pairs of the published ones on the readings topic; ``in_influx`` the points of the load's devices
+    (``load-*``; probes are ``probe-*``) in InfluxDB. Lost = acknowledged but not found; when
     the flow did not drain in time (``drained`` false), "not found" includes readings still on their way."""
 
     sent_readings: int
@@ -195,11 +196,16 @@ async def count_in_kafka(bootstrap: str, topic: str, ids: list[str], messages: i
 
 
 def count_in_influx(url: str) -> int:
-    """The load devices' gas points: one per load reading (``device_health`` is sampled, so it is not a count)."""
-    q = 'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" =~ /^bench-/'
-    answer = httpx.get(f"{url}/query", params={"db": "smartcity", "q": q}, timeout=600).json()
-    series = answer["results"][0].get("series", [])
-    return int(series[0]["values"][0][1]) if series else 0
+    """The load fleet's points (``load-*``; probes are ``probe-*``): one per load reading. Per kind's measurement,
+    ``count(*)`` counts each field, and every reading of a kind carries all its kind's metrics, so the largest count
+    is the number of points (``device_health`` is sampled, so it is not a count)."""
+    total = 0
+    for kind in DeviceKind:
+        q = f'SELECT count(*) FROM "{kind.value}" WHERE "device_id" =~ /^load-/'  # noqa: S608 - our own names
+        answer = httpx.get(f"{url}/query", params={"db": "smartcity", "q": q}, timeout=600).json()
+        for series in answer["results"][0].get("series", []):
+            total += max(int(v) for v in series["values"][0][1:] if v is not None)
+    return total
 
 
 def read(path: Path) -> LoadReport:
