@@ -319,8 +319,12 @@ class Stack:
         self._write_state()
 
     def _write_state(self) -> None:
+        """``stack.json``, replaced whole (written aside, then renamed): a reader never sees it half written (the
+        fault suite's health checks read it while the supervisor restarts children, and once read it empty)."""
         state = {c.launch.process.name: {"pid": c.launch.process.pid, "url": c.launch.url} for c in self.children}
-        (self.data_dir / "stack.json").write_text(json.dumps(state, indent=2))
+        aside = self.data_dir / "stack.json.tmp"
+        aside.write_text(json.dumps(state, indent=2))
+        os.replace(aside, self.data_dir / "stack.json")
 
     def watch(self) -> None:
         """Restart any child that died, with backoff (1 s doubling to 30 s)."""
