@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import typer
 from pydantic import ValidationError
@@ -126,13 +126,14 @@ def kafka_store(
     grace_s: Annotated[float, typer.Option(min=0, help="how long consumed batches of trimmed topics stay")] = 60.0,
 ) -> None:
     """Run the one-machine Kafka's object store (smartcity.stack.store) until SIGTERM; ``smartcity up`` starts it."""
-    from smartcity.stack.store import serve
+    from smartcity.stack.store import Sync, serve
 
     trimmed = frozenset(t.strip() for t in trim_consumed.split(",") if t.strip())
     if sync not in ("write", "interval", "off"):
         raise typer.BadParameter(f"--sync {sync!r}: write, interval or off")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(directory, host, port, bucket, access_key, sync, trimmed, keep_every_s, grace_s))  # type: ignore[arg-type]
+        mode = cast(Sync, sync)  # checked just above
+        asyncio.run(serve(directory, host, port, bucket, access_key, mode, trimmed, keep_every_s, grace_s))
 
 
 @app.command("mqtt-accounts")

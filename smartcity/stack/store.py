@@ -42,7 +42,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -122,17 +122,14 @@ class Bucket:
         del self.keys[i]
         return True
 
-    def after(self, prefix: str, start: str) -> list[str]:
-        """Keys starting with ``prefix``, greater than ``start``, in order (a view, not a copy of everything)."""
-        i = bisect.bisect_right(self.keys, start) if start >= prefix else bisect.bisect_left(self.keys, prefix)
-        out = []
-        for key in self.keys[i:]:
-            if not key.startswith(prefix):
-                break
-            out.append(key)
-            if len(out) > _MAX_KEYS * 2:
-                break
-        return out
+    def after(self, prefix: str, start: str) -> Iterator[str]:
+        """Keys starting with ``prefix``, greater than ``start``, in order, read from the index as they are asked
+        for (no copy of the index's tail). The caller must not await while iterating."""
+        keys = self.keys
+        i = bisect.bisect_right(keys, start) if start >= prefix else bisect.bisect_left(keys, prefix)
+        while i < len(keys) and keys[i].startswith(prefix):
+            yield keys[i]
+            i += 1
 
 
 def _valid_key(key: str) -> str:
@@ -375,21 +372,17 @@ class StoreServer:
         contents: list[str] = []
         common: list[str] = []
         truncated, last = False, ""
-        while True:
-            batch = bucket.after(prefix, start)
-            for key in batch:
-                if len(contents) + len(common) >= max_keys:
-                    truncated = True
-                    break
-                last = start = key
-                if delimiter and (cut := key.find(delimiter, len(prefix))) >= 0:
-                    folder = key[: cut + len(delimiter)]
-                    if not common or common[-1] != folder:
-                        common.append(folder)
-                    continue
-                contents.append(key)
-            if truncated or len(batch) <= _MAX_KEYS * 2:
+        for key in bucket.after(prefix, start):
+            if len(contents) + len(common) >= max_keys:
+                truncated = True
                 break
+            last = key
+            if delimiter and (cut := key.find(delimiter, len(prefix))) >= 0:
+                folder = key[: cut + len(delimiter)]
+                if not common or common[-1] != folder:
+                    common.append(folder)
+                continue
+            contents.append(key)
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>\n',
             f'<ListBucketResult xmlns="{_XMLNS}"><Name>{escape(name)}</Name><Prefix>{escape(prefix)}</Prefix>',
