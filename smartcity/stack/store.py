@@ -61,6 +61,9 @@ _XMLNS: Final = "http://s3.amazonaws.com/doc/2006-03-01/"
 _TMP: Final = ".tmp"
 _MAX_KEYS: Final = 1000
 HEALTH_PATH: Final = "/-/healthz"  # no bucket name starts with "-"
+#: Also answered: ``/healthz``, where every service of the stack answers (``smartcity status``); so no bucket of this
+#: store is named ``healthz``.
+HEALTH_PATHS: Final = frozenset({HEALTH_PATH, "/healthz"})
 
 
 @dataclass(slots=True)
@@ -296,7 +299,7 @@ class StoreServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
-        if path == HEALTH_PATH:
+        if path in HEALTH_PATHS and request.method in ("GET", "HEAD"):
             return web.Response(text="ok")
         try:
             self._authorised(request)

@@ -63,7 +63,7 @@ class StackSettings(BaseSettings):
     mqtt_port: int = Field(1883, ge=1, le=65535)
     kafka_port: int = Field(9092, ge=1, le=65535)
     kafka_storage: Literal["disk", "memory"] = Field(
-        "memory",
+        "disk",
         description="where the one-machine Kafka keeps records: disk (data_dir/kafka/store, survives restarts and "
         "power cuts) or memory (forgotten when it stops: tests that need a blank broker)",
     )
@@ -104,6 +104,13 @@ class StackSettings(BaseSettings):
         1, ge=1, le=8, description="stream workers in one consumer group; the n-th serves on streams_http_port+n-1"
     )
     start_timeout_s: float = 15.0
+
+
+def trimmed_topics(kafka_bootstrap: str = "127.0.0.1:9092") -> tuple[str, ...]:
+    """The topics the Kafka store trims once consumed: readings and the stream worker's internal streams."""
+    streams = StreamsSettings(kafka_bootstrap=kafka_bootstrap)
+    app = streams.streams_app_id
+    return (streams.topic_readings, f"{app}-ticks", f"{app}-site-findings")
 
 
 def _ours(name: str) -> bool:
@@ -186,10 +193,7 @@ class Stack:
         return launches
 
     def _trimmed_topics(self) -> tuple[str, ...]:
-        """The topics the Kafka store trims once consumed: readings and the stream worker's internal streams."""
-        streams = StreamsSettings(kafka_bootstrap=self.kafka_bootstrap)
-        app = streams.streams_app_id
-        return (streams.topic_readings, f"{app}-ticks", f"{app}-site-findings")
+        return trimmed_topics(self.kafka_bootstrap)
 
     def _ports_distinct(self) -> None:
         """No two listeners of the stack on one port (replicas take the ports after their first's)."""

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from harness.builders import device_record, telemetry
 from harness.measure import ACCEPTED, EVALUATED, STORED, sample_sum
 from harness.stack import StackRun, until_online
 from tests.influx_util import gas_points, wait_gas_count
-from tests.kafka_util import consume, distinct_seqs, readings_of
+from tests.kafka_util import Audit, distinct_seqs, readings_of
 from tests.mqtt_util import Client
 
 pytestmark = pytest.mark.integration
@@ -170,7 +169,16 @@ def _kill(stack: StackRun, name: str) -> int:
     return pid
 
 
-def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_alert(stack: StackRun) -> None:
+@pytest.fixture
+def audit(stack: StackRun) -> Iterator[Audit]:
+    """Every record of the readings topic, read as it comes (the Kafka store trims what every group has passed)."""
+    with Audit(stack.kafka, "readings") as reader:
+        yield reader
+
+
+def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_alert(
+    stack: StackRun, audit: Audit
+) -> None:
     password = json.loads((stack.data_dir / "secrets.json").read_text())["departments"][DEPARTMENT]
     officer = Client(stack.mqtt_url, f"dept-{DEPARTMENT}", password)
     officer.client.subscribe(f"alerts/{DEPARTMENT}", qos=1)
@@ -216,7 +224,7 @@ def test_killing_a_gateway_and_a_worker_mid_stream_loses_nothing_and_doubles_no_
         time.sleep(1)
 
     # Kafka has every reading (duplicates allowed there: the gateway is at-least-once).
-    records = asyncio.run(consume(stack.kafka, "readings", lambda rs: published <= distinct_seqs(rs), timeout=120))
+    records = audit.records(lambda rs: published <= distinct_seqs(rs), timeout=120)
     missing = published - distinct_seqs(records)
     assert not missing, f"{len(missing)} readings never reached Kafka, e.g. {sorted(missing)[:5]}"
 

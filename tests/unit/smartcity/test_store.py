@@ -85,6 +85,7 @@ async def test_reads_ranges_deletes_and_refusals(client: httpx.AsyncClient) -> N
     assert (await client.get("/nobucket/k")).status_code == 404
     assert (await client.get("/tansu/k", headers={"Authorization": "Credential=other/x"})).status_code == 403
     assert (await client.get(HEALTH_PATH, headers={"Authorization": ""})).status_code == 200
+    assert (await client.get("/healthz", headers={"Authorization": ""})).status_code == 200  # as every service
     assert (await client.post("/tansu/k?uploads")).status_code == 501
 
 
