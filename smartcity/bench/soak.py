@@ -13,8 +13,14 @@ key), so the probes cause no growth of their own.
 
 Every ``sample_s`` (30 s; less for a short run, so that every run has 12 samples) one row:
 
-- **memory**: RSS (``/proc/<pid>/status``) of every process in ``stack.json``, read again each time: a changed pid
-  is a restart;
+- **memory**: RSS and its anonymous part (``/proc/<pid>/status``) of every process in ``stack.json``, read again
+  each time: a changed pid is a restart. The anonymous part is judged: it is what a process holds itself (heap,
+  stacks); the file-backed rest is mapped files the kernel drops under pressure (influxd maps its TSM files, so its
+  RSS grows with the data on disk, as the page cache would);
+- **CPU**: each process's share of a core over the window (``/proc/<pid>/stat``), reported per process;
+- **disk**: what the stores hold in the data directory (blocks used): the Kafka store split into the topics it trims
+  once consumed (readings, the stream worker's internal topics) and those it keeps for their retention (findings,
+  alerts, refused readings: days), InfluxDB's WAL and its data files, Mosquitto's persistence file;
 - **lag**: every ``*_consumer_lag_records`` gauge, per service and topic: the mean of polls every 3 s in the window;
 - **throughput**: readings/s accepted by the gateway, evaluated by the stream worker, stored by the writer (their own
   counters); the backlog, accepted minus stored;
@@ -28,6 +34,13 @@ gateway accepted at least 95 % of it over the second half), at most 1 % of those
 timeout is flat too), no process restarted, and the flow drained after the load. Each slope's standard error is
 reported beside it: on a short run a "growing" within two standard errors may be noise, and a 3-minute run is all
 warm-up; it checks the machinery, the 30-minute run judges the system.
+
+Every process's memory is judged, the stores' included, when the one-machine Kafka keeps its records on disk (the
+default): only Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``) holds the data it was given, and is
+reported instead (``HOLDS_DATA``). Disk (``disk_verdicts``): what is trimmed once consumed (the Kafka store's
+readings), InfluxDB's WAL and Mosquitto's file must stay flat; what retention keeps for days (InfluxDB's points, 90
+days raw; the Kafka topics for people, 7 days) grows with what was written until its retention, so its rate is
+reported per reading and projected over that retention.
 """
 
 from __future__ import annotations
@@ -52,14 +65,15 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.builders import device_record
-from harness.measure import ACCEPTED, EVALUATED, STORED, memory_mib, quantile
+from harness.measure import ACCEPTED, EVALUATED, STORED, cpu_seconds, memory_mib, quantile
 from harness.probes import CLEAR_AFTER, TIMEOUT_S, Probes, Sample, warm_up
 from harness.stack import StackRun
 from simulators.fleet import generate_fleet
 from simulators.load import payload_pool
 from simulators.load_publisher import LoadPublisher
-from smartcity.stack.supervisor import TANSU
+from smartcity.stack.supervisor import TANSU, StackSettings, trimmed_topics
 from smartcity.status import Scrape
+from storage.retention import RAW_DAYS
 
 #: W1's peak as recorded in docs/benchmarks.md ("End to end", measured 2026-11-25 on the 2-core machine): the best
 #: sustained rate of the W1 run, its 6,000 step. Halved and rounded down to 100 as ``smartcity bench e2e`` does.
@@ -91,10 +105,12 @@ class Tolerance:
 
 
 def tolerances(rate: float) -> dict[str, Tolerance]:
-    """Memory: 5 MiB over the run or 5 %/h of its level. Lag and backlog: two seconds of the rate. Latency: p95 up
-    by 150 ms (a probe every 0.5 s gives a noisy p95 per window; a real rise is a trend of seconds)."""
+    """Memory: 5 MiB over the run or 5 %/h of its level. Disk that must stay flat: 10 MiB over the run or 5 %/h (a
+    WAL and a trimmed topic swing by a segment). Lag and backlog: two seconds of the rate. Latency: p95 up by 150 ms
+    (a probe every 0.5 s gives a noisy p95 per window; a real rise is a trend of seconds)."""
     return {
         "memory": Tolerance(5.0, 0.05),
+        "disk": Tolerance(10.0, 0.05),
         "lag": Tolerance(2 * rate),
         "backlog": Tolerance(2 * rate),
         "latency": Tolerance(150.0),
@@ -183,23 +199,69 @@ class Row:
     restarted: list[str] = field(default_factory=list)
     load_1m: float = 0.0  # the machine's load average: a soak means something only on a quiet machine
     mqtt_queue: float | None = None  # readings the broker acknowledged to publishers, not yet read by the gateway
+    anon_mib: dict[str, float | None] = field(default_factory=dict)  # process -> anonymous resident memory (judged)
+    cpu_percent: dict[str, float | None] = field(default_factory=dict)  # process -> % of one core over the window
+    disk_mib: dict[str, float] = field(default_factory=dict)  # store part (``DISK``) -> MiB of blocks used
+    stored_total: float | None = None  # readings stored by the writer so far (disk per reading)
 
 
-#: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged.
+#: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged. Only
+#: Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``); on disk (the default) every process is judged.
 HOLDS_DATA = {
-    TANSU: "the one-machine Kafka stores every record in memory (memory storage, no retention on its topics)",
-    "influxdb": "its in-memory index and write cache grow with the points it holds until compactions",
+    TANSU: "the one-machine Kafka on its memory engine stores every record in memory",
+}
+
+#: The parts of the data directory measured: part -> (what it is, kept for how many days; 0: must stay flat).
+DISK = {
+    "kafka trimmed": ("the Kafka store's readings and internal topics, removed once every group passed them", 0.0),
+    "kafka kept": ("the Kafka store's other topics: findings, alerts, refused readings (retention 1-7 days)", 7.0),
+    "influxdb wal": ("InfluxDB's write-ahead log, emptied into data files by snapshots", 0.0),
+    "influxdb data": (f"InfluxDB's data files: raw points kept {RAW_DAYS} days, minute aggregates years", RAW_DAYS),
+    "mosquitto": ("Mosquitto's persistence file (sessions, retained and queued messages)", 0.0),
 }
 
 
-def verdicts(rows: list[Row], rate: float, run_s: float) -> list[Verdict]:
-    """Memory of our services and Mosquitto, every lag, the backlog and alert latency judged; the stores'
-    memory (``HOLDS_DATA``) reported beside them."""
+def _blocks_mib(root: Path) -> float:
+    """MiB of blocks the files under ``root`` use (0 when it does not exist); files vanishing meanwhile are skipped."""
+    used = 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                used += os.lstat(os.path.join(directory, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return round(used / 2**20, 2)
+
+
+def disk_mib(data_dir: Path, trimmed: frozenset[str]) -> dict[str, float]:
+    """``DISK``'s parts of a ``smartcity up`` data directory; ``trimmed``: the topics the Kafka store trims."""
+    topics = data_dir / "kafka" / "store"
+    kafka = {"kafka trimmed": 0.0, "kafka kept": 0.0}
+    for topic in topics.glob("*/clusters/*/topics/*"):
+        kafka["kafka trimmed" if topic.name in trimmed else "kafka kept"] += _blocks_mib(topic)
+    influx = data_dir / "influxdb"
+    return {
+        **{k: round(v, 2) for k, v in kafka.items()},
+        "influxdb wal": _blocks_mib(influx / "wal"),
+        "influxdb data": _blocks_mib(influx / "data"),
+        "mosquitto": _blocks_mib(data_dir / "mosquitto"),
+    }
+
+
+def verdicts(rows: list[Row], rate: float, run_s: float, holds_data: frozenset[str] = frozenset()) -> list[Verdict]:
+    """Memory (anonymous) of every process, every lag, the backlog, alert latency and the disk that must stay flat
+    judged; the memory of a process in ``holds_data`` (``HOLDS_DATA``) and the disk that retention keeps for days
+    reported beside them."""
     tol = tolerances(rate)
     out = []
     for p in rows[0].rss_mib:
-        verdict = judge(f"memory: {p}", "MiB", [(r.t_s, r.rss_mib.get(p)) for r in rows], run_s, tol["memory"])
-        out.append(replace(verdict, judged=False) if p in HOLDS_DATA else verdict)
+        points = [(r.t_s, r.anon_mib.get(p, r.rss_mib.get(p))) for r in rows]
+        verdict = judge(f"memory: {p}", "MiB", points, run_s, tol["memory"])
+        out.append(replace(verdict, judged=False) if p in holds_data else verdict)
+    for part, (_what, days) in DISK.items():
+        if any(part in r.disk_mib for r in rows):
+            verdict = judge(f"disk: {part}", "MiB", [(r.t_s, r.disk_mib.get(part)) for r in rows], run_s, tol["disk"])
+            out.append(replace(verdict, judged=False) if days else verdict)
     lags = sorted({k for r in rows for k in r.lag_records})
     out += [
         judge(f"lag: {k}", "records", [(r.t_s, r.lag_records.get(k)) for r in rows], run_s, tol["lag"]) for k in lags
@@ -238,12 +300,60 @@ def checks(rows: list[Row], judged: list[Verdict], rate: int, run_s: float, drai
     ]  # fmt: skip
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return round(sum(got) / len(got), 1) if got else None
+
+
+def process_table(rows: list[Row], run_s: float) -> dict[str, dict[str, float | None]]:
+    """Per process, over the run's second half: mean CPU (% of one core), mean and last RSS and anonymous MiB."""
+    second = [r for r in rows if r.t_s >= run_s / 2] or rows
+    return {
+        name: {
+            "cpu_percent": _mean([r.cpu_percent.get(name) for r in second]),
+            "rss_mib": _mean([r.rss_mib.get(name) for r in second]),
+            "anon_mib": _mean([r.anon_mib.get(name) for r in second]),
+            "rss_last_mib": rows[-1].rss_mib.get(name),
+        }
+        for name in rows[0].rss_mib
+    }
+
+
+def disk_growth(rows: list[Row], run_s: float) -> dict[str, dict[str, float | None]]:
+    """Per part of ``DISK``: its size at the end, its growth per hour (the second half's trend) and per million
+    readings stored, and for what retention keeps for days the size that growth reaches over the retention."""
+    second = [r for r in rows if r.t_s >= run_s / 2 and r.stored_total is not None]
+    out: dict[str, dict[str, float | None]] = {}
+    for part, (_what, days) in DISK.items():
+        points = [(r.t_s, r.disk_mib[part]) for r in second if part in r.disk_mib]
+        if len(points) < 3 or len({t for t, _ in points}) < 2:
+            continue
+        per_s = least_squares(points).slope
+        stored = (second[-1].stored_total or 0) - (second[0].stored_total or 0)
+        grew = points[-1][1] - points[0][1]
+        out[part] = {
+            "last_mib": points[-1][1],
+            "mib_per_hour": round(per_s * 3600, 2),
+            "mib_per_million_readings": round(grew / stored * 1e6, 2) if stored > 0 else None,
+            "retention_days": days or None,
+            "projected_gib_at_retention": round(per_s * days * 86400 / 1024, 1) if days else None,
+        }
+    return out
+
+
 # -- the run --------------------------------------------------------------------------------------------------------
 
 
-def rss_mib(pid: int) -> float | None:
+def _memory(pid: int) -> dict[str, float] | None:
     try:
-        return memory_mib(pid)["rss"]
+        return memory_mib(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _cpu(pid: int) -> float | None:
+    try:
+        return cpu_seconds(pid)
     except (FileNotFoundError, ProcessLookupError):
         return None
 
@@ -291,6 +401,8 @@ class _Sampler:
             n: u for n, u in http.items() if (s := _scrape(u)) and any(f.startswith("smartcity_") for f in s.families)
         }
         self.pids = dict(stack.pids)
+        self.trimmed = frozenset(trimmed_topics())
+        self.cpu = {name: (pid, _cpu(pid), time.monotonic()) for name, pid in self.pids.items()}
         self.judged = 0  # probes already in a row
         self.lags: list[dict[str, float]] = []  # the window's polls
         # the last good poll: when, counters (accepted, evaluated, stored), messages acknowledged
@@ -360,11 +472,26 @@ class _Sampler:
             backlog, self.last = counters[0] - counters[2], (now, counters, acked)
         due = [s for s in self.probes.sent[self.judged :] if s.sent <= now - TIMEOUT_S]
         self.judged += len(due)
+        memory = {name: _memory(pid) for name, pid in self.pids.items()}
+        rss = {name: None if m is None else m["rss"] for name, m in memory.items()}
+        anon = {name: None if m is None else m["anon"] for name, m in memory.items()}
         return Row(
             round(now - self.t0, 1), rates[0], rates[1], rates[2], rates[3], backlog, lag_mean, lag_max,
-            {name: rss_mib(pid) for name, pid in self.pids.items()}, probe_window([s.latency_ms() for s in due]),
-            restarted, os.getloadavg()[0], queue,
+            rss, probe_window([s.latency_ms() for s in due]), restarted, os.getloadavg()[0], queue, anon,
+            self.cpu_percent(), disk_mib(self.stack.data_dir, self.trimmed), counters and counters[2],
         )  # fmt: skip
+
+    def cpu_percent(self) -> dict[str, float | None]:
+        """Each process's share of a core since the last row (none for a process restarted or gone meanwhile)."""
+        out: dict[str, float | None] = {}
+        now = time.monotonic()
+        for name, pid in self.pids.items():
+            used, (was_pid, before, then) = _cpu(pid), self.cpu.get(name, (None, None, now))
+            share = None
+            if was_pid == pid and used is not None and before is not None and now > then:
+                share = round((used - before) / (now - then) * 100, 1)
+            out[name], self.cpu[name] = share, (pid, used, now)
+        return out
 
     def drain(self, timeout: float = 180) -> tuple[float, bool]:
         """Until the stream worker and the writer have caught up with the gateway (after the load stopped)."""
@@ -453,23 +580,50 @@ def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
             publisher.kill()
             probes.close()
         shutil.copytree(Path(tmp) / "logs", out.with_name(f"{out.stem}-logs"), dirs_exist_ok=True)
-    judged = verdicts(rows, rate, run_s)
+    storage = StackSettings().kafka_storage
+    judged = verdicts(rows, rate, run_s, frozenset(HOLDS_DATA) if storage == "memory" else frozenset())
     passed = checks(rows, judged, rate, run_s, (drain_s, drained))
     source = f"half of W1's recorded peak, {W1_PEAK_READINGS_PER_S:,}/s (docs/benchmarks.md, End to end)"
+    table, disk = process_table(rows, run_s), disk_growth(rows, run_s)
+    _print_processes(console, table, disk)
     _print_verdicts(console, judged, passed)
     report = {
         "started_at": started_at, "minutes": minutes, "rate_readings_per_s": rate,
         "rate_source": source if rate == DEFAULT_RATE else "--rate",
         "devices": DEVICES, "sample_s": sample_s, "probe_interval_s": PROBE_INTERVAL_S, "probe_pool": PROBE_POOL,
         "tolerances": {k: asdict(t) for k, t in tolerances(rate).items()},
+        "kafka_storage": storage, "processes": table, "disk": disk,
         "samples": [asdict(r) for r in rows], "verdicts": [asdict(v) for v in judged],
-        "checks": [asdict(c) for c in passed], "holds_data": HOLDS_DATA,
+        "checks": [asdict(c) for c in passed], "holds_data": HOLDS_DATA if storage == "memory" else {},
         "ok": all(c.ok for c in passed),
     }  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     console.print(f"written to {out} (services' logs in {out.with_name(f'{out.stem}-logs')})")
     return report
+
+
+def _print_processes(
+    console: Console, table: dict[str, dict[str, float | None]], disk: dict[str, dict[str, float | None]]
+) -> None:
+    shown = Table(title="per process, over the second half")
+    for name in ("process", "CPU % of a core", "RSS MiB", "anonymous MiB", "RSS at the end"):
+        shown.add_column(name, justify="left" if name == "process" else "right")
+    for name, row in table.items():
+        shown.add_row(name, _f(row["cpu_percent"], 1), _f(row["rss_mib"], 1), _f(row["anon_mib"], 1),
+                      _f(row["rss_last_mib"], 1))  # fmt: skip
+    total = sum(row["cpu_percent"] or 0.0 for row in table.values())
+    shown.add_row("[bold]all[/]", f"{total:,.1f}", "", "", "")
+    console.print(shown)
+    parts = Table(title="disk, over the second half")
+    for name in ("part", "MiB at the end", "MiB per hour", "MiB per million readings", "kept", "at retention"):
+        parts.add_column(name, justify="left" if name == "part" else "right")
+    for part, row in disk.items():
+        kept = f"{row['retention_days']:g} days" if row["retention_days"] else "flat"
+        projected = "-" if row["projected_gib_at_retention"] is None else f"{row['projected_gib_at_retention']} GiB"
+        parts.add_row(part, _f(row["last_mib"], 1), _f(row["mib_per_hour"], 1),
+                      _f(row["mib_per_million_readings"], 2), kept, projected)  # fmt: skip
+    console.print(parts)
 
 
 def _print_verdicts(console: Console, judged: list[Verdict], passed: list[Check]) -> None:
@@ -480,7 +634,7 @@ def _print_verdicts(console: Console, judged: list[Verdict], passed: list[Check]
         trend = f"{_f(v.slope_per_h, 1)} ± {_f(v.slope_se_per_h, 1)}"
         verdict = "flat" if v.flat else ("[red]too few points[/]" if v.level is None else "[red]growing[/]")
         if not v.judged:
-            verdict = "holds the data: reported, not judged"
+            verdict = "kept for its retention: reported" if v.series.startswith("disk") else "holds the data: reported"
         table.add_row(f"{v.series} ({v.unit})", _f(v.level, 1), trend, _f(v.growth, 1), _f(v.allowed, 1), verdict)
     console.print(table)
     for c in passed:
