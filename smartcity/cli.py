@@ -295,6 +295,17 @@ def bench_e2e(
     run_all(out, quick)
 
 
+@bench_app.command("mosquitto")
+def bench_mosquitto(
+    seconds: Annotated[float, typer.Option(min=5, help="length of each measured window")] = 30,
+    out: Path = Path("bench-results/mosquitto.json"),
+) -> None:
+    """Mosquitto's autosave: CPU and stall of one save of the district's state, and the interval that costs 1 %."""
+    from smartcity.bench.mosquitto import run
+
+    run(seconds, out)
+
+
 @bench_app.command("soak")
 def bench_soak(
     minutes: Annotated[float, typer.Option(min=1, help="how long the load is held")] = 30,
