@@ -151,7 +151,7 @@ def kafka_store(
     sync: str = "interval",
     trim_consumed: tuple[str, ...] = (),
     keep_every_s: float = 2.0,
-    grace_s: float = 10.0,
+    grace_s: float = 5.0,
 ) -> Launch:
     """The one-machine Kafka's disk (``smartcity.stack.store``): Tansu's objects under ``directory``, with retention
     and compaction applied (``smartcity.stack.keeper``); ``trim_consumed``: topics trimmed once every group passed."""

@@ -74,7 +74,7 @@ class StackSettings(BaseSettings):
         "second, SIGKILL nothing), write (before answering each write; slow), off",
     )
     kafka_store_grace_s: float = Field(
-        10.0,
+        5.0,
         ge=0,
         description="how long the Kafka store keeps readings batches every consumer group has passed (the "
         "broker lists a partition's batches on each fetch, so fewer is cheaper)",

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest_asyncio
@@ -67,6 +68,21 @@ async def test_listing_is_sorted_paged_and_times_strictly_increase(client: httpx
     assert "<Prefix>t/</Prefix>" in folders
     assert "<Prefix>u/</Prefix>" in folders
     assert "<Key>" not in folders
+
+
+async def test_a_listing_shows_an_object_as_it_is_now_after_a_rewrite(client: httpx.AsyncClient) -> None:
+    """Listing entries are made once per object version (Tansu lists a partition on every fetch): a rewritten object
+    (a watermark, a group's offsets) must be listed with its new size and etag, not the first one's."""
+    params = {"list-type": "2", "prefix": "w/"}
+    first = await client.put("/tansu/w/watermark.json", content=b"{}")
+    assert (
+        f"<ETag>{escape(first.headers['ETag'])}</ETag><Size>2</Size>"
+        in (await client.get("/tansu", params=params)).text
+    )
+    second = await client.put("/tansu/w/watermark.json", content=b'{"high":12}')
+    listed = (await client.get("/tansu", params=params)).text
+    assert f"<ETag>{escape(second.headers['ETag'])}</ETag><Size>11</Size>" in listed
+    assert listed.count("<Contents>") == 1
 
 
 async def test_reads_ranges_deletes_and_refusals(client: httpx.AsyncClient) -> None:
