@@ -20,7 +20,6 @@ exact. The stack is stopped at the end; nothing of a run outlives it but the rep
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from core.clock import local_now
 from core.settings import KafkaConnection
 from harness.builders import device_record
+from harness.kafka import Audit
 from harness.measure import ACCEPTED, EVALUATED, REFUSED, STORED, cpu_seconds, metric
 from harness.probes import CLEAR_AFTER, CLEAR_CH4, PROBE_CH4, Probes, Sample
 from harness.probes import warm_up as warm_up_probes
@@ -51,10 +51,10 @@ from simulators.load_report import (
     PLATFORM,
     PUBLISHER,
     Accounting,
+    KafkaCount,
     LoadReport,
     Snapshot,
     count_in_influx,
-    count_in_kafka,
     per_reading,
     platform_total,
     save,
@@ -281,8 +281,12 @@ def run_load(
         prober = Probes(stack)
         columns = (TextColumn("[bold]{task.description:<26}"), BarColumn(), TextColumn("{task.fields[status]}"),
                    TimeElapsedColumn())  # fmt: skip
+        topic = KafkaConnection(kafka_bootstrap=stack.kafka).topic_readings
+        counted = KafkaCount([d.id for d in fleet.devices])
+        audit = Audit(stack.kafka, topic, counted.keep, group="load-audit")
         try:
             console.print(f"first alert after {warm_up_probes(prober, warm):.1f} s of warm-up probes")
+            audit.__enter__()  # joined before the load: it counts every reading from the first
             time.sleep(2)  # the devices topic's followers have read the fleet's last records too (other partitions)
             with Progress(*columns, console=console) as progress:
                 run = _Run(stack, publisher, prober, progress)
@@ -300,10 +304,11 @@ def run_load(
             publisher.kill()
             prober.close()
         console.print("counting the readings in Kafka and InfluxDB ...")
-        topic = KafkaConnection(kafka_bootstrap=stack.kafka).topic_readings
-        in_kafka = asyncio.run(
-            count_in_kafka(stack.kafka, topic, [d.id for d in fleet.devices], final["sent"], per_message)
-        )
+        caught_up = audit.caught_up(120)
+        audit.__exit__()
+        if not caught_up:
+            console.print("[red]the Kafka audit did not catch up with the readings topic within 120 s[/]")
+        in_kafka = counted.count(final["sent"], per_message)
         in_influx = count_in_influx(stack.influx)
         if logs is not None:
             shutil.copytree(Path(tmp) / "logs", logs, dirs_exist_ok=True)

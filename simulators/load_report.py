@@ -14,13 +14,13 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.table import Table
 
 from core.contracts.catalogue import DeviceKind
 from core.contracts.telemetry import decode_batch
-from harness.kafka import read_topic
 from harness.measure import quantile
 from harness.probes import Sample
 from simulators.load_publisher import published_per_device
@@ -178,21 +178,28 @@ def step_result(
     )
 
 
-async def count_in_kafka(bootstrap: str, topic: str, ids: list[str], messages: int, per_message: int) -> int:
-    """Distinct published (device, seq) pairs on the readings topic."""
-    index = {d: i for i, d in enumerate(ids)}
-    sent = [published_per_device(i, len(ids), messages, per_message) for i in range(len(ids))]
-    stride = max(sent) or 1
-    seen = bytearray(len(ids) * stride)
+class KafkaCount:
+    """Distinct published (device, seq) pairs on the readings topic, counted as an audit reads them
+    (``harness.kafka.Audit``: the one-machine Kafka on disk trims readings once every group has passed them, so they
+    are counted as they come, not read back after the run). ``keep`` is the audit's; ``count`` after the run."""
 
-    def keep(_ts: int, value: bytes) -> None:
-        for r in decode_batch(value):
-            i, seq = index.get(r["device_id"]), r["seq"]
-            if i is not None and seq is not None and 0 <= seq < sent[i]:
-                seen[i * stride + seq] = 1
+    def __init__(self, ids: list[str]) -> None:
+        self.index = {d: i for i, d in enumerate(ids)}
+        self.seen = [bytearray() for _ in ids]  # per device, a byte per seq
 
-    await read_topic(bootstrap, topic, keep)
-    return seen.count(1)
+    def keep(self, record: Any) -> None:
+        for r in decode_batch(record.value):
+            i, seq = self.index.get(r["device_id"]), r["seq"]
+            if i is not None and isinstance(seq, int) and seq >= 0:
+                marks = self.seen[i]
+                if seq >= len(marks):
+                    marks.extend(bytes(seq + 1 - len(marks) + 64))
+                marks[seq] = 1
+
+    def count(self, messages: int, per_message: int) -> int:
+        """How many of the (device, seq) pairs published (``messages`` messages of ``per_message``) were read."""
+        n = len(self.seen)
+        return sum(m[: published_per_device(i, n, messages, per_message)].count(1) for i, m in enumerate(self.seen))
 
 
 def count_in_influx(url: str) -> int:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+import harness.kafka
 from core.contracts import ReadingBatch, RefusedMessage
 from core.kafka.reading import read_to_end
 
@@ -204,62 +205,18 @@ class Tail:
                 await self._task
 
 
-class Audit:
-    """An auditor's consumer group reading ``topic`` from its start for as long as a test runs (``with``), on a
-    thread of its own; ``records`` waits for a condition on what it read.
-
-    The one-machine Kafka on disk trims readings every consumer group committed past (``smartcity.stack.keeper``):
-    read after the fact from offset 0, the readings topic holds only its tail. An auditor that wants them all reads
-    them as they come, in a group that commits (every second), so the store keeps each until the auditor has it too.
-    Entered, it has joined its group: it holds the topic from its first record on."""
+class Audit(harness.kafka.Audit):
+    """``harness.kafka.Audit`` keeping every record it read; ``records`` waits for a condition on them."""
 
     def __init__(self, bootstrap: str, topic: str, group: str = "test-audit") -> None:
-        self.bootstrap, self.topic, self.group = bootstrap, topic, group
         self._records: list[Consumed] = []
         self._lock = threading.Lock()
-        self._joined, self._halt = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True, name=f"audit {topic}")
-        self._failed: BaseException | None = None
 
-    def __enter__(self) -> Audit:
-        self._thread.start()
-        if not self._joined.wait(60):
-            self.__exit__()
-            raise TimeoutError(f"the audit of {self.topic} did not join its group in 60 s: {self._failed!r}")
-        return self
+        def keep(record: Any) -> None:
+            with self._lock:
+                self._records.append(Consumed(record.partition, record.key, record.value))
 
-    def __exit__(self, *_exc: object) -> None:
-        self._halt.set()
-        self._thread.join(30)
-
-    async def _run(self) -> None:
-        try:
-            await partitions_of(self.bootstrap, self.topic, timeout=30)
-            consumer = AIOKafkaConsumer(
-                self.topic,
-                bootstrap_servers=self.bootstrap,
-                group_id=self.group,
-                auto_offset_reset="earliest",
-                enable_auto_commit=True,
-                auto_commit_interval_ms=1000,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=1_000,
-                fetch_max_wait_ms=100,
-            )
-            await consumer.start()
-        except BaseException as exc:
-            self._failed = exc
-            raise
-        try:
-            while not self._halt.is_set():
-                batch = await consumer.getmany(timeout_ms=200)
-                if consumer.assignment():
-                    self._joined.set()
-                with self._lock:
-                    for tp, msgs in batch.items():
-                        self._records.extend(Consumed(tp.partition, m.key, m.value) for m in msgs)
-        finally:
-            await consumer.stop()
+        super().__init__(bootstrap, topic, keep, group)
 
     def records(self, until: Callable[[list[Consumed]], bool], timeout: float = 30) -> list[Consumed]:
         """What the audit read, once ``until`` holds for it or ``timeout`` passed (the caller asserts on it)."""
@@ -267,6 +224,6 @@ class Audit:
         while True:
             with self._lock:
                 now = list(self._records)
-            if until(now) or time.monotonic() > deadline or not self._thread.is_alive():
+            if until(now) or time.monotonic() > deadline or not self.alive:
                 return now
             time.sleep(0.2)

@@ -33,11 +33,12 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from core.process import die_with_parent
 from core.settings import KafkaConnection
 from harness.builders import device_record
-from harness.kafka import read_topic
+from harness.kafka import Audit, read_topic
 from harness.measure import ACCEPTED, REFUSED, cpu_seconds, metric, quantile
 from harness.probes import CLEAR_AFTER, CLEAR_CH4, PROBE_CH4, TIMEOUT_S, Probes, Sample, warm_up
 from harness.stack import DEPARTMENT, StackRun
@@ -127,25 +128,31 @@ def run_level(
     return result, samples, count
 
 
-async def _stamps(kafka: KafkaConnection) -> dict[str, tuple[int, int]]:
+class _Produced:
+    """When each probe's alarming reading was produced to Kafka, from an audit of the readings topic as it comes
+    (``harness.kafka.Audit``: the Kafka store trims readings once every group has passed them)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, int] = {}
+
+    def keep(self, record: Any) -> None:
+        if b'"probe-' in record.value:  # only the records carrying a probe are decoded
+            for r in json.loads(record.value)["readings"]:
+                if r["device_id"].startswith("probe-") and r["values"].get("ch4_lel", 0) >= 25:
+                    self.at.setdefault(r["device_id"], record.timestamp)
+
+
+async def _stamps(kafka: KafkaConnection, produced: dict[str, int]) -> dict[str, tuple[int, int]]:
     """Probe device -> (when its reading's Kafka record was produced, ``detected_at`` of its ``raised`` finding)."""
     from core.contracts.finding import Finding
 
-    produced: dict[str, int] = {}
     detected: dict[str, int] = {}
-
-    def reading(ts: int, value: bytes) -> None:
-        if b'"probe-' in value:  # only the records carrying a probe are decoded
-            for r in json.loads(value)["readings"]:
-                if r["device_id"].startswith("probe-") and r["values"].get("ch4_lel", 0) >= 25:
-                    produced.setdefault(r["device_id"], ts)
 
     def finding(_ts: int, value: bytes) -> None:
         f = Finding.model_validate_json(value)
         if f.event == "raised" and f.device_id:
             detected.setdefault(f.device_id, f.detected_at)
 
-    await read_topic(kafka.kafka_bootstrap, kafka.topic_readings, reading)
     await read_topic(kafka.kafka_bootstrap, kafka.topic_findings, finding)
     return {d: (produced[d], detected[d]) for d in detected.keys() & produced.keys()}
 
@@ -197,7 +204,10 @@ def run_all(
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-alerts-") as tmp, StackRun(Path(tmp)) as stack:
         stack.register(fleet)
         probes = Probes(stack)
+        produced = _Produced()
+        audit = Audit(stack.kafka, KafkaConnection(kafka_bootstrap=stack.kafka).topic_readings, produced.keep)
         try:
+            audit.__enter__()
             print(f"first alert after {warm_up(probes, warm):.1f} s of warm-up", flush=True)
             seq_base = 0
             for rate, ids in zip(rates, probe_ids, strict=True):
@@ -208,9 +218,11 @@ def run_all(
                 results.append((result, level_samples))
                 seq_base += count  # seq stays increasing per device
                 stack.wait_drained()
+            audit.caught_up(60)
         finally:
+            audit.__exit__()
             probes.close()
-        stamps = asyncio.run(_stamps(KafkaConnection(kafka_bootstrap=stack.kafka)))
+        stamps = asyncio.run(_stamps(KafkaConnection(kafka_bootstrap=stack.kafka), produced.at))
     for result, level_samples in results:
         for s in level_samples:
             s.stamps = stamps.get(s.device)
