@@ -88,11 +88,15 @@ def interval_for(cpu_s_per_save: float, budget: float = BUDGET) -> int:
 def _client(port: int, name: str, clean: bool = True) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=MQTTProtocolVersion.MQTTv5)
     client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 0 if clean else 86_400
     client.connect("127.0.0.1", port, clean_start=clean, properties=properties)
     client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: no CONNACK from the broker on port {port} in 10 s")
+        time.sleep(0.01)
     return client
 
 
@@ -105,12 +109,12 @@ def _fill(port: int, scenario: Scenario) -> None:
         gateway.disconnect()
         gateway.loop_stop()
     publisher = _client(port, "bench-fill")
-    infos = [publisher.publish(f"devices/bench-{i:06d}/status", b"online", qos=1, retain=True)
-             for i in range(scenario.devices)]  # fmt: skip
-    infos += [publisher.publish(f"devices/bench-{i % 1000:06d}/telemetry", PAYLOAD, qos=1)
-              for i in range(scenario.queued)]  # fmt: skip
-    for info in infos:
-        info.wait_for_publish(120)
+    messages = [(f"devices/bench-{i:06d}/status", b"online", True) for i in range(scenario.devices)]
+    messages += [(f"devices/bench-{i % 1000:06d}/telemetry", PAYLOAD, False) for i in range(scenario.queued)]
+    for start in range(0, len(messages), 5_000):  # in chunks: paho's queue is bounded
+        infos = [publisher.publish(t, body, qos=1, retain=keep) for t, body, keep in messages[start : start + 5_000]]
+        for info in infos:
+            info.wait_for_publish(120)
     publisher.disconnect()
     publisher.loop_stop()
 

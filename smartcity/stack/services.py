@@ -74,7 +74,7 @@ def _dynsec_plugin() -> str:
 
 #: Mosquitto's ``autosave_interval``: chosen from ``smartcity bench mosquitto`` (docs/benchmarks.md, "Mosquitto's
 #: autosave"): the shortest interval at which saving the district's state costs at most 1 % of the broker's time.
-AUTOSAVE_S = 30
+AUTOSAVE_S = 4
 
 
 def mosquitto(
@@ -214,13 +214,21 @@ INFLUXD_MEMORY: Final[dict[str, str | int]] = {
 
 
 def influxdb(
-    directory: Path, host: str, port: int, rpc_port: int, binary: str | None = None, *, bounded: bool = True
+    directory: Path,
+    host: str,
+    port: int,
+    rpc_port: int,
+    binary: str | None = None,
+    *,
+    bounded: bool = True,
+    niceness: int = 0,
 ) -> Launch:
     """InfluxDB 1.6 (Debian's ``influxdb``): v1 HTTP API, data under ``directory``, memory bounded by
     ``INFLUXD_MEMORY``. ``bounded=False`` leaves influxd's defaults (an in-memory series index, a 1 GiB cache per
     shard, compactions on half the cores): the configuration before issue 19, for ``smartcity bench influx
     --legacy``. A data directory written with the in-memory index keeps it for its existing shards; new shards
-    (a new day in ``raw``) use tsi1."""
+    (a new day in ``raw``) use tsi1. ``niceness`` > 0 runs it under ``nice``: on one machine, history yields the
+    CPU to the alert path (its continuous query takes a burst of CPU every minute; docs/benchmarks.md)."""
     binary = find_binary("influxd", [binary] if binary else ["influxd", "/usr/bin/influxd"], "influxdb")
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "influxdb.conf"
@@ -250,7 +258,8 @@ bind-address = "{host}:{rpc_port}"
   enabled = true
 """
     )
-    process = ManagedProcess("influxdb", [binary, "-config", str(conf)], directory / "influxdb.log")
+    nice = ["nice", "-n", str(niceness)] if niceness else []
+    process = ManagedProcess("influxdb", [*nice, binary, "-config", str(conf)], directory / "influxdb.log")
     return Launch(process, lambda: http_ok(f"http://{host}:{port}/ping"), f"http://{host}:{port}")
 
 

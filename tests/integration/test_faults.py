@@ -5,9 +5,9 @@ whole time; during each fault a hazard device crosses the methane alarm level. A
 
 - every reading the gateway accepted (it is in Kafka) is in InfluxDB exactly once, and every reading published is
   in Kafka, except what Mosquitto itself held when it was killed: it had acknowledged them to the publisher and had
-  not saved them yet. Its persistence is a snapshot every ``autosave_interval`` (30 s, read from the stack's
+  not saved them yet. Its persistence is a snapshot every ``autosave_interval`` (4 s, read from the stack's
   mosquitto.conf; docs/reliability.md), so only readings published in the interval before the kill may be lost,
-  and at most as many as the load published in it (4,500 at 150/s); none published after the kill;
+  and at most as many as the load published in it (600 at 150/s); none published after the kill;
 - every hazard's alert reached the department's MQTT topic at least once, under one alert id, and the API shows it
   once; an acknowledgement made before the alerts service was killed is still there;
 - the system was healthy again within ``RECOVERY_S`` of each kill.
