@@ -316,13 +316,16 @@ def bench_soak(
             help="readings/s; default half of W1's recorded peak: 5,983/s in docs/benchmarks.md (End to end), so 2,900",
         ),
     ] = None,
+    devices: Annotated[
+        int, typer.Option(min=100, help="the load fleet; 60,000 at 1,000/s is each device once a minute")
+    ] = 10_000,
     out: Path = Path("bench-results/soak.json"),
 ) -> None:
     """The whole stack at a steady rate for a long while: memory, lag and alert latency over time must stay flat.
     Exit 1 if one is not (or the rate did not hold, a process restarted, the flow did not drain). Not in CI."""
     from smartcity.bench.soak import DEFAULT_RATE, run
 
-    if not run(minutes, rate or DEFAULT_RATE, out)["ok"]:
+    if not run(minutes, rate or DEFAULT_RATE, out, devices)["ok"]:
         typer.secho("the soak failed: see the verdicts above", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
 

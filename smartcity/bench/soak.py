@@ -535,7 +535,7 @@ def _row_table(row: Row, lags: list[str], processes: list[str], header: bool) ->
     return table
 
 
-def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
+def run(minutes: float, rate: int, out: Path, devices: int = DEVICES) -> dict[str, Any]:
     """The soak; the report is printed, written to ``out`` (the services' logs beside it, ``<stem>-logs/``) and
     returned. ``ok`` is false when one of ``checks`` failed: a series not flat, the rate not held, alerts late, a
     process restarted, or the flow not drained."""
@@ -543,11 +543,11 @@ def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
     console = Console(width=200)
     run_s, sample_s = minutes * 60, min(30.0, minutes * 60 / 12)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    fleet = generate_fleet(DEVICES, 1, interval_s=3600, prefix="load")
+    fleet = generate_fleet(devices, 1, interval_s=3600, prefix="load")
     warm, pool = [f"probe-w{k:02d}" for k in range(20)], [f"probe-s{k:04d}" for k in range(PROBE_POOL)]
     records = [r.model_dump(mode="json") for r in fleet.records()] + [device_record(d) for d in warm + pool]
     console.print(
-        f"[bold]soak[/]: {minutes:g} min at {rate:,} readings/s, {DEVICES:,} devices, a row every {sample_s:g} s"
+        f"[bold]soak[/]: {minutes:g} min at {rate:,} readings/s, {devices:,} devices, a row every {sample_s:g} s"
     )
     with tempfile.TemporaryDirectory(prefix="smartcity-soak-") as tmp, StackRun(Path(tmp)) as stack:
         (pool_path := Path(tmp) / "load-pool.json").write_text(json.dumps(payload_pool(fleet)))
@@ -590,7 +590,7 @@ def run(minutes: float, rate: int, out: Path) -> dict[str, Any]:
     report = {
         "started_at": started_at, "minutes": minutes, "rate_readings_per_s": rate,
         "rate_source": source if rate == DEFAULT_RATE else "--rate",
-        "devices": DEVICES, "sample_s": sample_s, "probe_interval_s": PROBE_INTERVAL_S, "probe_pool": PROBE_POOL,
+        "devices": devices, "sample_s": sample_s, "probe_interval_s": PROBE_INTERVAL_S, "probe_pool": PROBE_POOL,
         "tolerances": {k: asdict(t) for k, t in tolerances(rate).items()},
         "kafka_storage": storage, "processes": table, "disk": disk,
         "samples": [asdict(r) for r in rows], "verdicts": [asdict(v) for v in judged],

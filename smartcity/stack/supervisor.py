@@ -94,6 +94,13 @@ class StackSettings(BaseSettings):
     influx_url: str | None = Field(None, description="use this InfluxDB instead of starting influxd")
     mosquitto_bin: str | None = Field(None, description="path of the mosquitto binary, if not the Debian one")
     influxd_bin: str | None = Field(None, description="path of the influxd binary, if not the Debian one")
+    influxd_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="niceness of influxd: on one machine the history store yields the CPU to the alert path "
+        "(0: as every other process)",
+    )
     gateways: int = Field(
         1,
         ge=1,
@@ -178,7 +185,11 @@ class Stack:
         if s.influx_url is None:
             require_port(LOOPBACK, s.influx_port, "InfluxDB", "SMARTCITY_INFLUX_PORT")
             require_port(LOOPBACK, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
-            launches.append(influxdb(d / "influxdb", LOOPBACK, s.influx_port, s.influx_rpc_port, s.influxd_bin))
+            launches.append(
+                influxdb(
+                    d / "influxdb", LOOPBACK, s.influx_port, s.influx_rpc_port, s.influxd_bin, niceness=s.influxd_nice
+                )
+            )
         self._ports_distinct()
         for n in range(s.gateways):
             require_port(LOOPBACK, s.gateway_http_port + n, "The ingest gateway", "SMARTCITY_GATEWAY_HTTP_PORT")
