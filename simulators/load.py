@@ -283,32 +283,30 @@ def run_load(
                    TimeElapsedColumn())  # fmt: skip
         topic = KafkaConnection(kafka_bootstrap=stack.kafka).topic_readings
         counted = KafkaCount([d.id for d in fleet.devices])
-        audit = Audit(stack.kafka, topic, counted.keep, group="load-audit")
-        try:
-            console.print(f"first alert after {warm_up_probes(prober, warm):.1f} s of warm-up probes")
-            audit.__enter__()  # joined before the load: it counts every reading from the first
-            time.sleep(2)  # the devices topic's followers have read the fleet's last records too (other partitions)
-            with Progress(*columns, console=console) as progress:
-                run = _Run(stack, publisher, prober, progress)
-                begin = run.snap()
-                starts = run.start(plan)
-                progress.update(run.task, total=starts[-1] - starts[0])
-                raw = [run.step(f"step {n} {phase} {rate:,}/s", starts[n], starts[n + 1], probe_ids[n],
-                                probe_interval_s) for n, (phase, rate, _s) in enumerate(plan)]  # fmt: skip
-                final = run.finish()
-                expected = begin.counters[0] + begin.counters[3] + final["acked"] * per_message + run.probe_readings
-                drain_s, drained = run.drain(expected)
-                counters = run.counters()
-                cpu = {name: cpu_seconds(pid) for name, pid in run.pids.items() if name != PUBLISHER}
-        finally:
-            publisher.kill()
-            prober.close()
-        console.print("counting the readings in Kafka and InfluxDB ...")
-        caught_up = audit.caught_up(120)
-        audit.__exit__()
-        if not caught_up:
-            console.print("[red]the Kafka audit did not catch up with the readings topic within 120 s[/]")
-        in_kafka = counted.count(final["sent"], per_message)
+        with Audit(stack.kafka, topic, counted.keep, group="load-audit") as audit:  # joined: counts from the first
+            try:
+                console.print(f"first alert after {warm_up_probes(prober, warm):.1f} s of warm-up probes")
+                time.sleep(2)  # the devices topic's followers have read the fleet's last records too (other partitions)
+                with Progress(*columns, console=console) as progress:
+                    run = _Run(stack, publisher, prober, progress)
+                    begin = run.snap()
+                    starts = run.start(plan)
+                    progress.update(run.task, total=starts[-1] - starts[0])
+                    raw = [run.step(f"step {n} {phase} {rate:,}/s", starts[n], starts[n + 1], probe_ids[n],
+                                    probe_interval_s) for n, (phase, rate, _s) in enumerate(plan)]  # fmt: skip
+                    final = run.finish()
+                    expected = begin.counters[0] + begin.counters[3] + final["acked"] * per_message + run.probe_readings
+                    drain_s, drained = run.drain(expected)
+                    counters = run.counters()
+                    cpu = {name: cpu_seconds(pid) for name, pid in run.pids.items() if name != PUBLISHER}
+            finally:
+                publisher.kill()
+                prober.close()
+            console.print("counting the readings in Kafka and InfluxDB ...")
+            caught_up = audit.caught_up(120)
+            if not caught_up:
+                console.print("[red]the Kafka audit did not catch up with the readings topic within 120 s[/]")
+            in_kafka = counted.count(final["sent"], per_message)
         in_influx = count_in_influx(stack.influx)
         if logs is not None:
             shutil.copytree(Path(tmp) / "logs", logs, dirs_exist_ok=True)

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar, cast
+from typing import Annotated, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -120,20 +120,20 @@ def kafka_store(
     host: str = "127.0.0.1",
     bucket: str = "tansu",
     access_key: str = "smartcity",
-    sync: Annotated[str, typer.Option(help="write: fsync each write; interval: syncfs every second; off")] = "interval",
+    sync: Annotated[
+        Literal["write", "interval", "off"],
+        typer.Option(help="write: fsync each write; interval: syncfs every second; off"),
+    ] = "interval",
     trim_consumed: Annotated[str, typer.Option(help="topics (comma-separated) trimmed once consumed")] = "",
     keep_every_s: Annotated[float, typer.Option(min=0, help="seconds between retention passes (0: none)")] = 10.0,
     grace_s: Annotated[float, typer.Option(min=0, help="how long consumed batches of trimmed topics stay")] = 60.0,
 ) -> None:
     """Run the one-machine Kafka's object store (smartcity.stack.store) until SIGTERM; ``smartcity up`` starts it."""
-    from smartcity.stack.store import Sync, serve
+    from smartcity.stack.store import serve
 
     trimmed = frozenset(t.strip() for t in trim_consumed.split(",") if t.strip())
-    if sync not in ("write", "interval", "off"):
-        raise typer.BadParameter(f"--sync {sync!r}: write, interval or off")
     with contextlib.suppress(KeyboardInterrupt):
-        mode = cast(Sync, sync)  # checked just above
-        asyncio.run(serve(directory, host, port, bucket, access_key, mode, trimmed, keep_every_s, grace_s))
+        asyncio.run(serve(directory, host, port, bucket, access_key, sync, trimmed, keep_every_s, grace_s))
 
 
 @app.command("mqtt-accounts")

@@ -205,23 +205,24 @@ def run_all(
         stack.register(fleet)
         probes = Probes(stack)
         produced = _Produced()
-        audit = Audit(stack.kafka, KafkaConnection(kafka_bootstrap=stack.kafka).topic_readings, produced.keep)
-        try:
-            audit.__enter__()
-            print(f"first alert after {warm_up(probes, warm):.1f} s of warm-up", flush=True)
-            seq_base = 0
-            for rate, ids in zip(rates, probe_ids, strict=True):
-                print(f"background {rate} readings/s, {samples} probes every {interval_s * 1000:.0f} ms", flush=True)
-                result, level_samples, count = run_level(
-                    stack, probes, rate, devices, ids, interval_s, seq_base, per_message
-                )
-                results.append((result, level_samples))
-                seq_base += count  # seq stays increasing per device
-                stack.wait_drained()
-            audit.caught_up(60)
-        finally:
-            audit.__exit__()
-            probes.close()
+        readings = KafkaConnection(kafka_bootstrap=stack.kafka).topic_readings
+        with Audit(stack.kafka, readings, produced.keep) as audit:
+            try:
+                print(f"first alert after {warm_up(probes, warm):.1f} s of warm-up", flush=True)
+                seq_base = 0
+                for rate, ids in zip(rates, probe_ids, strict=True):
+                    print(
+                        f"background {rate} readings/s, {samples} probes every {interval_s * 1000:.0f} ms", flush=True
+                    )
+                    result, level_samples, count = run_level(
+                        stack, probes, rate, devices, ids, interval_s, seq_base, per_message
+                    )
+                    results.append((result, level_samples))
+                    seq_base += count  # seq stays increasing per device
+                    stack.wait_drained()
+                audit.caught_up(60)
+            finally:
+                probes.close()
         stamps = asyncio.run(_stamps(KafkaConnection(kafka_bootstrap=stack.kafka), produced.at))
     for result, level_samples in results:
         for s in level_samples:

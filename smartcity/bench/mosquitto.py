@@ -25,9 +25,10 @@ import math
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -44,6 +45,7 @@ SAVE_EVERY_S = 2  # during the measured window
 NEVER_S = 86_400  # a broker that does not save during the window
 BUDGET = 0.01  # the share of the broker's time saving may take
 PROBE_EVERY_S = 0.005
+T = TypeVar("T")
 PAYLOAD = b'{"ts":1765000000000,"seq":1,"values":{"ch4_lel":2.4,"battery_pct":88,"rssi_dbm":-71}}'
 
 
@@ -147,25 +149,24 @@ def _window(port: int, pid: int, db: Path, seconds: float) -> Window:
     return Window(round(used, 3), saves, len(latencies), quantile(latencies, 0.99), round(max(latencies), 1))
 
 
-def _serve(work: Path, autosave_s: int) -> tuple[Any, float]:
-    started = time.monotonic()
-    broker = mosquitto(work, "127.0.0.1", free_port(), autosave_s=autosave_s)
+def _served(work: Path, autosave_s: int, use: Callable[[int, int], T]) -> tuple[T, float]:
+    """A broker on ``work``'s state, saving every ``autosave_s``; ``use(port, pid)``'s result and how long the broker
+    took to start (to load the state). The broker is stopped after, which saves its state."""
+    port, started = free_port(), time.monotonic()
+    broker = mosquitto(work, "127.0.0.1", port, autosave_s=autosave_s)
     broker.start()
-    return broker, time.monotonic() - started
+    load_s = time.monotonic() - started
+    try:
+        return use(port, broker.process.pid), load_s
+    finally:
+        broker.process.stop()
 
 
 def measure(work: Path, scenario: Scenario, seconds: float) -> Result:
-    broker, _ = _serve(work, NEVER_S)
-    port = int(broker.url.rsplit(":", 1)[1])
-    _fill(port, scenario)
-    broker.process.stop()  # saves on the way out: the state both windows start from
     db = work / "data" / "mosquitto.db"
-    quiet_broker, _ = _serve(work, NEVER_S)
-    quiet = _window(int(quiet_broker.url.rsplit(":", 1)[1]), quiet_broker.process.pid, db, seconds)
-    quiet_broker.process.stop()
-    saving_broker, load_s = _serve(work, SAVE_EVERY_S)
-    saving = _window(int(saving_broker.url.rsplit(":", 1)[1]), saving_broker.process.pid, db, seconds)
-    saving_broker.process.stop()
+    _served(work, NEVER_S, lambda port, _pid: _fill(port, scenario))  # the state both windows start from
+    quiet, _ = _served(work, NEVER_S, lambda port, pid: _window(port, pid, db, seconds))
+    saving, load_s = _served(work, SAVE_EVERY_S, lambda port, pid: _window(port, pid, db, seconds))
     per_save = (saving.cpu_s - quiet.cpu_s) / max(saving.saves, 1)
     return Result(scenario.name, round(db.stat().st_size / 2**20, 1), round(load_s, 2), quiet, saving,
                   round(per_save * 1000, 1), round(max(0.0, saving.probe_max_ms - quiet.probe_max_ms), 1))  # fmt: skip

@@ -21,7 +21,7 @@ from typing import Final
 
 from core.errors import ConfigError, StackError
 from core.process import ManagedProcess, find_binary, reachable, tcp_accepts
-from smartcity.stack.store import HEALTH_PATH
+from smartcity.stack.store import HEALTH_PATH, Sync
 
 
 @dataclass
@@ -148,7 +148,7 @@ def kafka_store(
     port: int,
     log_path: Path,
     *,
-    sync: str = "interval",
+    sync: Sync = "interval",
     trim_consumed: tuple[str, ...] = (),
     keep_every_s: float = 2.0,
     grace_s: float = 5.0,

@@ -176,7 +176,7 @@ class Stack:
                     s.kafka_store_port,
                     d / "kafka" / "store.log",
                     sync=s.kafka_store_sync,
-                    trim_consumed=self._trimmed_topics(),
+                    trim_consumed=trimmed_topics(self.kafka_bootstrap),
                     grace_s=s.kafka_store_grace_s,
                 )
                 launches.append(store)
@@ -202,9 +202,6 @@ class Stack:
         launches.append(self._writer())
         launches.append(self._api())
         return launches
-
-    def _trimmed_topics(self) -> tuple[str, ...]:
-        return trimmed_topics(self.kafka_bootstrap)
 
     def _ports_distinct(self) -> None:
         """No two listeners of the stack on one port (replicas take the ports after their first's)."""
