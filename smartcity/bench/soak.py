@@ -37,10 +37,10 @@ warm-up; it checks the machinery, the 30-minute run judges the system.
 
 Every process's memory is judged, the stores' included, when the one-machine Kafka keeps its records on disk (the
 default): only Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``) holds the data it was given, and is
-reported instead (``HOLDS_DATA``). Disk (``disk_verdicts``): what is trimmed once consumed (the Kafka store's
-readings), InfluxDB's WAL and Mosquitto's file must stay flat; what retention keeps for days (InfluxDB's points, 90
-days raw; the Kafka topics for people, 7 days) grows with what was written until its retention, so its rate is
-reported per reading and projected over that retention.
+reported instead (``HOLDS_DATA``). Disk (``DISK``, judged in ``verdicts``): what is trimmed once consumed (the
+Kafka store's readings), InfluxDB's WAL and Mosquitto's file must stay flat; what retention keeps for days
+(InfluxDB's points, 90 days raw; the Kafka topics for people, 7 days) grows with what was written until its
+retention, so its rate is reported per reading and projected over that retention.
 """
 
 from __future__ import annotations
@@ -211,13 +211,13 @@ HOLDS_DATA = {
     TANSU: "the one-machine Kafka on its memory engine stores every record in memory",
 }
 
-#: The parts of the data directory measured: part -> (what it is, kept for how many days; 0: must stay flat).
-DISK = {
-    "kafka trimmed": ("the Kafka store's readings and internal topics, removed once every group passed them", 0.0),
-    "kafka kept": ("the Kafka store's other topics: findings, alerts, refused readings (retention 1-7 days)", 7.0),
-    "influxdb wal": ("InfluxDB's write-ahead log, emptied into data files by snapshots", 0.0),
-    "influxdb data": (f"InfluxDB's data files: raw points kept {RAW_DAYS} days, minute aggregates years", RAW_DAYS),
-    "mosquitto": ("Mosquitto's persistence file (sessions, retained and queued messages)", 0.0),
+#: The parts of the data directory measured: part -> the days retention keeps it (0: it must stay flat).
+DISK: dict[str, float] = {
+    "kafka trimmed": 0,  # the Kafka store's readings and internal topics, removed once every group passed them
+    "kafka kept": 7,  # its other topics: findings, alerts, refused readings (retention 1-7 days)
+    "influxdb wal": 0,  # InfluxDB's write-ahead log, emptied into data files by snapshots
+    "influxdb data": RAW_DAYS,  # InfluxDB's data files: raw points, minute aggregates for years
+    "mosquitto": 0,  # Mosquitto's persistence file (sessions, retained and queued messages)
 }
 
 
@@ -258,7 +258,7 @@ def verdicts(rows: list[Row], rate: float, run_s: float, holds_data: frozenset[s
         points = [(r.t_s, r.anon_mib.get(p, r.rss_mib.get(p))) for r in rows]
         verdict = judge(f"memory: {p}", "MiB", points, run_s, tol["memory"])
         out.append(replace(verdict, judged=False) if p in holds_data else verdict)
-    for part, (_what, days) in DISK.items():
+    for part, days in DISK.items():
         if any(part in r.disk_mib for r in rows):
             verdict = judge(f"disk: {part}", "MiB", [(r.t_s, r.disk_mib.get(part)) for r in rows], run_s, tol["disk"])
             out.append(replace(verdict, judged=False) if days else verdict)
@@ -324,7 +324,7 @@ def disk_growth(rows: list[Row], run_s: float) -> dict[str, dict[str, float | No
     readings stored, and for what retention keeps for days the size that growth reaches over the retention."""
     second = [r for r in rows if r.t_s >= run_s / 2 and r.stored_total is not None]
     out: dict[str, dict[str, float | None]] = {}
-    for part, (_what, days) in DISK.items():
+    for part, days in DISK.items():
         points = [(r.t_s, r.disk_mib[part]) for r in second if part in r.disk_mib]
         if len(points) < 3 or len({t for t, _ in points}) < 2:
             continue
