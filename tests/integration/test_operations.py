@@ -268,3 +268,17 @@ def test_state_file_lists_each_replica(stack: StackRun) -> None:
     gateways = [n for n in state if n.startswith("ingest gateway")]
     workers = [n for n in state if n.startswith("stream worker")]
     assert len(gateways) == len(workers) == 2
+
+
+def _niceness(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])  # the 19th field of /proc/<pid>/stat; the first two are before the ")"
+
+
+def test_influxd_yields_the_cpu_to_the_alert_path(stack: StackRun) -> None:
+    """`smartcity up` runs influxd under nice (SMARTCITY_INFLUXD_NICE, 10): its continuous query's bursts must not
+    take the cores from the brokers and services alerts go through."""
+    stack.read_state()
+    assert _niceness(stack.pids["influxdb"]) == 10
+    alert_path = ("mosquitto", "kafka store", "kafka (tansu)", "ingest gateway", "stream worker", "api")
+    assert {name: _niceness(stack.pids[name]) for name in alert_path} == dict.fromkeys(alert_path, 0)
