@@ -273,11 +273,14 @@ def bench_influx(
         float, typer.Option(min=0, help="history written first, as fast as influxd takes it")
     ] = 10,
     legacy: Annotated[
-        bool, typer.Option(help="before issue 19: a health point per reading, RESAMPLE FOR 10m, influxd's defaults")
+        bool,
+        typer.Option(
+            help="before issue 19: a health point per reading, a continuous query RESAMPLE FOR 10m, influxd's defaults"
+        ),
     ] = False,
     out: Annotated[Path | None, typer.Option(help="default bench-results/influx.json (influx-legacy.json)")] = None,
 ) -> None:
-    """influxd 1.6 alone under a steady load of readings, with the continuous query: its CPU and memory over time."""
+    """influxd 1.6 alone under a steady load of readings and the writer's aggregates: its CPU and memory over time."""
     from smartcity.bench.influx import run
 
     default = Path("bench-results/influx-legacy.json" if legacy else "bench-results/influx.json")

@@ -1,20 +1,20 @@
-"""Late readings: which minutes of ``agg_1m`` the continuous query missed, and the statements that compute them.
+"""Late readings: which minutes of ``agg_1m`` the writer's own aggregates missed, and the statements that compute them.
 
-The continuous query (``storage.retention``) runs at every minute boundary T and computes [T - resample_for, T),
-so the minute [s, s + every) is computed for the last time at s + resample_for. A reading of that minute that
-InfluxDB acknowledged after then is in ``raw`` but not in its aggregate. The writer knows both times, the
-reading's ``ts`` and when its batch was acknowledged, so it asks here, batch by batch:
+The writer aggregates each minute in memory and closes it ``close_ms`` after its start (``storage.aggregate``): a
+reading of that minute that InfluxDB acknowledged after then is in ``raw`` but not in its aggregate. The writer knows
+both times, the reading's ``ts`` and when its batch was acknowledged, so it asks here, batch by batch:
 
 - ``BatchMinutes`` collects the (minute, device) pairs of one batch as its readings are added;
-- ``LateMinutes.note`` keeps those whose minute's last run was due before the batch was acknowledged (less a
-  ``margin``, for the two clocks and a run still in progress). Minutes older than the raw retention are left
-  out: InfluxDB refused those points;
+- ``LateMinutes.note`` keeps those whose minute was closed before the batch was acknowledged. Minutes older than
+  the raw retention are left out: InfluxDB refused those points. ``LateMinutes.add_all`` takes whole minutes (every
+  device): those a writer that had a partition before may have left open, and those whose aggregates InfluxDB did
+  not take;
 - ``LateMinutes.take`` gives the next ``Backfill``: the oldest late minutes coalesced into one range of at most
   ``max_minutes``, filtered on the devices that were late in it, or on none (the whole range, every device) when
   more than ``max_devices`` were (an InfluxDB or writer outage);
-- ``Backfill.statement`` is the continuous query's own ``SELECT ... INTO`` with that range and filter. Running it
-  again writes the same points again: a backfill is idempotent, and one put back after a failure (``put_back``)
-  can simply run later.
+- ``Backfill.statement`` is ``storage.retention.aggregation`` (the aggregates from ``raw``) with that range and
+  filter. Running it again writes the same points again: a backfill is idempotent, and one put back after a failure
+  (``put_back``) can simply run later.
 
 Bounds: the pending minutes are kept per minute with at most ``max_devices`` device ids each (beyond that, "every
 device"), and at most ``max_pending`` minutes (the oldest beyond are dropped and reported by ``note``). Nothing here
@@ -27,12 +27,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from storage.aggregate import CLOSE_MS
 from storage.query import literal
-from storage.retention import AGG_EVERY, RAW_DAYS, RESAMPLE_FOR, aggregation, duration_s, ident
+from storage.retention import AGG_EVERY, AGG_EVERY_S, RAW_DAYS, aggregation, ident
 
-#: A minute acknowledged less than this before its last continuous-query run is counted late all the same: the
-#: writer's and InfluxDB's clocks may differ a little, and a run reads what was written before it started.
-MARGIN_MS: Final = 5_000
 MAX_MINUTES: Final = 60
 MAX_DEVICES: Final = 50
 MAX_PENDING: Final = 50_000
@@ -49,7 +47,7 @@ class Backfill:
     minutes: tuple[int, ...]
 
     def statement(self, db: str, every: str = AGG_EVERY) -> str:
-        """The continuous query's ``SELECT ... INTO`` over this range: identifiers through ``ident``, device ids
+        """The aggregation's ``SELECT ... INTO`` over this range: identifiers through ``ident``, device ids
         through ``literal``, times as integers."""
         where = f"WHERE time >= {int(self.start_ms)}ms AND time < {int(self.end_ms)}ms"
         if self.devices is not None:
@@ -76,30 +74,30 @@ class BatchMinutes:
 
 
 class LateMinutes:
-    """The late minutes not yet backfilled, coalesced (module docstring). ``every`` and ``resample_for`` are those
-    of the continuous query (``storage.retention``); ``raw_days`` the raw retention."""
+    """The late minutes not yet backfilled, coalesced (module docstring). ``close_ms``: when the writer closes a
+    minute, after its start (``storage.aggregate``); ``raw_days``: the raw retention."""
 
     def __init__(
         self,
         *,
-        every: str = AGG_EVERY,
-        resample_for: str = RESAMPLE_FOR,
+        every_ms: int = AGG_EVERY_S * 1000,
+        close_ms: int = CLOSE_MS,
         raw_days: int = RAW_DAYS,
-        margin_ms: int = MARGIN_MS,
         max_minutes: int = MAX_MINUTES,
         max_devices: int = MAX_DEVICES,
         max_pending: int = MAX_PENDING,
     ) -> None:
-        every_s, for_s = duration_s(every), duration_s(resample_for)
-        if for_s < every_s or for_s % every_s:
-            raise ValueError(f"resample_for {resample_for!r} must be a whole multiple of every {every!r}")
-        if min(max_minutes, max_devices, max_pending) < 1 or margin_ms < 0:
-            raise ValueError("max_minutes, max_devices and max_pending must be at least 1, margin_ms not negative")
-        self.every_ms = every_s * 1000
-        self._due_ms = for_s * 1000 - margin_ms  # after a minute's start, when its last run may have begun
+        if every_ms <= 0 or close_ms < every_ms:
+            raise ValueError(f"every_ms ({every_ms}) must be positive and close_ms ({close_ms}) at least every_ms")
+        if min(max_minutes, max_devices, max_pending) < 1:
+            raise ValueError("max_minutes, max_devices and max_pending must be at least 1")
+        self.every_ms = every_ms
+        self._due_ms = close_ms  # after a minute's start, when the writer closed it
         self._raw_ms = raw_days * 86_400_000
         self._max_minutes, self._max_devices, self._max_pending = max_minutes, max_devices, max_pending
         self._pending: dict[int, set[str] | None] = {}  # minute start -> late devices (None: every device)
+        #: (minute, device) pairs noted late so far, for the metrics
+        self.late_device_minutes = 0
 
     @property
     def pending(self) -> int:
@@ -110,7 +108,7 @@ class LateMinutes:
         return BatchMinutes(self.every_ms)
 
     def late(self, ts_ms: int, written_ms: int) -> bool:
-        """Whether a reading stamped ``ts_ms`` and acknowledged at ``written_ms`` missed the continuous query."""
+        """Whether a reading stamped ``ts_ms`` and acknowledged at ``written_ms`` missed its minute's aggregate."""
         return written_ms >= ts_ms - ts_ms % self.every_ms + self._due_ms
 
     def note(self, batch: BatchMinutes, written_ms: int) -> int:
@@ -119,17 +117,17 @@ class LateMinutes:
         oldest = written_ms - self._raw_ms - self.every_ms  # a minute partly within the retention counts
         for minute, devices in batch.minutes.items():
             if oldest < minute <= written_ms - self._due_ms:
+                self.late_device_minutes += len(devices)
                 self._add(minute, devices)
         return self._trim()
 
-    def note_outage(self, failed_ms: int, back_ms: int) -> int:
-        """InfluxDB failed at ``failed_ms`` and took writes again at ``back_ms``. It may have restarted meanwhile:
-        it then forgets which runs of the continuous query it made, and its first run computes one minute only.
-        Every device's minutes whose runs may be lost, from ``failed_ms - resample_for - every`` to ``back_ms``,
-        are pending. Returns the minutes dropped, as ``note``."""
-        start = failed_ms - self._due_ms - self.every_ms
-        for minute in range(start - start % self.every_ms, back_ms, self.every_ms):
-            self._add(minute, None)
+    def add_all(self, minutes: Iterable[int], now_ms: int) -> int:
+        """Every device's ``minutes`` (starts) are pending, those within the raw retention at ``now_ms``. Returns
+        the minutes dropped, as ``note``."""
+        oldest = now_ms - self._raw_ms - self.every_ms
+        for minute in minutes:
+            if minute > oldest:
+                self._add(minute, None)
         return self._trim()
 
     def take(self) -> Backfill | None:

@@ -1,12 +1,19 @@
-"""The writer's backfills (InfluxDB 1.x): the minutes of ``agg_1m`` that late readings missed, aggregated again.
+"""The writer's side task (InfluxDB 1.x): the closed minutes' aggregates into ``agg_1m``, and the backfills.
 
-The writer tells it two things: a batch was acknowledged (with the minutes and devices it held readings of), and a
-write failed because InfluxDB did not answer. Which minutes that makes late, and the statements, are
-``storage.backfill``'s; this runs them, one statement at a time, in a task of its own and on a connection of its
-own (with a longer timeout than a write's), so a backfill never holds up a batch. A statement InfluxDB does not
-take now is put back and run after a backoff; one it refuses (a missing retention policy, no rights) is logged and
-dropped. Pending minutes are held in memory only: a writer stopped before it ran them leaves them to the one-off
-query in docs/storage.md. ``smartcity_writer_backfilled_minutes_total`` counts the minutes aggregated again.
+The writer hands over two things: the points of the minutes it closed (``storage.aggregate``), and, after each
+acknowledged batch, the minutes and devices it held readings of. Which minutes that makes late, and the statements
+that compute them from ``raw``, are ``storage.backfill``'s. This writes and runs them one at a time, aggregates
+first, in a task of its own and on a connection of its own (with a longer timeout than a write's), so neither ever
+holds up a batch.
+
+- Aggregates InfluxDB does not take (down, or refused) are not retried as they are: their minutes become every
+  device's backfill, computed from ``raw`` once InfluxDB is back (``raw`` is the truth; it holds every reading the
+  writer acknowledged).
+- A statement InfluxDB does not take now is put back and run after a backoff; one it refuses (a missing retention
+  policy, no rights) is logged and dropped.
+- Pending minutes are held in memory only: a writer stopped before it ran them leaves them to the one-off query in
+  docs/storage.md. ``smartcity_writer_aggregate_points_total`` counts the points written,
+  ``smartcity_writer_backfilled_minutes_total`` the minutes aggregated again.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ import asyncio
 import contextlib
 import logging
 import time
-
-from prometheus_client import Counter
+from collections import deque
 
 from core.backoff import Backoff, pause, retry_after
 from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter
+from storage.aggregate import Closed
 from storage.backfill import BatchMinutes, LateMinutes
-from storage.retention import run_statement
+from storage.metrics import WriterMetrics
+from storage.retention import AGG_RP, run_statement
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +39,12 @@ _MAX_BACKOFF_S = 60.0
 
 
 class Backfiller:
-    def __init__(self, conn: InfluxConnection, late: LateMinutes, backfilled: Counter) -> None:
+    def __init__(self, conn: InfluxConnection, late: LateMinutes, metrics: WriterMetrics) -> None:
         self._db = conn.influx_db
-        self._influx = LineWriter(conn.model_copy(update={"influx_timeout_s": TIMEOUT_S}))
+        self._influx = LineWriter(conn.model_copy(update={"influx_timeout_s": TIMEOUT_S, "influx_rp": AGG_RP}))
         self._late = late
-        self._backfilled = backfilled
-        self._failed_at_ms: int | None = None
+        self._metrics = metrics
+        self._closed: deque[Closed] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
@@ -55,53 +63,79 @@ class Backfiller:
                 await self._task
         await self._influx.close()
 
-    def failed(self) -> None:
-        """A write failed with ``InfluxUnavailable``: runs of the continuous query may be lost from now on."""
-        if self._failed_at_ms is None:
-            self._failed_at_ms = _now_ms()
+    def closed(self, closed: Closed) -> None:
+        """Minutes the writer closed: their points are written, and the minutes to recompute are pending."""
+        self._dropped(self._late.add_all(closed.backfill, _now_ms()))
+        if closed.lines:
+            self._closed.append(closed)
+        self._kick()
 
     def written(self, minutes: BatchMinutes | None) -> None:
-        """A batch was acknowledged: its late minutes, and after a failure those of every device since then
-        (``LateMinutes.note_outage``), are backfilled."""
-        now_ms, dropped = _now_ms(), 0
-        if self._failed_at_ms is not None:
-            dropped += self._late.note_outage(self._failed_at_ms, now_ms)
-            self._failed_at_ms = None
+        """A batch was acknowledged: its late minutes are backfilled."""
         if minutes is not None:
-            dropped += self._late.note(minutes, now_ms)
+            before = self._late.late_device_minutes
+            self._dropped(self._late.note(minutes, _now_ms()))
+            self._metrics.late_device_minutes.inc(self._late.late_device_minutes - before)
+        self._kick()
+
+    def _dropped(self, dropped: int) -> None:
         if dropped:
             logger.warning(
                 "writer: %d late minutes dropped unaggregated (too many pending): see docs/storage.md", dropped
             )
-        if self._late.pending and (self._task is None or self._task.done()) and not self._closing.is_set():
+
+    def _kick(self) -> None:
+        idle = self._task is None or self._task.done()
+        if (self._closed or self._late.pending) and idle and not self._closing.is_set():
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        late, backoff = self._late, Backoff(1.0, _MAX_BACKOFF_S)
-        while (todo := late.take()) is not None:
-            started = time.monotonic()
-            try:
-                await run_statement(self._influx, todo.statement(self._db))
-            except InfluxUnavailable as exc:
-                late.put_back(todo)
-                wait = backoff.next(retry_after(exc))
-                logger.warning(
-                    "writer: backfill of %d minutes not run (%s); again in %.1f s", len(todo.minutes), exc, wait
-                )
-                if await pause(wait, self._closing):
-                    return
+        backoff = Backoff(1.0, _MAX_BACKOFF_S)
+        while self._closed or self._late.pending:
+            if self._closed:
+                await self._write(self._closed.popleft())
                 continue
-            except InfluxRefused as exc:
-                logger.error("writer: backfill of %d minutes refused, not retried: %s", len(todo.minutes), exc)
-                continue
-            backoff.reset()
-            self._backfilled.inc(len(todo.minutes))
-            logger.info(
-                "writer: %d late minutes aggregated again (devices: %s) in %.2f s",
-                len(todo.minutes),
-                "all" if todo.devices is None else len(todo.devices),
-                time.monotonic() - started,
+            if not await self._backfill(backoff):
+                return
+
+    async def _write(self, closed: Closed) -> None:
+        try:
+            await self._influx.write(closed.lines)
+        except (InfluxUnavailable, InfluxRefused) as exc:
+            logger.warning(
+                "writer: aggregates of %d minutes not written (%s); they are computed from raw later",
+                len(closed.minutes),
+                exc,
             )
+            self._dropped(self._late.add_all(closed.minutes, _now_ms()))
+            return
+        self._metrics.aggregate_points.inc(len(closed.lines))
+
+    async def _backfill(self, backoff: Backoff) -> bool:
+        """Run the next backfill; False when told to stop while waiting to retry."""
+        todo = self._late.take()
+        if todo is None:
+            return True
+        started = time.monotonic()
+        try:
+            await run_statement(self._influx, todo.statement(self._db))
+        except InfluxUnavailable as exc:
+            self._late.put_back(todo)
+            wait = backoff.next(retry_after(exc))
+            logger.warning("writer: backfill of %d minutes not run (%s); again in %.1f s", len(todo.minutes), exc, wait)
+            return not await pause(wait, self._closing)
+        except InfluxRefused as exc:
+            logger.error("writer: backfill of %d minutes refused, not retried: %s", len(todo.minutes), exc)
+            return True
+        backoff.reset()
+        self._metrics.backfilled_minutes.inc(len(todo.minutes))
+        logger.info(
+            "writer: %d minutes aggregated again from raw (devices: %s) in %.2f s",
+            len(todo.minutes),
+            "all" if todo.devices is None else len(todo.devices),
+            time.monotonic() - started,
+        )
+        return True
 
 
 def _now_ms() -> int:

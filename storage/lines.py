@@ -44,6 +44,8 @@ UNKNOWN_KIND: Final = "unregistered"  # a reading of a device the registry no lo
 MEASUREMENTS: Final = (*[k.value for k in DeviceKind], HEALTH_MEASUREMENT, UNKNOWN_KIND)
 
 _Point: Any = Point  # influxdb-client is unannotated
+#: Where ``LineBuilder.lines`` hands each point: (series, fields, ts in ms).
+Fold = Callable[[str, dict[str, float | bool], int], None]
 
 
 def series(measurement: str, device_id: str, site_id: str, kind: str, drill: bool) -> str:
@@ -56,11 +58,14 @@ def series(measurement: str, device_id: str, site_id: str, kind: str, drill: boo
     return line[: line.rindex(" _=")]
 
 
-def _field(name: str, value: float | bool) -> str | None:
+def _finite(value: float | bool) -> bool:
+    """Booleans, and numbers InfluxDB takes (the gateway refuses NaN and infinities: never a line it would reject)."""
+    return isinstance(value, bool) or math.isfinite(value)
+
+
+def _field(name: str, value: float | bool) -> str:
     if isinstance(value, bool):
         return f"{name}={'true' if value else 'false'}"
-    if not math.isfinite(value):
-        return None  # the gateway refuses these; never a line InfluxDB would reject
     return f"{name}={float(value)!r}"
 
 
@@ -86,7 +91,9 @@ class LineBuilder:
             self._cache.pop((device_id, drill), None)
             self._health.pop((device_id, drill), None)
 
-    def lines(self, reading: ReadingDict) -> list[str]:
+    def lines(self, reading: ReadingDict, fold: Fold | None = None) -> list[str]:
+        """The reading's lines; each point is also given to ``fold`` (series, its fields, ``ts``) when there is
+        one (the writer's minute aggregates, ``storage.aggregate``)."""
         key = (reading["device_id"], bool(reading.get("drill", False)))
         prefixes = self._cache.get(key)
         if prefixes is None:
@@ -94,15 +101,19 @@ class LineBuilder:
         hazard, health = prefixes
         ts = reading["ts"]
         values = reading["values"]
-        main = [f for name, v in values.items() if name not in HEALTH_METRICS and (f := _field(name, v))]
+        main = {name: v for name, v in values.items() if name not in HEALTH_METRICS and _finite(v)}
         out = []
         if main:
-            out.append(f"{hazard} {','.join(main)} {ts}")
+            out.append(f"{hazard} {','.join(_field(name, v) for name, v in main.items())} {ts}")
+            if fold is not None:
+                fold(hazard, main, ts)
         side = {name: v for name, v in values.items() if name in HEALTH_METRICS}
         if side and self._health_due(key, side, ts):
-            fields = [f for name, v in side.items() if (f := _field(name, v))]
-            if fields:
-                out.append(f"{health} {','.join(fields)} {ts}")
+            kept = {name: v for name, v in side.items() if _finite(v)}
+            if kept:
+                out.append(f"{health} {','.join(_field(name, v) for name, v in kept.items())} {ts}")
+                if fold is not None:
+                    fold(health, kept, ts)
         return out
 
     def _health_due(self, key: tuple[str, bool], values: dict[str, float | bool], ts: int) -> bool:

@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``). Reads the device registry first: a reading's measurement is its
-    device's kind. On InfluxDB 1.x it sets up retention and downsampling at start (``storage.retention``) and
-    aggregates the minutes late readings missed (``storage.backfiller``).
+    device's kind. On InfluxDB 1.x it sets up retention at start (``storage.retention``), and writes the one-minute
+    aggregates as it writes the readings (``storage.aggregate``, ``storage.backfiller``).
     """
     if stop is None:
         stop = asyncio.Event()
@@ -50,7 +50,7 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
             max_minutes=settings.writer_backfill_max_minutes,
             max_devices=settings.writer_backfill_max_devices,
         )
-        backfill = Backfiller(settings, late, metrics.backfilled_minutes)
+        backfill = Backfiller(settings, late, metrics)
         await backfill.start()
     writer = InfluxWriter(settings, lines, influx, metrics, directory, backfill)
     runner = None
@@ -73,7 +73,7 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
 
 
 async def _retention(settings: WriterSettings) -> None:
-    """Retention policies and continuous queries; InfluxDB being down only delays them to the next start."""
+    """Retention policies; InfluxDB being down only delays them to the next start."""
     from storage.retention import ensure_retention
 
     try:

@@ -20,6 +20,8 @@ class WriterMetrics:
     batch_seconds: Histogram
     influx_up: Gauge
     backfilled_minutes: Counter
+    aggregate_points: Counter
+    late_device_minutes: Counter
     consumer: ConsumerMetrics
 
     @classmethod
@@ -53,8 +55,19 @@ class WriterMetrics:
             ),
             backfilled_minutes=Counter(
                 f"{ns}_backfilled_minutes",
-                "Late minutes of agg_1m the writer aggregated again (readings written after the continuous query's "
-                "last run over their minute)",
+                "Minutes of agg_1m the writer aggregated again from raw (readings written after it closed their "
+                "minute, minutes a previous writer left open, aggregates InfluxDB did not take)",
+                registry=prometheus,
+            ),
+            aggregate_points=Counter(
+                f"{ns}_aggregate_points",
+                "One-minute aggregate points the writer computed as it wrote and InfluxDB took (agg_1m)",
+                registry=prometheus,
+            ),
+            late_device_minutes=Counter(
+                f"{ns}_late_device_minutes",
+                "(minute, device) pairs with readings acknowledged after the writer closed their minute (each one "
+                "aggregated again from raw)",
                 registry=prometheus,
             ),
             consumer=ConsumerMetrics.create(ns, prometheus),

@@ -1,32 +1,29 @@
-"""Retention and downsampling of readings: raw points for ``raw_days``, 1-minute aggregates for ``agg_days``.
+"""Retention of readings: raw points for ``raw_days``, 1-minute aggregates for ``agg_days``.
 
 On InfluxDB 1.x (``influx_api="v1"``) ``ensure_retention`` sets everything up and is meant to run at every writer
 start. It guarantees, in the connection's database:
 
 - retention policy ``raw`` (``RAW_RP``): ``raw_days`` long and the database's DEFAULT, so readings written without an
   ``rp`` land there too. The writer writes with ``influx_rp="raw"``;
-- retention policy ``agg_1m`` (``AGG_RP``): ``agg_days`` long;
-- one continuous query ``agg_1m`` (``CQ_NAME``) that writes ``mean``, ``min`` and ``max`` of every field of the
-  readings measurements (``lines.MEASUREMENTS``) per ``every`` into ``agg_1m``, keeping every tag::
+- retention policy ``agg_1m`` (``AGG_RP``): ``agg_days`` long. The writer fills it as it writes: it aggregates each
+  minute in memory and writes the minute's points once it is closed (``storage.aggregate``), and it recomputes from
+  ``raw`` what memory missed with ``aggregation`` (``storage.backfill``);
+- no continuous query. Earlier versions had one (``agg_1m``, ``RESAMPLE EVERY 1m FOR 2m``) that re-read two minutes
+  of every series every minute: over 10,000 devices a third of a core in bursts, over 60,000 more than half
+  (docs/benchmarks.md). It is dropped when found.
 
-      CREATE CONTINUOUS QUERY "agg_1m" ON "<db>" RESAMPLE EVERY 1m FOR 2m BEGIN
-        SELECT mean(*), min(*), max(*) INTO "<db>"."agg_1m".:MEASUREMENT
-        FROM "<db>"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/
-        GROUP BY time(1m), *
-      END
+``aggregation`` is the ``SELECT ... INTO`` that computes the aggregates from ``raw``::
 
-  Fields come out as ``mean_<metric>``, ``min_<metric>``, ``max_<metric>``; booleans (``smoke``, ``flame``) get
-  ``min_``/``max_`` only (InfluxDB has no mean of booleans). The measurements are named, not ``/.*/``, so other
-  measurements of the database (``alert_events``) are never aggregated.
-  Each run (``every``, a minute) computes the last ``resample_for`` (``RESAMPLE_FOR``, two minutes): a minute is
-  computed twice, at its end and a minute later, so readings that reach InfluxDB up to a minute after the end of
-  their minute (writer batching, Kafka lag) are in its aggregate. InfluxDB reads twice what is written. Later
-  arrivals (an outage, a device that buffered for hours) are aggregated by the writer, which knows when it wrote a
-  reading of which minute (``storage.backfill``), not by a wider window that every run would read again.
+    SELECT mean(*), min(*), max(*) INTO "<db>"."agg_1m".:MEASUREMENT
+    FROM "<db>"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/ WHERE <range> GROUP BY time(1m), *
+
+Fields come out as ``mean_<metric>``, ``min_<metric>``, ``max_<metric>``; booleans (``smoke``, ``flame``) get
+``min_``/``max_`` only (InfluxDB has no mean of booleans). The measurements are named, not ``/.*/``, so other
+measurements of the database (``alert_events``) are never aggregated. The writer's own aggregates have the same
+fields, tags and timestamps.
 
 Idempotent: policies are created when missing and ALTERed when their duration (or raw's DEFAULT flag) differs from
-the arguments; a continuous query cannot be altered in InfluxDB 1.x, so one whose text changed is dropped and
-created again. Shrinking a duration deletes data older than the new one: that is what the operator asked for, and it
+the arguments. Shrinking a duration deletes data older than the new one: that is what the operator asked for, and it
 is logged as a warning.
 
 On InfluxDB 2.x/3.x (``influx_api="v2"``) buckets and downsampling tasks need an operator's all-access token, which
@@ -49,12 +46,11 @@ logger = logging.getLogger(__name__)
 
 RAW_RP: Final = "raw"
 AGG_RP: Final = "agg_1m"
-CQ_NAME: Final = "agg_1m"
+CQ_NAME: Final = "agg_1m"  # the continuous query of earlier versions, dropped when found
 RAW_DAYS: Final = 90
 AGG_DAYS: Final = 1095
 AGG_EVERY: Final = "1m"  # the interval of AGG_RP's points
-AGG_EVERY_S: Final = 60  # the same in seconds; the readings query relies on it
-RESAMPLE_FOR: Final = "2m"  # each run of the continuous query computes this much: every minute twice
+AGG_EVERY_S: Final = 60  # the same in seconds; the readings query and the writer's aggregates rely on it
 _DURATION_RE: Final = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GO_DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -85,8 +81,8 @@ def _go_duration_s(text: str) -> float:
 
 def aggregation(db: str, every: str = AGG_EVERY, where: str = "") -> str:
     """The ``SELECT ... INTO`` that writes ``raw``'s mean, min and max per ``every`` into ``agg_1m``, keeping every
-    tag: the body of the continuous query and, with a ``where`` clause (checked by the caller), of a backfill.
-    Re-running it over the same range writes the same points again: it is idempotent."""
+    tag, with a ``where`` clause (checked by the caller): a backfill. Re-running it over the same range writes the
+    same points again: it is idempotent."""
     duration_s(every)
     names = "|".join(re.escape(m) for m in MEASUREMENTS)
     # Identifiers go through ident(), durations through duration_s(): nothing reaches the text unchecked.
@@ -96,31 +92,9 @@ def aggregation(db: str, every: str = AGG_EVERY, where: str = "") -> str:
     )
 
 
-def cq_statement(db: str, every: str = AGG_EVERY, resample_for: str = RESAMPLE_FOR) -> str:
-    """The ``CREATE CONTINUOUS QUERY`` that downsamples ``raw`` into ``agg_1m`` (module docstring): it runs every
-    ``every`` and computes the last ``resample_for``, a whole number of ``every`` (so each minute is computed at
-    known times, which ``storage.backfill`` relies on)."""
-    if duration_s(resample_for) < duration_s(every) or duration_s(resample_for) % duration_s(every):
-        raise ValueError(f"resample_for {resample_for!r} must be a whole multiple of every {every!r}")
-    return (
-        f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {ident(db)} RESAMPLE EVERY {every} FOR {resample_for} BEGIN "
-        f"{aggregation(db, every)} END"
-    )
-
-
-async def ensure_retention(
-    conn: InfluxConnection,
-    *,
-    raw_days: int = RAW_DAYS,
-    agg_days: int = AGG_DAYS,
-    every: str = AGG_EVERY,
-    resample_for: str = RESAMPLE_FOR,
-) -> None:
-    """Create or adjust the database, ``raw``, ``agg_1m`` and the continuous query (module docstring).
-
-    ``every`` is the aggregation interval of the continuous query; the readings query (``storage.query``) assumes
-    the default ``1m`` when it reads ``agg_1m``. ``ValueError`` for arguments that cannot work.
-    """
+async def ensure_retention(conn: InfluxConnection, *, raw_days: int = RAW_DAYS, agg_days: int = AGG_DAYS) -> None:
+    """Create or adjust the database, ``raw`` and ``agg_1m``, and drop an earlier version's continuous query
+    (module docstring). ``ValueError`` for arguments that cannot work."""
     if conn.influx_api != "v1":
         logger.info(
             "InfluxDB %s: retention (buckets) and downsampling (tasks) are set up by the operator, see "
@@ -130,7 +104,6 @@ async def ensure_retention(
         return
     if raw_days < 1 or agg_days < 1:
         raise ValueError(f"raw_days ({raw_days}) and agg_days ({agg_days}) must be at least 1")
-    create_cq = cq_statement(conn.influx_db, every, resample_for)
     db = ident(conn.influx_db)
     async with LineWriter(conn) as writer:
         await writer.ensure_database()
@@ -162,22 +135,35 @@ async def ensure_retention(
                         days,
                         default,
                     )
-        error = await run_statement(writer, create_cq, allow_error=True)
-        if error is not None:
-            if "already exists" not in error:
-                raise InfluxRefused(f"InfluxDB ({conn.influx_target}): {error}: {create_cq}", status=200)
+        if await _has_continuous_query(writer, conn.influx_db):
             await run_statement(writer, f"DROP CONTINUOUS QUERY {ident(CQ_NAME)} ON {db}")
-            await run_statement(writer, create_cq)
-            logger.info("InfluxDB %s: continuous query %r replaced", conn.influx_target, CQ_NAME)
+            logger.info(
+                "InfluxDB %s: continuous query %r dropped (the writer aggregates as it writes)",
+                conn.influx_target,
+                CQ_NAME,
+            )
     logger.info(
-        "InfluxDB %s: retention ready: %r %d days (default), %r %d days, %s aggregates",
+        "InfluxDB %s: retention ready: %r %d days (default), %r %d days",
         conn.influx_target,
         RAW_RP,
         raw_days,
         AGG_RP,
         agg_days,
-        every,
     )
+
+
+async def _has_continuous_query(writer: LineWriter, db: str) -> bool:
+    """Whether ``db`` has the continuous query of earlier versions (``SHOW CONTINUOUS QUERIES`` lists every
+    database's, one series per database)."""
+    result = await _result(writer, "SHOW CONTINUOUS QUERIES")
+    for series in result.get("series", []):
+        if series.get("name") == db:
+            names = [
+                dict(zip(series["columns"], values, strict=True)).get("name") for values in series.get("values", [])
+            ]
+            if CQ_NAME in names:
+                return True
+    return False
 
 
 async def _result(writer: LineWriter, statement: str) -> dict[str, Any]:

@@ -21,7 +21,9 @@ class WriterSettings(KafkaConnection, InfluxConnection):
     writer_raw_days: int = Field(90, ge=1, description="raw readings kept this long (1.x retention policy)")
     writer_agg_days: int = Field(1095, ge=1, description="1-minute aggregates kept this long")
     writer_backfill: bool = Field(
-        True, description="InfluxDB 1.x, with writer_retention: aggregate the minutes late readings missed"
+        True,
+        description="InfluxDB 1.x, with writer_retention: write the one-minute aggregates (agg_1m) as readings are "
+        "written, and aggregate again from raw what they missed",
     )
     writer_backfill_max_minutes: int = Field(60, ge=1, le=1440, description="minutes per backfill statement at most")
     writer_backfill_max_devices: int = Field(

@@ -23,9 +23,12 @@ records, turns them into lines (``storage.lines``), and writes a batch when it h
   refused-readings topic with InfluxDB's reason (``storage_refused``), the rest are written.
 - A configuration problem (401/403, database missing and not creatable) is retried with backoff and logged
   loudly: the data waits in Kafka rather than being dropped.
-- **Late readings are aggregated** (InfluxDB 1.x, with a ``backfill``): after each batch InfluxDB took, the
-  minutes it holds readings of that the continuous query has already computed for the last time, and after an
-  InfluxDB failure the minutes whose runs it may have lost, are aggregated again (``storage.backfiller``).
+- **One-minute aggregates as it writes** (InfluxDB 1.x, with ``aggregates`` and a ``backfill``): every point
+  written to ``raw`` is folded into its minute (``storage.aggregate``), and each minute's points go to ``agg_1m`` once
+  it is closed, 30 s after it ends, so no continuous query re-reads ``raw``. What memory cannot give is recomputed
+  from ``raw`` (``storage.backfiller``): the minutes of late readings (acknowledged after their minute closed), for
+  their devices, and for every device the minutes a partition's previous writer left open and those whose
+  aggregates InfluxDB did not take.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -53,9 +57,10 @@ from core.kafka.producer import FlushProducer, Record
 from core.kafka.reading import read_to_end
 from devices.directory import RecordDirectory
 from rules.dedup import SeqWindow, is_repeat
+from storage.aggregate import MinuteAggregates
 from storage.backfill import BatchMinutes
 from storage.backfiller import Backfiller
-from storage.lines import LineBuilder
+from storage.lines import Fold, LineBuilder
 from storage.metrics import WriterMetrics
 from storage.settings import WriterSettings
 
@@ -88,9 +93,11 @@ class InfluxWriter:
         backfill: Backfiller | None = None,
     ) -> None:
         """``directory``: where ``lines`` looks devices up, asked to catch up before a device it does not know.
-        ``backfill``: told of each batch written and each failure, on InfluxDB 1.x with the continuous query."""
+        ``backfill`` (InfluxDB 1.x): writes the minutes the writer aggregates and closes, and backfills what they
+        missed (module docstring)."""
         self.settings = settings
         self._backfill = backfill
+        self._aggregates = MinuteAggregates() if backfill is not None else None
         self._directory = directory
         self.lines = lines
         self.influx = influx
@@ -125,6 +132,8 @@ class InfluxWriter:
         """A new group consumer. It reads again from the committed offsets, and a batch marked in the repeat window
         may not have been written: the window is forgotten here, and read back as partitions are assigned."""
         self._seqs.clear()
+        for tp in self._owned:
+            self._revoke(tp)
         self._owned = set()
         s = self.settings
         consumer = AIOKafkaConsumer(
@@ -143,8 +152,29 @@ class InfluxWriter:
 
     async def seed(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Read the recent records of partitions new to this writer into the repeat window (module docstring): the
-        last ``SEED_RECORDS`` records below each one's committed offset, read for at most ``SEED_TIMEOUT_S``."""
-        new, self._owned = assigned - self._owned, set(assigned)
+        last ``SEED_RECORDS`` records below each one's committed offset, read for at most ``SEED_TIMEOUT_S``. They
+        tell the aggregates when the partition's previous writer last wrote (their Kafka timestamps) and the latest
+        minute it wrote readings of (their ``ts``)."""
+        new, gone, self._owned = assigned - self._owned, self._owned - assigned, set(assigned)
+        for tp in gone:
+            self._revoke(tp)
+        last: dict[TopicPartition, tuple[int, int]] = {}  # (Kafka timestamp, reading ts) of the latest seen
+        try:
+            await self._seed(consumer, new, last)
+        finally:
+            if self._aggregates is not None:
+                now_ms = int(time.time() * 1000)
+                for tp in new:
+                    since, latest = last.get(tp, (None, None))
+                    self._aggregates.assign(tp, now_ms, since, latest)
+
+    def _revoke(self, tp: TopicPartition) -> None:
+        if self._aggregates is not None:
+            self._aggregates.revoke(tp)
+
+    async def _seed(
+        self, consumer: AIOKafkaConsumer, new: set[TopicPartition], last: dict[TopicPartition, tuple[int, int]]
+    ) -> None:
         ends = {tp: end for tp in new if (end := await consumer.committed(tp))}
         if not ends:
             return
@@ -153,7 +183,11 @@ class InfluxWriter:
 
         def mark(record: Any) -> None:
             nonlocal seeded
-            seeded += self._mark(record.value)
+            count, latest = self._mark(record.value)
+            seeded += count
+            tp = TopicPartition(record.topic, record.partition)
+            before = last.get(tp, (0, 0))
+            last[tp] = (max(before[0], record.timestamp), max(before[1], latest))
 
         pending = await read_to_end(
             self.settings.kafka_bootstrap,
@@ -174,15 +208,17 @@ class InfluxWriter:
             time.monotonic() - started,
         )
 
-    def _mark(self, raw: bytes | None) -> int:
+    def _mark(self, raw: bytes | None) -> tuple[int, int]:
+        """Into the repeat window; (readings, the latest ``ts`` among them)."""
         try:
             readings = decode_batch(raw or b"")
         except ValueError:
-            return 0
-        seqs = self._seqs
+            return 0, 0
+        seqs, latest = self._seqs, 0
         for reading in readings:
             is_repeat(seqs, reading)
-        return len(readings)
+            latest = max(latest, reading["ts"])
+        return len(readings), latest
 
     async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """Fill the next batch while the previous one is being written (one write in flight), then commit the
@@ -191,6 +227,7 @@ class InfluxWriter:
         while not stop.is_set():
             minutes = self._backfill.batch() if self._backfill is not None else None
             batch, offsets, readings = await self._fill(consumer, stop, minutes)
+            self._close_minutes()
             if flight is not None:
                 if not await self._land(consumer, flight, stop):
                     return  # stopping: that batch stays uncommitted and is read again after the restart
@@ -201,6 +238,13 @@ class InfluxWriter:
                 await consumer.commit(offsets)  # records that held no reading (unreadable ones, logged)
         if flight is not None:
             flight.task.cancel()
+
+    def _close_minutes(self) -> None:
+        """Hand the minutes whose close time has come to the backfiller, which writes them (module docstring)."""
+        if self._aggregates is not None and self._backfill is not None:
+            closed = self._aggregates.close(int(time.time() * 1000))
+            if closed.lines or closed.backfill:
+                self._backfill.closed(closed)
 
     async def _fill(
         self, consumer: AIOKafkaConsumer, stop: asyncio.Event, minutes: BatchMinutes | None = None
@@ -222,8 +266,9 @@ class InfluxWriter:
                 records = self._gaps.take(consumer, tp, fetched_records)
                 if not records:
                     continue
+                fold = partial(self._aggregates.fold, tp) if self._aggregates is not None else None
                 for record in records:
-                    readings += await self._add(record.value, record.offset, batch, minutes)
+                    readings += await self._add(record.value, record.offset, batch, minutes, fold)
                 offsets[tp] = records[-1].offset + 1
         return batch, offsets, readings
 
@@ -249,7 +294,14 @@ class InfluxWriter:
         self.metrics.readings.inc(flight.readings)
         return True
 
-    async def _add(self, raw: bytes | None, offset: int, batch: list[str], minutes: BatchMinutes | None = None) -> int:
+    async def _add(
+        self,
+        raw: bytes | None,
+        offset: int,
+        batch: list[str],
+        minutes: BatchMinutes | None = None,
+        fold: Fold | None = None,
+    ) -> int:
         try:
             readings = decode_batch(raw or b"")
         except ValueError as exc:
@@ -265,7 +317,7 @@ class InfluxWriter:
             if is_repeat(seqs, reading):
                 self.metrics.duplicates.inc()
                 continue
-            batch.extend(self.lines.lines(reading))
+            batch.extend(self.lines.lines(reading, fold))
             if minutes is not None:
                 minutes.add(reading["device_id"], reading["ts"])
             written += 1
@@ -283,8 +335,6 @@ class InfluxWriter:
                 self.influx_up = False
                 self.metrics.influx_up.set(0)
                 self.metrics.retries.labels(type(exc).__name__).inc()
-                if self._backfill is not None and isinstance(exc, InfluxUnavailable):
-                    self._backfill.failed()
                 wait = backoff.next(retry_after(exc))
                 logger.warning("writer: %d points not written (%s); again in %.1f s", len(batch), exc, wait)
                 if await pause(wait, stop):

@@ -1,19 +1,22 @@
 """InfluxDB's share (issue 19): influxd 1.6 alone under a steady load of readings, its CPU and memory over time.
 
-- influxd is started by the stack's own launcher, and retention and the continuous query are set up by
-  ``ensure_retention``, as the writer sets them up.
+- influxd is started by the stack's own launcher, and retention is set up by ``ensure_retention``, as the writer
+  sets it up.
 - A fleet of ``devices`` (10,000, four kinds) reports ``rate`` readings/s in all (3,000), stamped now, each with
   its hazard value and its battery and RSSI. The writer's own ``LineBuilder`` makes the lines (one point per
   reading, and a device_health point when a health value moved past its dead band or a minute passed), and
   ``LineWriter`` writes them in batches of ``batch_points`` (5,000), one write at a time, at least once a second.
+  The one-minute aggregates are the writer's too (``storage.aggregate``): folded as the lines are built, written
+  into ``agg_1m`` as each minute closes.
 - Before the measured window, ``prefill_minutes`` (10) of the same readings are written as fast as influxd takes
-  them, so the continuous query reads a full window from its first run, as in a long run.
+  them, so influxd holds what a long run holds (and the legacy continuous query reads a full window from its first
+  run).
 - Every 10 s: influxd's CPU share over the last 10 s (``/proc/<pid>/stat``), its resident memory and the anonymous
   part of it (heap and stacks; the rest is mapped files that the kernel may drop). From influxd's log, each run of
   the continuous query: how long it took and how many points it wrote.
-- ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; the continuous
-  query is ``RESAMPLE EVERY 1m FOR 10m`` (the same as the old ``RESAMPLE FOR 10m``); influxd runs with its defaults
-  (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
+- ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; a continuous
+  query computes the aggregates, ``RESAMPLE EVERY 1m FOR 10m`` (the old ``RESAMPLE FOR 10m``); influxd runs with its
+  defaults (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
 
 The figures are influxd's alone. The load generator runs in this process, on the same machine, so the CPU it uses
 is not available to influxd.
@@ -22,6 +25,7 @@ is not available to influxd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -29,6 +33,7 @@ import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from statistics import fmean
 from typing import Final
@@ -43,8 +48,9 @@ from core.process import free_port
 from harness.builders import device
 from harness.measure import cpu_seconds, memory_mib, quantile
 from smartcity.stack.services import influxdb
-from storage.lines import LineBuilder
-from storage.retention import RAW_RP, RESAMPLE_FOR, ensure_retention
+from storage.aggregate import MinuteAggregates
+from storage.lines import Fold, LineBuilder
+from storage.retention import AGG_RP, CQ_NAME, RAW_RP, aggregation, ensure_retention, ident, run_statement
 
 SAMPLE_S: Final = 10.0
 LEGACY_RESAMPLE_FOR: Final = "10m"
@@ -86,6 +92,7 @@ class Run:
     cq_mean_ms: float = 0.0
     cq_max_ms: float = 0.0
     cq_points_per_run: float = 0.0
+    aggregate_points: int = 0
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -141,20 +148,52 @@ async def _prefill(
     return points
 
 
+class _Aggregates:
+    """The writer's one-minute aggregates (``storage.aggregate``), for one partition, written as minutes close."""
+
+    def __init__(self, conn: InfluxConnection) -> None:
+        self._minutes = MinuteAggregates()
+        self._minutes.assign(0, int(time.time() * 1000))
+        self.fold: Fold = partial(self._minutes.fold, 0)
+        self._writer = LineWriter(conn.model_copy(update={"influx_rp": AGG_RP}))
+        self.points = 0
+
+    async def __aenter__(self) -> _Aggregates:
+        await self._writer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._writer.close()
+
+    async def close_minutes(self) -> None:
+        closed = self._minutes.close(int(time.time() * 1000))
+        if closed.lines:
+            await self._writer.write(closed.lines)
+            self.points += len(closed.lines)
+
+
 async def _steady(
-    writer: LineWriter, builder: LineBuilder, fleet: Fleet, rate: int, seconds: float, batch: int
+    writer: LineWriter,
+    builder: LineBuilder,
+    fleet: Fleet,
+    rate: int,
+    seconds: float,
+    batch: int,
+    aggregates: _Aggregates | None,
 ) -> tuple[int, int, list[float]]:
     """``rate`` readings/s for ``seconds``, stamped now; a write when ``batch`` points are held or a second has
-    passed, one at a time. Returns readings, points and each write's seconds."""
+    passed, one at a time, and the closed minutes' aggregates after it. Returns readings, points and each write's
+    seconds."""
     started = last_write = time.monotonic()
     made = points = 0
     lines: list[str] = []
     writes: list[float] = []
+    fold = aggregates.fold if aggregates is not None else None
     while (elapsed := time.monotonic() - started) < seconds:
         due = int(rate * elapsed)
         now_ms = int(time.time() * 1000)
         for _ in range(due - made):
-            lines.extend(builder.lines(fleet.reading(now_ms)))
+            lines.extend(builder.lines(fleet.reading(now_ms), fold))
         made = due
         if len(lines) >= batch or (lines and time.monotonic() - last_write >= 1.0):
             chunk, lines = lines[:batch], lines[batch:]
@@ -163,6 +202,8 @@ async def _steady(
             last_write = time.monotonic()
             writes.append(last_write - began)
             points += len(chunk)
+            if aggregates is not None:
+                await aggregates.close_minutes()
         else:
             await asyncio.sleep(0.02)
     if lines:
@@ -198,7 +239,10 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
         conn = InfluxConnection(
             influx_url=launch.url, influx_api="v1", influx_rp=RAW_RP, influx_batch_lines=run.batch_points
         )
-        await ensure_retention(conn, resample_for=run.resample_for)
+        await ensure_retention(conn)
+        if legacy:
+            async with LineWriter(conn) as statements:
+                await run_statement(statements, _legacy_continuous_query(conn.influx_db))
         fleet = Fleet(run.devices)
         devices = fleet.lookup()
         builder = LineBuilder(devices.get, health_every_ms=0 if legacy else 60_000)
@@ -214,9 +258,12 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
             started = time.monotonic()
             sampler = asyncio.create_task(_sample(pid, run.samples, started))
             try:
-                readings, points, writes = await _steady(
-                    writer, builder, fleet, run.rate, run.minutes * 60, run.batch_points
-                )
+                async with contextlib.AsyncExitStack() as stack:
+                    aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn))
+                    readings, points, writes = await _steady(
+                        writer, builder, fleet, run.rate, run.minutes * 60, run.batch_points, aggregates
+                    )
+                    run.aggregate_points = aggregates.points if aggregates is not None else 0
             finally:
                 sampler.cancel()
             seconds = time.monotonic() - started
@@ -240,12 +287,20 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
     return run
 
 
+def _legacy_continuous_query(db: str) -> str:
+    """The continuous query of before issue 19 (``RESAMPLE EVERY 1m FOR 10m``)."""
+    return (
+        f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {ident(db)} RESAMPLE EVERY 1m FOR {LEGACY_RESAMPLE_FOR} "
+        f"BEGIN {aggregation(db)} END"
+    )
+
+
 def run(
     minutes: float, rate: int, devices: int, batch_points: int, prefill_minutes: float, legacy: bool, out: Path
 ) -> Run:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     mode = "legacy" if legacy else "bounded"
-    resample_for = LEGACY_RESAMPLE_FOR if legacy else RESAMPLE_FOR
+    resample_for = LEGACY_RESAMPLE_FOR if legacy else "-"
     result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for)
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-influx-") as tmp:
         asyncio.run(_measure(result, Path(tmp), legacy))
@@ -259,7 +314,8 @@ def _print(r: Run) -> None:
     console = Console(width=140)
     title = (
         f"influxd 1.6 alone, {r.mode}: {r.devices:,} devices, {r.rate:,} readings/s for {r.minutes:g} min after "
-        f"{r.prefill_minutes:g} min of history; continuous query RESAMPLE EVERY 1m FOR {r.resample_for}"
+        f"{r.prefill_minutes:g} min of history; "
+        + (f"continuous query RESAMPLE EVERY 1m FOR {r.resample_for}" if r.mode == "legacy" else "writer's aggregates")
     )
     console.print(title)
     samples = Table()
@@ -279,6 +335,7 @@ def _print(r: Run) -> None:
         ("influxd CPU % (mean of samples)", f"{r.cpu_mean_percent}"),
         ("RSS max / end MiB", f"{r.rss_max_mib} / {r.rss_end_mib}"),
         ("anonymous max MiB", f"{r.anon_max_mib}"),
+        ("aggregate points written by the writer", f"{r.aggregate_points:,}"),
         ("continuous query runs", f"{r.cq_runs}"),
         ("run ms mean / max", f"{r.cq_mean_ms} / {r.cq_max_ms}"),
         ("points written per run", f"{r.cq_points_per_run:,.0f}"),

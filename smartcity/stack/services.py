@@ -227,8 +227,9 @@ def influxdb(
     ``INFLUXD_MEMORY``. ``bounded=False`` leaves influxd's defaults (an in-memory series index, a 1 GiB cache per
     shard, compactions on half the cores): the configuration before issue 19, for ``smartcity bench influx
     --legacy``. A data directory written with the in-memory index keeps it for its existing shards; new shards
-    (a new day in ``raw``) use tsi1. ``niceness`` > 0 runs it under ``nice``: on one machine, history yields the
-    CPU to the alert path (its continuous query takes a burst of CPU every minute; docs/benchmarks.md)."""
+    (a new day in ``raw``) use tsi1. The continuous-query service runs only then: the writer computes the
+    aggregates as it writes (``storage.aggregate``). ``niceness`` > 0 runs it under ``nice``: on one machine,
+    history yields the CPU to the alert path (its compactions come in bursts; docs/benchmarks.md)."""
     binary = find_binary("influxd", [binary] if binary else ["influxd", "/usr/bin/influxd"], "influxdb")
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "influxdb.conf"
@@ -255,7 +256,7 @@ bind-address = "{host}:{rpc_port}"
   store-enabled = false
 
 [continuous_queries]
-  enabled = true
+  enabled = {"false" if bounded else "true"}
 """
     )
     nice = ["nice", "-n", str(niceness)] if niceness else []

@@ -1,8 +1,9 @@
-"""Late readings aggregated by the writer, against a real influxd 1.6 (and Tansu for the writer itself).
+"""The writer's one-minute aggregates against a real influxd 1.6 (and Tansu for the writer itself).
 
-The continuous query computes a minute for the last time a minute after it ends (``RESAMPLE EVERY 1m FOR 2m``), so
-readings written five minutes late are in ``raw`` but only the writer's backfill puts them in ``agg_1m``. The
-expected aggregates are computed here from the readings.
+The writer aggregates each minute in memory and writes it into ``agg_1m`` 30 s after it ends; readings written
+after that (five minutes late, say) are in ``raw`` and the writer's backfill computes their minutes again from it.
+A restarted writer recomputes from ``raw`` the minutes it had not written yet. The expected aggregates are computed
+here from the readings.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ pytestmark = pytest.mark.integration
 
 MIN = 60_000
 BACKFILLED = "smartcity_writer_backfilled_minutes_total"
+LATE = "smartcity_writer_late_device_minutes_total"
+AGGREGATED = "smartcity_writer_aggregate_points_total"
 DEVICES = {
     name: device(name, kind, site="S1", interval_s=10)
     for name, kind in (("gas-a", "gas"), ("gas-b", "gas"), ("fire-a", "fire"), ("gas-ok", "gas"))
@@ -92,7 +95,7 @@ def _late_base() -> int:
     return int(time.time() * 1000) // MIN * MIN - 6 * MIN
 
 
-async def test_a_backfill_statement_aggregates_as_the_continuous_query_and_filters_devices(
+async def test_a_backfill_statement_aggregates_every_device_or_those_it_names(
     influx_service: Launch, unique: str
 ) -> None:
     conn = InfluxConnection(influx_url=influx_service.url, influx_api="v1", influx_db=f"b{unique}", influx_rp=RAW_RP)
@@ -203,8 +206,8 @@ async def test_the_writer_backfills_readings_written_late_and_not_on_time_ones(
         await _produce(settings, on_time)
         count = 'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" = \'gas-ok\''
         await until(lambda: _stored(settings, count, 6), 30, "the on-time readings are stored")
-        await asyncio.sleep(1.0)  # a backfill would have started by now
-        assert await _metric(metrics, BACKFILLED) == 0
+        await asyncio.sleep(1.0)  # they would have been noted late by now
+        assert await _metric(metrics, LATE) == 0
 
         base = _late_base()
         late = _late_readings(["gas-a", "gas-b", "fire-a"], base)
@@ -216,4 +219,34 @@ async def test_the_writer_backfills_readings_written_late_and_not_on_time_ones(
             return got == expected
 
         await until(aggregated, 60, "the late readings are aggregated in agg_1m")
+        assert await _metric(metrics, LATE) == 9  # three devices, three minutes
         assert await _metric(metrics, BACKFILLED) >= 3
+
+
+async def test_the_writer_writes_each_minute_as_it_closes_and_recomputes_what_a_restart_left_open(
+    kafka_bootstrap: str, influx_service: Launch, unique: str
+) -> None:
+    """The first writer holds the next minute's readings of gas-a (a device clock ahead) in memory when it stops.
+    The second one reads back that they were written, so it recomputes that minute from raw, with the gas-a readings
+    it writes itself; the minute after, gas-b's, it writes from memory as the minute closes (30 s after its end)."""
+    settings = _settings(kafka_bootstrap, influx_service.url, unique)
+    m1 = int(time.time() * 1000) // MIN * MIN + MIN
+    m2 = m1 + MIN
+    first = [reading("gas-a", {"ch4_lel": 10.0 + i}, ts=m1 + i * 4_000, seq=i + 1) for i in range(5)]
+    count = 'SELECT count("ch4_lel") FROM "gas" WHERE "device_id" = \'gas-a\''
+    async with _writer(settings):
+        await _produce(settings, first)
+        await until(lambda: _stored(settings, count, 5), 30, "the first writer stored gas-a's readings")
+        await asyncio.sleep(1.5)  # and committed them
+    second = [reading("gas-a", {"ch4_lel": 30.0 + i}, ts=m1 + 30_000 + i * 4_000, seq=10 + i) for i in range(5)]
+    second += [reading("gas-b", {"ch4_lel": 50.0 - i * 2.5}, ts=m2 + i * 9_000, seq=i + 1) for i in range(6)]
+    async with _writer(settings) as metrics:
+        await _produce(settings, second)
+        expected = _expected(first + second)
+
+        async def aggregated() -> bool:
+            return await _aggregated(settings.influx_url, settings.influx_db, m1, m2 + MIN) == expected
+
+        await until(aggregated, 240, "both minutes are aggregated in agg_1m")
+        assert await _metric(metrics, AGGREGATED) >= 1, "gas-b's minute came from the writer's memory"
+        assert await _metric(metrics, LATE) == 0

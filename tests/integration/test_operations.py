@@ -276,7 +276,7 @@ def _niceness(pid: int) -> int:
 
 
 def test_influxd_yields_the_cpu_to_the_alert_path(stack: StackRun) -> None:
-    """`smartcity up` runs influxd under nice (SMARTCITY_INFLUXD_NICE, 10): its continuous query's bursts must not
+    """`smartcity up` runs influxd under nice (SMARTCITY_INFLUXD_NICE, 10): its compactions' bursts must not
     take the cores from the brokers and services alerts go through."""
     stack.read_state()
     assert _niceness(stack.pids["influxdb"]) == 10

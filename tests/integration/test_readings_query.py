@@ -6,10 +6,10 @@ the expected raw points and aggregates are computed here from the same values.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from functools import partial
 from statistics import fmean
 from typing import Any
 
@@ -25,10 +25,12 @@ from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailabl
 from core.process import free_port
 from harness.builders import device, reading
 from smartcity.stack.services import Launch
+from storage.aggregate import MinuteAggregates
 from storage.api import readings_router
+from storage.backfill import Backfill
 from storage.lines import LineBuilder, series
 from storage.query import DAY_MS, ReadingsQuery, TooManyPoints
-from storage.retention import AGG_RP, CQ_NAME, RAW_RP, ensure_retention
+from storage.retention import AGG_RP, CQ_NAME, RAW_RP, aggregation, ensure_retention, run_statement
 from tests.influx_util import influx_rows
 
 pytestmark = pytest.mark.integration
@@ -121,35 +123,32 @@ async def test_retention_is_set_up_idempotently_and_follows_changes(conn: Influx
         rows = await influx_rows(url, db, f'SHOW RETENTION POLICIES ON "{db}"')
         return {r["name"]: (r["duration"], r["default"]) for r in rows}
 
-    async def queries() -> dict[str, str]:
+    async def queries() -> list[str]:
         rows = await influx_rows(url, db, "SHOW CONTINUOUS QUERIES")
-        return {
-            r["name"]: r["query"] for r in rows if r["query"].startswith(f"CREATE CONTINUOUS QUERY {CQ_NAME} ON {db} ")
-        }
+        return [r["name"] for r in rows if r["query"].startswith(f"CREATE CONTINUOUS QUERY {CQ_NAME} ON {db} ")]
 
     await ensure_retention(conn)
     await ensure_retention(conn)
     assert await policies() == {"autogen": ("0s", False), RAW_RP: ("2160h0m0s", True), AGG_RP: ("26280h0m0s", False)}
-    cqs = await queries()
-    assert list(cqs) == [CQ_NAME]
-    assert "RESAMPLE EVERY 1m FOR 2m BEGIN" in cqs[CQ_NAME]
-    assert f"SELECT mean(*), min(*), max(*) INTO {db}.agg_1m.:MEASUREMENT FROM {db}.raw./^(gas|water|" in cqs[CQ_NAME]
-    assert cqs[CQ_NAME].endswith("GROUP BY time(1m), * END")
+    assert await queries() == [], "the writer aggregates as it writes: no continuous query"
 
-    await ensure_retention(conn, raw_days=30, agg_days=400, every="5m", resample_for="30m")
+    await ensure_retention(conn, raw_days=30, agg_days=400)
     assert await policies() == {"autogen": ("0s", False), RAW_RP: ("720h0m0s", True), AGG_RP: ("9600h0m0s", False)}
-    changed = (await queries())[CQ_NAME]
-    assert "RESAMPLE EVERY 5m FOR 30m" in changed
-    assert "GROUP BY time(5m)" in changed
 
     async with httpx.AsyncClient(base_url=url) as client:  # someone made autogen the default again
         await client.post("/query", params={"q": f'ALTER RETENTION POLICY "autogen" ON "{db}" DEFAULT'})
     await ensure_retention(conn)
     assert (await policies())[RAW_RP] == ("2160h0m0s", True)
-    assert "GROUP BY time(1m)" in (await queries())[CQ_NAME]
 
-    with pytest.raises(ValueError, match="resample_for"):
-        await ensure_retention(conn, every="1h", resample_for="10m")
+    async with LineWriter(conn) as writer:  # an earlier version's continuous query, as it created it
+        old = f'CREATE CONTINUOUS QUERY "{CQ_NAME}" ON "{db}" RESAMPLE EVERY 1m FOR 2m BEGIN {aggregation(db)} END'
+        await run_statement(writer, old)
+    assert await queries() == [CQ_NAME]
+    await ensure_retention(conn)
+    assert await queries() == []
+
+    with pytest.raises(ValueError, match="raw_days"):
+        await ensure_retention(conn, raw_days=0)
 
 
 async def test_retention_on_v2_only_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -267,39 +266,40 @@ async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention
         assert len(await query.readings("gas", "gas-a", "ch4_lel", base, end, None)) == 30
 
 
-async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConnection) -> None:
-    """The real continuous query, run by InfluxDB at the next minute boundary: its aggregates, read through
-    ``ReadingsQuery``, equal those computed from raw. A new query's first run computes only the minute that just
-    ended (InfluxDB's rule), so the readings are in the current minute (some stamped a little ahead, as a device's
-    clock may be); if they land after that run, the next one (``RESAMPLE EVERY 1m FOR 2m``) computes them."""
+async def test_the_writers_aggregates_are_what_raw_gives_and_are_read_once_raw_is_gone(conn: InfluxConnection) -> None:
+    """The aggregates the writer computes as it writes (``storage.aggregate``), written into ``agg_1m`` as it writes
+    them: read through ``ReadingsQuery`` once raw has aged out, they equal those computed from raw; a backfill
+    statement over the same range (``storage.retention.aggregation``) writes the very same points (same fields, same
+    types: InfluxDB would refuse a boolean where a float was)."""
     await ensure_retention(conn)
-    start = _now_minute()
+    start = _now_minute() - 3 * MIN
     readings = [
-        reading("fire-a", {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5)}, ts=start + i * 7_000)
-        for i in range(8)
-    ]
+        reading("fire-a", {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5), "battery_pct": 80.0 - i},
+                ts=start + i * 7_000)
+        for i in range(20)
+    ]  # fmt: skip
     builder = LineBuilder(DEVICES.get)
-    await _write(conn, [line for r in readings for line in builder.lines(r)])
-    end = start + MIN
+    minutes = MinuteAggregates()
+    minutes.assign(0, start)
+    fold = partial(minutes.fold, 0)
+    await _write(conn, [line for r in readings for line in builder.lines(r, fold)])
+    closed = minutes.close(start + 10 * MIN)
+    assert closed.minutes == [start, start + MIN, start + 2 * MIN]
+    await _write(conn.model_copy(update={"influx_rp": AGG_RP}), closed.lines)
+    end = start + 3 * MIN
 
-    deadline = time.monotonic() + 140
-    rows: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        query = f'SELECT * FROM "{AGG_RP}"."fire" WHERE time >= {start}ms AND time < {end}ms'
-        rows = await influx_rows(conn.influx_url, conn.influx_db, query)
-        if rows:
-            break
-        await asyncio.sleep(1.0)
-    assert len(rows) == 1, f"the continuous query did not run within 140 s: {rows}"
-    assert rows[0]["device_id"] == "fire-a"
-    assert rows[0]["site_id"] == "S1"
-    assert rows[0]["drill"] == "false"
-    assert "mean_smoke" not in rows[0]
-    assert rows[0]["max_smoke"] is True
+    async def agg_rows() -> list[dict[str, Any]]:
+        q = f'SELECT * FROM "{AGG_RP}"./^(fire|device_health)$/ WHERE time >= {start}ms AND time < {end}ms'
+        return await influx_rows(conn.influx_url, conn.influx_db, q)
+
+    written = await agg_rows()
+    assert len(written) == 6  # three minutes of fire and of device_health
+    fire = [row for row in written if row.get("mean_temp_c") is not None]  # the other rows are device_health's
+    assert all(row["device_id"] == "fire-a" and row["site_id"] == "S1" and row["drill"] == "false" for row in fire)
+    assert all(row.get("mean_smoke") is None for row in fire)
+    assert [row["max_smoke"] for row in fire] == [True, False, False]
 
     expected = _aggregates(_values(readings, "fire-a", "temp_c"), 60, start, end)
-    async with ReadingsQuery(conn) as recent:
-        assert await recent.readings("fire", "fire-a", "temp_c", start, end, 60) == expected  # from raw
 
     def two_days_later() -> float:  # with raw kept one day, the whole range is read from agg_1m
         return time.time() + 2 * DAY_MS / 1000
@@ -308,6 +308,13 @@ async def test_the_continuous_query_downsamples_recent_readings(conn: InfluxConn
         assert await aged.readings("fire", "fire-a", "temp_c", start, end, 60) == expected
         smoke = await aged.readings("fire", "fire-a", "smoke", start, end, 60)
     assert smoke == _aggregates(_values(readings, "fire-a", "smoke"), 60, start, end)
+
+    async with LineWriter(conn) as writer:
+        await run_statement(writer, Backfill(start, end, None, tuple(closed.minutes)).statement(conn.influx_db))
+    again = await agg_rows()
+    assert [
+        {k: v if not isinstance(v, float) else pytest.approx(v) for k, v in row.items()} for row in again
+    ] == written
 
 
 # --- the HTTP API, on the real InfluxDB ---

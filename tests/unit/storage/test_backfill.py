@@ -29,14 +29,15 @@ def drain(late: LateMinutes) -> list[Backfill]:
     return out
 
 
-def test_a_minute_is_late_once_its_last_run_may_have_begun() -> None:
-    """RESAMPLE EVERY 1m FOR 2m: the minute [s, s+1m) is computed for the last time at s+2m; 5 s of margin."""
+def test_a_minute_is_late_once_the_writer_closed_it() -> None:
+    """The writer closes the minute [s, s+1m) at s + 90 s (storage.aggregate.CLOSE_MS): a reading acknowledged
+    from then on is not in the aggregate it wrote."""
     late = LateMinutes()
     ts = T0 + 59_999
-    assert not late.late(ts, T0 + 2 * MIN - 5_001)
-    assert late.late(ts, T0 + 2 * MIN - 5_000)
+    assert not late.late(ts, T0 + 90_000 - 1)
+    assert late.late(ts, T0 + 90_000)
     assert late.late(T0, T0 + 5 * MIN)
-    assert not late.late(T0 + 3 * MIN, T0)  # stamped ahead of the clock: the query has not reached it yet
+    assert not late.late(T0 + 3 * MIN, T0)  # stamped ahead of the clock: its minute is still open
 
 
 def test_on_time_readings_backfill_nothing() -> None:
@@ -87,13 +88,14 @@ def test_a_backfill_put_back_runs_again() -> None:
     assert late.take() == backfill
 
 
-def test_after_an_outage_every_device_is_backfilled_since_the_runs_that_may_be_lost() -> None:
-    """InfluxDB failed at T0 + 4m 10s, took writes again at T0 + 6m 30s: a restart would have lost the runs at
-    T0 + 5m and T0 + 6m and the second run of minute T0 + 3m (its last at T0 + 5m); margin 5 s, one minute more."""
+def test_whole_minutes_are_every_devices_and_absorb_late_devices() -> None:
+    """Minutes a previous writer left open, or whose aggregates InfluxDB did not take: every device, once."""
     late = LateMinutes()
     late.note(batch(late, [("a", T0 + MIN)]), NOW)
-    late.note_outage(T0 + 4 * MIN + 10_000, T0 + 6 * MIN + 30_000)
-    assert drain(late) == [Backfill(T0 + MIN, T0 + 7 * MIN, None, tuple(T0 + m * MIN for m in range(1, 7)))]
+    assert late.late_device_minutes == 1
+    late.add_all([T0 + MIN, T0 + 2 * MIN, T0 + 2 * MIN], NOW)
+    late.add_all([NOW - 91 * 86_400_000], NOW)  # beyond the raw retention: nothing to aggregate
+    assert drain(late) == [Backfill(T0 + MIN, T0 + 3 * MIN, None, (T0 + MIN, T0 + 2 * MIN))]
 
 
 def test_minutes_beyond_the_raw_retention_are_left_out() -> None:
@@ -125,11 +127,9 @@ def test_statement_text() -> None:
     assert f"WHERE time >= {T0}ms AND time < {T0 + MIN}ms GROUP BY time(1m), *" in whole
 
 
-@pytest.mark.parametrize(
-    "changes", [{"resample_for": "90s"}, {"resample_for": "30s"}, {"max_minutes": 0}, {"margin_ms": -1}]
-)
+@pytest.mark.parametrize("changes", [{"close_ms": 30_000}, {"every_ms": 0}, {"max_minutes": 0}, {"max_pending": 0}])
 def test_refuses_settings_that_cannot_work(changes: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=r"resample_for|max_minutes"):
+    with pytest.raises(ValueError, match=r"close_ms|max_minutes"):
         LateMinutes(**changes)  # type: ignore[arg-type]
 
 

@@ -74,6 +74,21 @@ def test_every_finite_value_becomes_exactly_one_field(values: dict[str, float | 
         assert line.endswith(" 1763900000123")
 
 
+@given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True), st.floats() | st.booleans(), max_size=8))
+def test_fold_is_given_exactly_the_points_written(values: dict[str, float | bool]) -> None:
+    """The writer's minute aggregates see each line's series, fields and time, and nothing else."""
+    folded: list[str] = []
+
+    def fold(series: str, fields: dict[str, float | bool], ts: int) -> None:
+        parts = [
+            f"{k}={'true' if v else 'false'}" if isinstance(v, bool) else f"{k}={float(v)!r}" for k, v in fields.items()
+        ]
+        folded.append(f"{series} {','.join(parts)} {ts}")
+
+    lines = LineBuilder(lambda _id: GAS).lines(reading(values), fold)
+    assert folded == lines
+
+
 def test_health_is_written_once_a_minute_while_it_holds_still() -> None:
     builder = LineBuilder(lambda _id: GAS)
     second = [reading({"ch4_lel": 1.0, "battery_pct": 87.0, "rssi_dbm": -70.0}, ts=TS + k * 1000) for k in range(181)]

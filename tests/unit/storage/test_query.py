@@ -1,9 +1,7 @@
 """The readings query, without InfluxDB: InfluxQL quoting, which retention policy each part of a range is read from,
-the point limit, and the parsing of the API's ``every``, ``from`` and ``to``; the continuous query's text."""
+the point limit, and the parsing of the API's ``every``, ``from`` and ``to``."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 from hypothesis import given
@@ -11,7 +9,7 @@ from hypothesis import strategies as st
 
 from storage.api import parse_every, parse_time
 from storage.query import DAY_MS, MAX_POINTS, build_queries, literal, suggested_every_s
-from storage.retention import cq_statement, duration_s, ident
+from storage.retention import duration_s, ident
 
 T0 = 1_794_996_000_000  # an hour boundary
 MIN = 60_000
@@ -184,24 +182,6 @@ def test_time_parses(text: str, ms: int) -> None:
 def test_time_refuses_unreadable_and_zoneless(text: str) -> None:
     with pytest.raises(ValueError, match="time"):
         parse_time(text)
-
-
-def test_continuous_query_text() -> None:
-    assert cq_statement('smart"city') == (
-        'CREATE CONTINUOUS QUERY "agg_1m" ON "smart\\"city" RESAMPLE EVERY 1m FOR 2m BEGIN '
-        'SELECT mean(*), min(*), max(*) INTO "smart\\"city"."agg_1m".:MEASUREMENT '
-        'FROM "smart\\"city"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/ '
-        "GROUP BY time(1m), * END"
-    )
-    assert "GROUP BY time(5m)" in cq_statement("db", every="5m", resample_for="1h")
-
-
-@pytest.mark.parametrize(
-    ("every", "resample_for"), [("1 m", "10m"), ("1m", "10"), ("0m", "10m"), ("10m", "5m"), ("2m", "3m")]
-)
-def test_continuous_query_refuses_bad_durations(every: str, resample_for: str) -> None:
-    with pytest.raises(ValueError, match=re.escape("resample_for") + "|duration"):
-        cq_statement("db", every=every, resample_for=resample_for)
 
 
 def test_duration_seconds() -> None:
