@@ -21,6 +21,10 @@ REFUSED = "smartcity_ingest_refusals_total"
 EVALUATED = "smartcity_streams_readings_total"
 #: Readings the InfluxDB writer stored.
 STORED = "smartcity_writer_readings_total"
+#: Readings the stream worker and the writer dropped as repeats of a (device, seq) they had (a message delivered
+#: twice, accepted twice by the gateway): handled, not lost.
+EVALUATED_REPEATS = "smartcity_streams_duplicate_readings_total"
+STORED_REPEATS = "smartcity_writer_duplicate_readings_total"
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -65,7 +65,16 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.builders import device_record
-from harness.measure import ACCEPTED, EVALUATED, STORED, cpu_seconds, memory_mib, quantile
+from harness.measure import (
+    ACCEPTED,
+    EVALUATED,
+    EVALUATED_REPEATS,
+    STORED,
+    STORED_REPEATS,
+    cpu_seconds,
+    memory_mib,
+    quantile,
+)
 from harness.probes import CLEAR_AFTER, TIMEOUT_S, Probes, Sample, warm_up
 from harness.stack import StackRun
 from simulators.fleet import generate_fleet
@@ -432,8 +441,8 @@ class _Sampler:
         got = [s for s in scrapes.values() if s is not None]
         return (
             sum(s.total(ACCEPTED) for s in got),
-            sum(s.total(EVALUATED) for s in got),
-            sum(s.total(STORED) for s in got),
+            sum(s.total(EVALUATED) + s.total(EVALUATED_REPEATS) for s in got),  # a repeat is handled too
+            sum(s.total(STORED) + s.total(STORED_REPEATS) for s in got),
         )
 
     def poll_lag(self) -> dict[str, Scrape | None]:
@@ -494,13 +503,16 @@ class _Sampler:
         return out
 
     def drain(self, timeout: float = 180) -> tuple[float, bool]:
-        """Until the stream worker and the writer have caught up with the gateway (after the load stopped)."""
-        started = time.monotonic()
+        """Until the stream worker and the writer have caught up with the gateway (after the load stopped): each has
+        evaluated or stored, or dropped as a repeat, every reading the gateway accepted."""
+        started, counters = time.monotonic(), None
         while time.monotonic() < started + timeout:
             counters = self.counters(self.poll())
             if counters is not None and counters[1] >= counters[0] and counters[2] >= counters[0]:
                 return round(time.monotonic() - started, 1), True
             time.sleep(1)
+        if counters is not None:
+            print(f"not drained: accepted {counters[0]:,.0f}, evaluated {counters[1]:,.0f}, stored {counters[2]:,.0f}")
         return round(time.monotonic() - started, 1), False
 
 
