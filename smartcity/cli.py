@@ -127,13 +127,18 @@ def kafka_store(
     trim_consumed: Annotated[str, typer.Option(help="topics (comma-separated) trimmed once consumed")] = "",
     keep_every_s: Annotated[float, typer.Option(min=0, help="seconds between retention passes (0: none)")] = 10.0,
     grace_s: Annotated[float, typer.Option(min=0, help="how long consumed batches of trimmed topics stay")] = 60.0,
+    merge_after_s: Annotated[
+        float, typer.Option(min=0, help="age from which small batches of kept topics are merged")
+    ] = 60.0,
 ) -> None:
     """Run the one-machine Kafka's object store (smartcity.stack.store) until SIGTERM; ``smartcity up`` starts it."""
     from smartcity.stack.store import serve
 
     trimmed = frozenset(t.strip() for t in trim_consumed.split(",") if t.strip())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(directory, host, port, bucket, access_key, sync, trimmed, keep_every_s, grace_s))
+        asyncio.run(
+            serve(directory, host, port, bucket, access_key, sync, trimmed, keep_every_s, grace_s, merge_after_s)
+        )
 
 
 @app.command("mqtt-accounts")

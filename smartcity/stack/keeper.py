@@ -18,6 +18,8 @@ every fetch: measured, a partition of 10,000 batch objects stalls a consumer wit
   them too).
 - **Never the newest object** of a partition: Tansu answers ListOffsets from it. And only whole prefixes are removed
   by time and consumption (a consumer is never left before a gap it has not passed).
+- **Merged.** Small batch objects of the topics kept for their retention (``delete``, not trimmed once consumed, not
+  compacted) are merged into larger ones (``smartcity.stack.merging``): fewer objects to hold, list and remove.
 
 ``plan`` is pure: objects and offsets in, the keys to remove out. ``Keeper`` reads the store and applies it.
 """
@@ -36,6 +38,7 @@ from typing import Final
 
 from aiokafka.record.default_records import DefaultRecordBatch
 
+from smartcity.stack.merging import MIN_AGE_MS, Member, Unmergeable, merge, plan_runs
 from smartcity.stack.store import Bucket, ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_RETENTION_MS: Final = 7 * 24 * 3600 * 1000  # Kafka's log.retention.hours=168
 DEFAULT_DELETE_RETENTION_MS: Final = 24 * 3600 * 1000  # Kafka's delete.retention.ms
 GRACE_MS: Final = 60_000
+#: Runs merged per pass at most: a pass stays short, a backlog of runs is worked through pass by pass.
+MERGES_PER_PASS: Final = 20
 
 _BATCH: Final = re.compile(r"^clusters/([^/]+)/topics/(.+)/partitions/(\d{10})/records/(\d{20})\.batch$")
 _OFFSET: Final = re.compile(r"^clusters/([^/]+)/groups/consumers/(.+)/offsets/(.+)/partitions/(\d{10})\.json$")
@@ -155,14 +160,22 @@ class Keeper:
     """Applies ``plan`` to every partition of a bucket of ``smartcity.stack.store``, every ``interval_s``."""
 
     def __init__(
-        self, store: ObjectStore, bucket: str, trim_consumed: frozenset[str], grace_ms: int = GRACE_MS
+        self,
+        store: ObjectStore,
+        bucket: str,
+        trim_consumed: frozenset[str],
+        grace_ms: int = GRACE_MS,
+        merge_after_ms: int = MIN_AGE_MS,
     ) -> None:
         self.store = store
+        self.merge_after_ms = merge_after_ms
         self.bucket_name = bucket
         self.trim_consumed = trim_consumed
         self.grace_ms = grace_ms
         self._records: dict[str, list[tuple[int, bytes | None, bool]]] = {}  # objects never change: parsed once
+        self._unmergeable: set[str] = set()  # batch objects that must stay as they are
         self.removed = 0
+        self.merged = 0
 
     def policies(self, bucket: Bucket) -> dict[tuple[str, str], Policy]:
         out: dict[tuple[str, str], Policy] = {}
@@ -211,8 +224,61 @@ class Keeper:
         await self.store.delete_many(bucket, doomed)
         live = set(bucket.objects)
         self._records = {k: v for k, v in self._records.items() if k in live}
+        self._unmergeable &= live
         self.removed += len(doomed)
-        return len(doomed)
+        mergeable = [
+            found_batches
+            for where, found_batches in batches.items()
+            if (rule := policies.get((where.cluster, where.topic))) is not None
+            and rule.delete
+            and not rule.compact
+            and not rule.trim_consumed
+        ]
+        merged = await self._merge(bucket, mergeable, now_ms)
+        return len(doomed) + merged
+
+    async def _merge(self, bucket: Bucket, partitions: list[list[Batch]], now_ms: int) -> int:
+        """Merge up to ``MERGES_PER_PASS`` runs of small batch objects; returns the objects that went away."""
+        gone = budget = 0
+        for found_batches in partitions:
+            members = []
+            for batch in found_batches:
+                meta = bucket.objects.get(batch.key)
+                if meta is None:
+                    continue
+                if batch.key in self._unmergeable:  # ends a run: planned as a large object
+                    members.append(Member(batch.key, batch.offset, 1 << 62, batch.written_ms))
+                else:
+                    members.append(Member(batch.key, batch.offset, meta.size, batch.written_ms))
+            for run in plan_runs(members, now_ms, min_age_ms=self.merge_after_ms):
+                if budget >= MERGES_PER_PASS:
+                    return gone
+                budget += 1
+                gone += await self._merge_run(bucket, run)
+        return gone
+
+    async def _merge_run(self, bucket: Bucket, run: list[Member]) -> int:
+        try:
+            bodies = await asyncio.to_thread(lambda: [(m.offset, bucket.path(m.key).read_bytes()) for m in run])
+            body = await asyncio.to_thread(merge, bodies)
+        except Unmergeable as exc:
+            logger.info("kafka store: %s; kept as it is", exc)
+            self._unmergeable.update(m.key for m in run if m.offset == exc.offset)
+            return 0
+        except OSError:
+            return 0  # removed meanwhile: the next pass plans again
+        except Exception:
+            logger.exception("kafka store: the batches from %s cannot be merged; kept as they are", run[0].key)
+            self._unmergeable.update(m.key for m in run)
+            return 0
+        metas = [bucket.objects.get(m.key) for m in run]
+        if any(meta is None for meta in metas):
+            return 0
+        stamp = max(meta.mtime_ns for meta in metas if meta is not None)
+        if not await self.store.merge_objects(bucket, [m.key for m in run], body, stamp):
+            return 0
+        self.merged += len(run) - 1
+        return len(run) - 1
 
     def _parsed(self, bucket: Bucket, batch: Batch) -> list[tuple[int, bytes | None, bool]]:
         cached = self._records.get(batch.key)
@@ -234,4 +300,4 @@ class Keeper:
                 logger.exception("kafka store: the retention pass failed")
                 continue
             if removed:
-                logger.info("kafka store: removed %d objects (retention and compaction)", removed)
+                logger.info("kafka store: removed %d objects (retention, compaction and merging)", removed)

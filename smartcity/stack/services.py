@@ -152,13 +152,15 @@ def kafka_store(
     trim_consumed: tuple[str, ...] = (),
     keep_every_s: float = 2.0,
     grace_s: float = 5.0,
+    merge_after_s: float = 60.0,
 ) -> Launch:
     """The one-machine Kafka's disk (``smartcity.stack.store``): Tansu's objects under ``directory``, with retention
-    and compaction applied (``smartcity.stack.keeper``); ``trim_consumed``: topics trimmed once every group passed."""
+    and compaction applied (``smartcity.stack.keeper``); ``trim_consumed``: topics trimmed once every group passed;
+    ``merge_after_s``: the age from which small batches of kept topics are merged (``smartcity.stack.merging``)."""
     argv = [sys.executable, "-m", "smartcity", "kafka-store", "--dir", str(directory), "--host", host]
     argv += ["--port", str(port), "--bucket", STORE_BUCKET, "--access-key", STORE_ACCESS_KEY]
     argv += ["--trim-consumed", ",".join(trim_consumed), "--keep-every-s", str(keep_every_s), "--grace-s", str(grace_s)]
-    argv += ["--sync", sync]
+    argv += ["--sync", sync, "--merge-after-s", str(merge_after_s)]
     process = ManagedProcess("kafka store", argv, log_path)
     url = f"http://{host}:{port}"
     return Launch(process, lambda: http_ok(f"{url}{HEALTH_PATH}", expect=(200,)), url)

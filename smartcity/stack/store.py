@@ -249,17 +249,38 @@ class ObjectStore:
                 del self._turns[(bucket.root.name, key)]
 
     def _write(self, target: Path, body: bytes, stamp: int) -> None:
-        tmp = self.root / _TMP / uuid.uuid4().hex
-        with open(tmp, "wb") as f:
-            f.write(body)
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        os.utime(tmp, ns=(stamp, stamp))
+        tmp = self._write_tmp(body, stamp, self.fsync)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, target)
         if self.fsync:
             _sync_dir(target.parent)
+
+    async def merge_objects(self, bucket: Bucket, keys: list[str], body: bytes, stamp: int) -> bool:
+        """``keys[0]`` becomes ``body``, stamped ``stamp`` (ns), and the other keys are removed: for every request one
+        step (no await between the index changes). The new body is on disk (synced, whatever ``sync`` says) before
+        any other key is removed, so a power cut leaves the members or the merged object (or both: a reader skips
+        records below its position), never neither.
+        False, with nothing changed, if a key is gone meanwhile (``smartcity.stack.merging``)."""
+        tmp = await asyncio.to_thread(self._write_tmp, body, stamp, True)
+        if any(key not in bucket.objects for key in keys):
+            tmp.unlink(missing_ok=True)
+            return False
+        target = bucket.path(keys[0])
+        os.replace(tmp, target)
+        bucket.put(keys[0], Meta(len(body), stamp))  # file and index change together: no await between
+        await asyncio.to_thread(_sync_dir, target.parent)  # the rename is on disk before the others go
+        await self.delete_many(bucket, keys[1:])
+        return True
+
+    def _write_tmp(self, body: bytes, stamp: int, fsync: bool) -> Path:
+        tmp = self.root / _TMP / uuid.uuid4().hex
+        with open(tmp, "wb") as f:
+            f.write(body)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.utime(tmp, ns=(stamp, stamp))
+        return tmp
 
     async def delete_many(self, bucket: Bucket, keys: list[str]) -> None:
         """Remove ``keys`` (missing ones are ignored): from the index at once, from the disk on a thread, each
@@ -496,6 +517,7 @@ async def serve(
     trim_consumed: frozenset[str] = frozenset(),
     keep_every_s: float = 10.0,
     grace_s: float = 60.0,
+    merge_after_s: float = 60.0,
     sync_interval_s: float = 1.0,
 ) -> None:
     """Run the store until cancelled, with ``bucket`` created and its retention applied every ``keep_every_s``
@@ -504,7 +526,7 @@ async def serve(
 
     store = ObjectStore(root, sync=sync)
     store.create_bucket(bucket)
-    keeper = Keeper(store, bucket, trim_consumed, int(grace_s * 1000))
+    keeper = Keeper(store, bucket, trim_consumed, int(grace_s * 1000), int(merge_after_s * 1000))
     keeping = asyncio.create_task(keeper.run(keep_every_s)) if keep_every_s > 0 else None
     syncing = asyncio.create_task(_sync_every(store, sync_interval_s)) if sync == "interval" else None
     server = StoreServer(store, access_key)

@@ -161,3 +161,78 @@ async def test_consumed_batches_of_a_trimmed_topic_go_and_a_compacted_topic_keep
     assert state == [(3, b"1"), (4, b"3"), (5, b"")], "c, the latest a, and b's fresh tombstone"
     fresh = [v for _, _, v in await _read_all(disk_kafka.bootstrap, TRIMMED, 1)]
     assert fresh == [f"r{i}".encode() for i in range(15, 20)], "a new reader starts at the oldest batch kept"
+
+
+@pytest.fixture
+def merging_kafka(tmp_path: Path) -> Iterator[DiskKafka]:
+    """A store that merges small batches of kept topics once they are a second old."""
+    store_port, kafka_port = free_port(), free_port()
+    store = kafka_store(tmp_path / "store", "127.0.0.1", store_port, tmp_path / "store.log", keep_every_s=0.5,
+                        merge_after_s=1.0)  # fmt: skip
+    broker = tansu("127.0.0.1", kafka_port, tmp_path / "tansu.log", store.url)
+    store.start()
+    broker.start()
+    try:
+        yield DiskKafka(store, broker, tmp_path / "store")
+    finally:
+        broker.process.stop()
+        store.process.stop()
+
+
+async def _records(
+    bootstrap: str, topic: str, partition: int, start: int
+) -> list[tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """(offset, key, value, headers) of one partition from ``start`` to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, start)
+        out: list[tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        deadline = time.monotonic() + 30
+        while (not out or out[-1][0] < end - 1) and time.monotonic() < deadline:
+            for r in (await consumer.getmany(timeout_ms=300)).get(tp, []):
+                out.append((r.offset, r.key, r.value or b"", list(r.headers)))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def test_small_batches_of_a_kept_topic_are_merged_and_read_back_as_they_were(merging_kafka: DiskKafka) -> None:
+    """300 single-record batches (an alert each, say) of a topic kept for days become a few objects; a reader from
+    the beginning, one from the middle, and one after a kill of broker and store get every record once, at its
+    offset, with its key, value and headers; the partition goes on from where it was."""
+    await ensure_topics(merging_kafka.bootstrap, [TopicSpec("kept", 2)])
+    producer = AIOKafkaProducer(bootstrap_servers=merging_kafka.bootstrap, acks="all")
+    sent: dict[int, list[tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]]] = {0: [], 1: []}
+    await producer.start()
+    try:
+        for i in range(300):
+            key, value, headers = f"alert-{i % 7}".encode(), f"v{i}".encode() * (1 + i % 5), [("n", str(i).encode())]
+            meta = await producer.send_and_wait("kept", value, key=key, partition=i % 2, headers=headers)
+            sent[meta.partition].append((meta.offset, key, value, headers))
+    finally:
+        await producer.stop()
+    assert len(merging_kafka.batch_objects("kept")) == 300
+
+    deadline = time.monotonic() + 30
+    while len(merging_kafka.batch_objects("kept")) > 12 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert len(merging_kafka.batch_objects("kept")) <= 12, "150 batches a partition merged into a few objects"
+
+    for partition in (0, 1):
+        assert await _records(merging_kafka.bootstrap, "kept", partition, 0) == sent[partition]
+    assert await _records(merging_kafka.bootstrap, "kept", 0, 77) == sent[0][77:], "from the middle of a merged batch"
+
+    merging_kafka.kill_and_start()
+    assert await _records(merging_kafka.bootstrap, "kept", 1, 0) == sent[1]
+    producer = AIOKafkaProducer(bootstrap_servers=merging_kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait("kept", b"after", partition=0)
+    finally:
+        await producer.stop()
+    assert meta.offset == 150, "the partition goes on after the merged batches"
+    assert (await _records(merging_kafka.bootstrap, "kept", 0, 149))[-1][:3] == (150, None, b"after")
