@@ -57,8 +57,9 @@ class MinuteAggregates:
         if every_ms <= 0 or close_ms < every_ms:
             raise ValueError(f"every_ms ({every_ms}) must be positive and close_ms ({close_ms}) at least every_ms")
         self.every_ms, self.close_ms = every_ms, close_ms
-        #: part -> minute -> series -> field -> [count, sum, min, max]
-        self._open: dict[Hashable, dict[int, dict[str, dict[str, list[float]]]]] = {}
+        #: part -> minute -> its series: those with one point so far (their values, as folded: a device reporting
+        #: once a minute costs no accumulator), and those with more (field -> [count, sum, min, max])
+        self._open: dict[Hashable, dict[int, _Minute]] = {}
         self._from: dict[Hashable, int] = {}  # part -> the first minute flushed from memory
         self._backfill: set[int] = set()  # minutes to aggregate from raw for every device once closed
         self._closed_before = 0  # minutes starting before this are closed
@@ -66,7 +67,7 @@ class MinuteAggregates:
     @property
     def series(self) -> int:
         """Accumulators held (series x minute), for the metrics."""
-        return sum(len(s) for minutes in self._open.values() for s in minutes.values())
+        return sum(len(m.single) + len(m.multi) for minutes in self._open.values() for m in minutes.values())
 
     def assign(self, part: Hashable, now_ms: int, since_ms: int | None = None, latest_ms: int | None = None) -> None:
         """``part`` is written here from ``now_ms`` on. Its previous writer last wrote at ``since_ms`` (None: unknown,
@@ -90,20 +91,20 @@ class MinuteAggregates:
         if minute < self._closed_before or minute < self._from.get(part, minute + 1):
             return
         minutes = self._open[part]
-        fields = minutes.get(minute)
-        if fields is None:
-            fields = minutes[minute] = {}
-        acc = fields.get(series)
+        held = minutes.get(minute)
+        if held is None:
+            held = minutes[minute] = _Minute()
+        acc = held.multi.get(series)
         if acc is None:
-            fields[series] = {
-                name: [1.0, 0.0, v, v] if isinstance(v, bool) else [1.0, float(v), float(v), float(v)]
-                for name, v in values.items()
-            }
-            return
+            first = held.single.pop(series, None)
+            if first is None:
+                held.single[series] = values  # the caller made it for this point and keeps no reference
+                return
+            acc = held.multi[series] = {name: _start(v) for name, v in first.items()}
         for name, v in values.items():
             a = acc.get(name)
             if a is None:
-                acc[name] = [1.0, 0.0, v, v] if isinstance(v, bool) else [1.0, float(v), float(v), float(v)]
+                acc[name] = _start(v)
                 continue
             a[0] += 1
             if isinstance(v, bool):
@@ -128,12 +129,40 @@ class MinuteAggregates:
         for open_minutes in self._open.values():
             for minute in [m for m in open_minutes if m < closed_before]:
                 minutes.add(minute)
-                for series, fields in open_minutes.pop(minute).items():
+                held = open_minutes.pop(minute)
+                for series, values in held.single.items():
+                    out.lines.append(f"{series} {_one(values)} {minute}")
+                for series, fields in held.multi.items():
                     out.lines.append(f"{series} {_fields(fields)} {minute}")
         out.minutes = sorted(minutes)
         out.backfill = sorted(m for m in self._backfill if m < closed_before)
         self._backfill.difference_update(out.backfill)
         return out
+
+
+class _Minute:
+    __slots__ = ("multi", "single")
+
+    def __init__(self) -> None:
+        self.single: dict[str, Mapping[str, float | bool]] = {}
+        self.multi: dict[str, dict[str, list[float]]] = {}
+
+
+def _start(v: float | bool) -> list[float]:
+    return [1.0, 0.0, v, v] if isinstance(v, bool) else [1.0, float(v), float(v), float(v)]
+
+
+def _one(values: Mapping[str, float | bool]) -> str:
+    """One point's fields as its minute's aggregate: mean, min and max are the value."""
+    parts = []
+    for name, v in values.items():
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+            parts.append(f"min_{name}={text},max_{name}={text}")
+        else:
+            text = _stat(v)
+            parts.append(f"mean_{name}={text},min_{name}={text},max_{name}={text}")
+    return ",".join(parts)
 
 
 def _fields(fields: dict[str, list[float]]) -> str:
