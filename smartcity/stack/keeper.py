@@ -175,7 +175,6 @@ class Keeper:
         self._records: dict[str, list[tuple[int, bytes | None, bool]]] = {}  # objects never change: parsed once
         self._unmergeable: set[str] = set()  # batch objects that must stay as they are
         self.removed = 0
-        self.merged = 0
 
     def policies(self, bucket: Bucket) -> dict[tuple[str, str], Policy]:
         out: dict[tuple[str, str], Policy] = {}
@@ -241,15 +240,13 @@ class Keeper:
         """Merge up to ``MERGES_PER_PASS`` runs of small batch objects; returns the objects that went away."""
         gone = budget = 0
         for found_batches in partitions:
-            members = []
-            for batch in found_batches:
-                meta = bucket.objects.get(batch.key)
-                if meta is None:
-                    continue
-                if batch.key in self._unmergeable:  # ends a run: planned as a large object
-                    members.append(Member(batch.key, batch.offset, 1 << 62, batch.written_ms))
-                else:
-                    members.append(Member(batch.key, batch.offset, meta.size, batch.written_ms))
+            members = [
+                # an unmergeable object ends a run: it is planned as a large one
+                Member(batch.key, batch.offset, 1 << 62 if batch.key in self._unmergeable else meta.size,
+                       batch.written_ms)
+                for batch in found_batches
+                if (meta := bucket.objects.get(batch.key)) is not None
+            ]  # fmt: skip
             for run in plan_runs(members, now_ms, min_age_ms=self.merge_after_ms):
                 if budget >= MERGES_PER_PASS:
                     return gone
@@ -271,13 +268,8 @@ class Keeper:
             logger.exception("kafka store: the batches from %s cannot be merged; kept as they are", run[0].key)
             self._unmergeable.update(m.key for m in run)
             return 0
-        metas = [bucket.objects.get(m.key) for m in run]
-        if any(meta is None for meta in metas):
+        if not await self.store.merge_objects(bucket, [m.key for m in run], body):
             return 0
-        stamp = max(meta.mtime_ns for meta in metas if meta is not None)
-        if not await self.store.merge_objects(bucket, [m.key for m in run], body, stamp):
-            return 0
-        self.merged += len(run) - 1
         return len(run) - 1
 
     def _parsed(self, bucket: Bucket, batch: Batch) -> list[tuple[int, bytes | None, bool]]:

@@ -255,14 +255,18 @@ class ObjectStore:
         if self.fsync:
             _sync_dir(target.parent)
 
-    async def merge_objects(self, bucket: Bucket, keys: list[str], body: bytes, stamp: int) -> bool:
-        """``keys[0]`` becomes ``body``, stamped ``stamp`` (ns), and the other keys are removed: for every request one
-        step (no await between the index changes). The new body is on disk (synced, whatever ``sync`` says) before
-        any other key is removed, so a power cut leaves the members or the merged object (or both: a reader skips
-        records below its position), never neither.
-        False, with nothing changed, if a key is gone meanwhile (``smartcity.stack.merging``)."""
+    async def merge_objects(self, bucket: Bucket, keys: list[str], body: bytes) -> bool:
+        """``keys[0]`` becomes ``body``, stamped with the newest key's time (retention by time never removes a record
+        sooner), and the other keys are removed: for every request one step (no await between the index changes).
+        The new body is on disk (synced, whatever ``sync`` says) before any other key is removed, so a power cut
+        leaves the members or the merged object (or both: a reader skips records below its position), never
+        neither. False, with nothing changed, if a key is gone meanwhile (``smartcity.stack.merging``)."""
+        metas = [bucket.objects.get(key) for key in keys]
+        if any(meta is None for meta in metas):
+            return False
+        stamp = max(meta.mtime_ns for meta in metas if meta is not None)
         tmp = await asyncio.to_thread(self._write_tmp, body, stamp, True)
-        if any(key not in bucket.objects for key in keys):
+        if any(key not in bucket.objects for key in keys):  # removed while the body was written
             tmp.unlink(missing_ok=True)
             return False
         target = bucket.path(keys[0])

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -41,14 +42,10 @@ class DiskKafka:
         return sorted(p.name for p in root.glob("partitions/*/records/*.batch"))
 
 
-@pytest.fixture
-def disk_kafka(tmp_path: Path) -> Iterator[DiskKafka]:
-    store_port, kafka_port = free_port(), free_port()
-    store = kafka_store(
-        tmp_path / "store", "127.0.0.1", store_port, tmp_path / "store.log",
-        trim_consumed=(TRIMMED,), keep_every_s=0.5, grace_s=0.5,
-    )  # fmt: skip
-    broker = tansu("127.0.0.1", kafka_port, tmp_path / "tansu.log", store.url)
+def _started(tmp_path: Path, **store_options: Any) -> Iterator[DiskKafka]:
+    """The store (with ``store_options``) and Tansu over it, started; stopped after."""
+    store = kafka_store(tmp_path / "store", "127.0.0.1", free_port(), tmp_path / "store.log", **store_options)
+    broker = tansu("127.0.0.1", free_port(), tmp_path / "tansu.log", store.url)
     store.start()
     broker.start()
     try:
@@ -56,6 +53,11 @@ def disk_kafka(tmp_path: Path) -> Iterator[DiskKafka]:
     finally:
         broker.process.stop()
         store.process.stop()
+
+
+@pytest.fixture
+def disk_kafka(tmp_path: Path) -> Iterator[DiskKafka]:
+    yield from _started(tmp_path, trim_consumed=(TRIMMED,), keep_every_s=0.5, grace_s=0.5)
 
 
 async def _read_all(bootstrap: str, topic: str, partitions: int, idle_s: float = 3.0) -> list[tuple[int, int, bytes]]:
@@ -166,17 +168,7 @@ async def test_consumed_batches_of_a_trimmed_topic_go_and_a_compacted_topic_keep
 @pytest.fixture
 def merging_kafka(tmp_path: Path) -> Iterator[DiskKafka]:
     """A store that merges small batches of kept topics once they are a second old."""
-    store_port, kafka_port = free_port(), free_port()
-    store = kafka_store(tmp_path / "store", "127.0.0.1", store_port, tmp_path / "store.log", keep_every_s=0.5,
-                        merge_after_s=1.0)  # fmt: skip
-    broker = tansu("127.0.0.1", kafka_port, tmp_path / "tansu.log", store.url)
-    store.start()
-    broker.start()
-    try:
-        yield DiskKafka(store, broker, tmp_path / "store")
-    finally:
-        broker.process.stop()
-        store.process.stop()
+    yield from _started(tmp_path, keep_every_s=0.5, merge_after_s=1.0)
 
 
 async def _records(
