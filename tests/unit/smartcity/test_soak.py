@@ -191,3 +191,24 @@ def test_the_autosave_interval_is_the_shortest_that_keeps_saving_within_its_budg
     assert interval_for(0.1) == 10
     assert interval_for(0.101) == 11
     assert interval_for(0.3, budget=0.05) == 6
+
+
+def test_the_drain_counts_readings_dropped_as_repeats_as_handled() -> None:
+    """A message delivered twice is accepted twice by the gateway; the stream worker and the writer each drop the
+    copy as a repeat. The flow has drained then, and not before every reading is evaluated and stored."""
+    from smartcity.bench.soak import _Sampler
+    from smartcity.status import Scrape
+
+    def scrapes(evaluated: int, stored: int) -> dict[str, Scrape | None]:
+        return {
+            "gateway": Scrape.parse("smartcity_ingest_readings_accepted_total 102\n", 0.0),
+            "streams": Scrape.parse(
+                f"smartcity_streams_readings_total {evaluated}\nsmartcity_streams_duplicate_readings_total 2\n", 0.0
+            ),
+            "writer": Scrape.parse(
+                f"smartcity_writer_readings_total {stored}\nsmartcity_writer_duplicate_readings_total 2\n", 0.0
+            ),
+        }
+
+    assert _Sampler.counters(scrapes(100, 100)) == (102, 102, 102)
+    assert _Sampler.counters(scrapes(99, 100)) == (102, 101, 102)
