@@ -325,8 +325,15 @@ class AlertBook:
             changed.append(self._remind(rec, now, escalate=True))
         return changed
 
-    def closed_before(self, cutoff: int) -> list[str]:
-        return [r.alert.id for r in self.records.values() if r.alert.closed and r.alert.updated_at < cutoff]
+    def closed_to_forget(self, cutoff: int, most: int) -> list[str]:
+        """The closed alerts to forget: those closed before ``cutoff``, and the oldest beyond the ``most`` closed
+        last, so that an alert storm cannot grow the book beyond what it can hold."""
+        closed = [(r.alert.updated_at, r.alert.id) for r in self.records.values() if r.alert.closed]
+        if len(closed) <= most:
+            return [id_ for at, id_ in closed if at < cutoff]
+        closed.sort()
+        extra = len(closed) - most
+        return [id_ for k, (at, id_) in enumerate(closed) if k < extra or at < cutoff]
 
     def _remind(self, rec: AlertRecord, now: int, *, escalate: bool) -> AlertRecord:
         escalations = rec.alert.escalations + (1 if escalate else 0)

@@ -253,7 +253,9 @@ class AlertService:
                     now = self.clock()
                     await self._save(self.book.tick(now))
                     await self._save_notified()
-                    expired = self.book.closed_before(now - self.settings.alerts_closed_retention_s * 1000)
+                    expired = self.book.closed_to_forget(
+                        now - self.settings.alerts_closed_retention_s * 1000, self.settings.alerts_closed_max
+                    )
                     if expired:
                         await self.store.forget(expired)
                         self.book.forget(expired)

@@ -26,6 +26,12 @@ class AlertsSettings(MqttConnection, KafkaConnection, InfluxConnection):
         "takes three missed as a dead connection and reconnects)",
     )
     alerts_closed_retention_s: int = Field(7 * 24 * 3600, ge=60, description="closed alerts stay listed this long")
+    alerts_closed_max: int = Field(
+        10_000,
+        ge=100,
+        description="at most this many closed alerts stay listed, the oldest forgotten first: the alerts service's "
+        "memory stays bounded in an alert storm (about 8 KiB each; every message stays in Kafka and InfluxDB)",
+    )
     alerts_silence_max_s: int = Field(
         7 * 24 * 3600,
         ge=60,

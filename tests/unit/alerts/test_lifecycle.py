@@ -323,3 +323,21 @@ def test_an_alert_keeps_the_peak_that_raised_it_after_it_clears(book: AlertBook)
         book, book.on_finding(finding(event=FindingEvent.RAISED, ts=T0 + 5, value=27.0, threshold=25.0), T0 + 5)
     )
     assert (again.alert.event, again.alert.peak) == (AlertEvent.RAISED, 55.0), "active again lower: red peak stays"
+
+
+def test_closed_alerts_are_forgotten_when_old_or_beyond_the_most_kept(book: AlertBook) -> None:
+    """An alert storm cannot grow the book without bound: beyond ``most`` closed alerts, the oldest closed go first;
+    open ones are never forgotten, however old."""
+    opened = apply(book, book.on_finding(finding("gas-open", ts=T0), T0))[0]
+    closed_ids = []
+    for k in range(5):
+        (rec,) = apply(book, book.on_finding(finding(f"gas-{k}", ts=T0 + k * MIN), T0 + k * MIN))
+        apply(book, book.close(rec.alert.id, "主任", "", T0 + k * MIN + 1))
+        closed_ids.append(rec.alert.id)
+    assert book.closed_to_forget(T0, most=5) == []
+    assert book.closed_to_forget(T0 + 2 * MIN, most=5) == closed_ids[:2], "closed before the cutoff"
+    assert sorted(book.closed_to_forget(T0, most=3)) == sorted(closed_ids[:2]), "the oldest beyond the most kept"
+    assert sorted(book.closed_to_forget(T0 + 3 * MIN, most=4)) == sorted(closed_ids[:3]), "both at once"
+    assert opened.alert.id not in book.closed_to_forget(T0 + 60 * MIN, most=0)
+    book.forget(book.closed_to_forget(T0, most=1))
+    assert [r.alert.id for r in book.records.values() if r.alert.closed] == closed_ids[-1:]
