@@ -44,6 +44,7 @@ class Sample:
     gateway_ms: int = 0  # the alert's ts: the gateway's receive time
     decided_ms: int = 0  # the alert's updated_at: the alerts service's decision
     stamps: tuple[int, int] | None = None  # the reading's Kafka record time, the finding's detected_at
+    alert_id: str = ""  # the alert it raised, once arrived: what an officer acknowledges
 
     def latency_ms(self) -> float | None:
         """Publish to alert in milliseconds; None for a probe lost (no alert within ``TIMEOUT_S``)."""
@@ -84,6 +85,7 @@ class Probes:
             if alert.event == "raised" and sample is not None and sample.arrived is None:
                 sample.arrived, sample.arrived_wall_ms = arrived, wall
                 sample.gateway_ms, sample.decided_ms = alert.ts, alert.updated_at
+                sample.alert_id = alert.id
 
     def send(self, device: str, ch4: float) -> Sample:
         """Publish ``ch4_lel`` ``ch4`` for ``device``; at or above 25 its alert is awaited (the sample fills in)."""

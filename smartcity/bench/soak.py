@@ -6,17 +6,22 @@ A run is the end-to-end benchmark's latency workload, held: ``smartcity up`` on 
 directory (``harness.stack.StackRun``), a generated Longgang fleet of 10,000 devices driven by
 ``simulators.load_publisher`` at one steady rate (healthy readings: no alert), and every 0.5 s a probe gas detector
 crossing the ``gas.ch4`` threshold (``harness.probes``, as in the alert benchmark: publish to its ``raised`` message
-on ``alerts/emergency``), cleared five probes later. Probes cycle through a pool of 800 devices, each raised at
-most once every 400 s: that stays under the rules' flap detection (6 changes in 600 s), and the alerts service's
-book stops growing once every probe key has its alert (a cleared, unacknowledged alert is raised again under its
-key), so the probes cause no growth of their own.
+on ``alerts/emergency``), acknowledged by the duty officer through the API and cleared five probes later, so it
+closes. Probes cycle through a pool of 800 devices, each raised at most once every 400 s: that stays under the
+rules' flap detection (6 changes in 600 s). The soak's stack lists closed alerts for 5 minutes instead of 7 days, so
+the alerts service's book (about 600 closed alerts and a few open) is at its steady size well within the first half,
+and the probes cause no growth of their own. (Left open, a probe's alert would be raised again under its key every
+cycle and its history would grow to its 200 entries over 11 hours.)
 
 Every ``sample_s`` (30 s; less for a short run, so that every run has 12 samples) one row:
 
 - **memory**: RSS and its anonymous part (``/proc/<pid>/status``) of every process in ``stack.json``, read again
   each time: a changed pid is a restart. The anonymous part is judged: it is what a process holds itself (heap,
   stacks); the file-backed rest is mapped files the kernel drops under pressure (influxd maps its TSM files, so its
-  RSS grows with the data on disk, as the page cache would);
+  RSS grows with the data on disk, as the page cache would). It is also read at every lag poll (3 s), and the
+  window's lowest is judged: what the process returns to between bursts. influxd's garbage-collected heap swings by
+  hundreds of MiB within a minute (compactions, snapshots), so one reading a window is noise around its level,
+  while a leak raises the floor. The window's highest is reported beside it (``anon_peak_mib``);
 - **CPU**: each process's share of a core over the window (``/proc/<pid>/stat``), reported per process;
 - **disk**: what the stores hold in the data directory (blocks used): the Kafka store split into the topics it trims
   once consumed (readings, the stream worker's internal topics) and those it keeps for their retention (findings,
@@ -89,6 +94,9 @@ from storage.retention import RAW_DAYS
 W1_PEAK_READINGS_PER_S = 5_983
 RECEIVED = "smartcity_ingest_readings_received_total"
 DEVICES, PROBE_INTERVAL_S, PROBE_POOL, POLL_S = 10_000, 0.5, 800, 3.0
+#: the duty officer who acknowledges the probes' alerts; closed alerts are listed this long in the soak (7 days by
+#: default): the alerts service's book reaches its steady size in the first half, where a week would take a week
+OFFICER, CLOSED_RETENTION_S = "soak-officer", 300
 
 
 def half_of_peak(peak: float) -> int:
@@ -208,10 +216,11 @@ class Row:
     restarted: list[str] = field(default_factory=list)
     load_1m: float = 0.0  # the machine's load average: a soak means something only on a quiet machine
     mqtt_queue: float | None = None  # readings the broker acknowledged to publishers, not yet read by the gateway
-    anon_mib: dict[str, float | None] = field(default_factory=dict)  # process -> anonymous resident memory (judged)
+    anon_mib: dict[str, float | None] = field(default_factory=dict)  # process -> the window's lowest anonymous MiB
     cpu_percent: dict[str, float | None] = field(default_factory=dict)  # process -> % of one core over the window
     disk_mib: dict[str, float] = field(default_factory=dict)  # store part (``DISK``) -> MiB of blocks used
     stored_total: float | None = None  # readings stored by the writer so far (disk per reading)
+    anon_peak_mib: dict[str, float | None] = field(default_factory=dict)  # process -> the window's highest
 
 
 #: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged. Only
@@ -291,8 +300,16 @@ class Check:
     detail: str
 
 
-def checks(rows: list[Row], judged: list[Verdict], rate: int, run_s: float, drain: tuple[float, bool]) -> list[Check]:
-    """Flatness, and what a flat series cannot show: a rate not taken, alerts pinned at the timeout, a restart."""
+def checks(
+    rows: list[Row],
+    judged: list[Verdict],
+    rate: int,
+    run_s: float,
+    drain: tuple[float, bool],
+    acks: tuple[int, Sequence[str]] = (0, ()),
+) -> list[Check]:
+    """Flatness, and what a flat series cannot show: a rate not taken, alerts pinned at the timeout, a restart, an
+    officer's acknowledgement refused (``acks``: how many were taken, and the refusals)."""
     second = [r for r in rows if r.t_s >= run_s / 2]
     accepted = [r.accepted_per_s for r in second if r.accepted_per_s is not None]
     mean = sum(accepted) / len(accepted) if accepted else 0.0
@@ -306,6 +323,8 @@ def checks(rows: list[Row], judged: list[Verdict], rate: int, run_s: float, drai
               "second half, at most 1 %"),
         Check("no restart", not restarts, f"restarted: {', '.join(restarts) or 'none'}"),
         Check("drained", drain[1], f"the writer and the stream worker caught up {drain[0]:g} s after the load"),
+        Check("acknowledged", not acks[1], f"{acks[0]:,} probe alerts acknowledged by the officer, "
+              f"{len(acks[1])} refused{': ' + acks[1][0] if acks[1] else ''}"),
     ]  # fmt: skip
 
 
@@ -314,14 +333,29 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return round(sum(got) / len(got), 1) if got else None
 
 
+def window_memory(
+    last: dict[str, float | None], polled: Sequence[dict[str, float]]
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """The window's lowest and highest anonymous MiB of each process, from the row's own reading (``last``: None
+    for a process gone) and the window's polls."""
+    lowest: dict[str, float | None] = {}
+    highest: dict[str, float | None] = {}
+    for name, value in last.items():
+        seen = [] if value is None else [value, *(p[name] for p in polled if name in p)]
+        lowest[name], highest[name] = (min(seen), max(seen)) if seen else (None, None)
+    return lowest, highest
+
+
 def process_table(rows: list[Row], run_s: float) -> dict[str, dict[str, float | None]]:
-    """Per process, over the run's second half: mean CPU (% of one core), mean and last RSS and anonymous MiB."""
+    """Per process, over the run's second half: mean CPU (% of one core), mean and last RSS, the mean of the
+    windows' lowest anonymous MiB and the highest anonymous MiB read."""
     second = [r for r in rows if r.t_s >= run_s / 2] or rows
     return {
         name: {
             "cpu_percent": _mean([r.cpu_percent.get(name) for r in second]),
             "rss_mib": _mean([r.rss_mib.get(name) for r in second]),
             "anon_mib": _mean([r.anon_mib.get(name) for r in second]),
+            "anon_peak_mib": max((p for r in second if (p := r.anon_peak_mib.get(name)) is not None), default=None),
             "rss_last_mib": rows[-1].rss_mib.get(name),
         }
         for name in rows[0].rss_mib
@@ -378,24 +412,43 @@ def _scrape(url: str, timeout: float = 10) -> Scrape | None:
 
 
 class _ProbeLoop(threading.Thread):
-    """A probe every ``PROBE_INTERVAL_S`` through the pool, each cleared ``CLEAR_AFTER`` probes later."""
+    """A probe every ``PROBE_INTERVAL_S`` through the pool, each cleared ``CLEAR_AFTER`` probes later. The duty
+    officer acknowledges each probe's alert before it is cleared, as officers do, so the cleared alert closes and
+    the next probe of that device raises a fresh one (``OFFICER``)."""
 
-    def __init__(self, probes: Probes, devices: list[str]) -> None:
+    def __init__(self, probes: Probes, devices: list[str], api: httpx.Client) -> None:
         super().__init__(daemon=True)
         self.probes, self.devices, self.sent, self.halt = probes, devices, list[Sample](), threading.Event()
+        self.api, self.acked, self.ack_errors = api, 0, list[str]()
 
     def run(self) -> None:
         t0, n, pool = time.monotonic(), 0, len(self.devices)
         while not self.halt.wait(max(0.0, t0 + n * PROBE_INTERVAL_S - time.monotonic())):
             self.sent.append(self.probes.send(self.devices[n % pool], 30.0))
             if n >= CLEAR_AFTER:
+                self.acknowledge(self.sent[n - CLEAR_AFTER])
                 self.probes.send(self.devices[(n - CLEAR_AFTER) % pool], 5.0)
             n += 1
+
+    def acknowledge(self, sample: Sample) -> None:
+        """The officer's ``ack`` of the probe's alert, if it arrived; a failure is kept with its reason."""
+        if not sample.alert_id:
+            return
+        try:
+            answer = self.api.post(f"/api/alerts/{sample.alert_id}/ack", json={"by": OFFICER})
+        except httpx.HTTPError as exc:
+            self.ack_errors.append(f"{sample.alert_id}: {exc!r}")
+            return
+        if answer.status_code == 200:
+            self.acked += 1
+        else:
+            self.ack_errors.append(f"{sample.alert_id}: HTTP {answer.status_code} {answer.text[:200]}")
 
     def stop(self) -> None:
         self.halt.set()
         self.join()
         for sample in self.sent[-CLEAR_AFTER:]:
+            self.acknowledge(sample)
             self.probes.send(sample.device, 5.0)
 
 
@@ -414,6 +467,7 @@ class _Sampler:
         self.cpu = {name: (pid, _cpu(pid), time.monotonic()) for name, pid in self.pids.items()}
         self.judged = 0  # probes already in a row
         self.lags: list[dict[str, float]] = []  # the window's polls
+        self.anon: list[dict[str, float]] = []  # the window's anonymous memory readings, per process
         # the last good poll: when, counters (accepted, evaluated, stored), messages acknowledged
         self.last: tuple[float, tuple[float, float, float], int] = (t0, self._counters_now(), publisher.stat()[1])
         # what the gateway had read before the load
@@ -454,6 +508,7 @@ class _Sampler:
                     key = f"{name} {s.labels.get('topic', '')}".strip()
                     lag[key] = lag.get(key, 0.0) + s.value
         self.lags.append(lag)
+        self.anon.append({name: m["anon"] for name, pid in self.pids.items() if (m := _memory(pid)) is not None})
         return scrapes
 
     def row(self) -> Row:
@@ -462,7 +517,8 @@ class _Sampler:
         keys = sorted({k for lag in self.lags for k in lag})
         lag_mean = {k: round(sum(v) / len(v), 1) for k in keys if (v := [lag[k] for lag in self.lags if k in lag])}
         lag_max = {k: max(lag.get(k, 0.0) for lag in self.lags) for k in keys}
-        self.lags = []
+        self.lags, polled_anon = [], self.anon
+        self.anon = []
         self.stack.read_state()
         restarted = [name for name, pid in self.stack.pids.items() if self.pids.get(name) not in (None, pid)]
         self.pids = dict(self.stack.pids)
@@ -483,11 +539,11 @@ class _Sampler:
         self.judged += len(due)
         memory = {name: _memory(pid) for name, pid in self.pids.items()}
         rss = {name: None if m is None else m["rss"] for name, m in memory.items()}
-        anon = {name: None if m is None else m["anon"] for name, m in memory.items()}
+        anon, peak = window_memory({name: None if m is None else m["anon"] for name, m in memory.items()}, polled_anon)
         return Row(
             round(now - self.t0, 1), rates[0], rates[1], rates[2], rates[3], backlog, lag_mean, lag_max,
             rss, probe_window([s.latency_ms() for s in due]), restarted, os.getloadavg()[0], queue, anon,
-            self.cpu_percent(), disk_mib(self.stack.data_dir, self.trimmed), counters and counters[2],
+            self.cpu_percent(), disk_mib(self.stack.data_dir, self.trimmed), counters and counters[2], peak,
         )  # fmt: skip
 
     def cpu_percent(self) -> dict[str, float | None]:
@@ -561,18 +617,21 @@ def run(minutes: float, rate: int, out: Path, devices: int = DEVICES) -> dict[st
     console.print(
         f"[bold]soak[/]: {minutes:g} min at {rate:,} readings/s, {devices:,} devices, a row every {sample_s:g} s"
     )
-    with tempfile.TemporaryDirectory(prefix="smartcity-soak-") as tmp, StackRun(Path(tmp)) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="smartcity-soak-") as tmp,
+        StackRun(Path(tmp), env={"SMARTCITY_ALERTS_CLOSED_RETENTION_S": str(CLOSED_RETENTION_S)}) as stack,
+    ):
         (pool_path := Path(tmp) / "load-pool.json").write_text(json.dumps(payload_pool(fleet)))
         stack.register(records)
         publisher = LoadPublisher(
             stack.mqtt_url, pool_path, 1, {**stack.env, "SMARTCITY_MQTT_PASSWORD": stack.admin_password}
         )
-        probes = Probes(stack)
+        probes, api = Probes(stack), stack.api_client(timeout=10)
         try:
             console.print(f"stack up, {len(records):,} devices; first alert after {warm_up(probes, warm):.1f} s")
             time.sleep(2)  # the devices topic's followers have read the fleet's last records too
             publisher.rate(rate)
-            loop, t0 = _ProbeLoop(probes, pool), time.monotonic()
+            loop, t0 = _ProbeLoop(probes, pool, api), time.monotonic()
             loop.start()
             sampler, rows = _Sampler(stack, publisher, loop, t0), list[Row]()
             processes = list(sampler.pids)
@@ -591,10 +650,11 @@ def run(minutes: float, rate: int, out: Path, devices: int = DEVICES) -> dict[st
         finally:
             publisher.kill()
             probes.close()
+            api.close()
         shutil.copytree(Path(tmp) / "logs", out.with_name(f"{out.stem}-logs"), dirs_exist_ok=True)
     storage = StackSettings().kafka_storage
     judged = verdicts(rows, rate, run_s, frozenset(HOLDS_DATA) if storage == "memory" else frozenset())
-    passed = checks(rows, judged, rate, run_s, (drain_s, drained))
+    passed = checks(rows, judged, rate, run_s, (drain_s, drained), (loop.acked, loop.ack_errors))
     source = f"half of W1's recorded peak, {W1_PEAK_READINGS_PER_S:,}/s (docs/benchmarks.md, End to end)"
     table, disk = process_table(rows, run_s), disk_growth(rows, run_s)
     _print_processes(console, table, disk)
@@ -619,11 +679,11 @@ def _print_processes(
     console: Console, table: dict[str, dict[str, float | None]], disk: dict[str, dict[str, float | None]]
 ) -> None:
     shown = Table(title="per process, over the second half")
-    for name in ("process", "CPU % of a core", "RSS MiB", "anonymous MiB", "RSS at the end"):
+    for name in ("process", "CPU % of a core", "RSS MiB", "anonymous MiB (lowest)", "anonymous peak", "RSS at the end"):
         shown.add_column(name, justify="left" if name == "process" else "right")
     for name, row in table.items():
         shown.add_row(name, _f(row["cpu_percent"], 1), _f(row["rss_mib"], 1), _f(row["anon_mib"], 1),
-                      _f(row["rss_last_mib"], 1))  # fmt: skip
+                      _f(row["anon_peak_mib"], 1), _f(row["rss_last_mib"], 1))  # fmt: skip
     total = sum(row["cpu_percent"] or 0.0 for row in table.values())
     shown.add_row("[bold]all[/]", f"{total:,.1f}", "", "", "")
     console.print(shown)
