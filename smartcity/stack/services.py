@@ -230,8 +230,8 @@ def influxdb(
     shard, compactions on half the cores): the configuration before issue 19, for ``smartcity bench influx
     --legacy``. A data directory written with the in-memory index keeps it for its existing shards; new shards
     (a new day in ``raw``) use tsi1. The continuous-query service runs only then: the writer computes the
-    aggregates as it writes (``storage.aggregate``). ``niceness`` > 0 runs it under ``nice``: on one machine,
-    history yields the CPU to the alert path (its compactions come in bursts; docs/benchmarks.md)."""
+    aggregates as it writes (``storage.aggregate``). ``niceness`` > 0 runs it under ``nice`` (not by default: niced
+    on a busy machine, its cache snapshots lagged and its WAL and heap grew; docs/benchmarks.md)."""
     binary = find_binary("influxd", [binary] if binary else ["influxd", "/usr/bin/influxd"], "influxdb")
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "influxdb.conf"

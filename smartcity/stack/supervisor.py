@@ -95,11 +95,11 @@ class StackSettings(BaseSettings):
     mosquitto_bin: str | None = Field(None, description="path of the mosquitto binary, if not the Debian one")
     influxd_bin: str | None = Field(None, description="path of the influxd binary, if not the Debian one")
     influxd_nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
-        description="niceness of influxd: on one machine the history store yields the CPU to the alert path "
-        "(0: as every other process)",
+        description="niceness of influxd (0: as every other process; 10 made its cache snapshots lag on a busy "
+        "machine, its WAL and heap grew: docs/benchmarks.md)",
     )
     gateways: int = Field(
         1,

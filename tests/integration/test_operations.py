@@ -275,10 +275,8 @@ def _niceness(pid: int) -> int:
     return int(fields[16])  # the 19th field of /proc/<pid>/stat; the first two are before the ")"
 
 
-def test_influxd_yields_the_cpu_to_the_alert_path(stack: StackRun) -> None:
-    """`smartcity up` runs influxd under nice (SMARTCITY_INFLUXD_NICE, 10): its compactions' bursts must not
-    take the cores from the brokers and services alerts go through."""
+def test_every_process_of_the_stack_runs_at_the_same_priority(stack: StackRun) -> None:
+    """`smartcity up` no longer runs influxd under nice (SMARTCITY_INFLUXD_NICE, 0 by default): at 10 on a busy
+    machine its cache snapshots lagged, and its WAL and heap grew through the soak (docs/benchmarks.md)."""
     stack.read_state()
-    assert _niceness(stack.pids["influxdb"]) == 10
-    alert_path = ("mosquitto", "kafka store", "kafka (tansu)", "ingest gateway", "stream worker", "api")
-    assert {name: _niceness(stack.pids[name]) for name in alert_path} == dict.fromkeys(alert_path, 0)
+    assert {name: _niceness(pid) for name, pid in stack.pids.items()} == dict.fromkeys(stack.pids, 0)

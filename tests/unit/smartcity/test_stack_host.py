@@ -113,3 +113,12 @@ def test_a_loopback_host_keeps_everything_on_the_loopback(tmp_path: Path) -> Non
     settings = _settings(tmp_path, "127.0.0.1")
     for launch in Stack(settings).plan():
         assert set(_listener(launch, settings)) == {"127.0.0.1"}, launch.process.name
+
+
+def test_influxd_runs_under_nice_only_when_asked(tmp_path: Path) -> None:
+    """``SMARTCITY_INFLUXD_NICE`` (0 by default: at 10 its cache snapshots lagged on a busy machine)."""
+    default = {launch.process.name: launch for launch in Stack(_settings(tmp_path, "127.0.0.1")).plan()}
+    assert default["influxdb"].process.argv[0] != "nice"
+    niced = _settings(tmp_path, "127.0.0.1").model_copy(update={"influxd_nice": 10})
+    (influxd,) = [launch for launch in Stack(niced).plan() if launch.process.name == "influxdb"]
+    assert influxd.process.argv[:3] == ["nice", "-n", "10"]
