@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,10 +43,43 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+#: ports ``free_port`` handed out in this process: never twice, as nothing may listen on one yet
+_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 15_000
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port nothing listens on now, below the kernel's ephemeral range, and not handed out before by this process.
+
+    Not port 0's: the kernel gives that from the ephemeral range (``ip_local_port_range``), where any outgoing
+    connection may take it between this call and the server's bind. That happened: a stack's stream worker could
+    not bind its health port while the stack's other services connected to each other."""
+    low = _ephemeral_low()
+    for _ in range(200 if low - _LOWEST_PORT > 1000 else 0):
+        port = random.randrange(_LOWEST_PORT, low)
+        if port not in _HANDED_OUT and _bindable(host, port):
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket() as s:  # an unusual ephemeral range: what the kernel gives
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Free even to a bind without ``SO_REUSEADDR``: no listener, no connection lingering in TIME_WAIT."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(host: str, port: int) -> bool:
