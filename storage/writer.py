@@ -159,23 +159,24 @@ class InfluxWriter:
         for tp in gone:
             self._revoke(tp)
         last: dict[TopicPartition, tuple[int, int]] = {}  # (Kafka timestamp, reading ts) of the latest seen
+        # a partition without a committed offset (or at 0) was never written by a writer: this one reads it whole
+        ends = {tp: end for tp in new if (end := await consumer.committed(tp))}
         try:
-            await self._seed(consumer, new, last)
+            await self._seed(consumer, ends, last)
         finally:
             if self._aggregates is not None:
                 now_ms = int(time.time() * 1000)
                 for tp in new:
                     since, latest = last.get(tp, (None, None))
-                    self._aggregates.assign(tp, now_ms, since, latest)
+                    self._aggregates.assign(tp, now_ms, since, latest, fresh=tp not in ends)
 
     def _revoke(self, tp: TopicPartition) -> None:
         if self._aggregates is not None:
             self._aggregates.revoke(tp)
 
     async def _seed(
-        self, consumer: AIOKafkaConsumer, new: set[TopicPartition], last: dict[TopicPartition, tuple[int, int]]
+        self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], last: dict[TopicPartition, tuple[int, int]]
     ) -> None:
-        ends = {tp: end for tp in new if (end := await consumer.committed(tp))}
         if not ends:
             return
         started, seeded = time.monotonic(), 0

@@ -138,3 +138,19 @@ def test_a_revoked_partition_is_forgotten() -> None:
 def test_refuses_a_close_before_the_minute_ends() -> None:
     with pytest.raises(ValueError, match="close_ms"):
         MinuteAggregates(close_ms=30_000)
+
+
+def test_a_partition_no_writer_wrote_before_is_folded_whole_and_recomputes_nothing() -> None:
+    """A fresh stack (no committed offset): the writer reads the partition from its first record, so the minute it
+    was assigned in is whole in memory, and nothing is left to the backfill."""
+    aggregates = MinuteAggregates()
+    aggregates.assign(3, T0 + 20_000, fresh=True)
+    aggregates.fold(3, SERIES[0], {"ch4_lel": 2.0}, T0 + 5_000)  # read from the start: before the assignment
+    aggregates.fold(3, SERIES[0], {"ch4_lel": 4.0}, T0 + 40_000)
+    closed = aggregates.close(T0 + 5 * MIN)
+    assert closed.backfill == []
+    assert closed.lines == [f"{SERIES[0]} mean_ch4_lel=3.0,min_ch4_lel=2.0,max_ch4_lel=4.0 {T0}"]
+    taken_over = MinuteAggregates()
+    taken_over.assign(3, T0 + 20_000)
+    taken_over.fold(3, SERIES[0], {"ch4_lel": 2.0}, T0 + 5_000)
+    assert taken_over.close(T0 + 5 * MIN).backfill, "a writer that does not know is recomputed from raw"
