@@ -57,7 +57,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     low = _ephemeral_low()
     for _ in range(200 if low - _LOWEST_PORT > 1000 else 0):
         port = random.randrange(_LOWEST_PORT, low)
-        if port not in _HANDED_OUT and _bindable(host, port):
+        if port not in _HANDED_OUT and port_is_free(host, port, reuse_address=False):
             _HANDED_OUT.add(port)
             return port
     with socket.socket() as s:  # an unusual ephemeral range: what the kernel gives
@@ -72,19 +72,11 @@ def _ephemeral_low() -> int:
         return 32_768  # Linux's default
 
 
-def _bindable(host: str, port: int) -> bool:
-    """Free even to a bind without ``SO_REUSEADDR``: no listener, no connection lingering in TIME_WAIT."""
+def port_is_free(host: str, port: int, *, reuse_address: bool = True) -> bool:
+    """Nothing listens on ``port``; ``reuse_address=False``: nor does a connection linger there in TIME_WAIT."""
     with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_address:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
