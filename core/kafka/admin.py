@@ -28,6 +28,11 @@ DAY_MS: Final = 24 * HOUR_MS
 #: and undelivered notices are for people to look at: a week. Compacted topics keep the latest record per key.
 READINGS_RETENTION_MS: Final = 6 * HOUR_MS
 RECORDS_RETENTION_MS: Final = 7 * DAY_MS
+#: How long a forgotten alert's tombstone stays in ``alerts.state``. Its one reader, the alerts service, reads the
+#: topic whole in seconds at its start, so an hour is ample; with Kafka's default (a day) the alerts service,
+#: forgetting a closed alert every few seconds under a steady drill, kept tens of thousands of tombstones, each an
+#: object in the one-machine Kafka store (docs/reliability.md, "Bounded").
+ALERT_STATE_TOMBSTONES_MS: Final = HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +42,14 @@ class TopicSpec:
     replication: int = 1
     compacted: bool = False
     retention_ms: int | None = None  # for topics that are not compacted; None: the broker's default
+    delete_retention_ms: int | None = None  # compacted topics: how long a tombstone stays; None: the broker's (a day)
 
     def configs(self) -> dict[str, str]:
         if self.compacted:
-            return {"cleanup.policy": "compact"}
+            out = {"cleanup.policy": "compact"}
+            if self.delete_retention_ms is not None:
+                out["delete.retention.ms"] = str(self.delete_retention_ms)
+            return out
         return {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
 
 
@@ -59,7 +68,13 @@ def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
         TopicSpec(
             kafka.topic_alerts, kafka.findings_partitions, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS
         ),
-        TopicSpec(kafka.topic_alert_state, 1, kafka.kafka_replication, compacted=True),
+        TopicSpec(
+            kafka.topic_alert_state,
+            1,
+            kafka.kafka_replication,
+            compacted=True,
+            delete_retention_ms=ALERT_STATE_TOMBSTONES_MS,
+        ),
         TopicSpec(kafka.topic_alert_control, 1, kafka.kafka_replication, compacted=True),
         TopicSpec(kafka.topic_undelivered, 1, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS),
     ]

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.kafka.admin import ALERT_STATE_TOMBSTONES_MS, READINGS_RETENTION_MS, all_topics
+from core.settings import KafkaConnection
 from smartcity.stack.keeper import (
+    DEFAULT_DELETE_RETENTION_MS,
     DEFAULT_RETENTION_MS,
     Batch,
     Policy,
@@ -35,6 +38,20 @@ def test_topic_configs_become_a_policy() -> None:
     both = policy([{"name": "cleanup.policy", "value": "compact,delete"}, {"name": "retention.ms", "value": "5"}])
     assert (both.compact, both.delete, both.retention_ms) == (True, True, 5)
     assert policy([{"name": "retention.ms", "value": "-1"}]).retention_ms is None
+
+
+def test_the_alert_state_topic_drops_its_tombstones_after_an_hour() -> None:
+    """What ``ensure_topics`` asks for is what the keeper applies: alerts.state's tombstones go after an hour, the
+    devices' after the broker's default day (a device removed is rare, and its readers may be down longer)."""
+    kafka = KafkaConnection()
+    specs = {spec.name: spec for spec in all_topics(kafka)}
+    as_created = {
+        name: policy([{"name": k, "value": v} for k, v in spec.configs().items()]) for name, spec in specs.items()
+    }
+    assert as_created[kafka.topic_alert_state].compact
+    assert as_created[kafka.topic_alert_state].delete_retention_ms == ALERT_STATE_TOMBSTONES_MS == 3_600_000
+    assert as_created[kafka.topic_devices].delete_retention_ms == DEFAULT_DELETE_RETENTION_MS
+    assert as_created[kafka.topic_readings].retention_ms == READINGS_RETENTION_MS
 
 
 @pytest.mark.parametrize(
