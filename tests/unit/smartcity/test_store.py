@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -131,3 +133,42 @@ def test_interval_sync_runs_only_after_writes(tmp_path: Path) -> None:
         return [*ran, await store.sync_filesystem()]
 
     assert asyncio.run(scenario()) == [False, True, False, True]
+
+
+_LARGE_BLOCK_PROBE = """
+import ctypes, sys
+from smartcity.stack.store import fix_mmap_threshold
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+
+
+def in_heap(address):
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith("[heap]"):
+            low, high = (int(x, 16) for x in line.split()[0].split("-"))
+            if low <= address < high:
+                return True
+    return False
+
+
+libc.free(libc.malloc(512 * 1024))  # a large body, freed
+block = libc.malloc(512 * 1024)  # the next one
+print("heap" if in_heap(block) else "mapped")
+"""
+
+
+def test_the_store_gives_every_large_block_its_own_mapping() -> None:
+    """glibc's default moves large blocks into the heap once one was freed (its threshold follows them); the store
+    fixes the threshold, so a large body's memory goes back to the system when it is freed."""
+
+    def where(mode: str) -> str:
+        done = subprocess.run([sys.executable, "-c", _LARGE_BLOCK_PROBE, mode], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert where("default") == "heap"
+    assert where("fixed") == "mapped"
