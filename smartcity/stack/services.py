@@ -224,6 +224,7 @@ def influxdb(
     *,
     bounded: bool = True,
     niceness: int = 0,
+    memory_limit_mib: int = 0,
 ) -> Launch:
     """InfluxDB 1.6 (Debian's ``influxdb``): v1 HTTP API, data under ``directory``, memory bounded by
     ``INFLUXD_MEMORY``. ``bounded=False`` leaves influxd's defaults (an in-memory series index, a 1 GiB cache per
@@ -231,7 +232,9 @@ def influxdb(
     --legacy``. A data directory written with the in-memory index keeps it for its existing shards; new shards
     (a new day in ``raw``) use tsi1. The continuous-query service runs only then: the writer computes the
     aggregates as it writes (``storage.aggregate``). ``niceness`` > 0 runs it under ``nice`` (not by default: niced
-    on a busy machine, its cache snapshots lagged and its WAL and heap grew; docs/benchmarks.md)."""
+    on a busy machine, its cache snapshots lagged and its WAL and heap grew; docs/benchmarks.md).
+    ``memory_limit_mib`` > 0 sets the Go runtime's soft heap limit (``GOMEMLIMIT``; influxd 1.6 in Debian is built
+    with Go 1.19)."""
     binary = find_binary("influxd", [binary] if binary else ["influxd", "/usr/bin/influxd"], "influxdb")
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "influxdb.conf"
@@ -262,7 +265,8 @@ bind-address = "{host}:{rpc_port}"
 """
     )
     nice = ["nice", "-n", str(niceness)] if niceness else []
-    process = ManagedProcess("influxdb", [*nice, binary, "-config", str(conf)], directory / "influxdb.log")
+    env = {**os.environ, "GOMEMLIMIT": f"{memory_limit_mib}MiB"} if memory_limit_mib else None
+    process = ManagedProcess("influxdb", [*nice, binary, "-config", str(conf)], directory / "influxdb.log", env=env)
     return Launch(process, lambda: http_ok(f"http://{host}:{port}/ping"), f"http://{host}:{port}")
 
 

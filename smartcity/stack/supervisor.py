@@ -101,6 +101,12 @@ class StackSettings(BaseSettings):
         description="niceness of influxd (0: as every other process; 10 made its cache snapshots lag on a busy "
         "machine, its WAL and heap grew: docs/benchmarks.md)",
     )
+    influxd_memory_limit_mib: int = Field(
+        768,
+        ge=0,
+        description="influxd's Go heap soft limit (GOMEMLIMIT), MiB; 0: none. Its garbage collector works harder "
+        "near it rather than let compactions' buffers swing the heap by a GiB (docs/storage.md)",
+    )
     gateways: int = Field(
         1,
         ge=1,
@@ -187,7 +193,13 @@ class Stack:
             require_port(LOOPBACK, s.influx_rpc_port, "InfluxDB (backup RPC)", "SMARTCITY_INFLUX_RPC_PORT")
             launches.append(
                 influxdb(
-                    d / "influxdb", LOOPBACK, s.influx_port, s.influx_rpc_port, s.influxd_bin, niceness=s.influxd_nice
+                    d / "influxdb",
+                    LOOPBACK,
+                    s.influx_port,
+                    s.influx_rpc_port,
+                    s.influxd_bin,
+                    niceness=s.influxd_nice,
+                    memory_limit_mib=s.influxd_memory_limit_mib,
                 )
             )
         self._ports_distinct()

@@ -7,12 +7,13 @@ starting it; tests/integration/test_stack_host.py looks at the sockets of a runn
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from core.process import free_port, port_is_free
+from core.process import ManagedProcess, free_port, port_is_free
 from smartcity.stack.services import Launch
 from smartcity.stack.supervisor import Stack, StackSettings
 
@@ -122,3 +123,19 @@ def test_influxd_runs_under_nice_only_when_asked(tmp_path: Path) -> None:
     niced = _settings(tmp_path, "127.0.0.1").model_copy(update={"influxd_nice": 10})
     (influxd,) = [launch for launch in Stack(niced).plan() if launch.process.name == "influxdb"]
     assert influxd.process.argv[:3] == ["nice", "-n", "10"]
+
+
+def test_influxd_gets_a_go_heap_limit_unless_told_not_to(tmp_path: Path) -> None:
+    """``SMARTCITY_INFLUXD_MEMORY_LIMIT_MIB`` becomes influxd's ``GOMEMLIMIT``; 0 leaves the Go runtime's default."""
+
+    def influxd(**update: int) -> ManagedProcess:
+        settings = _settings(tmp_path, "127.0.0.1").model_copy(update=update)
+        (launch,) = [launch for launch in Stack(settings).plan() if launch.process.name == "influxdb"]
+        return launch.process
+
+    limited = influxd()
+    assert limited.env is not None
+    assert limited.env["GOMEMLIMIT"] == "768MiB"
+    assert limited.env["PATH"] == os.environ["PATH"], "the rest of the environment is kept"
+    assert influxd(influxd_memory_limit_mib=512).env["GOMEMLIMIT"] == "512MiB"  # type: ignore[index]
+    assert influxd(influxd_memory_limit_mib=0).env is None
