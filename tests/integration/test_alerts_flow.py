@@ -18,12 +18,14 @@ from fastapi import FastAPI
 
 from core.contracts.catalogue import Level
 from core.contracts.finding import FindingEvent, Hazard
+from core.kafka.reading import read_table
 from core.process import free_port
 from smartcity.stack.services import Launch
 from tests.alerts_util import FIRE_OFFICER, RigFactory, messages
 from tests.kafka_util import consume
 from tests.mqtt_util import Collector
 from tests.unit.alerts.factories import finding
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -276,3 +278,33 @@ async def test_the_live_stream_pushes_changes(rig: RigFactory) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert [a["key"] for a in received] == ["fire-l1:fire.heat"], "the fire officer's stream has fire only"
+
+
+async def test_at_most_so_many_closed_alerts_stay_listed_the_oldest_forgotten_first(rig: RigFactory) -> None:
+    """``SMARTCITY_ALERTS_CLOSED_MAX`` (docs/alerts.md): past it the alerts closed first are forgotten by the service's
+    tick, in Kafka too (a tombstone in alerts.state), so a restart does not bring them back; open ones never are."""
+    most = 100  # the setting's least
+    async with rig(alerts_closed_max=most, alerts_tick_s=0.2) as r:
+        devices = [f"gas-m{n:03d}" for n in range(most + 3)]
+        await r.send(*[finding(d) for d in devices])
+        raised = {d: await r.wait_alert(f"{d}:gas.ch4", lambda a: True) for d in devices}
+        for alert in raised.values():
+            assert (await r.http.post(f"/api/alerts/{alert.id}/ack", json={"note": "收到"})).status_code == 200
+        first, second, still_open, *rest = devices
+        for device in (first, second):  # closed first: the oldest
+            await r.send(finding(device, event=FindingEvent.CLEARED, ts=finding().ts + 1))
+            await r.wait_alert(f"{device}:gas.ch4", lambda a: a.closed)
+        await asyncio.sleep(0.01)  # later by the service's clock
+        await r.send(*[finding(d, event=FindingEvent.CLEARED, ts=finding().ts + 1) for d in rest])
+        forgotten = {raised[first].id, raised[second].id}
+        assert await eventually(lambda: not forgotten & set(r.service.book.records)), "never forgotten"
+        closed = (await r.http.get("/api/alerts", params={"state": "closed", "limit": 5000})).json()
+        assert len(closed) == most
+        assert {a["id"] for a in closed} == {raised[d].id for d in rest}
+        assert [a["id"] for a in (await r.http.get("/api/alerts")).json()] == [raised[still_open].id]
+        state = await read_table(r.settings.kafka_bootstrap, r.settings.topic_alert_state)
+        assert all(state[alert_id] is None for alert_id in forgotten), "tombstones in Kafka"
+    async with rig(alerts_closed_max=most) as again:
+        listed = {a["id"] for a in (await again.http.get("/api/alerts", params={"state": "all", "limit": 5000})).json()}
+        assert len(listed) == most + 1
+        assert not forgotten & listed
