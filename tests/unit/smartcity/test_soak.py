@@ -15,6 +15,7 @@ from smartcity.bench.soak import (
     Tolerance,
     checks,
     disk_growth,
+    envelope,
     half_of_peak,
     judge,
     least_squares,
@@ -223,3 +224,41 @@ def test_the_drain_counts_readings_dropped_as_repeats_as_handled() -> None:
 
     assert _Sampler.counters(scrapes(100, 100)) == (102, 102, 102)
     assert _Sampler.counters(scrapes(99, 100)) == (102, 101, 102)
+
+
+def test_the_floor_of_a_swinging_heap_is_judged_and_a_leak_under_the_swings_still_fails() -> None:
+    """What the 30-minute soak of 2026-12-07 showed: influxd returned to about 300 MiB every few minutes, but the
+    windows in between sat higher and higher, by chance, toward the end; a fit through the windows called that
+    +100 MiB/h. The five-minute floor is flat; a leak beneath the same swings raises the floor and fails."""
+    rng = random.Random(7)
+    swings = [
+        (t, 300.0 if k % 6 == 0 else 300.0 + rng.uniform(0, 200) + 300 * t / RUN_S) for k, t in enumerate(TIMES)
+    ]  # back to the floor every 3 minutes; the windows between drifting up by chance
+    rows = [
+        replace(_row(t, 2_900, 0, 120.0), rss_mib={"api": 120.0, "influxdb": v}, anon_mib={"api": 120.0, "influxdb": v})
+        for t, v in swings
+    ]
+    through_windows = judge("memory: influxdb", "MiB", swings, RUN_S, tolerances(2_900)["memory"])
+    assert not through_windows.flat
+    assert {v.series: v.flat for v in verdicts(rows, 2_900, RUN_S)}["memory: influxdb"] is True
+    leaking = [
+        replace(r, anon_mib={"api": 120.0, "influxdb": v + r.t_s / 60}) for r, (_, v) in zip(rows, swings, strict=True)
+    ]
+    judged = {v.series: v for v in verdicts(leaking, 2_900, RUN_S)}["memory: influxdb"]
+    assert not judged.flat
+    assert judged.slope_per_h == pytest.approx(60, abs=1)  # the floor rises as the leak does
+
+
+def test_the_latency_judged_is_the_median_of_ten_windows_p95() -> None:
+    """One slow probe in a window of 60 sets its p95; a growing queue raises every window's."""
+    one_slow = [replace(_row(t, 2_900, 0, 120.0), latency=probe_window([80.0] * 57 + [900.0] * 3))
+                if k % 7 == 0 or t > 1_700 else _row(t, 2_900, 0, 120.0) for k, t in enumerate(TIMES)]  # fmt: skip
+    assert {v.series: v.flat for v in verdicts(one_slow, 2_900, RUN_S)}["alert latency p95"] is True
+    growing = [replace(r, latency=probe_window([80.0 + r.t_s / 3] * 60)) for r in one_slow]
+    assert {v.series: v.flat for v in verdicts(growing, 2_900, RUN_S)}["alert latency p95"] is False
+
+
+def test_an_envelope_keeps_gaps_and_looks_back_its_span() -> None:
+    points = [(0.0, 5.0), (100.0, None), (200.0, 3.0), (400.0, 9.0), (600.0, 8.0)]
+    assert envelope(points, 300.0) == [(0.0, 5.0), (100.0, None), (200.0, 3.0), (400.0, 3.0), (600.0, 8.0)]
+    assert envelope(points, 300.0, floor=False) == [(0.0, 5.0), (100.0, None), (200.0, 4.0), (400.0, 6.0), (600.0, 8.5)]
