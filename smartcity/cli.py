@@ -328,11 +328,19 @@ def bench_soak(
         int, typer.Option(min=100, help="the load fleet; 60,000 at 1,000/s is each device once a minute")
     ] = 10_000,
     out: Path = Path("bench-results/soak.json"),
+    judge: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="judge this saved report again instead of running a soak"),
+    ] = None,
 ) -> None:
     """The whole stack at a steady rate for a long while: memory, lag and alert latency over time must stay flat.
     Exit 1 if one is not (or the rate did not hold, a process restarted, the flow did not drain). Not in CI."""
-    from smartcity.bench.soak import DEFAULT_RATE, run
+    from smartcity.bench.soak import DEFAULT_RATE, rejudge, run
 
+    if judge is not None:
+        if not rejudge(judge):
+            raise typer.Exit(1)
+        return
     if not run(minutes, rate or DEFAULT_RATE, out, devices)["ok"]:
         typer.secho("the soak failed: see the verdicts above", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

@@ -705,6 +705,24 @@ def run(minutes: float, rate: int, out: Path, devices: int = DEVICES) -> dict[st
     return report
 
 
+def rejudge(report_path: Path) -> bool:
+    """Judge a saved soak (``run``'s report) again with today's ``verdicts``, print the verdicts and the checks, and
+    return whether it passes: the samples are kept whole, so a change of judgement is compared on the same runs. The
+    checks that do not depend on the verdicts (rate, lateness, restarts, drain, acknowledgements) are the run's own."""
+    report = json.loads(report_path.read_text())
+    rows = [Row(**{**sample, "latency": ProbeWindow(**sample["latency"])}) for sample in report["samples"]]
+    run_s = report["minutes"] * 60
+    holds = frozenset(HOLDS_DATA) if report.get("kafka_storage") == "memory" else frozenset()
+    judged = verdicts(rows, report["rate_readings_per_s"], run_s, holds)
+    growing = [v.series for v in judged if v.judged and not v.flat]
+    flat = Check("every series flat", not growing, f"not flat: {', '.join(growing)}" if growing else "all flat")
+    passed = [flat, *(Check(**c) for c in report["checks"] if c["name"] != flat.name)]
+    console = Console(width=200)
+    console.print(f"[bold]{report_path}[/]: {report['minutes']:g} min at {report['rate_readings_per_s']:,} readings/s")
+    _print_verdicts(console, judged, passed)
+    return all(c.ok for c in passed)
+
+
 def _print_processes(
     console: Console, table: dict[str, dict[str, float | None]], disk: dict[str, dict[str, float | None]]
 ) -> None:

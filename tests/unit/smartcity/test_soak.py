@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from smartcity.bench.soak import (
     least_squares,
     probe_window,
     process_table,
+    rejudge,
     tolerances,
     verdicts,
     window_memory,
@@ -262,3 +265,22 @@ def test_an_envelope_keeps_gaps_and_looks_back_its_span() -> None:
     points = [(0.0, 5.0), (100.0, None), (200.0, 3.0), (400.0, 9.0), (600.0, 8.0)]
     assert envelope(points, 300.0) == [(0.0, 5.0), (100.0, None), (200.0, 3.0), (400.0, 3.0), (600.0, 8.0)]
     assert envelope(points, 300.0, floor=False) == [(0.0, 5.0), (100.0, None), (200.0, 4.0), (400.0, 6.0), (600.0, 8.5)]
+
+
+def test_a_saved_report_is_judged_again_with_todays_verdicts(tmp_path: Path) -> None:
+    """``smartcity bench soak --judge FILE``: the samples are saved whole, so a run judged by an older rule is judged
+    again by today's; the checks that do not depend on the verdicts are the run's own."""
+
+    def saved(rows: list[Row], name: str, refused: tuple[int, list[str]] = (10, [])) -> Path:
+        judged = verdicts(rows, 2_900, RUN_S)
+        report = {"minutes": RUN_S / 60, "rate_readings_per_s": 2_900, "kafka_storage": "disk",
+                  "samples": [asdict(r) for r in rows],
+                  "checks": [asdict(c) for c in checks(rows, judged, 2_900, RUN_S, (2.0, True), refused)]}  # fmt: skip
+        path = tmp_path / name
+        path.write_text(json.dumps(report))
+        return path
+
+    steady = [_row(t, 2_900, 0, 120.0) for t in TIMES]
+    assert rejudge(saved(steady, "steady.json"))
+    assert not rejudge(saved([replace(r, anon_mib={"api": 120.0 + r.t_s / 60}) for r in steady], "leak.json"))
+    assert not rejudge(saved(steady, "refused.json", (10, ["3f2a: HTTP 409"])))
