@@ -344,10 +344,9 @@ def checks(
     accepted = [r.accepted_per_s for r in second if r.accepted_per_s is not None]
     mean = sum(accepted) / len(accepted) if accepted else 0.0
     late, probes = sum(r.latency.late for r in second), sum(r.latency.probes for r in second)
-    growing = [v.series for v in judged if v.judged and not v.flat]
     restarts = [name for r in rows for name in r.restarted]
     return [
-        Check("every series flat", not growing, f"not flat: {', '.join(growing)}" if growing else "all flat"),
+        flatness(judged),
         Check("rate held", mean >= 0.95 * rate, f"accepted {mean:,.0f}/s over the second half, 95 % of {rate:,} asked"),
         Check("alerts on time", late <= 0.01 * probes, f"{late} of {probes} probes late (> {TIMEOUT_S:g} s) over the "
               "second half, at most 1 %"),
@@ -356,6 +355,12 @@ def checks(
         Check("acknowledged", not acks[1], f"{acks[0]:,} probe alerts acknowledged by the officer, "
               f"{len(acks[1])} refused{': ' + acks[1][0] if acks[1] else ''}"),
     ]  # fmt: skip
+
+
+def flatness(judged: list[Verdict]) -> Check:
+    """The check that every series judged is flat, naming those that are not."""
+    growing = [v.series for v in judged if v.judged and not v.flat]
+    return Check("every series flat", not growing, f"not flat: {', '.join(growing)}" if growing else "all flat")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -714,8 +719,7 @@ def rejudge(report_path: Path) -> bool:
     run_s = report["minutes"] * 60
     holds = frozenset(HOLDS_DATA) if report.get("kafka_storage") == "memory" else frozenset()
     judged = verdicts(rows, report["rate_readings_per_s"], run_s, holds)
-    growing = [v.series for v in judged if v.judged and not v.flat]
-    flat = Check("every series flat", not growing, f"not flat: {', '.join(growing)}" if growing else "all flat")
+    flat = flatness(judged)
     passed = [flat, *(Check(**c) for c in report["checks"] if c["name"] != flat.name)]
     console = Console(width=200)
     console.print(f"[bold]{report_path}[/]: {report['minutes']:g} min at {report['rate_readings_per_s']:,} readings/s")
