@@ -296,6 +296,14 @@ def test_influxdb_2_memory_is_bounded_as_on_one_machine() -> None:
     }
 
 
+def test_influxdb_2_heap_has_the_one_machine_soft_limit() -> None:
+    """The Go heap's soft limit of influxd on one machine is InfluxDB 2's too (GOMEMLIMIT; 2.7 is built with a Go
+    that honours it)."""
+    default = StackSettings.model_fields["influxd_memory_limit_mib"].default
+    assert default > 0
+    assert SERVICES["influxdb"]["environment"]["GOMEMLIMIT"] == f"{default}MiB"
+
+
 def test_every_long_running_service_has_a_health_check_and_restarts() -> None:
     for name, service in LONG_RUNNING.items():
         assert service.get("healthcheck", {}).get("test"), f"{name}: no health check"
