@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from core.process import free_port
+from harness.measure import memory_mib
+from smartcity.bench.soak import GO_HEAP, go_heap_mib
 from smartcity.stack.services import INFLUXD_MEMORY, Launch, influxdb
 from tests.influx_util import influx_rows
 
@@ -51,3 +53,13 @@ async def test_the_stack_influxd_indexes_series_on_disk(influx_service: Launch, 
     assert await influx_rows(influx_service.url, db, "SELECT * FROM probe")
     data = Path(influx_service.process.argv[-1]).parent / "data" / db
     assert list(data.glob("*/*/index")), f"no tsi1 index under {data}"
+
+
+def test_the_soak_reads_the_stack_influxd_heap(influx_service: Launch) -> None:
+    """The soak judges influxd's collected heap (``GO_HEAP``): influxd 1.6 serves it at ``/debug/vars``, under the
+    name the stack gives the process, and it is part of what the process holds."""
+    assert influx_service.process.name in GO_HEAP
+    heap = go_heap_mib(influx_service.url + GO_HEAP[influx_service.process.name])
+    assert heap is not None
+    assert 0 < heap <= memory_mib(influx_service.process.pid)["anon"]
+    assert go_heap_mib(influx_service.url + "/no-such-page") is None

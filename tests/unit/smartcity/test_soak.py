@@ -27,6 +27,7 @@ from smartcity.bench.soak import (
     tolerances,
     verdicts,
     window_memory,
+    within_limit,
 )
 from smartcity.stack.supervisor import TANSU
 
@@ -284,3 +285,51 @@ def test_a_saved_report_is_judged_again_with_todays_verdicts(tmp_path: Path) -> 
     assert rejudge(saved(steady, "steady.json"))
     assert not rejudge(saved([replace(r, anon_mib={"api": 120.0 + r.t_s / 60}) for r in steady], "leak.json"))
     assert not rejudge(saved(steady, "refused.json", (10, ["3f2a: HTTP 409"])))
+
+
+def _collected(t: float, anon: float, heap: float | None) -> Row:
+    return replace(_row(t, 2_900, 0, 120.0), rss_mib={"api": 120.0, "influxdb": anon + 200.0},
+                   anon_mib={"api": 120.0, "influxdb": anon}, heap_mib={"influxdb": heap})  # fmt: skip
+
+
+def test_a_collected_heap_is_judged_and_its_anonymous_memory_held_to_the_limit() -> None:
+    """What two hours at the district's rate showed: influxd's anonymous floor climbed towards its 768 MiB soft limit
+    (the collector's goal, twice what it kept, met the limit) while the heap it returned to stayed level. The heap
+    is judged; the anonymous memory is reported and must stay under the limit; a leak in the heap fails."""
+    climbing = [_collected(t, 400.0 + 300.0 * t / RUN_S, 260.0 + (t % 90) / 3) for t in TIMES]
+    judged = {v.series: v for v in verdicts(climbing, 2_900, RUN_S)}
+    assert judged["memory: influxdb"].judged is False
+    assert judged["memory: influxdb"].flat is False
+    assert judged["heap: influxdb"].judged is True
+    assert judged["heap: influxdb"].flat is True
+    assert all(c.ok for c in checks(climbing, list(judged.values()), 2_900, RUN_S, (3.0, True), heap_limit_mib=768))
+    over = within_limit(climbing, RUN_S, 600)
+    assert not over.ok
+    assert "influxdb 655.0 MiB" in over.detail
+    leaking = [_collected(r.t_s, 600.0, 260.0 + r.t_s / 30) for r in climbing]  # +120 MiB/h of live objects
+    failed = [c for c in checks(leaking, verdicts(leaking, 2_900, RUN_S), 2_900, RUN_S, (3.0, True), (0, ()), 768)
+              if not c.ok]  # fmt: skip
+    assert [(c.name, c.detail) for c in failed] == [("every series flat", "not flat: heap: influxdb")]
+    assert process_table(leaking, RUN_S)["influxdb"]["heap_mib"] == pytest.approx(260.0 + 1350.0 / 30, abs=1)
+
+
+def test_without_a_heap_read_or_a_limit_the_anonymous_memory_is_judged_as_before() -> None:
+    """A saved run from before the heap was read, and a stack without a soft limit, lose nothing of their judgement."""
+    unread = [_collected(t, 400.0 + 300.0 * t / RUN_S, None) for t in TIMES]
+    judged = {v.series: v for v in verdicts(unread, 2_900, RUN_S)}
+    assert "heap: influxdb" not in judged
+    assert judged["memory: influxdb"].judged is True
+    assert within_limit(unread, RUN_S, 768).ok
+    assert within_limit([_collected(t, 900.0, 260.0) for t in TIMES], RUN_S, 0).ok
+
+
+def test_a_saved_report_is_held_to_its_own_heap_limit(tmp_path: Path) -> None:
+    rows = [_collected(t, 700.0, 260.0) for t in TIMES]
+    judged = verdicts(rows, 2_900, RUN_S)
+    passed = checks(rows, judged, 2_900, RUN_S, (2.0, True), (10, []), 768)
+    report = {"minutes": RUN_S / 60, "rate_readings_per_s": 2_900, "kafka_storage": "disk", "heap_limit_mib": 768,
+              "samples": [asdict(r) for r in rows], "checks": [asdict(c) for c in passed]}  # fmt: skip
+    (path := tmp_path / "run.json").write_text(json.dumps(report))
+    assert rejudge(path)
+    path.write_text(json.dumps({**report, "heap_limit_mib": 512}))
+    assert not rejudge(path)
