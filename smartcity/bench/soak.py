@@ -240,10 +240,10 @@ HOLDS_DATA = {
 #: ``/debug/vars``: ``memstats.HeapAlloc``, the bytes of live objects and of garbage not yet collected). Their
 #: anonymous memory follows the collector's goal, not what they hold: Go collects when the heap has doubled since the
 #: last collection (``GOGC``), sooner near its soft limit (``GOMEMLIMIT``), and keeps what it freed for a while; so
-#: influxd's floor rose towards its limit over an hour while its heap after each collection did not (docs/benchmarks.md,
-#: "Two hours at the district's rate"). For these the window's lowest heap is judged (read at every poll, it is at
-#: most a few seconds of garbage above what the last collection kept: what a leak raises), and their anonymous
-#: memory is held to the soft limit (``checks``).
+#: influxd's floor climbed to near its limit while its heap after each collection stayed at 250-300 MiB
+#: (docs/benchmarks.md, "What raised influxd's floor"). For these the window's lowest heap is judged (read at every
+#: poll, it is at most a few seconds of garbage above what the last collection kept: what a leak raises), and their
+#: anonymous memory is held to the soft limit (``checks``).
 GO_HEAP: dict[str, str] = {"influxdb": "/debug/vars"}
 
 #: The parts of the data directory measured: part -> the days retention keeps it (0: it must stay flat).

@@ -293,9 +293,9 @@ def _collected(t: float, anon: float, heap: float | None) -> Row:
 
 
 def test_a_collected_heap_is_judged_and_its_anonymous_memory_held_to_the_limit() -> None:
-    """What two hours at the district's rate showed: influxd's anonymous floor climbed towards its 768 MiB soft limit
-    (the collector's goal, twice what it kept, met the limit) while the heap it returned to stayed level. The heap
-    is judged; the anonymous memory is reported and must stay under the limit; a leak in the heap fails."""
+    """What the district's rate showed: influxd's anonymous floor climbed towards its 768 MiB soft limit (the
+    collector's goal, twice what it kept, met the limit) while the heap it returned to stayed level. The heap is
+    judged; the anonymous memory is reported and must stay under the limit; a leak in the heap fails."""
     climbing = [_collected(t, 400.0 + 300.0 * t / RUN_S, 260.0 + (t % 90) / 3) for t in TIMES]
     judged = {v.series: v for v in verdicts(climbing, 2_900, RUN_S)}
     assert judged["memory: influxdb"].judged is False
