@@ -7,10 +7,13 @@ it guarantees:
 
 - **Every message is its own point.** InfluxDB identifies a point by measurement, tag set and timestamp, and a
   second write with the same three replaces the first. Two messages of one alert can share ``updated_at`` (an
-  acknowledgement and the clear it completes, within one millisecond), so ``seq`` is a tag: (``alert_id``,
-  ``seq``) names one message (core/contracts/alert.py), and each message lands in its own series. The price is one
-  series per message instead of one per alert; alert messages are few (compared with readings), so that is cheap.
-  A message delivered twice (at least once) has the same tags and timestamp and is stored once.
+  acknowledgement and the clear it completes, within one millisecond), so ``seq`` is a tag beside the alert's
+  ``key``: two messages of one alert differ in ``seq``, two alerts of one key are never a millisecond apart. A
+  message delivered twice (at least once) has the same tags and timestamp and is stored once.
+- **Series are bounded.** ``alert_id`` is a field, not a tag: as a tag every alert, and with ``seq`` every message,
+  was a series of its own, which InfluxDB indexes in memory for the day's shard (the soak's probes, 8 messages a
+  second, grew influxd's heap by about 28 MiB/h; docs/benchmarks.md). Keyed by the alert key and the message's
+  number, the series are at most the keys that alerted times the messages of their longest alert.
 - **Nothing is lost while InfluxDB is down.** ``flush`` puts the unwritten lines back and re-raises
   ``InfluxUnavailable`` (the caller retries after ``retry_after``). The buffer is bounded (``max_buffered``,
   100,000 lines); past that the oldest lines are dropped, counted in ``dropped`` and logged.
@@ -55,7 +58,6 @@ def alert_line(alert: Alert, measurement: str = MEASUREMENT) -> str:
     """One alert message as a line of ``alert_events`` (schema in docs/influxdb.md), timestamp ``updated_at``."""
     tags = {
         "key": alert.key,
-        "alert_id": alert.id,
         "seq": str(alert.seq),
         "event": alert.event.value,
         "level": alert.level.value,
@@ -66,6 +68,7 @@ def alert_line(alert: Alert, measurement: str = MEASUREMENT) -> str:
         "device_id": alert.device_id or "",
     }
     fields: dict[str, FieldValue] = {
+        "alert_id": alert.id,
         "active": alert.active,
         "acknowledged": alert.acknowledged,
         "closed": alert.closed,

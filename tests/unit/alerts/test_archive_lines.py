@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from alerts.archive import alert_line
 from core.contracts.alert import Acknowledgement, Alert, AlertEvent
 from core.contracts.catalogue import Department, Level
@@ -25,9 +27,9 @@ def _alert(**changes: object) -> Alert:
 def test_alert_line_schema() -> None:
     line = alert_line(_alert())
     assert line == (
-        "alert_events,alert_id=a-1,device_id=gas-1,event=acknowledged,"
+        "alert_events,device_id=gas-1,event=acknowledged,"
         "exercise=false,hazard=gas,key=gas-1:gas.ch4,level=orange,rule=gas.ch4,seq=3,site_id=S\\ 1 "
-        'acknowledged=true,acknowledged_by="王警官",active=true,closed=false,departments="emergency,fire",'
+        'acknowledged=true,acknowledged_by="王警官",active=true,alert_id="a-1",closed=false,departments="emergency,fire",'
         'metric="ch4_lel",note="on site, 2 min",threshold=25,title_en="Gas above limit",'
         f'title_zh="可燃气体浓度超限",value=30 {TS}'
     )
@@ -42,3 +44,18 @@ def test_alert_line_value_is_always_a_float_and_booleans_are_left_out() -> None:
     assert "acknowledged_by" not in smoke
     assert "device_id" not in smoke
     assert ",exercise=true," in smoke
+
+
+def test_alerts_of_one_key_share_their_series_so_the_series_stay_bounded() -> None:
+    """A series per alert message (``alert_id`` as a tag) grew the day's index in influxd's memory; the series of a
+    message is now its key, number and state, so the next alert of a key writes into the series of the one before."""
+
+    def series(line: str) -> str:  # measurement and tags: up to the first space not escaped
+        return re.split(r"(?<!\\) ", line, maxsplit=1)[0]
+
+    first, second = alert_line(_alert(id="a-1")), alert_line(_alert(id="a-2", updated_at=TS + 600_000))
+    assert series(first) == series(second)
+    assert series(first).endswith(",site_id=S\\ 1")
+    assert 'alert_id="a-1"' in first
+    assert 'alert_id="a-2"' in second
+    assert series(alert_line(_alert(seq=4))) != series(first)  # one alert's messages stay apart
