@@ -427,7 +427,7 @@ def window_memory(
 
 def process_table(rows: list[Row], run_s: float) -> dict[str, dict[str, float | None]]:
     """Per process, over the run's second half: mean CPU (% of one core), mean and last RSS, the mean of the
-    windows' lowest anonymous MiB and the highest anonymous MiB read."""
+    windows' lowest anonymous MiB and the highest anonymous MiB read, and for a collected heap its windows' lowest."""
     second = [r for r in rows if r.t_s >= run_s / 2] or rows
     heaps = collected(rows)
     return {
@@ -636,13 +636,12 @@ class _Sampler:
         rss = {name: None if m is None else m["rss"] for name, m in memory.items()}
         anon, peak = window_memory({name: None if m is None else m["anon"] for name, m in memory.items()}, polled_anon)
         heap, _ = window_memory({name: go_heap_mib(url) for name, url in self.heap_urls.items()}, polled_heaps)
-        row = Row(
+        return Row(
             round(now - self.t0, 1), rates[0], rates[1], rates[2], rates[3], backlog, lag_mean, lag_max,
             rss, probe_window([s.latency_ms() for s in due]), restarted, os.getloadavg()[0], queue, anon,
             self.cpu_percent(), disk_mib(self.stack.data_dir, self.trimmed), counters and counters[2], peak,
+            heap_mib=heap,
         )  # fmt: skip
-        row.heap_mib = heap
-        return row
 
     def cpu_percent(self) -> dict[str, float | None]:
         """Each process's share of a core since the last row (none for a process restarted or gone meanwhile)."""
