@@ -283,13 +283,19 @@ def bench_influx(
             help="before issue 19: a health point per reading, a continuous query RESAMPLE FOR 10m, influxd's defaults"
         ),
     ] = False,
+    compacted: Annotated[
+        bool,
+        typer.Option(
+            help="then stop writing, let influxd compact its shards fully and measure the bytes a reading keeps on disk"
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="default bench-results/influx.json (influx-legacy.json)")] = None,
 ) -> None:
     """influxd 1.6 alone under a steady load of readings and the writer's aggregates: its CPU and memory over time."""
     from smartcity.bench.influx import run
 
     default = Path("bench-results/influx-legacy.json" if legacy else "bench-results/influx.json")
-    run(minutes, rate, devices, batch_points, prefill_minutes, legacy, out or default)
+    run(minutes, rate, devices, batch_points, prefill_minutes, legacy, out or default, compacted)
 
 
 @bench_app.command("e2e")

@@ -14,6 +14,13 @@
 - Every 10 s: influxd's CPU share over the last 10 s (``/proc/<pid>/stat``), its resident memory and the anonymous
   part of it (heap and stacks; the rest is mapped files that the kernel may drop). From influxd's log, each run of
   the continuous query: how long it took and how many points it wrote.
+- ``compacted``: after the steady window, no more writes; influxd writes every shard's cache out and compacts it
+  fully once the shard has been cold for ``COLD_AFTER`` (as it does with a past day's shard four hours after the
+  day), and the database's files are measured before and after: the bytes a reading costs in the raw shards once
+  compacted, and so what the raw retention (``RAW_DAYS``) holds at ``rate``; the same for the aggregates
+  (``AGG_DAYS``; the history's minutes are aggregated too). A day's shard of the district (60,000 devices once a
+  minute) has the points per series that ``--devices 6000 --rate 100 --prefill-minutes 1440`` writes, so the same
+  compression, in a tenth of the points.
 - ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; a continuous
   query computes the aggregates, ``RESAMPLE EVERY 1m FOR 10m`` (the old ``RESAMPLE FOR 10m``); influxd runs with its
   defaults (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
@@ -50,12 +57,27 @@ from harness.measure import cpu_seconds, memory_mib, quantile
 from smartcity.stack.services import influxdb
 from storage.aggregate import MinuteAggregates
 from storage.lines import Fold, LineBuilder
-from storage.retention import AGG_RP, CQ_NAME, RAW_RP, aggregation, ensure_retention, ident, run_statement
+from storage.retention import (
+    AGG_DAYS,
+    AGG_RP,
+    CQ_NAME,
+    RAW_DAYS,
+    RAW_RP,
+    aggregation,
+    ensure_retention,
+    ident,
+    run_statement,
+)
 
 SAMPLE_S: Final = 10.0
 LEGACY_RESAMPLE_FOR: Final = "10m"
 _HAZARD: Final = {"gas": ("ch4_lel", 2.0), "water": ("level_m", 1.5), "fire": ("temp_c", 24.0),
                   "structural": ("tilt_deg", 0.1)}  # fmt: skip
+#: ``compacted``: a shard with no write this long is written out and compacted fully; the wait for it, at most.
+COLD_AFTER_S: Final = 20
+COLD_AFTER: Final = f"{COLD_AFTER_S}s"
+COMPACTION_TIMEOUT_S: Final = 900.0
+_TSM: Final = re.compile(r"^(\d+)-(\d+)\.tsm$")
 _CQ_LINE: Final = re.compile(r'msg="Finished continuous query".*?written=(-?\d+).*?duration=([\d.]+)ms')
 
 
@@ -93,6 +115,17 @@ class Run:
     cq_max_ms: float = 0.0
     cq_points_per_run: float = 0.0
     aggregate_points: int = 0
+    compacted: bool = False
+    #: ``compacted``: the database's files by part (MiB), when the load stopped and once compacted
+    disk_before_mib: dict[str, float] = field(default_factory=dict)
+    disk_compacted_mib: dict[str, float] = field(default_factory=dict)
+    compaction_s: float = 0.0
+    #: compacted, the raw shards' files (TSM and index); the series file grows with the series, not the readings,
+    #: and the aggregates with the devices and their own retention
+    bytes_per_reading: float = 0.0
+    gib_at_retention: float = 0.0  # the raw shards at ``rate`` for the raw retention's days
+    agg_bytes_per_reading: float = 0.0  # compacted, the aggregates' shards
+    agg_gib_at_retention: float = 0.0  # the aggregates' shards at ``rate`` for their retention's days
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -129,19 +162,30 @@ class Fleet:
 
 
 async def _prefill(
-    writer: LineWriter, builder: LineBuilder, fleet: Fleet, rate: int, minutes: float, batch: int
+    writer: LineWriter,
+    builder: LineBuilder,
+    fleet: Fleet,
+    rate: int,
+    minutes: float,
+    batch: int,
+    aggregates: _Aggregates | None = None,
 ) -> int:
-    """``minutes`` of readings up to now at ``rate``, written as fast as influxd takes them. Returns the points."""
+    """``minutes`` of readings up to now at ``rate``, written as fast as influxd takes them, with their minutes'
+    aggregates when ``aggregates`` is given (closed by the history's clock). Returns the raw points."""
     count = int(rate * minutes * 60)
     start = int(time.time() * 1000) - int(minutes * 60_000)
+    fold = aggregates.fold if aggregates is not None else None
     lines: list[str] = []
     points = 0
     for n in range(count):
-        lines.extend(builder.lines(fleet.reading(start + n * 1000 // rate)))
+        ts = start + n * 1000 // rate
+        lines.extend(builder.lines(fleet.reading(ts), fold))
         if len(lines) >= batch:
             await writer.write(lines)
             points += len(lines)
             lines = []
+            if aggregates is not None:
+                await aggregates.close_minutes(ts)
     if lines:
         await writer.write(lines)
         points += len(lines)
@@ -151,9 +195,13 @@ async def _prefill(
 class _Aggregates:
     """The writer's one-minute aggregates (``storage.aggregate``), for one partition, written as minutes close."""
 
-    def __init__(self, conn: InfluxConnection) -> None:
+    def __init__(self, conn: InfluxConnection, since_ms: int | None = None) -> None:
+        """From ``since_ms`` (the history's start) every minute is folded; else from the next minute on."""
         self._minutes = MinuteAggregates()
-        self._minutes.assign(0, int(time.time() * 1000))
+        if since_ms is None:
+            self._minutes.assign(0, int(time.time() * 1000))
+        else:
+            self._minutes.assign(0, since_ms, fresh=True)
         self.fold: Fold = partial(self._minutes.fold, 0)
         self._writer = LineWriter(conn.model_copy(update={"influx_rp": AGG_RP}))
         self.points = 0
@@ -165,8 +213,8 @@ class _Aggregates:
     async def __aexit__(self, *exc: object) -> None:
         await self._writer.close()
 
-    async def close_minutes(self) -> None:
-        closed = self._minutes.close(int(time.time() * 1000))
+    async def close_minutes(self, now_ms: int | None = None) -> None:
+        closed = self._minutes.close(int(time.time() * 1000) if now_ms is None else now_ms)
         if closed.lines:
             await self._writer.write(closed.lines)
             self.points += len(closed.lines)
@@ -224,6 +272,52 @@ async def _sample(pid: int, samples: list[Sample], started: float) -> None:
         last_cpu, last_t = cpu, now
 
 
+def disk_parts(data: Path, wal: Path) -> dict[str, float]:
+    """MiB of the database's files (``data``: its directory; ``wal``: its WAL's) by part: the raw shards' TSM files
+    and their series index, the series file, the aggregates' shards, and the WAL."""
+    parts = dict.fromkeys(("raw tsm", "raw index", "series file", "aggregates", "wal"), 0)
+    for f in (f for f in data.rglob("*") if f.is_file()):
+        rel = f.relative_to(data).parts
+        if rel[0] == "_series":
+            part = "series file"
+        elif rel[0] == AGG_RP:
+            part = "aggregates"
+        elif rel[0] == RAW_RP and len(rel) > 2:
+            part = "raw index" if rel[2] == "index" else "raw tsm"
+        else:
+            continue
+        parts[part] += f.stat().st_size
+    parts["wal"] = sum(f.stat().st_size for f in wal.rglob("*") if f.is_file())
+    return {k: round(v / 2**20, 2) for k, v in parts.items()}
+
+
+def fully_compacted(data: Path) -> bool:
+    """Every shard's TSM files are of one generation (a full compaction leaves one) and none is being written."""
+    shards: dict[Path, set[str]] = {}
+    for f in data.rglob("*.tsm*"):
+        if not _TSM.match(f.name):
+            return False  # a .tsm.tmp: a compaction is writing
+        shards.setdefault(f.parent, set()).add(f.name.split("-")[0])
+    return bool(shards) and all(len(generations) == 1 for generations in shards.values())
+
+
+async def _wait_compacted(data: Path, cold_s: float, timeout_s: float) -> float:
+    """Seconds until ``fully_compacted`` holds and stayed so for 10 s, counted from ``cold_s`` after the last write
+    (before it, one generation can be a level compaction's passing state). Raises ``TimeoutError`` past
+    ``timeout_s``."""
+    began = time.monotonic()
+    steady_since = None
+    while time.monotonic() - began < timeout_s:
+        await asyncio.sleep(2.0)
+        if time.monotonic() - began < cold_s or not fully_compacted(data):
+            steady_since = None
+        elif steady_since is None:
+            steady_since = time.monotonic()
+        elif time.monotonic() - steady_since >= 10.0:
+            return round(steady_since - began, 1)
+    raise TimeoutError(f"influxd did not compact {data} fully in {timeout_s:.0f} s")
+
+
 def _cq_runs(log: Path, offset: int) -> list[tuple[int, float]]:
     """(points written, milliseconds) of each continuous-query run influxd logged after ``offset``."""
     with open(log, "rb") as f:
@@ -233,7 +327,8 @@ def _cq_runs(log: Path, offset: int) -> list[tuple[int, float]]:
 
 
 async def _measure(run: Run, work: Path, legacy: bool) -> Run:
-    launch = influxdb(work / "influxdb", "127.0.0.1", free_port(), free_port(), bounded=not legacy)
+    cold = COLD_AFTER if run.compacted else ""
+    launch = influxdb(work / "influxdb", "127.0.0.1", free_port(), free_port(), bounded=not legacy, cold_after=cold)
     launch.start(30)
     try:
         conn = InfluxConnection(
@@ -246,28 +341,43 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
         fleet = Fleet(run.devices)
         devices = fleet.lookup()
         builder = LineBuilder(devices.get, health_every_ms=0 if legacy else 60_000)
-        async with LineWriter(conn) as writer:
+        async with LineWriter(conn) as writer, contextlib.AsyncExitStack() as stack:
+            # --compacted: the history's minutes are aggregated too, so the aggregates' shards hold what they would
+            since = int(time.time() * 1000) if run.compacted else None
+            aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn, since))
             if run.prefill_minutes > 0:
                 began = time.monotonic()
                 run.prefill_points = await _prefill(
-                    writer, builder, fleet, run.rate, run.prefill_minutes, run.batch_points
-                )
+                    writer, builder, fleet, run.rate, run.prefill_minutes, run.batch_points,
+                    aggregates if run.compacted else None,
+                )  # fmt: skip
                 run.prefill_s = round(time.monotonic() - began, 1)
             log, pid = launch.process.log_path, launch.process.pid
             offset = log.stat().st_size
             started = time.monotonic()
             sampler = asyncio.create_task(_sample(pid, run.samples, started))
             try:
-                async with contextlib.AsyncExitStack() as stack:
-                    aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn))
-                    readings, points, writes = await _steady(
-                        writer, builder, fleet, run.rate, run.minutes * 60, run.batch_points, aggregates
-                    )
-                    run.aggregate_points = aggregates.points if aggregates is not None else 0
+                readings, points, writes = await _steady(
+                    writer, builder, fleet, run.rate, run.minutes * 60, run.batch_points, aggregates
+                )
+                if aggregates is not None:
+                    await aggregates.close_minutes(int(time.time() * 1000) + 120_000)  # the last minutes too
+                    run.aggregate_points = aggregates.points
             finally:
                 sampler.cancel()
             seconds = time.monotonic() - started
         cq = _cq_runs(log, offset)
+        if run.compacted:
+            data, wal = work / "influxdb" / "data" / conn.influx_db, work / "influxdb" / "wal" / conn.influx_db
+            run.disk_before_mib = disk_parts(data, wal)
+            run.compaction_s = await _wait_compacted(data, COLD_AFTER_S, COMPACTION_TIMEOUT_S)
+            run.disk_compacted_mib = disk_parts(data, wal)
+            total = int(run.rate * run.prefill_minutes * 60) + readings
+            raw = run.disk_compacted_mib["raw tsm"] + run.disk_compacted_mib["raw index"]
+            run.bytes_per_reading = round(raw * 2**20 / total, 2)
+            run.gib_at_retention = round(run.bytes_per_reading * run.rate * RAW_DAYS * 86_400 / 2**30, 1)
+            run.agg_bytes_per_reading = round(run.disk_compacted_mib["aggregates"] * 2**20 / total, 2)
+            run.agg_gib_at_retention = round(run.agg_bytes_per_reading * run.rate * AGG_DAYS * 86_400 / 2**30, 1)
     finally:
         launch.process.stop()
     run.readings, run.points = readings, points
@@ -296,12 +406,19 @@ def _legacy_continuous_query(db: str) -> str:
 
 
 def run(
-    minutes: float, rate: int, devices: int, batch_points: int, prefill_minutes: float, legacy: bool, out: Path
+    minutes: float,
+    rate: int,
+    devices: int,
+    batch_points: int,
+    prefill_minutes: float,
+    legacy: bool,
+    out: Path,
+    compacted: bool = False,
 ) -> Run:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     mode = "legacy" if legacy else "bounded"
     resample_for = LEGACY_RESAMPLE_FOR if legacy else "-"
-    result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for)
+    result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for, compacted=compacted)
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-influx-") as tmp:
         asyncio.run(_measure(result, Path(tmp), legacy))
     _print(result)
@@ -340,6 +457,17 @@ def _print(r: Run) -> None:
         ("run ms mean / max", f"{r.cq_mean_ms} / {r.cq_max_ms}"),
         ("points written per run", f"{r.cq_points_per_run:,.0f}"),
     ]
+    if r.compacted:
+        before, after = sum(r.disk_before_mib.values()), sum(r.disk_compacted_mib.values())
+        parts = ", ".join(f"{k} {v:,.1f}" for k, v in r.disk_compacted_mib.items())
+        rows += [
+            ("on disk when the load stopped, MiB", f"{before:,.1f}"),
+            (f"compacted fully after {r.compaction_s} s, MiB", f"{after:,.1f} ({parts})"),
+            ("bytes per reading in the raw shards, compacted", f"{r.bytes_per_reading}"),
+            (f"raw shards over their retention ({RAW_DAYS} days) at {r.rate:,}/s", f"{r.gib_at_retention:,} GiB"),
+            ("bytes per reading in the aggregates' shards, compacted", f"{r.agg_bytes_per_reading}"),
+            (f"aggregates over their retention ({AGG_DAYS} days)", f"{r.agg_gib_at_retention:,} GiB"),
+        ]
     for name, value in rows:
         summary.add_row(name, value)
     console.print(summary)

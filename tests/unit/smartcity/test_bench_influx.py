@@ -1,11 +1,11 @@
-"""bench influx's own parts: the fleet's points per reading (the writer's rule, or the legacy one) and the
-continuous-query runs read back from influxd's log."""
+"""bench influx's own parts: the fleet's points per reading (the writer's rule, or the legacy one), the
+continuous-query runs read back from influxd's log, and ``--compacted``'s reading of influxd's files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from smartcity.bench.influx import Fleet, _cq_runs
+from smartcity.bench.influx import Fleet, _cq_runs, disk_parts, fully_compacted
 from storage.lines import LineBuilder
 
 T0 = 1_795_564_800_000
@@ -41,3 +41,35 @@ def test_continuous_query_runs_are_read_from_the_log(tmp_path: Path) -> None:
     log.write_text("before\n" + LOG)
     assert _cq_runs(log, 0) == [(20000, 3404.5)]
     assert _cq_runs(log, log.stat().st_size) == []
+
+
+def _file(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+
+
+def test_the_database_files_are_measured_by_part(tmp_path: Path) -> None:
+    data, wal = tmp_path / "data" / "smartcity", tmp_path / "wal" / "smartcity"
+    _file(data / "raw" / "3" / "000000002-000000003.tsm", 3 * 2**20)
+    _file(data / "raw" / "3" / "index" / "0" / "L0-00000001.tsl", 2**20)
+    _file(data / "_series" / "00" / "0000", 2**19)
+    _file(data / "agg_1m" / "4" / "000000001-000000001.tsm", 2**18)
+    _file(wal / "raw" / "3" / "_00001.wal", 2**20)
+    assert disk_parts(data, wal) == {
+        "raw tsm": 3.0, "raw index": 1.0, "series file": 0.5, "aggregates": 0.25, "wal": 1.0,
+    }  # fmt: skip
+
+
+def test_a_shard_is_fully_compacted_when_one_generation_is_left_and_nothing_is_being_written(tmp_path: Path) -> None:
+    shard = tmp_path / "smartcity" / "raw" / "3"
+    assert not fully_compacted(tmp_path), "no TSM file yet: the cache is not written out"
+    _file(shard / "000000004-000000002.tsm", 10)
+    _file(shard / "000000007-000000001.tsm", 10)
+    assert not fully_compacted(tmp_path), "two generations: levels not merged yet"
+    for name in ("000000004-000000002.tsm", "000000007-000000001.tsm"):
+        (shard / name).unlink()
+    _file(shard / "000000005-000000004.tsm", 10)
+    _file(shard / "000000005-000000005.tsm", 10)
+    assert fully_compacted(tmp_path), "one generation, split over files: what a full compaction of a large shard leaves"
+    _file(shard / "000000008-000000005.tsm.tmp", 10)
+    assert not fully_compacted(tmp_path), "a compaction is writing"
