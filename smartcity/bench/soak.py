@@ -48,9 +48,11 @@ standard error is reported beside it: on a short run a "growing" within two stan
 Every process's memory is judged, the stores' included, when the one-machine Kafka keeps its records on disk (the
 default): only Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``) holds the data it was given, and is
 reported instead (``HOLDS_DATA``). Disk (``DISK``, judged in ``verdicts``): what is trimmed once consumed (the
-Kafka store's readings), InfluxDB's WAL and Mosquitto's file must stay flat; what retention keeps for days
-(InfluxDB's points, 90 days raw; the Kafka topics for people, 7 days) grows with what was written until its
-retention, so its rate is reported per reading and projected over that retention.
+Kafka store's readings), InfluxDB's WAL and series file and Mosquitto's file must stay flat; what retention keeps
+for days (InfluxDB's raw points, 90 days; its one-minute aggregates, 3 years; its alert archive, kept for good; the
+Kafka topics for people, 7 days) grows with what was written until its retention, so its rate is reported per
+reading and projected over that retention. InfluxDB compacts a day's shard fully only hours after the day, so a
+run's growth of its shards is an upper bound of what they keep (``smartcity bench influx --compacted`` measures it).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ from simulators.load import payload_pool
 from simulators.load_publisher import LoadPublisher
 from smartcity.stack.supervisor import TANSU, StackSettings, trimmed_topics
 from smartcity.status import Scrape
-from storage.retention import RAW_DAYS
+from storage.retention import AGG_DAYS, AGG_RP, RAW_DAYS, RAW_RP
 
 #: W1's peak as recorded in docs/benchmarks.md ("End to end", measured 2026-11-25 on the 2-core machine): the best
 #: sustained rate of the W1 run, its 6,000 step. Halved and rounded down to 100 as ``smartcity bench e2e`` does.
@@ -251,7 +253,11 @@ DISK: dict[str, float] = {
     "kafka trimmed": 0,  # the Kafka store's readings and internal topics, removed once every group passed them
     "kafka kept": 7,  # its other topics: findings, alerts, refused readings (retention 1-7 days)
     "influxdb wal": 0,  # InfluxDB's write-ahead log, emptied into data files by snapshots
-    "influxdb data": RAW_DAYS,  # InfluxDB's data files: raw points, minute aggregates for years
+    "influxdb raw": RAW_DAYS,  # InfluxDB's raw points (``raw``): shards of a day with their series index
+    "influxdb aggregates": AGG_DAYS,  # the writer's one-minute aggregates (``agg_1m``): shards of a week
+    "influxdb alerts": AGG_DAYS,  # the alert archive (``autogen``): kept for good; projected over the aggregates' years
+    "influxdb series": 0,  # the series file: grows with new series only (devices, alert keys), not with points
+    "influxdb data": RAW_DAYS,  # all of InfluxDB's data files, in reports written before the parts above
     "mosquitto": 0,  # Mosquitto's persistence file (sessions, retained and queued messages)
 }
 
@@ -275,10 +281,15 @@ def disk_mib(data_dir: Path, trimmed: frozenset[str]) -> dict[str, float]:
     for topic in topics.glob("*/clusters/*/topics/*"):
         kafka["kafka trimmed" if topic.name in trimmed else "kafka kept"] += _blocks_mib(topic)
     influx = data_dir / "influxdb"
+    policies = {RAW_RP: "influxdb raw", AGG_RP: "influxdb aggregates", "autogen": "influxdb alerts"}
+    data = dict.fromkeys(policies.values(), 0.0) | {"influxdb series": 0.0}
+    for database in (influx / "data").glob("*"):
+        for part in database.glob("*"):
+            data[policies.get(part.name, "influxdb series")] += _blocks_mib(part)
     return {
         **{k: round(v, 2) for k, v in kafka.items()},
         "influxdb wal": _blocks_mib(influx / "wal"),
-        "influxdb data": _blocks_mib(influx / "data"),
+        **{k: round(v, 2) for k, v in data.items()},
         "mosquitto": _blocks_mib(data_dir / "mosquitto"),
     }
 

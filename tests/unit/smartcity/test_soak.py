@@ -17,6 +17,7 @@ from smartcity.bench.soak import (
     Tolerance,
     checks,
     disk_growth,
+    disk_mib,
     envelope,
     half_of_peak,
     judge,
@@ -151,7 +152,8 @@ def test_the_anonymous_part_is_judged_not_the_mapped_files() -> None:
 
 
 def _disk(t: float, trimmed: float, wal: float, data: float) -> dict[str, float]:
-    return {"kafka trimmed": trimmed, "kafka kept": 1.0 + t / 600, "influxdb wal": wal, "influxdb data": data,
+    return {"kafka trimmed": trimmed, "kafka kept": 1.0 + t / 600, "influxdb wal": wal, "influxdb raw": data,
+            "influxdb aggregates": data / 2, "influxdb alerts": 1.0 + t / 3600, "influxdb series": 14.0,
             "mosquitto": 0.1}  # fmt: skip
 
 
@@ -161,13 +163,16 @@ def test_what_is_trimmed_must_stay_flat_and_what_retention_keeps_may_grow() -> N
     judged = {v.series: v for v in verdicts(rows, 2_900, RUN_S)}
     assert {s: (v.flat, v.judged) for s, v in judged.items() if s.startswith("disk")} == {
         "disk: kafka trimmed": (True, True), "disk: kafka kept": (True, False), "disk: influxdb wal": (True, True),
-        "disk: influxdb data": (False, False), "disk: mosquitto": (True, True),
+        "disk: influxdb raw": (False, False), "disk: influxdb aggregates": (False, False),
+        "disk: influxdb alerts": (True, False), "disk: influxdb series": (True, True), "disk: mosquitto": (True, True),
     }  # fmt: skip
     assert all(c.ok for c in checks(rows, list(judged.values()), 2_900, RUN_S, (3.0, True)))
-    growth = disk_growth(rows, RUN_S)["influxdb data"]
-    assert growth["mib_per_hour"] == pytest.approx(360.0)
-    assert growth["mib_per_million_readings"] == pytest.approx(1e6 / 2_900 / 10, rel=1e-3)
-    assert growth["projected_gib_at_retention"] == pytest.approx(360.0 * 24 * 90 / 1024, abs=0.1)
+    growth = disk_growth(rows, RUN_S)
+    assert growth["influxdb raw"]["mib_per_hour"] == pytest.approx(360.0)
+    assert growth["influxdb raw"]["mib_per_million_readings"] == pytest.approx(1e6 / 2_900 / 10, rel=1e-3)
+    assert growth["influxdb raw"]["projected_gib_at_retention"] == pytest.approx(360.0 * 24 * 90 / 1024, abs=0.1)
+    aggregates = 180.0 * 24 * 1095 / 1024
+    assert growth["influxdb aggregates"]["projected_gib_at_retention"] == pytest.approx(aggregates, abs=0.1)
     leaking = [replace(r, disk_mib=_disk(r.t_s, 20.0 + r.t_s / 30, 40.0, 100.0)) for r in rows]  # trimming stopped
     failed = [c for c in checks(leaking, verdicts(leaking, 2_900, RUN_S), 2_900, RUN_S, (3.0, True)) if not c.ok]
     assert "disk: kafka trimmed" in failed[0].detail
@@ -333,3 +338,21 @@ def test_a_saved_report_is_held_to_its_own_heap_limit(tmp_path: Path) -> None:
     assert rejudge(path)
     path.write_text(json.dumps({**report, "heap_limit_mib": 512}))
     assert not rejudge(path)
+
+
+def test_influxdb_data_is_measured_by_retention_policy(tmp_path: Path) -> None:
+    def put(relative: str, size: int) -> None:
+        path = tmp_path / "influxdb" / "data" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+
+    put("smartcity/raw/2/000000001-000000001.tsm", 2**20)
+    put("smartcity/raw/2/index/0/L0-00000001.tsl", 2**20)
+    put("smartcity/agg_1m/3/000000001-000000001.tsm", 3 * 2**20)
+    put("smartcity/autogen/1/000000001-000000001.tsm", 2**19)
+    put("smartcity/_series/00/0000", 2**21)
+    got = disk_mib(tmp_path, frozenset())
+    assert {k: v for k, v in got.items() if k.startswith("influxdb")} == {
+        "influxdb wal": 0.0, "influxdb raw": 2.0, "influxdb aggregates": 3.0, "influxdb alerts": 0.5,
+        "influxdb series": 2.0,
+    }  # fmt: skip
