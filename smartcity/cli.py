@@ -289,13 +289,17 @@ def bench_influx(
             help="then stop writing, let influxd compact its shards fully and measure the bytes a reading keeps on disk"
         ),
     ] = False,
+    backfill: Annotated[
+        bool,
+        typer.Option(help="then time the writer's backfill of every device over a minute and an hour of the history"),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="default bench-results/influx.json (influx-legacy.json)")] = None,
 ) -> None:
     """influxd 1.6 alone under a steady load of readings and the writer's aggregates: its CPU and memory over time."""
     from smartcity.bench.influx import run
 
     default = Path("bench-results/influx-legacy.json" if legacy else "bench-results/influx.json")
-    run(minutes, rate, devices, batch_points, prefill_minutes, legacy, out or default, compacted)
+    run(minutes, rate, devices, batch_points, prefill_minutes, legacy, out or default, compacted, backfill)
 
 
 @bench_app.command("e2e")

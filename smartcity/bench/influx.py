@@ -21,6 +21,10 @@
   (``AGG_DAYS``; the history's minutes are aggregated too). A day's shard of the district (60,000 devices once a
   minute) has the points per series that ``--devices 6000 --rate 100 --prefill-minutes 1440`` writes, so the same
   compression, in a tenth of the points.
+- ``backfill``: at the end, what the writer's backfill of every device costs influxd (``storage.backfill``: the
+  aggregation statement over every series, as for a partition taken over or an InfluxDB outage), for the last full
+  minute of the history and for its last full hour (with at least two hours of history): the statement's wall time,
+  influxd's CPU seconds, its heap before and the highest read every 0.2 s (``/debug/vars``).
 - ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; a continuous
   query computes the aggregates, ``RESAMPLE EVERY 1m FOR 10m`` (the old ``RESAMPLE FOR 10m``); influxd runs with its
   defaults (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
@@ -45,6 +49,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Final
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -54,8 +59,10 @@ from core.influx.client import InfluxConnection, LineWriter
 from core.process import free_port
 from harness.builders import device
 from harness.measure import cpu_seconds, memory_mib, quantile
+from smartcity.bench.soak import go_heap_mib
 from smartcity.stack.services import influxdb
 from storage.aggregate import MinuteAggregates
+from storage.backfill import Backfill
 from storage.lines import Fold, LineBuilder
 from storage.retention import (
     AGG_DAYS,
@@ -87,6 +94,16 @@ class Sample:
     cpu_percent: float
     rss_mib: float
     anon_mib: float
+
+
+@dataclass
+class BackfillCost:
+    every: str  # the aggregation's interval: the range is one of it
+    wall_s: float
+    cpu_s: float  # influxd's
+    heap_before_mib: float | None
+    heap_peak_mib: float | None
+    points_written: int
 
 
 @dataclass
@@ -126,6 +143,8 @@ class Run:
     gib_at_retention: float = 0.0  # the raw shards at ``rate`` for the raw retention's days
     agg_bytes_per_reading: float = 0.0  # compacted, the aggregates' shards
     agg_gib_at_retention: float = 0.0  # the aggregates' shards at ``rate`` for their retention's days
+    backfill: bool = False
+    backfills: list[BackfillCost] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -318,6 +337,41 @@ async def _wait_compacted(data: Path, cold_s: float, timeout_s: float) -> float:
     raise TimeoutError(f"influxd did not compact {data} fully in {timeout_s:.0f} s")
 
 
+async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, every: str, every_ms: int) -> BackfillCost:
+    """One backfill of every device over [start_ms, start_ms + every_ms), the writer's statement, timed; influxd's
+    heap read every 0.2 s meanwhile."""
+    statement = Backfill(start_ms, start_ms + every_ms, None, (start_ms,)).statement(db, every)
+    heap = partial(go_heap_mib, f"{url}/debug/vars", 2)
+    before = await asyncio.to_thread(heap)
+    peak = before
+    done = asyncio.Event()
+
+    async def poll() -> None:
+        nonlocal peak
+        while not done.is_set():
+            now = await asyncio.to_thread(heap)
+            if now is not None and (peak is None or now > peak):
+                peak = now
+            await asyncio.sleep(0.2)
+
+    poller = asyncio.create_task(poll())
+    cpu, began = cpu_seconds(pid), time.monotonic()
+    try:
+        async with httpx.AsyncClient(timeout=COMPACTION_TIMEOUT_S) as client:
+            answer = await client.post(f"{url}/query", params={"db": db}, data={"q": statement})
+        answer.raise_for_status()
+        result = answer.json()["results"][0]
+        if "error" in result:
+            raise RuntimeError(f"influxd refused the backfill: {result['error']}")
+    finally:
+        done.set()
+        await poller
+    written = int(result["series"][0]["values"][0][1]) if result.get("series") else 0
+    return BackfillCost(
+        every, round(time.monotonic() - began, 1), round(cpu_seconds(pid) - cpu, 1), before, peak, written
+    )
+
+
 def _cq_runs(log: Path, offset: int) -> list[tuple[int, float]]:
     """(points written, milliseconds) of each continuous-query run influxd logged after ``offset``."""
     with open(log, "rb") as f:
@@ -345,6 +399,7 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
             # --compacted: the history's minutes are aggregated too, so the aggregates' shards hold what they would
             since = int(time.time() * 1000) if run.compacted else None
             aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn, since))
+            history_end = int(time.time() * 1000)
             if run.prefill_minutes > 0:
                 began = time.monotonic()
                 run.prefill_points = await _prefill(
@@ -378,6 +433,14 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
             run.gib_at_retention = round(run.bytes_per_reading * run.rate * RAW_DAYS * 86_400 / 2**30, 1)
             run.agg_bytes_per_reading = round(run.disk_compacted_mib["aggregates"] * 2**20 / total, 2)
             run.agg_gib_at_retention = round(run.agg_bytes_per_reading * run.rate * AGG_DAYS * 86_400 / 2**30, 1)
+        if run.backfill:
+            end = history_end - history_end % 3_600_000  # the history's last full hour ends here
+            ranges = [("1m", 60_000)] + ([("1h", 3_600_000)] if run.prefill_minutes >= 120 else [])
+            pid = launch.process.pid
+            for every, every_ms in ranges:
+                run.backfills.append(
+                    await _backfill_cost(launch.url, conn.influx_db, pid, end - every_ms, every, every_ms)
+                )
     finally:
         launch.process.stop()
     run.readings, run.points = readings, points
@@ -414,11 +477,13 @@ def run(
     legacy: bool,
     out: Path,
     compacted: bool = False,
+    backfill: bool = False,
 ) -> Run:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     mode = "legacy" if legacy else "bounded"
     resample_for = LEGACY_RESAMPLE_FOR if legacy else "-"
-    result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for, compacted=compacted)
+    result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for)
+    result.compacted, result.backfill = compacted, backfill
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-influx-") as tmp:
         asyncio.run(_measure(result, Path(tmp), legacy))
     _print(result)
@@ -468,6 +533,11 @@ def _print(r: Run) -> None:
             ("bytes per reading in the aggregates' shards, compacted", f"{r.agg_bytes_per_reading}"),
             (f"aggregates over their retention ({AGG_DAYS} days)", f"{r.agg_gib_at_retention:,} GiB"),
         ]
+    for b in r.backfills:
+        rows.append(
+            (f"backfill of every device, one {b.every}", f"{b.wall_s} s, influxd CPU {b.cpu_s} s, heap "
+             f"{b.heap_before_mib} -> {b.heap_peak_mib} MiB, {b.points_written:,} points written")
+        )  # fmt: skip
     for name, value in rows:
         summary.add_row(name, value)
     console.print(summary)
