@@ -84,6 +84,7 @@ _HAZARD: Final = {"gas": ("ch4_lel", 2.0), "water": ("level_m", 1.5), "fire": ("
 COLD_AFTER_S: Final = 20
 COLD_AFTER: Final = f"{COLD_AFTER_S}s"
 COMPACTION_TIMEOUT_S: Final = 900.0
+STATEMENT_TIMEOUT_S: Final = 600.0  # ``backfill``: one statement over every device took up to 71 s at 60,000 devices
 _TSM: Final = re.compile(r"^(\d+)-(\d+)\.tsm$")
 _CQ_LINE: Final = re.compile(r'msg="Finished continuous query".*?written=(-?\d+).*?duration=([\d.]+)ms')
 
@@ -214,13 +215,10 @@ async def _prefill(
 class _Aggregates:
     """The writer's one-minute aggregates (``storage.aggregate``), for one partition, written as minutes close."""
 
-    def __init__(self, conn: InfluxConnection, since_ms: int | None = None) -> None:
-        """From ``since_ms`` (the history's start) every minute is folded; else from the next minute on."""
+    def __init__(self, conn: InfluxConnection, history: bool = False) -> None:
+        """``history``: every minute is folded, the history's too; else from the next minute on."""
         self._minutes = MinuteAggregates()
-        if since_ms is None:
-            self._minutes.assign(0, int(time.time() * 1000))
-        else:
-            self._minutes.assign(0, since_ms, fresh=True)
+        self._minutes.assign(0, int(time.time() * 1000), fresh=history)
         self.fold: Fold = partial(self._minutes.fold, 0)
         self._writer = LineWriter(conn.model_copy(update={"influx_rp": AGG_RP}))
         self.points = 0
@@ -357,7 +355,7 @@ async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, every: str,
     poller = asyncio.create_task(poll())
     cpu, began = cpu_seconds(pid), time.monotonic()
     try:
-        async with httpx.AsyncClient(timeout=COMPACTION_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(timeout=STATEMENT_TIMEOUT_S) as client:
             answer = await client.post(f"{url}/query", params={"db": db}, data={"q": statement})
         answer.raise_for_status()
         result = answer.json()["results"][0]
@@ -397,8 +395,7 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
         builder = LineBuilder(devices.get, health_every_ms=0 if legacy else 60_000)
         async with LineWriter(conn) as writer, contextlib.AsyncExitStack() as stack:
             # --compacted: the history's minutes are aggregated too, so the aggregates' shards hold what they would
-            since = int(time.time() * 1000) if run.compacted else None
-            aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn, since))
+            aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn, run.compacted))
             history_end = int(time.time() * 1000)
             if run.prefill_minutes > 0:
                 began = time.monotonic()
@@ -436,7 +433,6 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
         if run.backfill:
             end = history_end - history_end % 3_600_000  # the history's last full hour ends here
             ranges = [("1m", 60_000)] + ([("1h", 3_600_000)] if run.prefill_minutes >= 120 else [])
-            pid = launch.process.pid
             for every, every_ms in ranges:
                 run.backfills.append(
                     await _backfill_cost(launch.url, conn.influx_db, pid, end - every_ms, every, every_ms)
@@ -482,8 +478,10 @@ def run(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     mode = "legacy" if legacy else "bounded"
     resample_for = LEGACY_RESAMPLE_FOR if legacy else "-"
-    result = Run(mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for)
-    result.compacted, result.backfill = compacted, backfill
+    result = Run(
+        mode, devices, rate, minutes, prefill_minutes, batch_points, resample_for,
+        compacted=compacted, backfill=backfill,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-influx-") as tmp:
         asyncio.run(_measure(result, Path(tmp), legacy))
     _print(result)
