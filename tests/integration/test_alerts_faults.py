@@ -97,13 +97,26 @@ async def test_sigkill_loses_no_alert_and_no_acknowledgement(
                 return alert["active"] is False and alert["id"] == ids["gas-k2:gas.ch4"]
 
             await _wait(cleared)
-        received = [json.loads(p) for _, p in emergency.messages]
-        by_message: dict[tuple[str, int], set[str]] = {}
-        for m in received:
-            by_message.setdefault((m["id"], m["seq"]), set()).add(json.dumps(m, sort_keys=True))
-        assert all(len(v) == 1 for v in by_message.values()), "a message sent again is the same message"
+        # The API answers "cleared" as soon as the change is saved; its MQTT message leaves just after. An officer's
+        # system sees it when it arrives: wait for the four messages (the ack's one was maybe never sent before the
+        # kill, then re-sent on start), then a moment more for any double.
         k1, k2 = ids["gas-k1:gas.ch4"], ids["gas-k2:gas.ch4"]
-        assert {(i, s) for i, s in by_message} == {(k1, 1), (k1, 2), (k2, 1), (k2, 2)}
+        expected = {(k1, 1), (k1, 2), (k2, 1), (k2, 2)}
+
+        def by_message() -> dict[tuple[str, int], set[str]]:
+            seen: dict[tuple[str, int], set[str]] = {}
+            for _, payload in list(emergency.messages):
+                m = json.loads(payload)
+                seen.setdefault((m["id"], m["seq"]), set()).add(json.dumps(m, sort_keys=True))
+            return seen
+
+        deadline = time.monotonic() + 15
+        while not expected <= by_message().keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1)
+        seen = by_message()
+        assert seen.keys() == expected, f"missing {expected - seen.keys()}, unexpected {seen.keys() - expected}"
+        assert all(len(v) == 1 for v in seen.values()), "a message sent again is the same message"
     finally:
         emergency.close()
         process.stop()
