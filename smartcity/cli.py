@@ -291,13 +291,18 @@ def bench_influx(
     ] = False,
     backfill: Annotated[
         bool,
-        typer.Option(help="then time the writer's backfill of every device over a minute and an hour of the history"),
+        typer.Option(
+            help="then time the writer's backfill of every device over the history's last hour: one statement, then "
+            "in parts as the writer runs it (needs --prefill-minutes 120 or more)"
+        ),
     ] = False,
     out: Annotated[Path | None, typer.Option(help="default bench-results/influx.json (influx-legacy.json)")] = None,
 ) -> None:
     """influxd 1.6 alone under a steady load of readings and the writer's aggregates: its CPU and memory over time."""
     from smartcity.bench.influx import run
 
+    if backfill and prefill_minutes < 120:
+        raise typer.BadParameter("--backfill times an hour of the history: give --prefill-minutes 120 or more")
     default = Path("bench-results/influx-legacy.json" if legacy else "bench-results/influx.json")
     run(minutes, rate, devices, batch_points, prefill_minutes, legacy, out or default, compacted, backfill)
 

@@ -12,7 +12,8 @@ from core.errors import SmartCityError
 from core.http.health import serve_health
 from core.influx.client import LineWriter
 from devices.directory import KafkaDirectory
-from storage.backfill import LateMinutes
+from storage.aggregate import EVERY_MS
+from storage.backfill import LateIntervals
 from storage.backfiller import Backfiller
 from storage.lines import LineBuilder
 from storage.metrics import WriterMetrics
@@ -22,10 +23,13 @@ from storage.writer import InfluxWriter
 logger = logging.getLogger(__name__)
 
 
-async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None) -> None:
+async def run_writer(
+    settings: WriterSettings, stop: asyncio.Event | None = None, *, agg_every_ms: int = EVERY_MS
+) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``). Reads the device registry first: a reading's measurement is its
-    device's kind. On InfluxDB 1.x it sets up retention at start (``storage.retention``), and writes the one-minute
-    aggregates as it writes the readings (``storage.aggregate``, ``storage.backfiller``).
+    device's kind. On InfluxDB 1.x it sets up retention at start (``storage.retention``), and writes the hourly
+    aggregates as it writes the readings (``storage.aggregate``, ``storage.backfiller``). ``agg_every_ms``: their
+    interval; tests shorten it (``agg_1h`` and the readings query expect an hour).
     """
     if stop is None:
         stop = asyncio.Event()
@@ -45,9 +49,10 @@ async def run_writer(settings: WriterSettings, stop: asyncio.Event | None = None
     metrics = WriterMetrics.create(prometheus)
     backfill = None
     if settings.influx_api == "v1" and settings.writer_retention and settings.writer_backfill:
-        late = LateMinutes(
+        late = LateIntervals(
+            every_ms=agg_every_ms,
             raw_days=settings.writer_raw_days,
-            max_minutes=settings.writer_backfill_max_minutes,
+            max_intervals=settings.writer_backfill_max_intervals,
             max_devices=settings.writer_backfill_max_devices,
         )
         backfill = Backfiller(settings, late, metrics)

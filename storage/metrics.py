@@ -19,9 +19,9 @@ class WriterMetrics:
     batch_points: Histogram
     batch_seconds: Histogram
     influx_up: Gauge
-    backfilled_minutes: Counter
+    backfilled_intervals: Counter
     aggregate_points: Counter
-    late_device_minutes: Counter
+    late_device_intervals: Counter
     consumer: ConsumerMetrics
 
     @classmethod
@@ -53,20 +53,20 @@ class WriterMetrics:
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
                 registry=prometheus,
             ),
-            backfilled_minutes=Counter(
-                f"{ns}_backfilled_minutes",
-                "Minutes of agg_1m the writer aggregated again from raw (readings written after it closed their "
-                "minute, minutes a previous writer left open, aggregates InfluxDB did not take)",
+            backfilled_intervals=Counter(
+                f"{ns}_backfilled_intervals",
+                "Hours of agg_1h the writer aggregated again from raw (readings written after it closed their "
+                "hour, hours a previous writer left open, aggregates InfluxDB did not take), counted per statement",
                 registry=prometheus,
             ),
             aggregate_points=Counter(
                 f"{ns}_aggregate_points",
-                "One-minute aggregate points the writer computed as it wrote and InfluxDB took (agg_1m)",
+                "Hourly aggregate points the writer computed as it wrote and InfluxDB took (agg_1h)",
                 registry=prometheus,
             ),
-            late_device_minutes=Counter(
-                f"{ns}_late_device_minutes",
-                "(minute, device) pairs with readings acknowledged after the writer closed their minute (each one "
+            late_device_intervals=Counter(
+                f"{ns}_late_device_intervals",
+                "(hour, device) pairs with readings acknowledged after the writer closed their hour (each one "
                 "aggregated again from raw)",
                 registry=prometheus,
             ),

@@ -5,7 +5,7 @@
 - ``every_s=None``: the raw points, ``[{"ts": ms, "value": v}]`` (a float, or a bool for ``smoke``/``flame``);
 - ``every_s=N``: one point per N-second interval that has data, ``[{"ts": ms, "mean": .., "min": .., "max": ..}]``;
   ``ts`` is the interval's start, intervals are aligned to the epoch (as InfluxDB's ``GROUP BY time`` and the
-  ``agg_1m`` continuous query align them), empty intervals are left out. Boolean metrics (catalogued as such) have
+  writer's hourly aggregates align them), empty intervals are left out. Boolean metrics (catalogued as such) have
   ``mean`` ``None``: ``min``/``max`` say whether the value was false/true at some time in the interval.
 
 The range is ``[start_ms, end_ms)``. Drill (exercise) readings are kept apart: ``drill=False`` (the default)
@@ -15,10 +15,11 @@ Where the points come from (InfluxDB 1.x):
 
 - raw points: retention policy ``raw`` (or ``influx_rp`` when set). Raw points older than ``raw_days`` are gone;
 - aggregates newer than the raw retention: computed from ``raw`` (exact);
-- aggregates older than that, when ``every_s`` is a multiple of 60: from ``agg_1m`` (``storage.retention``),
-  ``mean`` of the 1-minute means (exact when readings are evenly spaced, as devices report every ``interval_s``),
+- aggregates older than that, when ``every_s`` is a multiple of an hour: from ``agg_1h`` (``storage.retention``),
+  ``mean`` of the hourly means (exact when readings are evenly spaced, as devices report every ``interval_s``),
   ``min`` of the minima, ``max`` of the maxima. A range crossing the raw retention boundary is read from both, split
-  at an interval boundary, in one request.
+  at an interval boundary, in one request. Finer intervals older than the raw retention have no data: the
+  aggregates keep an hour's resolution.
 
 On InfluxDB 2.x/3.x (``influx_api="v2"``) the same InfluxQL goes to the v1-compatible ``/query`` with
 ``Authorization: Token``, ``db`` = the bucket (its default DBRP mapping), no retention policy in ``FROM``: raw and
@@ -54,7 +55,8 @@ Point = dict[str, Any]
 
 class TooManyPoints(SmartCityError):
     """The range holds more than ``MAX_POINTS`` points at the asked resolution; ``every_s`` is the smallest
-    interval that fits (a multiple of 60 from a minute on, so it can use the 1-minute aggregates)."""
+    interval that fits (whole minutes from a minute on, whole hours from an hour on, so it can use the hourly
+    aggregates)."""
 
     def __init__(self, message: str, *, every_s: int) -> None:
         super().__init__(message)
@@ -68,11 +70,14 @@ def literal(value: str) -> str:
 
 def suggested_every_s(start_ms: int, end_ms: int, max_points: int = MAX_POINTS) -> int:
     """The smallest interval (seconds) that gives at most ``max_points`` points over the range; rounded up to whole
-    minutes from 60 s on."""
+    minutes from 60 s on, and to whole hours (the aggregates' interval) from an hour on."""
     seconds = max(1, math.ceil((end_ms - start_ms) / max_points / 1000))
     while _intervals(start_ms, end_ms, seconds) > max_points:
         seconds += 1
-    return seconds if seconds < AGG_EVERY_S else math.ceil(seconds / AGG_EVERY_S) * AGG_EVERY_S
+    for unit in (AGG_EVERY_S, 60):
+        if seconds >= unit:
+            return math.ceil(seconds / unit) * unit
+    return seconds
 
 
 def _intervals(start_ms: int, end_ms: int, every_s: int) -> int:

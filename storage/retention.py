@@ -1,21 +1,23 @@
-"""Retention of readings: raw points for ``raw_days``, 1-minute aggregates for ``agg_days``.
+"""Retention of readings: raw points for ``raw_days``, hourly aggregates for ``agg_days``.
 
 On InfluxDB 1.x (``influx_api="v1"``) ``ensure_retention`` sets everything up and is meant to run at every writer
 start. It guarantees, in the connection's database:
 
 - retention policy ``raw`` (``RAW_RP``): ``raw_days`` long and the database's DEFAULT, so readings written without an
   ``rp`` land there too. The writer writes with ``influx_rp="raw"``;
-- retention policy ``agg_1m`` (``AGG_RP``): ``agg_days`` long. The writer fills it as it writes: it aggregates each
-  minute in memory and writes the minute's points once it is closed (``storage.aggregate``), and it recomputes from
-  ``raw`` what memory missed with ``aggregation`` (``storage.backfill``);
+- retention policy ``agg_1h`` (``AGG_RP``): ``agg_days`` long. The writer fills it as it writes: it aggregates each
+  hour in memory and writes the hour's points once it is closed (``storage.aggregate``, which says why an hour), and
+  it recomputes from ``raw`` what memory missed with ``aggregation`` (``storage.backfill``);
 - no continuous query. Earlier versions had one (``agg_1m``, ``RESAMPLE EVERY 1m FOR 2m``) that re-read two minutes
   of every series every minute: over 10,000 devices a third of a core in bursts, over 60,000 more than half
-  (docs/benchmarks.md). It is dropped when found.
+  (docs/benchmarks.md). It is dropped when found. Its retention policy ``agg_1m`` (one-minute aggregates, written by
+  earlier versions) is left as it is, with its data, and named in a warning: nothing writes or reads it any more,
+  and ``DROP RETENTION POLICY "agg_1m" ON <db>`` frees its disk (docs/storage.md).
 
 ``aggregation`` is the ``SELECT ... INTO`` that computes the aggregates from ``raw``::
 
-    SELECT mean(*), min(*), max(*) INTO "<db>"."agg_1m".:MEASUREMENT
-    FROM "<db>"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/ WHERE <range> GROUP BY time(1m), *
+    SELECT mean(*), min(*), max(*) INTO "<db>"."agg_1h".:MEASUREMENT
+    FROM "<db>"."raw"./^(gas|water|fire|structural|device_health|unregistered)$/ WHERE <range> GROUP BY time(3600s), *
 
 Fields come out as ``mean_<metric>``, ``min_<metric>``, ``max_<metric>``; booleans (``smoke``, ``flame``) get
 ``min_``/``max_`` only (InfluxDB has no mean of booleans). The measurements are named, not ``/.*/``, so other
@@ -40,17 +42,19 @@ import re
 from typing import Any, Final
 
 from core.influx.client import InfluxConnection, InfluxRefused, LineWriter
+from storage.aggregate import EVERY_MS
 from storage.lines import MEASUREMENTS
 
 logger = logging.getLogger(__name__)
 
 RAW_RP: Final = "raw"
-AGG_RP: Final = "agg_1m"
+AGG_RP: Final = "agg_1h"
 CQ_NAME: Final = "agg_1m"  # the continuous query of earlier versions, dropped when found
+OLD_AGG_RP: Final = "agg_1m"  # the one-minute aggregates of earlier versions: left alone, named in a warning
 RAW_DAYS: Final = 90
 AGG_DAYS: Final = 1095
-AGG_EVERY: Final = "1m"  # the interval of AGG_RP's points
-AGG_EVERY_S: Final = 60  # the same in seconds; the readings query and the writer's aggregates rely on it
+AGG_EVERY_S: Final = EVERY_MS // 1000  # the interval of AGG_RP's points; the readings query relies on it
+AGG_EVERY: Final = f"{AGG_EVERY_S}s"  # the same as an InfluxQL duration
 _DURATION_RE: Final = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GO_DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -80,7 +84,7 @@ def _go_duration_s(text: str) -> float:
 
 
 def aggregation(db: str, every: str = AGG_EVERY, where: str = "") -> str:
-    """The ``SELECT ... INTO`` that writes ``raw``'s mean, min and max per ``every`` into ``agg_1m``, keeping every
+    """The ``SELECT ... INTO`` that writes ``raw``'s mean, min and max per ``every`` into ``agg_1h``, keeping every
     tag, with a ``where`` clause (checked by the caller): a backfill. Re-running it over the same range writes the
     same points again: it is idempotent."""
     duration_s(every)
@@ -93,7 +97,7 @@ def aggregation(db: str, every: str = AGG_EVERY, where: str = "") -> str:
 
 
 async def ensure_retention(conn: InfluxConnection, *, raw_days: int = RAW_DAYS, agg_days: int = AGG_DAYS) -> None:
-    """Create or adjust the database, ``raw`` and ``agg_1m``, and drop an earlier version's continuous query
+    """Create or adjust the database, ``raw`` and ``agg_1h``, and drop an earlier version's continuous query
     (module docstring). ``ValueError`` for arguments that cannot work."""
     if conn.influx_api != "v1":
         logger.info(
@@ -142,6 +146,18 @@ async def ensure_retention(conn: InfluxConnection, *, raw_days: int = RAW_DAYS, 
                 conn.influx_target,
                 CQ_NAME,
             )
+    if OLD_AGG_RP in policies:
+        logger.warning(
+            "InfluxDB %s: retention policy %r holds one-minute aggregates of an earlier version; nothing writes or "
+            "reads it any more (readings older than %d days come from %r). Drop it to free its disk: "
+            "DROP RETENTION POLICY %s ON %s",
+            conn.influx_target,
+            OLD_AGG_RP,
+            raw_days,
+            AGG_RP,
+            ident(OLD_AGG_RP),
+            db,
+        )
     logger.info(
         "InfluxDB %s: retention ready: %r %d days (default), %r %d days",
         conn.influx_target,
@@ -189,10 +205,16 @@ async def run_statement(writer: LineWriter, statement: str, *, allow_error: bool
     return str(error) if error else None
 
 
-async def _rows(writer: LineWriter, statement: str) -> list[dict[str, Any]]:
+async def query_result(writer: LineWriter, statement: str) -> dict[str, Any]:
+    """One statement's result on ``/query`` (v1): its ``series``; errors as ``run_statement``'s."""
     result = await _result(writer, statement)
     if result.get("error"):
         raise InfluxRefused(f"InfluxDB ({writer.conn.influx_target}): {result['error']}: {statement}", status=200)
+    return result
+
+
+async def _rows(writer: LineWriter, statement: str) -> list[dict[str, Any]]:
+    result = await query_result(writer, statement)
     rows: list[dict[str, Any]] = []
     for series in result.get("series", []):
         rows += [dict(zip(series["columns"], values, strict=True)) for values in series.get("values", [])]

@@ -19,13 +19,15 @@ class WriterSettings(KafkaConnection, InfluxConnection):
     writer_session_timeout_ms: int = Field(10_000, ge=6000, description="consumer group session timeout")
     writer_retention: bool = Field(True, description="InfluxDB 1.x: create the retention policies and queries")
     writer_raw_days: int = Field(90, ge=1, description="raw readings kept this long (1.x retention policy)")
-    writer_agg_days: int = Field(1095, ge=1, description="1-minute aggregates kept this long")
+    writer_agg_days: int = Field(1095, ge=1, description="hourly aggregates (agg_1h) kept this long")
     writer_backfill: bool = Field(
         True,
-        description="InfluxDB 1.x, with writer_retention: write the one-minute aggregates (agg_1m) as readings are "
+        description="InfluxDB 1.x, with writer_retention: write the hourly aggregates (agg_1h) as readings are "
         "written, and aggregate again from raw what they missed",
     )
-    writer_backfill_max_minutes: int = Field(60, ge=1, le=1440, description="minutes per backfill statement at most")
+    writer_backfill_max_intervals: int = Field(
+        24, ge=1, le=720, description="hours (aggregate intervals) per backfill statement at most"
+    )
     writer_backfill_max_devices: int = Field(
         50, ge=1, le=1000, description="late devices a backfill filters on; more: every device in its range"
     )

@@ -23,12 +23,12 @@ records, turns them into lines (``storage.lines``), and writes a batch when it h
   refused-readings topic with InfluxDB's reason (``storage_refused``), the rest are written.
 - A configuration problem (401/403, database missing and not creatable) is retried with backoff and logged
   loudly: the data waits in Kafka rather than being dropped.
-- **One-minute aggregates as it writes** (InfluxDB 1.x, with ``aggregates`` and a ``backfill``): every point
-  written to ``raw`` is folded into its minute (``storage.aggregate``), and each minute's points go to ``agg_1m`` once
-  it is closed, 30 s after it ends, so no continuous query re-reads ``raw``. What memory cannot give is recomputed
-  from ``raw`` (``storage.backfiller``): the minutes of late readings (acknowledged after their minute closed), for
-  their devices, and for every device the minutes a partition's previous writer left open and those whose
-  aggregates InfluxDB did not take.
+- **Hourly aggregates as it writes** (InfluxDB 1.x, with a ``backfill``): every point written to ``raw`` is folded
+  into its hour (``storage.aggregate``), and each hour's points go to ``agg_1h`` once it is closed, 30 s after it
+  ends, so no continuous query re-reads ``raw``. What memory cannot give is recomputed from ``raw``
+  (``storage.backfiller``): the hours of late readings (acknowledged after their hour closed), for their devices,
+  and for every device (in parts) the hours a partition's previous writer left open and those whose aggregates
+  InfluxDB did not take.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ from core.kafka.producer import FlushProducer, Record
 from core.kafka.reading import read_to_end
 from devices.directory import RecordDirectory
 from rules.dedup import SeqWindow, is_repeat
-from storage.aggregate import MinuteAggregates
-from storage.backfill import BatchMinutes
+from storage.aggregate import Aggregates
+from storage.backfill import BatchIntervals
 from storage.backfiller import Backfiller
 from storage.lines import Fold, LineBuilder
 from storage.metrics import WriterMetrics
@@ -93,11 +93,11 @@ class InfluxWriter:
         backfill: Backfiller | None = None,
     ) -> None:
         """``directory``: where ``lines`` looks devices up, asked to catch up before a device it does not know.
-        ``backfill`` (InfluxDB 1.x): writes the minutes the writer aggregates and closes, and backfills what they
+        ``backfill`` (InfluxDB 1.x): writes the intervals the writer aggregates and closes, and backfills what they
         missed (module docstring)."""
         self.settings = settings
         self._backfill = backfill
-        self._aggregates = MinuteAggregates() if backfill is not None else None
+        self._aggregates = Aggregates(backfill.every_ms, backfill.close_ms) if backfill is not None else None
         self._directory = directory
         self.lines = lines
         self.influx = influx
@@ -154,7 +154,7 @@ class InfluxWriter:
         """Read the recent records of partitions new to this writer into the repeat window (module docstring): the
         last ``SEED_RECORDS`` records below each one's committed offset, read for at most ``SEED_TIMEOUT_S``. They
         tell the aggregates when the partition's previous writer last wrote (their Kafka timestamps) and the latest
-        minute it wrote readings of (their ``ts``)."""
+        reading it wrote (their ``ts``)."""
         new, gone, self._owned = assigned - self._owned, self._owned - assigned, set(assigned)
         for tp in gone:
             self._revoke(tp)
@@ -226,29 +226,29 @@ class InfluxWriter:
         previous batch's offsets, exactly those, once InfluxDB has it."""
         flight: _Flight | None = None
         while not stop.is_set():
-            minutes = self._backfill.batch() if self._backfill is not None else None
-            batch, offsets, readings = await self._fill(consumer, stop, minutes)
-            self._close_minutes()
+            intervals = self._backfill.batch() if self._backfill is not None else None
+            batch, offsets, readings = await self._fill(consumer, stop, intervals)
+            self._close_intervals()
             if flight is not None:
                 if not await self._land(consumer, flight, stop):
                     return  # stopping: that batch stays uncommitted and is read again after the restart
                 flight = None
             if batch:
-                flight = _Flight(asyncio.create_task(self._write(batch, stop, minutes)), offsets, readings)
+                flight = _Flight(asyncio.create_task(self._write(batch, stop, intervals)), offsets, readings)
             elif offsets:
                 await consumer.commit(offsets)  # records that held no reading (unreadable ones, logged)
         if flight is not None:
             flight.task.cancel()
 
-    def _close_minutes(self) -> None:
-        """Hand the minutes whose close time has come to the backfiller, which writes them (module docstring)."""
+    def _close_intervals(self) -> None:
+        """Hand the intervals whose close time has come to the backfiller, which writes them (module docstring)."""
         if self._aggregates is not None and self._backfill is not None:
             closed = self._aggregates.close(int(time.time() * 1000))
             if closed.lines or closed.backfill:
                 self._backfill.closed(closed)
 
     async def _fill(
-        self, consumer: AIOKafkaConsumer, stop: asyncio.Event, minutes: BatchMinutes | None = None
+        self, consumer: AIOKafkaConsumer, stop: asyncio.Event, intervals: BatchIntervals | None = None
     ) -> tuple[list[str], dict[TopicPartition, int], int]:
         s = self.settings
         batch: list[str] = []
@@ -269,7 +269,7 @@ class InfluxWriter:
                     continue
                 fold = partial(self._aggregates.fold, tp) if self._aggregates is not None else None
                 for record in records:
-                    readings += await self._add(record.value, record.offset, batch, minutes, fold)
+                    readings += await self._add(record.value, record.offset, batch, intervals, fold)
                 offsets[tp] = records[-1].offset + 1
         return batch, offsets, readings
 
@@ -300,7 +300,7 @@ class InfluxWriter:
         raw: bytes | None,
         offset: int,
         batch: list[str],
-        minutes: BatchMinutes | None = None,
+        intervals: BatchIntervals | None = None,
         fold: Fold | None = None,
     ) -> int:
         try:
@@ -319,14 +319,14 @@ class InfluxWriter:
                 self.metrics.duplicates.inc()
                 continue
             batch.extend(self.lines.lines(reading, fold))
-            if minutes is not None:
-                minutes.add(reading["device_id"], reading["ts"])
+            if intervals is not None:
+                intervals.add(reading["device_id"], reading["ts"])
             written += 1
         return written
 
-    async def _write(self, batch: list[str], stop: asyncio.Event, minutes: BatchMinutes | None = None) -> bool:
+    async def _write(self, batch: list[str], stop: asyncio.Event, intervals: BatchIntervals | None = None) -> bool:
         """Write ``batch`` however long InfluxDB takes to come back (False: told to stop first); refused lines go
-        to the refused topic. ``minutes``: the batch's readings, for the backfill."""
+        to the refused topic. ``intervals``: the batch's readings, for the backfill."""
         backoff = Backoff(0.5, _MAX_BACKOFF_S)
         while True:
             started = time.monotonic()
@@ -351,7 +351,7 @@ class InfluxWriter:
             self.influx_up = True
             self.metrics.influx_up.set(1)
             if self._backfill is not None:
-                self._backfill.written(minutes)
+                self._backfill.written(intervals)
             return True
 
     async def _refused_lines(self, lines: Sequence[str], exc: InfluxRefused) -> None:

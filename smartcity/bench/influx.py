@@ -6,8 +6,8 @@
   its hazard value and its battery and RSSI. The writer's own ``LineBuilder`` makes the lines (one point per
   reading, and a device_health point when a health value moved past its dead band or a minute passed), and
   ``LineWriter`` writes them in batches of ``batch_points`` (5,000), one write at a time, at least once a second.
-  The one-minute aggregates are the writer's too (``storage.aggregate``): folded as the lines are built, written
-  into ``agg_1m`` as each minute closes.
+  The hourly aggregates are the writer's too (``storage.aggregate``): folded as the lines are built, written into
+  ``agg_1h`` as each hour closes (30 s after it ends).
 - Before the measured window, ``prefill_minutes`` (10) of the same readings are written as fast as influxd takes
   them, so influxd holds what a long run holds (and the legacy continuous query reads a full window from its first
   run).
@@ -18,13 +18,14 @@
   fully once the shard has been cold for ``COLD_AFTER`` (as it does with a past day's shard four hours after the
   day), and the database's files are measured before and after: the bytes a reading costs in the raw shards once
   compacted, and so what the raw retention (``RAW_DAYS``) holds at ``rate``; the same for the aggregates
-  (``AGG_DAYS``; the history's minutes are aggregated too). A day's shard of the district (60,000 devices once a
+  (``AGG_DAYS``; the history's hours are aggregated too). A day's shard of the district (60,000 devices once a
   minute) has the points per series that ``--devices 6000 --rate 100 --prefill-minutes 1440`` writes, so the same
   compression, in a tenth of the points.
-- ``backfill``: at the end, what the writer's backfill of every device costs influxd (``storage.backfill``: the
-  aggregation statement over every series, as for a partition taken over or an InfluxDB outage), for the last full
-  minute of the history and for its last full hour (with at least two hours of history): the statement's wall time,
-  influxd's CPU seconds, its heap before and the highest read every 0.2 s (``/debug/vars``).
+- ``backfill``: at the end, what the writer's backfill of every device costs influxd (``storage.backfill``, as for
+  a partition taken over or an InfluxDB outage) over the history's last full hour (at least two hours of history):
+  first as one statement over every series (what the writer did before it split them), then as the writer runs it
+  now, the devices listed and aggregated in parts of ``PART_DEVICES``. Each: the wall time, influxd's CPU seconds,
+  its heap before and the highest read every 0.2 s (``/debug/vars``).
 - ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; a continuous
   query computes the aggregates, ``RESAMPLE EVERY 1m FOR 10m`` (the old ``RESAMPLE FOR 10m``); influxd runs with its
   defaults (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
@@ -47,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from statistics import fmean
-from typing import Final
+from typing import Any, Final
 
 import httpx
 from rich.console import Console
@@ -61,8 +62,8 @@ from harness.builders import device
 from harness.measure import cpu_seconds, memory_mib, quantile
 from smartcity.bench.soak import go_heap_mib
 from smartcity.stack.services import influxdb
-from storage.aggregate import MinuteAggregates
-from storage.backfill import Backfill
+from storage.aggregate import Aggregates
+from storage.backfill import Backfill, devices_of, devices_statement
 from storage.lines import Fold, LineBuilder
 from storage.retention import (
     AGG_DAYS,
@@ -85,6 +86,7 @@ COLD_AFTER_S: Final = 20
 COLD_AFTER: Final = f"{COLD_AFTER_S}s"
 COMPACTION_TIMEOUT_S: Final = 900.0
 STATEMENT_TIMEOUT_S: Final = 600.0  # ``backfill``: one statement over every device took up to 71 s at 60,000 devices
+HOUR_MS: Final = 3_600_000
 _TSM: Final = re.compile(r"^(\d+)-(\d+)\.tsm$")
 _CQ_LINE: Final = re.compile(r'msg="Finished continuous query".*?written=(-?\d+).*?duration=([\d.]+)ms')
 
@@ -100,6 +102,7 @@ class Sample:
 @dataclass
 class BackfillCost:
     every: str  # the aggregation's interval: the range is one of it
+    parts: int  # statements: 1 over every device, or the writer's parts
     wall_s: float
     cpu_s: float  # influxd's
     heap_before_mib: float | None
@@ -205,7 +208,7 @@ async def _prefill(
             points += len(lines)
             lines = []
             if aggregates is not None:
-                await aggregates.close_minutes(ts)
+                await aggregates.close_intervals(ts)
     if lines:
         await writer.write(lines)
         points += len(lines)
@@ -213,11 +216,11 @@ async def _prefill(
 
 
 class _Aggregates:
-    """The writer's one-minute aggregates (``storage.aggregate``), for one partition, written as minutes close."""
+    """The writer's hourly aggregates (``storage.aggregate``), for one partition, written as hours close."""
 
     def __init__(self, conn: InfluxConnection, history: bool = False) -> None:
-        """``history``: every minute is folded, the history's too; else from the next minute on."""
-        self._minutes = MinuteAggregates()
+        """``history``: every hour is folded, the history's too; else from the next hour on."""
+        self._minutes = Aggregates()
         self._minutes.assign(0, int(time.time() * 1000), fresh=history)
         self.fold: Fold = partial(self._minutes.fold, 0)
         self._writer = LineWriter(conn.model_copy(update={"influx_rp": AGG_RP}))
@@ -230,7 +233,7 @@ class _Aggregates:
     async def __aexit__(self, *exc: object) -> None:
         await self._writer.close()
 
-    async def close_minutes(self, now_ms: int | None = None) -> None:
+    async def close_intervals(self, now_ms: int | None = None) -> None:
         closed = self._minutes.close(int(time.time() * 1000) if now_ms is None else now_ms)
         if closed.lines:
             await self._writer.write(closed.lines)
@@ -247,7 +250,7 @@ async def _steady(
     aggregates: _Aggregates | None,
 ) -> tuple[int, int, list[float]]:
     """``rate`` readings/s for ``seconds``, stamped now; a write when ``batch`` points are held or a second has
-    passed, one at a time, and the closed minutes' aggregates after it. Returns readings, points and each write's
+    passed, one at a time, and the closed hours' aggregates after it. Returns readings, points and each write's
     seconds."""
     started = last_write = time.monotonic()
     made = points = 0
@@ -268,7 +271,7 @@ async def _steady(
             writes.append(last_write - began)
             points += len(chunk)
             if aggregates is not None:
-                await aggregates.close_minutes()
+                await aggregates.close_intervals()
         else:
             await asyncio.sleep(0.02)
     if lines:
@@ -335,10 +338,11 @@ async def _wait_compacted(data: Path, cold_s: float, timeout_s: float) -> float:
     raise TimeoutError(f"influxd did not compact {data} fully in {timeout_s:.0f} s")
 
 
-async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, every: str, every_ms: int) -> BackfillCost:
-    """One backfill of every device over [start_ms, start_ms + every_ms), the writer's statement, timed; influxd's
-    heap read every 0.2 s meanwhile."""
-    statement = Backfill(start_ms, start_ms + every_ms, None, (start_ms,)).statement(db, every)
+async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, parts: bool) -> BackfillCost:
+    """The backfill of every device over the hour from ``start_ms``, timed: one statement, or (``parts``) the
+    writer's way, the devices listed then aggregated ``PART_DEVICES`` at a time. influxd's heap is read every 0.2 s
+    meanwhile."""
+    whole = Backfill(start_ms, start_ms + HOUR_MS, None, (start_ms,))
     heap = partial(go_heap_mib, f"{url}/debug/vars", 2)
     before = await asyncio.to_thread(heap)
     peak = before
@@ -352,21 +356,28 @@ async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, every: str,
                 peak = now
             await asyncio.sleep(0.2)
 
+    async def query(client: httpx.AsyncClient, statement: str) -> dict[str, Any]:
+        answer = await client.post(f"{url}/query", params={"db": db}, data={"q": statement})
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()["results"][0]
+        if "error" in result:
+            raise RuntimeError(f"influxd refused {statement[:80]}: {result['error']}")
+        return result
+
     poller = asyncio.create_task(poll())
     cpu, began = cpu_seconds(pid), time.monotonic()
+    written = 0
     try:
         async with httpx.AsyncClient(timeout=STATEMENT_TIMEOUT_S) as client:
-            answer = await client.post(f"{url}/query", params={"db": db}, data={"q": statement})
-        answer.raise_for_status()
-        result = answer.json()["results"][0]
-        if "error" in result:
-            raise RuntimeError(f"influxd refused the backfill: {result['error']}")
+            todo = whole.parts(devices_of(await query(client, devices_statement(db)))) if parts else [whole]
+            for backfill in todo:
+                result = await query(client, backfill.statement(db))
+                written += int(result["series"][0]["values"][0][1]) if result.get("series") else 0
     finally:
         done.set()
         await poller
-    written = int(result["series"][0]["values"][0][1]) if result.get("series") else 0
     return BackfillCost(
-        every, round(time.monotonic() - began, 1), round(cpu_seconds(pid) - cpu, 1), before, peak, written
+        "1h", len(todo), round(time.monotonic() - began, 1), round(cpu_seconds(pid) - cpu, 1), before, peak, written
     )
 
 
@@ -394,7 +405,7 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
         devices = fleet.lookup()
         builder = LineBuilder(devices.get, health_every_ms=0 if legacy else 60_000)
         async with LineWriter(conn) as writer, contextlib.AsyncExitStack() as stack:
-            # --compacted: the history's minutes are aggregated too, so the aggregates' shards hold what they would
+            # --compacted: the history's hours are aggregated too, so the aggregates' shards hold what they would
             aggregates = None if legacy else await stack.enter_async_context(_Aggregates(conn, run.compacted))
             history_end = int(time.time() * 1000)
             if run.prefill_minutes > 0:
@@ -413,7 +424,7 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
                     writer, builder, fleet, run.rate, run.minutes * 60, run.batch_points, aggregates
                 )
                 if aggregates is not None:
-                    await aggregates.close_minutes(int(time.time() * 1000) + 120_000)  # the last minutes too
+                    await aggregates.close_intervals(int(time.time() * 1000) + 2 * HOUR_MS)  # the last hours too
                     run.aggregate_points = aggregates.points
             finally:
                 sampler.cancel()
@@ -431,12 +442,9 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
             run.agg_bytes_per_reading = round(run.disk_compacted_mib["aggregates"] * 2**20 / total, 2)
             run.agg_gib_at_retention = round(run.agg_bytes_per_reading * run.rate * AGG_DAYS * 86_400 / 2**30, 1)
         if run.backfill:
-            end = history_end - history_end % 3_600_000  # the history's last full hour ends here
-            ranges = [("1m", 60_000)] + ([("1h", 3_600_000)] if run.prefill_minutes >= 120 else [])
-            for every, every_ms in ranges:
-                run.backfills.append(
-                    await _backfill_cost(launch.url, conn.influx_db, pid, end - every_ms, every, every_ms)
-                )
+            end = history_end - history_end % HOUR_MS  # the history's last full hour ends here
+            for parts in (False, True):
+                run.backfills.append(await _backfill_cost(launch.url, conn.influx_db, pid, end - HOUR_MS, parts))
     finally:
         launch.process.stop()
     run.readings, run.points = readings, points
@@ -460,7 +468,7 @@ def _legacy_continuous_query(db: str) -> str:
     """The continuous query of before issue 19 (``RESAMPLE EVERY 1m FOR 10m``)."""
     return (
         f"CREATE CONTINUOUS QUERY {ident(CQ_NAME)} ON {ident(db)} RESAMPLE EVERY 1m FOR {LEGACY_RESAMPLE_FOR} "
-        f"BEGIN {aggregation(db)} END"
+        f"BEGIN {aggregation(db, '1m')} END"
     )
 
 
@@ -533,8 +541,9 @@ def _print(r: Run) -> None:
         ]
     for b in r.backfills:
         rows.append(
-            (f"backfill of every device, one {b.every}", f"{b.wall_s} s, influxd CPU {b.cpu_s} s, heap "
-             f"{b.heap_before_mib} -> {b.heap_peak_mib} MiB, {b.points_written:,} points written")
+            (f"backfill of every device, one {b.every}, {b.parts} statement{'s' if b.parts > 1 else ''}",
+             f"{b.wall_s} s, influxd CPU {b.cpu_s} s, heap {b.heap_before_mib} -> {b.heap_peak_mib} MiB, "
+             f"{b.points_written:,} points written")
         )  # fmt: skip
     for name, value in rows:
         summary.add_row(name, value)

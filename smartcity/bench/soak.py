@@ -49,7 +49,7 @@ Every process's memory is judged, the stores' included, when the one-machine Kaf
 default): only Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``) holds the data it was given, and is
 reported instead (``HOLDS_DATA``). Disk (``DISK``, judged in ``verdicts``): what is trimmed once consumed (the
 Kafka store's readings), InfluxDB's WAL and series file and Mosquitto's file must stay flat; what retention keeps
-for days (InfluxDB's raw points, 90 days; its one-minute aggregates, 3 years; its alert archive, kept for good; the
+for days (InfluxDB's raw points, 90 days; its hourly aggregates, 3 years; its alert archive, kept for good; the
 Kafka topics for people, 7 days) grows with what was written until its retention, so its rate is reported per
 reading and projected over that retention. InfluxDB compacts a day's shard fully only hours after the day, so a
 run's growth of its shards is an upper bound of what they keep (``smartcity bench influx --compacted`` measures it).
@@ -254,7 +254,7 @@ DISK: dict[str, float] = {
     "kafka kept": 7,  # its other topics: findings, alerts, refused readings (retention 1-7 days)
     "influxdb wal": 0,  # InfluxDB's write-ahead log, emptied into data files by snapshots
     "influxdb raw": RAW_DAYS,  # InfluxDB's raw points (``raw``): shards of a day with their series index
-    "influxdb aggregates": AGG_DAYS,  # the writer's one-minute aggregates (``agg_1m``): shards of a week
+    "influxdb aggregates": AGG_DAYS,  # the writer's hourly aggregates (``agg_1h``): shards of a week
     "influxdb alerts": AGG_DAYS,  # the alert archive (``autogen``): kept for good; projected over the aggregates' years
     "influxdb series": 0,  # the series file: grows with new series only (devices, alert keys), not with points
     "influxdb data": RAW_DAYS,  # all of InfluxDB's data files, in reports written before the parts above

@@ -1,9 +1,10 @@
-"""The writer's one-minute aggregates against a real influxd 1.6 (and Tansu for the writer itself).
+"""The writer's aggregates against a real influxd 1.6 (and Tansu for the writer itself).
 
-The writer aggregates each minute in memory and writes it into ``agg_1m`` 30 s after it ends; readings written
-after that (five minutes late, say) are in ``raw`` and the writer's backfill computes their minutes again from it.
-A restarted writer recomputes from ``raw`` the minutes it had not written yet. The expected aggregates are computed
-here from the readings.
+The writer aggregates each interval in memory and writes it into ``agg_1h`` 30 s after it ends; readings written
+after that (five intervals late, say) are in ``raw`` and the writer's backfill computes their intervals again from it.
+A restarted writer recomputes from ``raw`` the intervals it had not written yet, for every device in parts. The
+writer's intervals are hours; here they are minutes (``run_writer``'s ``agg_every_ms``), so that a test sees them
+close. The expected aggregates are computed here from the readings.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from devices.feed import DevicePublisher
 from harness.builders import device, reading
 from harness.measure import sample_sum
 from smartcity.stack.services import Launch
-from storage.backfill import Backfill
+from storage.backfill import Backfill, devices_of, devices_statement
 from storage.lines import LineBuilder
 from storage.main import run_writer
-from storage.retention import AGG_RP, RAW_RP, ensure_retention, run_statement
+from storage.retention import AGG_RP, RAW_RP, ensure_retention, query_result, run_statement
 from storage.settings import WriterSettings
 from tests.influx_util import influx_rows
 from tests.waiting import until
@@ -39,8 +40,8 @@ from tests.waiting import until
 pytestmark = pytest.mark.integration
 
 MIN = 60_000
-BACKFILLED = "smartcity_writer_backfilled_minutes_total"
-LATE = "smartcity_writer_late_device_minutes_total"
+BACKFILLED = "smartcity_writer_backfilled_intervals_total"
+LATE = "smartcity_writer_late_device_intervals_total"
 AGGREGATED = "smartcity_writer_aggregate_points_total"
 DEVICES = {
     name: device(name, kind, site="S1", interval_s=10)
@@ -107,18 +108,23 @@ async def test_a_backfill_statement_aggregates_every_device_or_those_it_names(
     async with LineWriter(conn) as influx:
         await influx.write([line for r in readings for line in builder.lines(r)])
         await run_statement(
-            influx, Backfill(base, base + 3 * MIN, frozenset({"gas-a", "fire-a"}), minutes).statement(conn.influx_db)
+            influx,
+            Backfill(base, base + 3 * MIN, frozenset({"gas-a", "fire-a"}), minutes, MIN).statement(conn.influx_db),
         )
         filtered = await _aggregated(conn.influx_url, conn.influx_db, base, base + 3 * MIN)
-        await run_statement(influx, Backfill(base, base + 3 * MIN, None, minutes).statement(conn.influx_db))
+        every = Backfill(base, base + 3 * MIN, None, minutes, MIN)
+        listed = devices_of(await query_result(influx, devices_statement(conn.influx_db)))
+        assert listed == {"gas-a", "gas-b", "fire-a"}
+        for part in every.parts(listed, size=2):  # every device, in parts: as the writer runs it
+            await run_statement(influx, part.statement(conn.influx_db))
         whole = await _aggregated(conn.influx_url, conn.influx_db, base, base + 3 * MIN)
-        await run_statement(influx, Backfill(base, base + 3 * MIN, None, minutes).statement(conn.influx_db))
+        await run_statement(influx, every.statement(conn.influx_db))  # one statement over every device
         again = await _aggregated(conn.influx_url, conn.influx_db, base, base + 3 * MIN)
 
     expected = _expected(readings)
     assert filtered == {k: v for k, v in expected.items() if k[0] != "gas-b"}
     assert whole == expected
-    assert again == whole  # idempotent: the same points written again
+    assert again == whole  # idempotent, and the parts wrote what one statement writes
     health = await influx_rows(
         conn.influx_url, conn.influx_db, f'SELECT * FROM "{AGG_RP}"."device_health" WHERE "device_id" = \'gas-a\''
     )
@@ -155,7 +161,7 @@ async def _writer(settings: WriterSettings) -> AsyncIterator[str]:
     finally:
         await feed.stop()
     stop = asyncio.Event()
-    task = asyncio.create_task(run_writer(settings, stop))
+    task = asyncio.create_task(run_writer(settings, stop, agg_every_ms=MIN))
     url = f"http://127.0.0.1:{settings.writer_http_port}/metrics"
     try:
         await until(lambda: _serves(url, task), 30, "the writer serves /metrics")
@@ -218,7 +224,7 @@ async def test_the_writer_backfills_readings_written_late_and_not_on_time_ones(
             got = await _aggregated(settings.influx_url, settings.influx_db, base, base + 3 * MIN)
             return got == expected
 
-        await until(aggregated, 60, "the late readings are aggregated in agg_1m")
+        await until(aggregated, 60, "the late readings are aggregated in agg_1h")
         assert await _metric(metrics, LATE) == 9  # three devices, three minutes
         assert await _metric(metrics, BACKFILLED) >= 3
 
@@ -247,6 +253,6 @@ async def test_the_writer_writes_each_minute_as_it_closes_and_recomputes_what_a_
         async def aggregated() -> bool:
             return await _aggregated(settings.influx_url, settings.influx_db, m1, m2 + MIN) == expected
 
-        await until(aggregated, 240, "both minutes are aggregated in agg_1m")
+        await until(aggregated, 240, "both minutes are aggregated in agg_1h")
         assert await _metric(metrics, AGGREGATED) >= 1, "gas-b's minute came from the writer's memory"
         assert await _metric(metrics, LATE) == 0

@@ -25,7 +25,7 @@ from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailabl
 from core.process import free_port
 from harness.builders import device, reading
 from smartcity.stack.services import Launch
-from storage.aggregate import MinuteAggregates
+from storage.aggregate import Aggregates
 from storage.api import readings_router
 from storage.backfill import Backfill
 from storage.lines import LineBuilder, series
@@ -36,6 +36,7 @@ from tests.influx_util import influx_rows
 pytestmark = pytest.mark.integration
 
 MIN = 60_000
+HOUR = 60 * MIN
 TOKEN = "readings-test-token"
 ODD_ID = "it's \\odd\""  # not a valid device id, but tags and queries must survive it
 
@@ -116,7 +117,9 @@ async def stored(conn: InfluxConnection) -> tuple[int, list[ReadingDict]]:
     return base, readings
 
 
-async def test_retention_is_set_up_idempotently_and_follows_changes(conn: InfluxConnection) -> None:
+async def test_retention_is_set_up_idempotently_and_follows_changes(
+    conn: InfluxConnection, caplog: pytest.LogCaptureFixture
+) -> None:
     db, url = conn.influx_db, conn.influx_url
 
     async def policies() -> dict[str, tuple[str, bool]]:
@@ -141,11 +144,19 @@ async def test_retention_is_set_up_idempotently_and_follows_changes(conn: Influx
     assert (await policies())[RAW_RP] == ("2160h0m0s", True)
 
     async with LineWriter(conn) as writer:  # an earlier version's continuous query, as it created it
-        old = f'CREATE CONTINUOUS QUERY "{CQ_NAME}" ON "{db}" RESAMPLE EVERY 1m FOR 2m BEGIN {aggregation(db)} END'
+        every_minute = aggregation(db, "1m")
+        old = f'CREATE CONTINUOUS QUERY "{CQ_NAME}" ON "{db}" RESAMPLE EVERY 1m FOR 2m BEGIN {every_minute} END'
         await run_statement(writer, old)
     assert await queries() == [CQ_NAME]
     await ensure_retention(conn)
     assert await queries() == []
+
+    async with LineWriter(conn) as writer:  # an earlier version's one-minute aggregates: kept, and named
+        await run_statement(writer, f'CREATE RETENTION POLICY "agg_1m" ON "{db}" DURATION 1095d REPLICATION 1')
+    with caplog.at_level("WARNING"):
+        await ensure_retention(conn)
+    assert (await policies())["agg_1m"] == ("26280h0m0s", False)
+    assert f'DROP RETENTION POLICY "agg_1m" ON "{db}"' in caplog.text
 
     with pytest.raises(ValueError, match="raw_days"):
         await ensure_retention(conn, raw_days=0)
@@ -228,15 +239,17 @@ async def test_too_many_points_is_refused_with_a_usable_every(
             await small.readings("gas", "gas-a", "ch4_lel", base, base + 5 * MIN, 20)
 
 
-async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention(
-    conn: InfluxConnection, stored: tuple[int, list[ReadingDict]]
-) -> None:
-    """Pretend raw is kept only 2.5 minutes past ``base`` (the clock), and put recognisable 1-minute aggregates in
-    ``agg_1m``: intervals before the retention boundary come from them, later ones from raw."""
-    base, readings = stored
-    device = DEVICES["gas-a"]
-    prefix = series("gas", "gas-a", device.site_id, "gas", False)
-    fake = {base + m * MIN: (1000.0 + m, 900.0 + m, 1100.0 + m) for m in range(5)}
+async def test_old_intervals_come_from_the_hourly_aggregates_split_at_the_raw_retention(conn: InfluxConnection) -> None:
+    """Pretend raw is kept only until 2.5 hours past ``h0`` (the clock), and put recognisable hourly aggregates in
+    ``agg_1h``: hourly intervals before the retention boundary come from them, later ones from raw; finer intervals
+    and raw points never come from the aggregates."""
+    await ensure_retention(conn)
+    h0 = _now_minute() // HOUR * HOUR - 10 * HOUR
+    readings = [reading("gas-a", {"ch4_lel": 5.0 + (i % 7) * 0.5}, ts=h0 + i * 10 * MIN) for i in range(30)]
+    builder = LineBuilder(DEVICES.get)
+    await _write(conn, [line for r in readings for line in builder.lines(r)])
+    prefix = series("gas", "gas-a", DEVICES["gas-a"].site_id, "gas", False)
+    fake = {h0 + h * HOUR: (1000.0 + h, 900.0 + h, 1100.0 + h) for h in range(5)}
     await _write(
         conn.model_copy(update={"influx_rp": AGG_RP}),
         [f"{prefix} mean_ch4_lel={a},min_ch4_lel={b},max_ch4_lel={c} {ts}" for ts, (a, b, c) in fake.items()],
@@ -244,73 +257,70 @@ async def test_old_intervals_come_from_the_aggregates_split_at_the_raw_retention
     raw_days = 1
 
     def clock() -> float:
-        return (base + 150_000 + raw_days * DAY_MS) / 1000
+        return (h0 + 150 * MIN + raw_days * DAY_MS) / 1000
 
-    end = base + 5 * MIN
+    end = h0 + 5 * HOUR
+    values = _values(readings, "gas-a", "ch4_lel")
     async with ReadingsQuery(conn, raw_days=raw_days, clock=clock) as query:
-        per_minute = await query.readings("gas", "gas-a", "ch4_lel", base, end, 60)
-        from_raw = _aggregates(_values(readings, "gas-a", "ch4_lel"), 60, base, end)
-        assert per_minute[:3] == [{"ts": ts, "mean": a, "min": b, "max": c} for ts, (a, b, c) in fake.items()][:3]
-        assert per_minute[3:] == from_raw[3:]  # split at base + 3 min, the first whole interval after the boundary
+        hourly = await query.readings("gas", "gas-a", "ch4_lel", h0, end, 3600)
+        from_raw = _aggregates(values, 3600, h0, end)
+        assert hourly[:3] == [{"ts": ts, "mean": a, "min": b, "max": c} for ts, (a, b, c) in fake.items()][:3]
+        assert hourly[3:] == from_raw[3:]  # split at h0 + 3 h, the first whole interval after the boundary
 
-        two_minutes = await query.readings("gas", "gas-a", "ch4_lel", base, base + 2 * MIN, 120)
-        buckets: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
-        for ts in (base, base + MIN):
-            buckets[ts // 120_000 * 120_000].append(fake[ts])
-        assert two_minutes == [
-            {"ts": ts, "mean": pytest.approx(fmean(a for a, _, _ in got)), "min": min(b for _, b, _ in got),
-             "max": max(c for _, _, c in got)}
-            for ts, got in sorted(buckets.items())
-        ]  # fmt: skip
-        # raw points are never taken from the aggregates
-        assert len(await query.readings("gas", "gas-a", "ch4_lel", base, end, None)) == 30
+        two_hours = await query.readings("gas", "gas-a", "ch4_lel", h0, h0 + 2 * HOUR, 7200)
+        assert two_hours == [
+            {"ts": h0, "mean": pytest.approx(1000.5), "min": 900.0, "max": 1101.0}
+        ]  # mean of the hourly means, min of the minima, max of the maxima
+        # a finer interval, and raw points, are never taken from the aggregates
+        assert await query.readings("gas", "gas-a", "ch4_lel", h0, end, 600) == _aggregates(values, 600, h0, end)
+        assert len(await query.readings("gas", "gas-a", "ch4_lel", h0, end, None)) == 30
 
 
 async def test_the_writers_aggregates_are_what_raw_gives_and_are_read_once_raw_is_gone(conn: InfluxConnection) -> None:
-    """The aggregates the writer computes as it writes (``storage.aggregate``), written into ``agg_1m`` as it writes
-    them: read through ``ReadingsQuery`` once raw has aged out, they equal those computed from raw; a backfill
-    statement over the same range (``storage.retention.aggregation``) writes the very same points (same fields, same
-    types: InfluxDB would refuse a boolean where a float was)."""
+    """The hourly aggregates the writer computes as it writes (``storage.aggregate``), written into ``agg_1h``: read
+    through ``ReadingsQuery`` once raw has aged out, they equal those computed from raw; a backfill statement over the
+    same range (``storage.retention.aggregation``) writes the very same points (same fields, same types: InfluxDB
+    would refuse a boolean where a float was)."""
     await ensure_retention(conn)
-    start = _now_minute() - 3 * MIN
+    start = _now_minute() // HOUR * HOUR - 4 * HOUR
     readings = [
         reading("fire-a", {"temp_c": 20.0 + i * 1.5 + (i % 3), "smoke": i in (2, 5), "battery_pct": 80.0 - i},
-                ts=start + i * 7_000)
+                ts=start + i * 9 * MIN)
         for i in range(20)
     ]  # fmt: skip
     builder = LineBuilder(DEVICES.get)
-    minutes = MinuteAggregates()
-    minutes.assign(0, start)
-    fold = partial(minutes.fold, 0)
+    hours = Aggregates()
+    hours.assign(0, start)
+    fold = partial(hours.fold, 0)
     await _write(conn, [line for r in readings for line in builder.lines(r, fold)])
-    closed = minutes.close(start + 10 * MIN)
-    assert closed.minutes == [start, start + MIN, start + 2 * MIN]
+    closed = hours.close(start + 10 * HOUR)
+    assert closed.intervals == [start, start + HOUR, start + 2 * HOUR]
     await _write(conn.model_copy(update={"influx_rp": AGG_RP}), closed.lines)
-    end = start + 3 * MIN
+    end = start + 3 * HOUR
 
     async def agg_rows() -> list[dict[str, Any]]:
         q = f'SELECT * FROM "{AGG_RP}"./^(fire|device_health)$/ WHERE time >= {start}ms AND time < {end}ms'
         return await influx_rows(conn.influx_url, conn.influx_db, q)
 
     written = await agg_rows()
-    assert len(written) == 6  # three minutes of fire and of device_health
+    assert len(written) == 6  # three hours of fire and of device_health
     fire = [row for row in written if row.get("mean_temp_c") is not None]  # the other rows are device_health's
     assert all(row["device_id"] == "fire-a" and row["site_id"] == "S1" and row["drill"] == "false" for row in fire)
     assert all(row.get("mean_smoke") is None for row in fire)
     assert [row["max_smoke"] for row in fire] == [True, False, False]
 
-    expected = _aggregates(_values(readings, "fire-a", "temp_c"), 60, start, end)
+    expected = _aggregates(_values(readings, "fire-a", "temp_c"), 3600, start, end)
 
-    def two_days_later() -> float:  # with raw kept one day, the whole range is read from agg_1m
+    def two_days_later() -> float:  # with raw kept one day, the whole range is read from agg_1h
         return time.time() + 2 * DAY_MS / 1000
 
     async with ReadingsQuery(conn, raw_days=1, clock=two_days_later) as aged:
-        assert await aged.readings("fire", "fire-a", "temp_c", start, end, 60) == expected
-        smoke = await aged.readings("fire", "fire-a", "smoke", start, end, 60)
-    assert smoke == _aggregates(_values(readings, "fire-a", "smoke"), 60, start, end)
+        assert await aged.readings("fire", "fire-a", "temp_c", start, end, 3600) == expected
+        smoke = await aged.readings("fire", "fire-a", "smoke", start, end, 3600)
+    assert smoke == _aggregates(_values(readings, "fire-a", "smoke"), 3600, start, end)
 
     async with LineWriter(conn) as writer:
-        await run_statement(writer, Backfill(start, end, None, tuple(closed.minutes)).statement(conn.influx_db))
+        await run_statement(writer, Backfill(start, end, None, tuple(closed.intervals)).statement(conn.influx_db))
     again = await agg_rows()
     assert [
         {k: v if not isinstance(v, float) else pytest.approx(v) for k, v in row.items()} for row in again

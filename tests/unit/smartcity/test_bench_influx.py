@@ -53,7 +53,7 @@ def test_the_database_files_are_measured_by_part(tmp_path: Path) -> None:
     _file(data / "raw" / "3" / "000000002-000000003.tsm", 3 * 2**20)
     _file(data / "raw" / "3" / "index" / "0" / "L0-00000001.tsl", 2**20)
     _file(data / "_series" / "00" / "0000", 2**19)
-    _file(data / "agg_1m" / "4" / "000000001-000000001.tsm", 2**18)
+    _file(data / "agg_1h" / "4" / "000000001-000000001.tsm", 2**18)
     _file(wal / "raw" / "3" / "_00001.wal", 2**20)
     assert disk_parts(data, wal) == {
         "raw tsm": 3.0, "raw index": 1.0, "series file": 0.5, "aggregates": 0.25, "wal": 1.0,

@@ -348,7 +348,7 @@ def test_influxdb_data_is_measured_by_retention_policy(tmp_path: Path) -> None:
 
     put("smartcity/raw/2/000000001-000000001.tsm", 2**20)
     put("smartcity/raw/2/index/0/L0-00000001.tsl", 2**20)
-    put("smartcity/agg_1m/3/000000001-000000001.tsm", 3 * 2**20)
+    put("smartcity/agg_1h/3/000000001-000000001.tsm", 3 * 2**20)
     put("smartcity/autogen/1/000000001-000000001.tsm", 2**19)
     put("smartcity/_series/00/0000", 2**21)
     got = disk_mib(tmp_path, frozenset())

@@ -13,6 +13,7 @@ from storage.retention import duration_s, ident
 
 T0 = 1_794_996_000_000  # an hour boundary
 MIN = 60_000
+HOUR = 60 * MIN
 
 
 def _unquote(text: str, quote: str) -> str:
@@ -81,42 +82,44 @@ def test_recent_aggregates_are_computed_from_raw() -> None:
     ]
 
 
-def test_old_aggregates_come_from_the_1_minute_policy() -> None:
-    (query,) = _q(every_s=300, raw_since_ms=T0 + 20 * MIN)
+def test_old_aggregates_come_from_the_hourly_policy() -> None:
+    (query,) = _q(every_s=10_800, end_ms=T0 + 12 * HOUR, raw_since_ms=T0 + 20 * HOUR)
     assert query.startswith(
         'SELECT mean("mean_ch4_lel") AS "mean", min("min_ch4_lel") AS "min", max("max_ch4_lel") AS "max" '
-        'FROM "agg_1m"."gas" '
+        'FROM "agg_1h"."gas" '
     )
-    assert query.endswith("GROUP BY time(300s) fill(none)")
+    assert query.endswith("GROUP BY time(10800s) fill(none)")
 
 
 def test_a_range_across_the_raw_retention_is_split_at_an_interval_boundary() -> None:
-    since = T0 + 3 * MIN + 7_000  # raw complete from here: the first whole 2-minute interval starts at T0 + 4 min
-    older, newer = _q(every_s=120, raw_since_ms=since)
-    assert '"agg_1m"."gas"' in older
-    assert f"time >= {T0}ms AND time < {T0 + 4 * MIN}ms" in older
+    since = T0 + 3 * HOUR + 7_000  # raw complete from here: the first whole 2-hour interval starts at T0 + 4 h
+    older, newer = _q(every_s=7_200, end_ms=T0 + 10 * HOUR, raw_since_ms=since)
+    assert '"agg_1h"."gas"' in older
+    assert f"time >= {T0}ms AND time < {T0 + 4 * HOUR}ms" in older
     assert '"raw"."gas"' in newer
     assert 'mean("ch4_lel")' in newer
-    assert f"time >= {T0 + 4 * MIN}ms AND time < {T0 + 10 * MIN}ms" in newer
+    assert f"time >= {T0 + 4 * HOUR}ms AND time < {T0 + 10 * HOUR}ms" in newer
 
 
-def test_intervals_that_are_not_whole_minutes_and_raw_points_always_read_raw() -> None:
+def test_intervals_that_are_not_whole_hours_and_raw_points_always_read_raw() -> None:
+    """The aggregates are hourly: a 5-minute interval older than the raw retention has no data to read."""
     old = T0 + 20 * MIN
     assert '"raw"."gas"' in _q(every_s=90, raw_since_ms=old)[0]
+    assert '"raw"."gas"' in _q(every_s=300, raw_since_ms=old)[0]
     assert '"raw"."gas"' in _q(every_s=None, raw_since_ms=old)[0]
 
 
 def test_v2_reads_the_bucket_default_mapping_and_never_the_aggregates_policy() -> None:
     (query,) = _q(every_s=60, raw_rp=None, agg_rp=None, raw_since_ms=T0 + 20 * MIN)
     assert f'FROM "gas" {WHERE}' in query
-    assert "agg_1m" not in query
+    assert "agg_1h" not in query
 
 
 def test_boolean_metrics_have_no_mean() -> None:
     (query,) = _q(metric="smoke", measurement="fire", every_s=60, boolean=True)
     assert query.startswith('SELECT min("smoke") AS "min", max("smoke") AS "max" FROM "raw"."fire" ')
-    (old,) = _q(metric="smoke", measurement="fire", every_s=60, boolean=True, raw_since_ms=T0 + 20 * MIN)
-    assert old.startswith('SELECT min("min_smoke") AS "min", max("max_smoke") AS "max" FROM "agg_1m"."fire" ')
+    (old,) = _q(metric="smoke", measurement="fire", every_s=3_600, boolean=True, raw_since_ms=T0 + 20 * MIN)
+    assert old.startswith('SELECT min("min_smoke") AS "min", max("max_smoke") AS "max" FROM "agg_1h"."fire" ')
 
 
 def test_empty_range_and_bad_interval_are_refused() -> None:
@@ -134,6 +137,8 @@ def test_suggested_every_fits_the_point_limit() -> None:
     week = suggested_every_s(T0, T0 + 7 * DAY_MS)
     assert week % 60 == 0
     assert week == 120
+    assert suggested_every_s(T0, T0 + 365 * DAY_MS) == 3_180  # 3,153.6 s: whole minutes
+    assert suggested_every_s(T0, T0 + 730 * DAY_MS) == 7_200  # 6,307 s: whole hours, the hourly aggregates serve it
     for span in (DAY_MS, 7 * DAY_MS, 365 * DAY_MS, 12_345_678):
         every = suggested_every_s(T0 + 1, T0 + 1 + span)
         assert (T0 + span) // (every * 1000) - (T0 + 1) // (every * 1000) + 1 <= MAX_POINTS
