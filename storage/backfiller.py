@@ -30,7 +30,7 @@ from collections import deque
 from core.backoff import Backoff, pause, retry_after
 from core.influx.client import InfluxConnection, InfluxRefused, InfluxUnavailable, LineWriter
 from storage.aggregate import Closed
-from storage.backfill import Backfill, BatchIntervals, LateIntervals, devices_of, devices_statement
+from storage.backfill import PART_DEVICES, Backfill, BatchIntervals, LateIntervals, devices_of, devices_statement
 from storage.metrics import WriterMetrics
 from storage.retention import AGG_RP, query_result, run_statement
 
@@ -39,10 +39,16 @@ logger = logging.getLogger(__name__)
 #: A backfill reads up to ``max_intervals`` of its series: it may take much longer than a write.
 TIMEOUT_S = 300.0
 _MAX_BACKOFF_S = 60.0
+#: Aggregate points per write: the writer's own batch size (``writer_batch_points``' default).
+WRITE_POINTS = 5_000
 
 
 class Backfiller:
-    def __init__(self, conn: InfluxConnection, late: LateIntervals, metrics: WriterMetrics) -> None:
+    def __init__(
+        self, conn: InfluxConnection, late: LateIntervals, metrics: WriterMetrics, *, part_devices: int = PART_DEVICES
+    ) -> None:
+        """``part_devices``: devices per statement of an every-device backfill (``storage.backfill``)."""
+        self._part_devices = part_devices
         self._db = conn.influx_db
         self._influx = LineWriter(conn.model_copy(update={"influx_timeout_s": TIMEOUT_S, "influx_rp": AGG_RP}))
         self._late = late
@@ -113,8 +119,11 @@ class Backfiller:
                 return
 
     async def _write(self, closed: Closed) -> None:
+        """An hour's points, in writes of ``WRITE_POINTS`` (the district's hour is 120,000 points: one body of 20 MB
+        would be one long stall in influxd rather than a few short ones)."""
         try:
-            await self._influx.write(closed.lines)
+            for first in range(0, len(closed.lines), WRITE_POINTS):
+                await self._influx.write(closed.lines[first : first + WRITE_POINTS])
         except (InfluxUnavailable, InfluxRefused) as exc:
             logger.warning(
                 "writer: aggregates of %d intervals not written (%s); they are computed from raw later",
@@ -135,7 +144,7 @@ class Backfiller:
         try:
             if todo.devices is None:  # never one statement over every device: in parts (module docstring)
                 devices = devices_of(await query_result(self._influx, devices_statement(self._db)))
-                self._parts.extend(todo.parts(devices))
+                self._parts.extend(todo.parts(devices, self._part_devices))
                 logger.info(
                     "writer: backfill of %d intervals for every device: %d devices in %d parts",
                     len(todo.intervals),

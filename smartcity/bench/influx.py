@@ -23,9 +23,11 @@
   compression, in a tenth of the points.
 - ``backfill``: at the end, what the writer's backfill of every device costs influxd (``storage.backfill``, as for
   a partition taken over or an InfluxDB outage) over the history's last full hour (at least two hours of history):
-  first as one statement over every series (what the writer did before it split them), then as the writer runs it
-  now, the devices listed and aggregated in parts of ``PART_DEVICES``. Each: the wall time, influxd's CPU seconds,
-  its heap before and the highest read every 0.2 s (``/debug/vars``).
+  as the writer runs it, the devices listed and aggregated in parts of ``PART_DEVICES``, then in parts of
+  ``BACKFILL_PARTS``' other sizes, then as one statement over every series (what the writer did before it split
+  them). Before each, influxd collects its garbage (``/debug/pprof/heap?gc=1``), so each starts from the heap that
+  the data needs. Each: the wall time, influxd's CPU seconds, its heap before and the highest read every 0.2 s
+  (``/debug/vars``).
 - ``legacy``: the behaviour before issue 19. Every reading writes a device_health point as well; a continuous
   query computes the aggregates, ``RESAMPLE EVERY 1m FOR 10m`` (the old ``RESAMPLE FOR 10m``); influxd runs with its
   defaults (in-memory series index, 1 GiB cache per shard, compactions on half the cores).
@@ -63,7 +65,7 @@ from harness.measure import cpu_seconds, memory_mib, quantile
 from smartcity.bench.soak import go_heap_mib
 from smartcity.stack.services import influxdb
 from storage.aggregate import Aggregates
-from storage.backfill import Backfill, devices_of, devices_statement
+from storage.backfill import PART_DEVICES, Backfill, devices_of, devices_statement
 from storage.lines import Fold, LineBuilder
 from storage.retention import (
     AGG_DAYS,
@@ -87,6 +89,8 @@ COLD_AFTER: Final = f"{COLD_AFTER_S}s"
 COMPACTION_TIMEOUT_S: Final = 900.0
 STATEMENT_TIMEOUT_S: Final = 600.0  # ``backfill``: one statement over every device took up to 71 s at 60,000 devices
 HOUR_MS: Final = 3_600_000
+#: ``backfill``: devices per statement, in the order timed (None: one statement over every device).
+BACKFILL_PARTS: Final = (PART_DEVICES, 10_000, None)
 _TSM: Final = re.compile(r"^(\d+)-(\d+)\.tsm$")
 _CQ_LINE: Final = re.compile(r'msg="Finished continuous query".*?written=(-?\d+).*?duration=([\d.]+)ms')
 
@@ -103,6 +107,7 @@ class Sample:
 class BackfillCost:
     every: str  # the aggregation's interval: the range is one of it
     parts: int  # statements: 1 over every device, or the writer's parts
+    part_devices: int | None  # devices per statement (None: every device in one)
     wall_s: float
     cpu_s: float  # influxd's
     heap_before_mib: float | None
@@ -338,12 +343,14 @@ async def _wait_compacted(data: Path, cold_s: float, timeout_s: float) -> float:
     raise TimeoutError(f"influxd did not compact {data} fully in {timeout_s:.0f} s")
 
 
-async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, parts: bool) -> BackfillCost:
-    """The backfill of every device over the hour from ``start_ms``, timed: one statement, or (``parts``) the
-    writer's way, the devices listed then aggregated ``PART_DEVICES`` at a time. influxd's heap is read every 0.2 s
-    meanwhile."""
+async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, part_devices: int | None) -> BackfillCost:
+    """The backfill of every device over the hour from ``start_ms``, timed: the writer's way, the devices listed then
+    aggregated ``part_devices`` at a time, or (None) one statement. influxd collects its garbage first; its heap is
+    read every 0.2 s meanwhile."""
     whole = Backfill(start_ms, start_ms + HOUR_MS, None, (start_ms,))
     heap = partial(go_heap_mib, f"{url}/debug/vars", 2)
+    async with httpx.AsyncClient(timeout=60) as client:  # a profile taken after a collection: only the collection
+        (await client.get(f"{url}/debug/pprof/heap", params={"gc": "1"})).raise_for_status()
     before = await asyncio.to_thread(heap)
     peak = before
     done = asyncio.Event()
@@ -369,7 +376,9 @@ async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, parts: bool
     written = 0
     try:
         async with httpx.AsyncClient(timeout=STATEMENT_TIMEOUT_S) as client:
-            todo = whole.parts(devices_of(await query(client, devices_statement(db)))) if parts else [whole]
+            todo = [whole]
+            if part_devices is not None:
+                todo = whole.parts(devices_of(await query(client, devices_statement(db))), part_devices)
             for backfill in todo:
                 result = await query(client, backfill.statement(db))
                 written += int(result["series"][0]["values"][0][1]) if result.get("series") else 0
@@ -377,7 +386,14 @@ async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, parts: bool
         done.set()
         await poller
     return BackfillCost(
-        "1h", len(todo), round(time.monotonic() - began, 1), round(cpu_seconds(pid) - cpu, 1), before, peak, written
+        "1h",
+        len(todo),
+        part_devices,
+        round(time.monotonic() - began, 1),
+        round(cpu_seconds(pid) - cpu, 1),
+        before,
+        peak,
+        written,
     )
 
 
@@ -443,8 +459,8 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
             run.agg_gib_at_retention = round(run.agg_bytes_per_reading * run.rate * AGG_DAYS * 86_400 / 2**30, 1)
         if run.backfill:
             end = history_end - history_end % HOUR_MS  # the history's last full hour ends here
-            for parts in (False, True):
-                run.backfills.append(await _backfill_cost(launch.url, conn.influx_db, pid, end - HOUR_MS, parts))
+            for part_devices in BACKFILL_PARTS:
+                run.backfills.append(await _backfill_cost(launch.url, conn.influx_db, pid, end - HOUR_MS, part_devices))
     finally:
         launch.process.stop()
     run.readings, run.points = readings, points

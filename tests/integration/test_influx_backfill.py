@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from core.contracts.telemetry import ReadingBatch, ReadingDict
 from core.influx.client import InfluxConnection, LineWriter
@@ -29,9 +30,12 @@ from devices.feed import DevicePublisher
 from harness.builders import device, reading
 from harness.measure import sample_sum
 from smartcity.stack.services import Launch
-from storage.backfill import Backfill, devices_of, devices_statement
+from storage.aggregate import Closed
+from storage.backfill import Backfill, LateIntervals, devices_of, devices_statement
+from storage.backfiller import WRITE_POINTS, Backfiller
 from storage.lines import LineBuilder
 from storage.main import run_writer
+from storage.metrics import WriterMetrics
 from storage.retention import AGG_RP, RAW_RP, ensure_retention, query_result, run_statement
 from storage.settings import WriterSettings
 from tests.influx_util import influx_rows
@@ -45,7 +49,7 @@ LATE = "smartcity_writer_late_device_intervals_total"
 AGGREGATED = "smartcity_writer_aggregate_points_total"
 DEVICES = {
     name: device(name, kind, site="S1", interval_s=10)
-    for name, kind in (("gas-a", "gas"), ("gas-b", "gas"), ("fire-a", "fire"), ("gas-ok", "gas"))
+    for name, kind in (("gas-a", "gas"), ("gas-b", "gas"), ("fire-a", "fire"), ("gas-ok", "gas"), ("gas-c", "gas"))
 }
 METRICS = {"gas": ("ch4_lel",), "fire": ("temp_c", "smoke")}
 
@@ -130,6 +134,49 @@ async def test_a_backfill_statement_aggregates_every_device_or_those_it_names(
     )
     assert health, "device_health is aggregated too"
     assert all(row["site_id"] == "S1" and row["drill"] == "false" for row in health)
+
+
+async def test_the_backfiller_aggregates_every_device_in_parts_and_writes_an_hours_points_in_chunks(
+    influx_service: Launch, unique: str
+) -> None:
+    """The writer's side task itself: an every-device backfill is listed from raw's index and run in parts (here of
+    two devices: three statements for five), and a closed interval's points go out in writes of ``WRITE_POINTS``."""
+    conn = InfluxConnection(influx_url=influx_service.url, influx_api="v1", influx_db=f"p{unique}", influx_rp=RAW_RP)
+    await ensure_retention(conn)
+    base = _late_base()
+    names = ["gas-a", "gas-b", "fire-a", "gas-ok", "gas-c"]
+    readings = _late_readings(names, base, minutes=2)
+    builder = LineBuilder(DEVICES.get)
+    async with LineWriter(conn) as influx:
+        await influx.write([line for r in readings for line in builder.lines(r)])
+    metrics = WriterMetrics.create(CollectorRegistry())
+    backfiller = Backfiller(conn, LateIntervals(every_ms=MIN), metrics, part_devices=2)
+    await backfiller.start()
+    try:
+        # the closed minute after them, from memory: more points than one write takes
+        later = base + 2 * MIN
+        lines = [
+            f"gas,device_id=gas-z{i},drill=false,kind=gas,site_id=S9 mean_ch4_lel=1.0 {later}" for i in range(12_000)
+        ]
+        backfiller.closed(Closed(lines=lines, intervals=[later], backfill=[base, base + MIN]))
+
+        async def done() -> bool:
+            return await _aggregated(conn.influx_url, conn.influx_db, base, base + 2 * MIN) == _expected(readings)
+
+        await until(done, 60, "every device's two minutes are aggregated")
+        await until(lambda: _idle(backfiller), 30, "the backfiller is done")
+    finally:
+        await backfiller.close()
+    assert metrics.backfilled_intervals._value.get() == 3 * 2  # three parts of two minutes each
+    assert metrics.aggregate_points._value.get() == 12_000
+    count = f'SELECT count("mean_ch4_lel") FROM "{AGG_RP}"."gas" WHERE "site_id" = \'S9\''
+    rows = await influx_rows(conn.influx_url, conn.influx_db, count)
+    assert rows[0]["count"] == 12_000 > WRITE_POINTS
+
+
+async def _idle(backfiller: Backfiller) -> bool:
+    task = backfiller._task
+    return task is not None and task.done()
 
 
 def _settings(kafka_bootstrap: str, influx_url: str, unique: str) -> WriterSettings:
