@@ -93,7 +93,7 @@ class LineBuilder:
 
     def lines(self, reading: ReadingDict, fold: Fold | None = None) -> list[str]:
         """The reading's lines; each point is also given to ``fold`` (series, its fields, ``ts``) when there is
-        one (the writer's minute aggregates, ``storage.aggregate``)."""
+        one (the writer's hourly aggregates, ``storage.aggregate``)."""
         key = (reading["device_id"], bool(reading.get("drill", False)))
         prefixes = self._cache.get(key)
         if prefixes is None:

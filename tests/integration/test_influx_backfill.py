@@ -153,11 +153,11 @@ async def test_the_backfiller_aggregates_every_device_in_parts_and_writes_an_hou
     backfiller = Backfiller(conn, LateIntervals(every_ms=MIN), metrics, part_devices=2)
     await backfiller.start()
     try:
-        # the closed minute after them, from memory: more points than one write takes
+        # a closed interval's points, from memory: more than one write takes. One series of a device raw holds, at
+        # 12,000 times: the devices are listed from every retention policy's index, agg_1h's too.
         later = base + 2 * MIN
-        lines = [
-            f"gas,device_id=gas-z{i},drill=false,kind=gas,site_id=S9 mean_ch4_lel=1.0 {later}" for i in range(12_000)
-        ]
+        series = "gas,device_id=gas-a,drill=false,kind=gas,site_id=S9"
+        lines = [f"{series} mean_ch4_lel=1.0 {later + i}" for i in range(12_000)]
         backfiller.closed(Closed(lines=lines, intervals=[later], backfill=[base, base + MIN]))
 
         async def done() -> bool:
