@@ -244,7 +244,7 @@ async def test_old_intervals_come_from_the_hourly_aggregates_split_at_the_raw_re
     ``agg_1h``: hourly intervals before the retention boundary come from them, later ones from raw; finer intervals
     and raw points never come from the aggregates."""
     await ensure_retention(conn)
-    h0 = _now_minute() // HOUR * HOUR - 10 * HOUR
+    h0 = _now_minute() // (2 * HOUR) * (2 * HOUR) - 10 * HOUR  # aligned to two hours, as the 7200 s intervals
     readings = [reading("gas-a", {"ch4_lel": 5.0 + (i % 7) * 0.5}, ts=h0 + i * 10 * MIN) for i in range(30)]
     builder = LineBuilder(DEVICES.get)
     await _write(conn, [line for r in readings for line in builder.lines(r)])
