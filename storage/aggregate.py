@@ -180,14 +180,13 @@ class Aggregates:
         schema = self._schema(tuple((name, isinstance(v, bool)) for name, v in values.items()))
         stats: array[float] = array("d")
         for v in values.values():
-            stats.extend((1.0, 0.0 if isinstance(v, bool) else float(v), float(v), float(v)))
+            stats.extend(_first(v))
         return schema, stats
 
     def _widened(self, acc: _Acc, name: str, v: float | bool) -> _Acc:
         schema, stats = acc
-        wider = self._schema((*schema.fields, (name, isinstance(v, bool))))
-        stats.extend((1.0, 0.0 if isinstance(v, bool) else float(v), float(v), float(v)))
-        return wider, stats
+        stats.extend(_first(v))
+        return self._schema((*schema.fields, (name, isinstance(v, bool)))), stats
 
 
 class _Schema:
@@ -212,6 +211,11 @@ class _Interval:
     def __init__(self) -> None:
         self.single: dict[str, Mapping[str, float | bool]] = {}
         self.multi: dict[str, _Acc] = {}
+
+
+def _first(v: float | bool) -> tuple[float, float, float, float]:
+    """A field's count, sum, min and max after its first value (a boolean has no sum)."""
+    return 1.0, 0.0 if isinstance(v, bool) else float(v), float(v), float(v)
 
 
 def _one(values: Mapping[str, float | bool]) -> str:

@@ -35,9 +35,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from storage.aggregate import CLOSE_AFTER_MS, EVERY_MS
-from storage.lines import MEASUREMENTS
 from storage.query import literal
-from storage.retention import RAW_DAYS, RAW_RP, aggregation, ident
+from storage.retention import RAW_DAYS, RAW_RP, READINGS_REGEX, aggregation, ident
 
 MAX_INTERVALS: Final = 24
 MAX_DEVICES: Final = 50
@@ -81,8 +80,7 @@ def devices_statement(db: str) -> str:
     InfluxDB 1.6 answers from every retention policy's shards, whatever ``FROM`` names: the devices ``agg_1h`` still
     holds (retired ones, for three years) come too. A superset is correct; their parts find no series in the range
     and cost influxd little."""
-    names = "|".join(m for m in MEASUREMENTS)
-    return f"SHOW TAG VALUES ON {ident(db)} FROM {ident(RAW_RP)}./^({names})$/ WITH KEY = {ident(_DEVICE_TAG)}"
+    return f"SHOW TAG VALUES ON {ident(db)} FROM {ident(RAW_RP)}.{READINGS_REGEX} WITH KEY = {ident(_DEVICE_TAG)}"
 
 
 def devices_of(result: Mapping[str, Any]) -> set[str]:

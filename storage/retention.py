@@ -55,6 +55,8 @@ RAW_DAYS: Final = 90
 AGG_DAYS: Final = 1095
 AGG_EVERY_S: Final = EVERY_MS // 1000  # the interval of AGG_RP's points; the readings query relies on it
 AGG_EVERY: Final = f"{AGG_EVERY_S}s"  # the same as an InfluxQL duration
+#: The readings' measurements as an InfluxQL regex, named (never ``alert_events``).
+READINGS_REGEX: Final = "/^(" + "|".join(re.escape(m) for m in MEASUREMENTS) + ")$/"
 _DURATION_RE: Final = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w)$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GO_DURATION_RE: Final = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -88,11 +90,10 @@ def aggregation(db: str, every: str = AGG_EVERY, where: str = "") -> str:
     tag, with a ``where`` clause (checked by the caller): a backfill. Re-running it over the same range writes the
     same points again: it is idempotent."""
     duration_s(every)
-    names = "|".join(re.escape(m) for m in MEASUREMENTS)
     # Identifiers go through ident(), durations through duration_s(): nothing reaches the text unchecked.
     return (
         f"SELECT mean(*), min(*), max(*) INTO {ident(db)}.{ident(AGG_RP)}.:MEASUREMENT "  # noqa: S608
-        f"FROM {ident(db)}.{ident(RAW_RP)}./^({names})$/ {where + ' ' if where else ''}GROUP BY time({every}), *"
+        f"FROM {ident(db)}.{ident(RAW_RP)}.{READINGS_REGEX} {where + ' ' if where else ''}GROUP BY time({every}), *"
     )
 
 

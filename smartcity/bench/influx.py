@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Final
+from typing import Final
 
 import httpx
 from rich.console import Console
@@ -76,6 +76,7 @@ from storage.retention import (
     aggregation,
     ensure_retention,
     ident,
+    query_result,
     run_statement,
 )
 
@@ -343,10 +344,11 @@ async def _wait_compacted(data: Path, cold_s: float, timeout_s: float) -> float:
     raise TimeoutError(f"influxd did not compact {data} fully in {timeout_s:.0f} s")
 
 
-async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, part_devices: int | None) -> BackfillCost:
+async def _backfill_cost(conn: InfluxConnection, pid: int, start_ms: int, part_devices: int | None) -> BackfillCost:
     """The backfill of every device over the hour from ``start_ms``, timed: the writer's way, the devices listed then
     aggregated ``part_devices`` at a time, or (None) one statement. influxd collects its garbage first; its heap is
     read every 0.2 s meanwhile."""
+    url, db = conn.influx_url, conn.influx_db
     whole = Backfill(start_ms, start_ms + HOUR_MS, None, (start_ms,))
     heap = partial(go_heap_mib, f"{url}/debug/vars", 2)
     async with httpx.AsyncClient(timeout=60) as client:  # a profile taken after a collection: only the collection
@@ -363,24 +365,16 @@ async def _backfill_cost(url: str, db: str, pid: int, start_ms: int, part_device
                 peak = now
             await asyncio.sleep(0.2)
 
-    async def query(client: httpx.AsyncClient, statement: str) -> dict[str, Any]:
-        answer = await client.post(f"{url}/query", params={"db": db}, data={"q": statement})
-        answer.raise_for_status()
-        result: dict[str, Any] = answer.json()["results"][0]
-        if "error" in result:
-            raise RuntimeError(f"influxd refused {statement[:80]}: {result['error']}")
-        return result
-
     poller = asyncio.create_task(poll())
     cpu, began = cpu_seconds(pid), time.monotonic()
     written = 0
     try:
-        async with httpx.AsyncClient(timeout=STATEMENT_TIMEOUT_S) as client:
+        async with LineWriter(conn.model_copy(update={"influx_timeout_s": STATEMENT_TIMEOUT_S})) as influx:
             todo = [whole]
             if part_devices is not None:
-                todo = whole.parts(devices_of(await query(client, devices_statement(db))), part_devices)
+                todo = whole.parts(devices_of(await query_result(influx, devices_statement(db))), part_devices)
             for backfill in todo:
-                result = await query(client, backfill.statement(db))
+                result = await query_result(influx, backfill.statement(db))
                 written += int(result["series"][0]["values"][0][1]) if result.get("series") else 0
     finally:
         done.set()
@@ -460,7 +454,7 @@ async def _measure(run: Run, work: Path, legacy: bool) -> Run:
         if run.backfill:
             end = history_end - history_end % HOUR_MS  # the history's last full hour ends here
             for part_devices in BACKFILL_PARTS:
-                run.backfills.append(await _backfill_cost(launch.url, conn.influx_db, pid, end - HOUR_MS, part_devices))
+                run.backfills.append(await _backfill_cost(conn, pid, end - HOUR_MS, part_devices))
     finally:
         launch.process.stop()
     run.readings, run.points = readings, points
