@@ -7,7 +7,7 @@ few payload templates made by the wire contract's model from the device's health
 obeys one command a line on stdin:
 
 - ``rate N``: publish N readings/s from now on (0 pauses); a rate it cannot reach is as fast as it can;
-- ``stat``: print ``{"sent": messages, "acked": messages}``;
+- ``stat``: print ``{"sent": messages, "acked": messages}`` (acked: PUBACKs with a success reason);
 - ``stop``: stop, wait for the broker's acknowledgements (up to 120 s), print the final JSON line and exit.
 
 What the load run's accounting relies on:
@@ -24,9 +24,11 @@ What the load run's accounting relies on:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -36,14 +38,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
 from core.contracts import TELEMETRY_TOPIC, TelemetryItem
 from core.process import die_with_parent
+from simulators import mqtt_wire
 
-# paho keys outgoing QoS 1 messages by packet id (1..65535): more outstanding than that overwrite each other.
-_MAX_OUTSTANDING = 20_000
+KEEPALIVE_S = 60
+_MAX_IN_FLIGHT = 500  # QoS 1 messages unacknowledged at once; the broker's Receive Maximum if lower
+_PER_WRITE = 50  # messages in one sendall at most
+# What is due is sent every tick, in one write: per message, a sleep, a send and the reader's wake-up were most of
+# the publisher's cost (52 µs a message when it woke for each; docs/benchmarks.md).
+_TICK_S = 0.005
+_READ_PAUSE_S = 0.005  # the reader lets PUBACKs gather between reads, for the same reason
 _TS_MARK, _SEQ_MARK = 1_999_999_999_999, 987_654_321_987
 _MAX_SPACING_MS = 60_000
 
@@ -68,30 +73,97 @@ class _Control:
         self.stopping = threading.Event()
 
 
-def _publish(client: mqtt.Client, pool: dict[str, Any], per_message: int, control: _Control, counts: list[int]) -> None:
-    """Publish until stopped; ``counts`` is [sent, acked] (acked is counted by paho's thread)."""
+class _Session:
+    """One MQTT 5 connection: the publishing thread writes, a reader thread counts PUBACKs.
+
+    ``answered`` counts every PUBACK, ``refused`` those with a failure reason (>= 0x80: not authorised, quota,
+    ...); ``acked`` is the rest, the messages the broker took. A dropped connection ends the run: its in-flight
+    messages are the publisher's loss, not the platform's, and the final line says so (``disconnects``)."""
+
+    def __init__(self, sock: socket.socket, in_flight: int) -> None:
+        self.sock, self.in_flight = sock, in_flight
+        self.answered = self.refused = 0
+        self.dropped = threading.Event()
+        self.reason: str | None = None
+        self.last_send = time.monotonic()
+        self.packet_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        buffer = bytearray()
+        try:
+            while chunk := self.sock.recv(262_144):
+                buffer += chunk
+                time.sleep(_READ_PAUSE_S)
+                for packet in mqtt_wire.packets(buffer):
+                    if packet.kind == mqtt_wire.PUBACK:
+                        if mqtt_wire.puback_reason(packet.body) >= 0x80:
+                            self.refused += 1
+                        self.answered += 1
+                    elif packet.kind == mqtt_wire.DISCONNECT:
+                        reason = mqtt_wire.disconnect_reason(packet.body)
+                        self.reason = f"the broker disconnected us: reason 0x{reason:02x}"
+            self.reason = self.reason or "the broker closed the connection"
+        except (OSError, mqtt_wire.MqttError) as exc:
+            self.reason = self.reason or f"the connection failed: {exc}"
+        self.dropped.set()
+
+    @property
+    def acked(self) -> int:
+        return self.answered - self.refused
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.reason = self.reason or f"the connection failed: {exc}"
+            self.dropped.set()
+        self.last_send = time.monotonic()
+
+    def next_id(self) -> int:
+        self.packet_id = self.packet_id % 65_535 + 1
+        return self.packet_id
+
+    def keep_alive(self, every_s: float = KEEPALIVE_S / 2) -> None:
+        if time.monotonic() - self.last_send > every_s:
+            self.send(mqtt_wire.PINGREQ_PACKET)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def _publish(session: _Session, pool: dict[str, Any], per_message: int, control: _Control, counts: list[int]) -> None:
+    """Publish until stopped or the connection drops; ``counts[0]`` is the messages sent."""
     ids: list[str] = pool["ids"]
     rows: list[list[str]] = pool["templates"]
-    topics = [TELEMETRY_TOPIC.format(device_id=d) for d in ids]
+    prefixes = [mqtt_wire.topic_prefix(TELEMETRY_TOPIC.format(device_id=d)) for d in ids]
     devices, variants = len(ids), len(rows[0])
     last = array("q", [0]) * devices
     m, anchor_t, anchor_m, per_s, spacing_ms = 0, time.monotonic(), 0, 0.0, 0
-    while not control.stopping.is_set():
+    while not control.stopping.is_set() and not session.dropped.is_set():
         if control.changed.is_set():
             control.changed.clear()
             anchor_t, anchor_m, per_s = time.monotonic(), m, control.rate / per_message
             spacing_ms = min(_MAX_SPACING_MS, int(1000 * devices / control.rate)) if control.rate else 0
         if per_s <= 0:
+            session.keep_alive()
             control.changed.wait(0.05)
             continue
         due = anchor_m + (time.monotonic() - anchor_t) * per_s
         if m >= due:
-            time.sleep(min(0.005, (m + 1 - due) / per_s))
+            time.sleep(_TICK_S)
             continue
-        while m - counts[1] > _MAX_OUTSTANDING and not control.stopping.is_set():
-            time.sleep(0.001)
+        room = session.in_flight - (m - session.answered)
+        if room <= 0:
+            time.sleep(0.0005)
+            continue
         now_ms = int(time.time() * 1000)
-        for _ in range(min(int(due - m) + 1, 50)):
+        out = []
+        for _ in range(min(int(due - m) + 1, _PER_WRITE, room)):
             d, first = m % devices, (m // devices) * per_message
             row, ts = rows[d], last[d]
             items = []
@@ -100,9 +172,10 @@ def _publish(client: mqtt.Client, pool: dict[str, Any], per_message: int, contro
                 items.append(row[(first + k) % variants] % (ts, first + k))
             last[d] = ts
             body = items[0] if per_message == 1 else "[" + ",".join(items) + "]"
-            client.publish(topics[d], body.encode(), qos=1)
+            out.append(mqtt_wire.publish_qos1(prefixes[d], session.next_id(), body.encode()))
             m += 1
-            counts[0] = m
+        session.send(b"".join(out))
+        counts[0] = m
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,30 +187,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pool = json.loads(args.pool.read_text())
     TelemetryItem.model_validate_json(pool["templates"][0][0] % (_TS_MARK, 0))  # the contract is the check
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=MQTTProtocolVersion.MQTTv5)
-    client.username_pw_set(args.username, os.environ.get("SMARTCITY_MQTT_PASSWORD"))
-    # Under the broker's receive maximum (Mosquitto's max_inflight_messages, 1000 in our configuration): a client
+    parts = urlsplit(args.url)
+    sock, accepted = mqtt_wire.open_connection(
+        parts.hostname or "127.0.0.1", parts.port or 1883, args.username,
+        os.environ.get("SMARTCITY_MQTT_PASSWORD"), KEEPALIVE_S,
+    )  # fmt: skip
+    # Under the broker's Receive Maximum (Mosquitto's max_inflight_messages, 1000 in our configuration): a client
     # with more QoS 1 messages in flight is disconnected, and its in-flight messages go with it.
-    client.max_inflight_messages_set(500)
-    client.max_queued_messages_set(0)
-    counts, lock, disconnects, out_lock = [0, 0], threading.Lock(), [0], threading.Lock()
-
-    def on_publish(*_args: object) -> None:
-        with lock:
-            counts[1] += 1
-
-    def on_disconnect(*_args: object) -> None:
-        disconnects[0] += 1
+    session = _Session(sock, min(_MAX_IN_FLIGHT, accepted.receive_maximum))
+    counts, out_lock = [0], threading.Lock()
 
     def say(line: dict[str, Any]) -> None:
         with out_lock:
             print(json.dumps(line), flush=True)
 
-    client.on_publish = on_publish
-    client.on_disconnect = on_disconnect
-    parts = urlsplit(args.url)
-    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
-    client.loop_start()
     control = _Control()
 
     def commands() -> None:
@@ -147,21 +210,24 @@ def main(argv: list[str] | None = None) -> int:
                 control.rate = float(arg)
                 control.changed.set()
             elif word == "stat":
-                say({"sent": counts[0], "acked": counts[1]})
+                say({"sent": counts[0], "acked": session.acked})
             elif word == "stop":
                 break
         control.stopping.set()  # also when the load run went away (stdin closed)
 
     threading.Thread(target=commands, daemon=True).start()
     say({"ready": len(pool["ids"])})
-    _publish(client, pool, args.per_message, control, counts)
+    _publish(session, pool, args.per_message, control, counts)
     deadline = time.monotonic() + 120
-    while counts[1] < counts[0] and time.monotonic() < deadline:
+    while session.answered < counts[0] and time.monotonic() < deadline and not session.dropped.is_set():
+        session.keep_alive()
         time.sleep(0.01)
-    drops = disconnects[0]
-    client.disconnect()
-    client.loop_stop()
-    say({"sent": counts[0], "acked": counts[1], "disconnects": drops})
+    drops = int(session.dropped.is_set())
+    if session.reason and drops:
+        print(f"load publisher: {session.reason}", file=sys.stderr, flush=True)
+    session.close()
+    control.stopping.wait()  # the final line answers "stop", also after a drop
+    say({"sent": counts[0], "acked": session.acked, "refused": session.refused, "disconnects": drops})
     return 0
 
 
