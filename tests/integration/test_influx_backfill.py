@@ -16,11 +16,17 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from statistics import fmean
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
+import uvicorn
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from core.contracts.telemetry import ReadingBatch, ReadingDict
 from core.influx.client import InfluxConnection, LineWriter
@@ -158,6 +164,7 @@ async def test_the_backfiller_aggregates_every_device_in_parts_and_writes_an_hou
         later = base + 2 * MIN
         series = "gas,device_id=gas-a,drill=false,kind=gas,site_id=S9"
         lines = [f"{series} mean_ch4_lel=1.0 {later + i}" for i in range(12_000)]
+        writes_before = await _write_requests(conn.influx_url)
         backfiller.closed(Closed(lines=lines, intervals=[later], backfill=[base, base + MIN]))
 
         async def done() -> bool:
@@ -172,6 +179,96 @@ async def test_the_backfiller_aggregates_every_device_in_parts_and_writes_an_hou
     count = f'SELECT count("mean_ch4_lel") FROM "{AGG_RP}"."gas" WHERE "site_id" = \'S9\''
     rows = await influx_rows(conn.influx_url, conn.influx_db, count)
     assert rows[0]["count"] == 12_000 > WRITE_POINTS
+    # influxd's own count of write requests: 5,000 + 5,000 + 2,000 (the parts are queries, not writes)
+    assert await _write_requests(conn.influx_url) - writes_before == 3
+
+
+async def _write_requests(url: str) -> int:
+    async with httpx.AsyncClient(timeout=10) as client:
+        stats = (await client.get(f"{url}/debug/vars")).json()
+    return sum(int(v["values"]["writeReq"]) for v in stats.values() if isinstance(v, dict) and v.get("name") == "httpd")
+
+
+class _FlakyInflux:
+    """A reverse proxy to the real influxd that answers 503 once, to the second aggregating statement it sees: an
+    InfluxDB that did not take one part of a backfill. Every statement and its answer is noted."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.port = target, free_port()
+        self.seen: list[tuple[str, int]] = []  # (statement, status) of each SELECT ... INTO
+        app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.client = httpx.AsyncClient(base_url=target, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _forward(self, request: Request) -> Response:
+        body = await request.body()
+        form = parse_qs(body.decode()) if request.method == "POST" else {}
+        statement = request.query_params.get("q") or form.get("q", [""])[0]
+        if " INTO " in statement and len(self.seen) == 1:
+            self.seen.append((statement, 503))
+            return Response("influxd is busy", status_code=503)
+        answer = await self.client.request(
+            request.method, request.url.path, params=request.query_params, content=body,
+            headers={k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")},
+        )  # fmt: skip
+        if " INTO " in statement:
+            self.seen.append((statement, answer.status_code))
+        return Response(answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type"))
+
+    async def __aenter__(self) -> _FlakyInflux:
+        self.task = asyncio.create_task(self.server.serve())
+
+        async def serves() -> bool:
+            return self.server.started
+
+        await until(serves, 10, "the proxy serves")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 10)
+        await self.client.aclose()
+
+
+async def test_a_part_influxdb_did_not_take_is_run_again_and_the_others_once(
+    influx_service: Launch, unique: str
+) -> None:
+    """InfluxDB answers 503 to the second part of an every-device backfill: that part is run again, as it was, after
+    a backoff; the first is not repeated, the third runs after it, and every device's minutes are aggregated."""
+    direct = InfluxConnection(influx_url=influx_service.url, influx_api="v1", influx_db=f"r{unique}", influx_rp=RAW_RP)
+    await ensure_retention(direct)
+    base = _late_base()
+    readings = _late_readings(list(DEVICES), base, minutes=2)
+    builder = LineBuilder(DEVICES.get)
+    async with LineWriter(direct) as influx:
+        await influx.write([line for r in readings for line in builder.lines(r)])
+    metrics = WriterMetrics.create(CollectorRegistry())
+    async with _FlakyInflux(influx_service.url) as proxy:
+        backfiller = Backfiller(
+            direct.model_copy(update={"influx_url": proxy.url}), LateIntervals(every_ms=MIN), metrics, part_devices=2
+        )
+        await backfiller.start()
+        try:
+            backfiller.closed(Closed(lines=[], intervals=[], backfill=[base, base + MIN]))
+
+            async def done() -> bool:
+                return await _aggregated(direct.influx_url, direct.influx_db, base, base + 2 * MIN) == _expected(
+                    readings
+                )
+
+            await until(done, 60, "every device's two minutes are aggregated")
+            await until(lambda: _idle(backfiller), 30, "the backfiller is done")
+        finally:
+            await backfiller.close()
+    statements = [s for s, _ in proxy.seen]
+    assert [status for _, status in proxy.seen] == [200, 503, 200, 200]
+    assert statements[2] == statements[1], "the part InfluxDB did not take is run again as it was"
+    assert len(set(statements)) == 3, "no part runs twice once taken"
+    assert metrics.backfilled_intervals._value.get() == 3 * 2
 
 
 async def _idle(backfiller: Backfiller) -> bool:
