@@ -230,7 +230,13 @@ class Row:
     stored_total: float | None = None  # readings stored by the writer so far (disk per reading)
     anon_peak_mib: dict[str, float | None] = field(default_factory=dict)  # process -> the window's highest
     heap_mib: dict[str, float | None] = field(default_factory=dict)  # ``GO_HEAP`` process -> the window's lowest heap
+    # the machine's other users over the window, % of one core: the load publisher and the soak itself (``OUTSIDE``)
+    outside_cpu_percent: dict[str, float | None] = field(default_factory=dict)
 
+
+#: The machine's other users, whose CPU is reported beside the stack's, never judged: the load publisher's process and
+#: this one (the probes, the sampler's polls). On one machine what they take is not the platform's to use.
+OUTSIDE = ("load publisher", "soak itself")
 
 #: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged. Only
 #: Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``); on disk (the default) every process is judged.
@@ -570,6 +576,8 @@ class _Sampler:
         self.heaps: list[dict[str, float]] = []  # the window's heap readings, per ``GO_HEAP`` process
         self.trimmed = frozenset(trimmed_topics())
         self.cpu = {name: (pid, _cpu(pid), time.monotonic()) for name, pid in self.pids.items()}
+        self.outside = {OUTSIDE[0]: publisher.pid, OUTSIDE[1]: os.getpid()}
+        self.outside_cpu = {name: (pid, _cpu(pid), time.monotonic()) for name, pid in self.outside.items()}
         self.judged = 0  # probes already in a row
         self.lags: list[dict[str, float]] = []  # the window's polls
         self.anon: list[dict[str, float]] = []  # the window's anonymous memory readings, per process
@@ -651,20 +659,12 @@ class _Sampler:
             round(now - self.t0, 1), rates[0], rates[1], rates[2], rates[3], backlog, lag_mean, lag_max,
             rss, probe_window([s.latency_ms() for s in due]), restarted, os.getloadavg()[0], queue, anon,
             self.cpu_percent(), disk_mib(self.stack.data_dir, self.trimmed), counters and counters[2], peak,
-            heap_mib=heap,
+            heap_mib=heap, outside_cpu_percent=_shares(self.outside, self.outside_cpu),
         )  # fmt: skip
 
     def cpu_percent(self) -> dict[str, float | None]:
         """Each process's share of a core since the last row (none for a process restarted or gone meanwhile)."""
-        out: dict[str, float | None] = {}
-        now = time.monotonic()
-        for name, pid in self.pids.items():
-            used, (was_pid, before, then) = _cpu(pid), self.cpu.get(name, (None, None, now))
-            share = None
-            if was_pid == pid and used is not None and before is not None and now > then:
-                share = round((used - before) / (now - then) * 100, 1)
-            out[name], self.cpu[name] = share, (pid, used, now)
-        return out
+        return _shares(self.pids, self.cpu)
 
     def drain(self, timeout: float = 180) -> tuple[float, bool]:
         """Until the stream worker and the writer have caught up with the gateway (after the load stopped): each has
@@ -678,6 +678,29 @@ class _Sampler:
         if counters is not None:
             print(f"not drained: accepted {counters[0]:,.0f}, evaluated {counters[1]:,.0f}, stored {counters[2]:,.0f}")
         return round(time.monotonic() - started, 1), False
+
+
+#: Per process: the pid, its CPU seconds and when they were read.
+CpuMark = tuple[int, float | None, float]
+
+
+def _shares(pids: dict[str, int], last: dict[str, CpuMark]) -> dict[str, float | None]:
+    """Each process's share of a core since ``last`` (updated), none for one restarted or gone meanwhile."""
+    out: dict[str, float | None] = {}
+    now = time.monotonic()
+    for name, pid in pids.items():
+        used, (was_pid, before, then) = _cpu(pid), last.get(name, (-1, None, now))
+        share = None
+        if was_pid == pid and used is not None and before is not None and now > then:
+            share = round((used - before) / (now - then) * 100, 1)
+        out[name], last[name] = share, (pid, used, now)
+    return out
+
+
+def outside_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
+    """The machine's other users' mean CPU (% of one core) over the run's second half."""
+    second = [r for r in rows if r.t_s >= run_s / 2] or rows
+    return {name: _mean([r.outside_cpu_percent.get(name) for r in second]) for name in OUTSIDE}
 
 
 def _f(value: float | None, digits: int = 0) -> str:
@@ -765,15 +788,15 @@ def run(minutes: float, rate: int, out: Path, devices: int = DEVICES) -> dict[st
     judged = verdicts(rows, rate, run_s, frozenset(HOLDS_DATA) if storage == "memory" else frozenset())
     passed = checks(rows, judged, rate, run_s, (drain_s, drained), (loop.acked, loop.ack_errors), heap_limit)
     source = f"half of W1's recorded peak, {W1_PEAK_READINGS_PER_S:,}/s (docs/benchmarks.md, End to end)"
-    table, disk = process_table(rows, run_s), disk_growth(rows, run_s)
-    _print_processes(console, table, disk)
+    table, disk, outside = process_table(rows, run_s), disk_growth(rows, run_s), outside_table(rows, run_s)
+    _print_processes(console, table, disk, outside)
     _print_verdicts(console, judged, passed)
     report = {
         "started_at": started_at, "minutes": minutes, "rate_readings_per_s": rate,
         "rate_source": source if rate == DEFAULT_RATE else "--rate",
         "devices": devices, "sample_s": sample_s, "probe_interval_s": PROBE_INTERVAL_S, "probe_pool": PROBE_POOL,
         "tolerances": {k: asdict(t) for k, t in tolerances(rate).items()},
-        "kafka_storage": storage, "heap_limit_mib": heap_limit, "processes": table, "disk": disk,
+        "kafka_storage": storage, "heap_limit_mib": heap_limit, "processes": table, "outside": outside, "disk": disk,
         "samples": [asdict(r) for r in rows], "verdicts": [asdict(v) for v in judged],
         "checks": [asdict(c) for c in passed], "holds_data": HOLDS_DATA if storage == "memory" else {},
         "ok": all(c.ok for c in passed),
@@ -803,7 +826,10 @@ def rejudge(report_path: Path) -> bool:
 
 
 def _print_processes(
-    console: Console, table: dict[str, dict[str, float | None]], disk: dict[str, dict[str, float | None]]
+    console: Console,
+    table: dict[str, dict[str, float | None]],
+    disk: dict[str, dict[str, float | None]],
+    outside: dict[str, float | None],
 ) -> None:
     shown = Table(title="per process, over the second half")
     columns = ("process", "CPU % of a core", "RSS MiB", "anonymous MiB (lowest)", "anonymous peak", "RSS at the end",
@@ -815,6 +841,8 @@ def _print_processes(
                       _f(row["anon_peak_mib"], 1), _f(row["rss_last_mib"], 1), _f(row.get("heap_mib"), 1))  # fmt: skip
     total = sum(row["cpu_percent"] or 0.0 for row in table.values())
     shown.add_row("[bold]all[/]", f"{total:,.1f}", "", "", "")
+    for name, cpu in outside.items():
+        shown.add_row(f"[dim]{name} (not the stack)[/]", _f(cpu, 1), "", "", "")
     console.print(shown)
     parts = Table(title="disk, over the second half")
     for name in ("part", "MiB at the end", "MiB per hour", "MiB per million readings", "kept", "at retention"):

@@ -22,6 +22,7 @@ from smartcity.bench.soak import (
     half_of_peak,
     judge,
     least_squares,
+    outside_table,
     probe_window,
     process_table,
     rejudge,
@@ -185,6 +186,18 @@ def test_the_process_table_gives_the_second_half_cpu_and_memory() -> None:
     assert process_table(rows, RUN_S) == {
         "api": {"cpu_percent": 30.0, "rss_mib": 120.0, "anon_mib": 100.0, "anon_peak_mib": 130.0, "rss_last_mib": 120.0}
     }
+
+
+def test_the_load_publisher_and_the_soak_are_reported_beside_the_stack_never_judged() -> None:
+    rows = [replace(_row(t, 2_900, 0, 120.0), outside_cpu_percent={"load publisher": 8.0 if t < 900 else 7.0 + t / 1e4})
+            for t in TIMES]  # fmt: skip
+    second = [7.0 + t / 1e4 for t in TIMES if t >= RUN_S / 2]
+    assert outside_table(rows, RUN_S) == {
+        "load publisher": pytest.approx(sum(second) / len(second), abs=0.05),
+        "soak itself": None,
+    }
+    assert "load publisher" not in process_table(rows, RUN_S)
+    assert not any("load publisher" in v.series for v in verdicts(rows, 2_900, RUN_S))
 
 
 def test_a_window_judges_the_floor_a_heap_returns_to_and_reports_its_peak() -> None:
