@@ -8,6 +8,7 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
+from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.health import serve_health
 from devices.directory import DeviceDirectory, KafkaDirectory, OpenDirectory
 from ingest.gateway import Gateway
@@ -34,7 +35,9 @@ async def run_gateway(settings: GatewaySettings) -> None:
         await follower.ready.wait()
         directory = follower
     prometheus = CollectorRegistry()
+    GcTimer(prometheus)
     gateway = Gateway(settings, directory, GatewayMetrics.create(prometheus))
+    logger.info("gateway: %d objects frozen out of the collector's walks", freeze_long_lived())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,6 +29,7 @@ from alerts.officers import Officer, Officers
 from alerts.service import AlertService
 from alerts.settings import AlertsSettings
 from core.errors import KafkaUnavailable
+from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.errors import unreadable_body
 from core.http.headers import SecurityHeaders
 from core.http.health import serve_health
@@ -47,6 +49,8 @@ from storage.query import ReadingsQuery
 
 if TYPE_CHECKING:
     import uvicorn
+
+logger = logging.getLogger(__name__)
 
 
 class ApiSettings(AlertsSettings, HttpTls):
@@ -199,10 +203,12 @@ async def run_api(settings: ApiSettings) -> None:
     )
     await statuses.start()
     prometheus = CollectorRegistry()
+    GcTimer(prometheus)
     DeviceCounts(registry, prometheus)
     alerts = alert_service(settings, prometheus) if settings.alerts_enabled else None
     if alerts is not None:
         await alerts.start()
+    logger.info("api: %d objects frozen out of the collector's walks", freeze_long_lived())
     readings_query = ReadingsQuery(settings)
     app = create_app(settings, registry, prometheus, alerts, readings_query=readings_query)
     server = uvicorn.Server(http_config(app, settings))

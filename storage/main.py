@@ -9,6 +9,7 @@ import signal
 from prometheus_client import CollectorRegistry
 
 from core.errors import SmartCityError
+from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.health import serve_health
 from core.influx.client import LineWriter
 from devices.directory import KafkaDirectory
@@ -46,6 +47,7 @@ async def run_writer(
     if settings.influx_api == "v1" and settings.writer_retention:
         await _retention(settings)
     prometheus = CollectorRegistry()
+    GcTimer(prometheus)
     metrics = WriterMetrics.create(prometheus)
     backfill = None
     if settings.influx_api == "v1" and settings.writer_retention and settings.writer_backfill:
@@ -58,6 +60,7 @@ async def run_writer(
         backfill = Backfiller(settings, late, metrics)
         await backfill.start()
     writer = InfluxWriter(settings, lines, influx, metrics, directory, backfill)
+    logger.info("writer: %d objects frozen out of the collector's walks", freeze_long_lived())
     runner = None
     if settings.writer_http_port:
         runner = await serve_health(

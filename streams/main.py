@@ -8,6 +8,7 @@ import logging
 import faust
 from prometheus_client import CollectorRegistry
 
+from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.health import serve_health
 from core.kafka.admin import all_topics, ensure_topics
 from streams.app import build, streams_topics
@@ -21,8 +22,15 @@ def run_streams(settings: StreamsSettings, log_level: str = "INFO") -> None:
     """Run until SIGINT/SIGTERM (Faust's worker handles both and commits before it stops)."""
     asyncio.run(ensure_topics(settings.kafka_bootstrap, [*all_topics(settings), *streams_topics(settings)]))
     prometheus = CollectorRegistry()
+    GcTimer(prometheus)
     streams = build(settings, StreamMetrics.create(prometheus))
     app = streams.app
+
+    async def freeze() -> None:
+        await streams.directory.ready.wait()
+        logger.info("stream worker: %d objects frozen out of the collector's walks", freeze_long_lived())
+
+    app.task(freeze)
 
     if settings.streams_http_port:
 

@@ -232,11 +232,18 @@ class Row:
     heap_mib: dict[str, float | None] = field(default_factory=dict)  # ``GO_HEAP`` process -> the window's lowest heap
     # the machine's other users over the window, % of one core: the load publisher and the soak itself (``OUTSIDE``)
     outside_cpu_percent: dict[str, float | None] = field(default_factory=dict)
+    # service (its /metrics) -> % of one core its cyclic garbage collector took over the window (``GC_SECONDS``)
+    gc_percent: dict[str, float | None] = field(default_factory=dict)
+    # the whole machine over the window, % of one core by state (``MACHINE_STATES``), from /proc/stat: a stall in
+    # which every process's CPU falls shows here as idle, I/O wait or time the hypervisor gave to others (steal)
+    machine_percent: dict[str, float] = field(default_factory=dict)
 
 
 #: The machine's other users, whose CPU is reported beside the stack's, never judged: the load publisher's process and
 #: this one (the probes, the sampler's polls). On one machine what they take is not the platform's to use.
 OUTSIDE = ("load publisher", "soak itself")
+#: A service's cyclic garbage collector's seconds (``core.gc_tuning``): reported per row, never judged.
+GC_SECONDS = "smartcity_gc_seconds_total"
 
 #: Processes whose memory is the data they keep, so it grows with what they were given: reported, not judged. Only
 #: Tansu on its memory engine (``SMARTCITY_KAFKA_STORAGE=memory``); on disk (the default) every process is judged.
@@ -578,6 +585,8 @@ class _Sampler:
         self.cpu = {name: (pid, _cpu(pid), time.monotonic()) for name, pid in self.pids.items()}
         self.outside = {OUTSIDE[0]: publisher.pid, OUTSIDE[1]: os.getpid()}
         self.outside_cpu = {name: (pid, _cpu(pid), time.monotonic()) for name, pid in self.outside.items()}
+        self.gc_seconds: dict[str, tuple[float, float]] = {}  # service -> its collector's seconds, when read
+        self.machine = _machine_ticks()
         self.judged = 0  # probes already in a row
         self.lags: list[dict[str, float]] = []  # the window's polls
         self.anon: list[dict[str, float]] = []  # the window's anonymous memory readings, per process
@@ -660,7 +669,16 @@ class _Sampler:
             rss, probe_window([s.latency_ms() for s in due]), restarted, os.getloadavg()[0], queue, anon,
             self.cpu_percent(), disk_mib(self.stack.data_dir, self.trimmed), counters and counters[2], peak,
             heap_mib=heap, outside_cpu_percent=_shares(self.outside, self.outside_cpu),
+            gc_percent=self.gc_share(scrapes), machine_percent=self.machine_share(),
         )  # fmt: skip
+
+    def machine_share(self) -> dict[str, float]:
+        now = _machine_ticks()
+        shares, self.machine = machine_shares(self.machine, now), now
+        return shares
+
+    def gc_share(self, scrapes: dict[str, Scrape | None]) -> dict[str, float | None]:
+        return gc_shares(scrapes, self.gc_seconds, time.monotonic())
 
     def cpu_percent(self) -> dict[str, float | None]:
         """Each process's share of a core since the last row (none for a process restarted or gone meanwhile)."""
@@ -701,6 +719,56 @@ def outside_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
     """The machine's other users' mean CPU (% of one core) over the run's second half."""
     second = [r for r in rows if r.t_s >= run_s / 2] or rows
     return {name: _mean([r.outside_cpu_percent.get(name) for r in second]) for name in OUTSIDE}
+
+
+#: /proc/stat's CPU states, in its order (user, nice, system, idle, iowait, irq, softirq, steal).
+MACHINE_STATES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def _machine_ticks() -> tuple[int, ...]:
+    """The machine's CPU time by state since boot (clock ticks summed over every CPU), and the CPU count last."""
+    lines = Path("/proc/stat").read_text().splitlines()
+    total = [int(v) for v in lines[0].split()[1 : 1 + len(MACHINE_STATES)]]
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return (*total, cpus)
+
+
+def machine_shares(before: tuple[int, ...], after: tuple[int, ...]) -> dict[str, float]:
+    """Each state's share between two ``_machine_ticks`` reads, in % of one core (they add up to 100 x CPUs)."""
+    deltas = [b - a for a, b in zip(before[:-1], after[:-1], strict=True)]
+    elapsed = sum(deltas)
+    if elapsed <= 0:
+        return {}
+    return {state: round(d / elapsed * 100 * after[-1], 1) for state, d in zip(MACHINE_STATES, deltas, strict=True)}
+
+
+def machine_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
+    """The machine's mean CPU by state, % of one core, over the run's second half."""
+    second = [r for r in rows if r.t_s >= run_s / 2] or rows
+    return {state: _mean([r.machine_percent.get(state) for r in second]) for state in MACHINE_STATES}
+
+
+def gc_shares(
+    scrapes: dict[str, Scrape | None], last: dict[str, tuple[float, float]], now: float
+) -> dict[str, float | None]:
+    """Each service's collector time since ``last`` (updated), % of one core; none without two reads of it."""
+    out: dict[str, float | None] = {}
+    for name, scrape in scrapes.items():
+        if scrape is None or not any(s.name == GC_SECONDS for s in scrape.samples):
+            out[name] = None
+            continue
+        seconds, before = scrape.total(GC_SECONDS), last.get(name)
+        ok = before is not None and now > before[1] and seconds >= before[0]
+        out[name] = round((seconds - before[0]) / (now - before[1]) * 100, 2) if before and ok else None
+        last[name] = (seconds, now)
+    return out
+
+
+def gc_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
+    """Each service's collector time, % of one core, over the run's second half."""
+    second = [r for r in rows if r.t_s >= run_s / 2] or rows
+    names = sorted({name for r in rows for name in r.gc_percent})
+    return {name: _mean([r.gc_percent.get(name) for r in second]) for name in names}
 
 
 def _f(value: float | None, digits: int = 0) -> str:
@@ -789,14 +857,20 @@ def run(minutes: float, rate: int, out: Path, devices: int = DEVICES) -> dict[st
     passed = checks(rows, judged, rate, run_s, (drain_s, drained), (loop.acked, loop.ack_errors), heap_limit)
     source = f"half of W1's recorded peak, {W1_PEAK_READINGS_PER_S:,}/s (docs/benchmarks.md, End to end)"
     table, disk, outside = process_table(rows, run_s), disk_growth(rows, run_s), outside_table(rows, run_s)
+    collector, machine = gc_table(rows, run_s), machine_table(rows, run_s)
     _print_processes(console, table, disk, outside)
+    console.print("cyclic garbage collector, % of a core over the second half: "
+                  + (", ".join(f"{name} {_f(v, 2)}" for name, v in collector.items()) or "not exported"))  # fmt: skip
+    console.print("the machine, % of a core over the second half: "
+                  + ", ".join(f"{state} {_f(v, 1)}" for state, v in machine.items()))  # fmt: skip
     _print_verdicts(console, judged, passed)
     report = {
         "started_at": started_at, "minutes": minutes, "rate_readings_per_s": rate,
         "rate_source": source if rate == DEFAULT_RATE else "--rate",
         "devices": devices, "sample_s": sample_s, "probe_interval_s": PROBE_INTERVAL_S, "probe_pool": PROBE_POOL,
         "tolerances": {k: asdict(t) for k, t in tolerances(rate).items()},
-        "kafka_storage": storage, "heap_limit_mib": heap_limit, "processes": table, "outside": outside, "disk": disk,
+        "kafka_storage": storage, "heap_limit_mib": heap_limit, "processes": table, "outside": outside,
+        "gc_percent": collector, "machine_percent": machine, "disk": disk,
         "samples": [asdict(r) for r in rows], "verdicts": [asdict(v) for v in judged],
         "checks": [asdict(c) for c in passed], "holds_data": HOLDS_DATA if storage == "memory" else {},
         "ok": all(c.ok for c in passed),

@@ -19,9 +19,13 @@ from smartcity.bench.soak import (
     disk_growth,
     disk_mib,
     envelope,
+    gc_shares,
+    gc_table,
     half_of_peak,
     judge,
     least_squares,
+    machine_shares,
+    machine_table,
     outside_table,
     probe_window,
     process_table,
@@ -32,6 +36,7 @@ from smartcity.bench.soak import (
     within_limit,
 )
 from smartcity.stack.supervisor import TANSU
+from smartcity.status import Scrape
 
 RUN_S = 1800.0
 TIMES = [30.0 * k for k in range(1, 61)]  # a row every 30 s for 30 minutes
@@ -198,6 +203,30 @@ def test_the_load_publisher_and_the_soak_are_reported_beside_the_stack_never_jud
     }
     assert "load publisher" not in process_table(rows, RUN_S)
     assert not any("load publisher" in v.series for v in verdicts(rows, 2_900, RUN_S))
+
+
+def test_a_services_collector_time_is_its_share_of_a_core_between_two_reads() -> None:
+    def scrape(gateway: float) -> dict[str, Scrape | None]:
+        text = "".join(f'smartcity_gc_seconds_total{{generation="{g}"}} {gateway / 2}\n' for g in (0, 2))
+        return {"gateway": Scrape.parse(text, 0.0), "writer": Scrape.parse("smartcity_x_total 1\n", 0.0), "api": None}
+
+    last: dict[str, tuple[float, float]] = {}
+    assert gc_shares(scrape(1.0), last, 100.0) == {"gateway": None, "writer": None, "api": None}
+    assert gc_shares(scrape(1.6), last, 130.0) == {"gateway": 2.0, "writer": None, "api": None}
+    rows = [replace(_row(t, 2_900, 0, 120.0), gc_percent={"gateway": 1.0 if t < 900 else 3.0}) for t in TIMES]
+    assert gc_table(rows, RUN_S) == {"gateway": 3.0}
+
+
+def test_the_machines_time_is_split_by_state_in_shares_of_a_core() -> None:
+    before = (1000, 0, 200, 5000, 10, 0, 5, 40, 2)
+    after = (1100, 0, 240, 5040, 10, 0, 5, 60, 2)  # 200 ticks over two CPUs: 1 s
+    shares = machine_shares(before, after)
+    assert shares == {"user": 100.0, "nice": 0.0, "system": 40.0, "idle": 40.0, "iowait": 0.0, "irq": 0.0,
+                      "softirq": 0.0, "steal": 20.0}  # fmt: skip
+    assert sum(shares.values()) == 200.0
+    assert machine_shares(after, after) == {}
+    rows = [replace(_row(t, 2_900, 0, 120.0), machine_percent={"steal": 1.0 if t < 900 else 9.0}) for t in TIMES]
+    assert machine_table(rows, RUN_S)["steal"] == 9.0
 
 
 def test_a_window_judges_the_floor_a_heap_returns_to_and_reports_its_peak() -> None:
