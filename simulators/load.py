@@ -127,7 +127,7 @@ class _Run:
 
     def __init__(self, stack: StackRun, publisher: LoadPublisher, probes: Probes, progress: Progress) -> None:
         self.stack, self.publisher, self.probes, self.progress = stack, publisher, probes, progress
-        self.pids = {name: stack.pids[name] for name in PLATFORM} | {PUBLISHER: publisher.pid}
+        self.pids = {name: stack.pids[name] for name in PLATFORM if name in stack.pids} | {PUBLISHER: publisher.pid}
         self.task = progress.add_task("starting", total=None, status="")
         self.probe_readings = 0  # sent during the steps: taken out of the gateway's count
         self.t0, self.label = 0.0, ""
@@ -318,7 +318,7 @@ def run_load(
         final["sent"] * per_message, acked, accepted, in_kafka, in_influx, acked - in_kafka, acked - in_influx,
         int(counters[3] - begin.counters[3]), final["disconnects"], round(drain_s, 1), drained,
     )  # fmt: skip
-    run_cpu = {k: per_reading(cpu[k] - begin.cpu[k], accepted) for k in PLATFORM}
+    run_cpu = {k: per_reading(cpu[k] - begin.cpu[k], accepted) for k in PLATFORM if k in begin.cpu}
     report = LoadReport(
         name, started_at, os.cpu_count() or 0, devices, per_message, seed, steps, accounting, run_cpu,
         platform_total(run_cpu), per_reading(raw[-1][1].cpu[PUBLISHER] - begin.cpu[PUBLISHER], accepted),
