@@ -9,7 +9,6 @@ warm-up. Prints messages/s, the publisher's CPU (% of a core) and µs per messag
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,9 @@ import time
 from pathlib import Path
 
 from core.process import free_port
+from harness.measure import cpu_seconds
 from simulators.load_publisher import template
 from smartcity.stack.services import mosquitto
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ask(proc: subprocess.Popen[str], command: str) -> dict[str, int]:
@@ -53,9 +48,9 @@ def main(rates: list[int]) -> None:
                 proc.stdin.write(f"rate {rate}\n")
                 proc.stdin.flush()
                 time.sleep(3)
-                c0, t0, s0 = _cpu_s(proc.pid), time.monotonic(), _ask(proc, "stat")
+                c0, t0, s0 = cpu_seconds(proc.pid), time.monotonic(), _ask(proc, "stat")
                 time.sleep(15)
-                c1, t1, s1 = _cpu_s(proc.pid), time.monotonic(), _ask(proc, "stat")
+                c1, t1, s1 = cpu_seconds(proc.pid), time.monotonic(), _ask(proc, "stat")
                 final = _ask(proc, "stop")
                 proc.wait(30)
                 sent = s1["sent"] - s0["sent"]

@@ -66,7 +66,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -452,7 +452,7 @@ def window_memory(
 def process_table(rows: list[Row], run_s: float) -> dict[str, dict[str, float | None]]:
     """Per process, over the run's second half: mean CPU (% of one core), mean and last RSS, the mean of the
     windows' lowest anonymous MiB and the highest anonymous MiB read, and for a collected heap its windows' lowest."""
-    second = [r for r in rows if r.t_s >= run_s / 2] or rows
+    second = _second_half(rows, run_s)
     heaps = collected(rows)
     return {
         name: {
@@ -715,10 +715,22 @@ def _shares(pids: dict[str, int], last: dict[str, CpuMark]) -> dict[str, float |
     return out
 
 
+def _second_half(rows: list[Row], run_s: float) -> list[Row]:
+    """The rows the verdicts and tables are about: the run's second half (every row of a run too short for one)."""
+    return [r for r in rows if r.t_s >= run_s / 2] or rows
+
+
+def _half_means(
+    rows: list[Row], run_s: float, figures: Callable[[Row], Mapping[str, float | None]], names: Iterable[str]
+) -> dict[str, float | None]:
+    """Each name's mean over the second half of what ``figures`` gives per row."""
+    second = _second_half(rows, run_s)
+    return {name: _mean([figures(r).get(name) for r in second]) for name in names}
+
+
 def outside_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
     """The machine's other users' mean CPU (% of one core) over the run's second half."""
-    second = [r for r in rows if r.t_s >= run_s / 2] or rows
-    return {name: _mean([r.outside_cpu_percent.get(name) for r in second]) for name in OUTSIDE}
+    return _half_means(rows, run_s, lambda r: r.outside_cpu_percent, OUTSIDE)
 
 
 #: /proc/stat's CPU states, in its order (user, nice, system, idle, iowait, irq, softirq, steal).
@@ -744,8 +756,7 @@ def machine_shares(before: tuple[int, ...], after: tuple[int, ...]) -> dict[str,
 
 def machine_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
     """The machine's mean CPU by state, % of one core, over the run's second half."""
-    second = [r for r in rows if r.t_s >= run_s / 2] or rows
-    return {state: _mean([r.machine_percent.get(state) for r in second]) for state in MACHINE_STATES}
+    return _half_means(rows, run_s, lambda r: r.machine_percent, MACHINE_STATES)
 
 
 def gc_shares(
@@ -758,17 +769,16 @@ def gc_shares(
             out[name] = None
             continue
         seconds, before = scrape.total(GC_SECONDS), last.get(name)
-        ok = before is not None and now > before[1] and seconds >= before[0]
-        out[name] = round((seconds - before[0]) / (now - before[1]) * 100, 2) if before and ok else None
+        out[name] = None
+        if before is not None and now > before[1] and seconds >= before[0]:
+            out[name] = round((seconds - before[0]) / (now - before[1]) * 100, 2)
         last[name] = (seconds, now)
     return out
 
 
 def gc_table(rows: list[Row], run_s: float) -> dict[str, float | None]:
     """Each service's collector time, % of one core, over the run's second half."""
-    second = [r for r in rows if r.t_s >= run_s / 2] or rows
-    names = sorted({name for r in rows for name in r.gc_percent})
-    return {name: _mean([r.gc_percent.get(name) for r in second]) for name in names}
+    return _half_means(rows, run_s, lambda r: r.gc_percent, sorted({name for r in rows for name in r.gc_percent}))
 
 
 def _f(value: float | None, digits: int = 0) -> str:

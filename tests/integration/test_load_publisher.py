@@ -5,55 +5,30 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from core.contracts import TelemetryItem
 from simulators import mqtt_wire
 from simulators.load_publisher import LoadPublisher, template
 from smartcity.stack.services import Launch
+from tests.mqtt_util import Collector
 
 pytestmark = pytest.mark.integration
 
 
-class _Collector:
-    def __init__(self, url: str, topic: str) -> None:
-        parts = urlsplit(url)
-        self.got: list[tuple[str, bytes]] = []
-        self.lock, subscribed = threading.Lock(), threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
-        self.client.loop_start()
-        assert subscribed.wait(10), "the collector's subscription was not acknowledged"
-
-    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.got.append((message.topic, bytes(message.payload)))
-
-    def wait_for(self, n: int, timeout: float = 20) -> list[tuple[str, bytes]]:
-        deadline = time.monotonic() + timeout
-        while len(self.got) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)  # a double would arrive here
-        with self.lock:
-            return list(self.got)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def _all_once(collector: Collector, count: int, timeout: float = 20) -> list[tuple[str, bytes]]:
+    """What arrived once ``count`` messages did, and a moment more: a double would arrive then."""
+    collector.wait_for(count, timeout)
+    time.sleep(0.3)
+    return collector.wait_for(0)
 
 
 def test_packets_arrive_whole_in_order_and_are_acknowledged(mqtt_url: str, unique: str) -> None:
-    collector = _Collector(mqtt_url, f"wire/{unique}/#")
+    collector = Collector(mqtt_url, f"wire/{unique}/#")
     parts = urlsplit(mqtt_url)
     sock, accepted = mqtt_wire.open_connection(parts.hostname or "127.0.0.1", parts.port or 1883, None, None)
     try:
@@ -77,7 +52,7 @@ def test_packets_arrive_whole_in_order_and_are_acknowledged(mqtt_url: str, uniqu
                 assert mqtt_wire.puback_reason(packet.body) < 0x80
                 acked.append(int.from_bytes(packet.body[:2], "big"))
         assert sorted(acked) == sorted(ids)
-        assert collector.wait_for(len(sent)) == sent
+        assert _all_once(collector, len(sent)) == sent
     finally:
         sock.close()
         collector.close()
@@ -96,7 +71,7 @@ def test_the_load_publisher_sends_each_reading_once_and_counts_the_acknowledgeme
     ids = [f"{unique}-{i}" for i in range(7)]
     pool = {"ids": ids, "templates": [[template({"ch4_lel": float(i)}), template({"ch4_lel": 0.5})] for i in range(7)]}
     (tmp_path / "pool.json").write_text(json.dumps(pool))
-    collector = _Collector(mqtt_url, "devices/+/telemetry")
+    collector = Collector(mqtt_url, "devices/+/telemetry")
     publisher = LoadPublisher(mqtt_url, tmp_path / "pool.json", 3, {})
     try:
         publisher.rate(3_000)  # readings/s: 1,000 messages of three readings a second
@@ -109,7 +84,7 @@ def test_the_load_publisher_sends_each_reading_once_and_counts_the_acknowledgeme
         publisher.kill()
     assert sent > 300
     assert final == {"sent": final["sent"], "acked": final["sent"], "refused": 0, "disconnects": 0}
-    ours = [(t, p) for t, p in collector.wait_for(final["sent"]) if t.split("/")[1] in ids]
+    ours = [(t, p) for t, p in _all_once(collector, final["sent"]) if t.split("/")[1] in ids]
     collector.close()
     assert len(ours) == final["sent"]
     seqs: dict[str, list[int]] = {d: [] for d in ids}
