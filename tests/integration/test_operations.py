@@ -130,6 +130,10 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
     assert sample_sum(api, "smartcity_alerts_mqtt_connected") == 1
     assert re.search(r'^smartcity_alerts_consumer_lag_records\{topic="findings"\} \d', api, re.M)
     assert online >= len(NORMAL) + len(HAZARD)
+    python_services = [n for n in urls if n.startswith(("ingest gateway", "stream worker", "influx writer", "api"))]
+    for name in python_services:  # the collector's time is exported, and what each held once started is frozen
+        assert sample_sum(after[name], "smartcity_gc_collections_total") > 0, name
+        assert sample_sum(after[name], "smartcity_gc_frozen_objects") > 0, name
     for name, text in after.items():  # bounded labels: never a device id
         assert "ops-" not in text, name
 
