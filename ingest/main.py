@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.health import serve_health
+from core.kafka.requests import count_kafka_requests
 from devices.directory import DeviceDirectory, KafkaDirectory, OpenDirectory
 from ingest.gateway import Gateway
 from ingest.metrics import GatewayMetrics
@@ -36,6 +37,7 @@ async def run_gateway(settings: GatewaySettings) -> None:
         directory = follower
     prometheus = CollectorRegistry()
     GcTimer(prometheus)
+    count_kafka_requests(prometheus)
     gateway = Gateway(settings, directory, GatewayMetrics.create(prometheus))
     logger.info("gateway: %d objects frozen out of the collector's walks", freeze_long_lived())
     stop = asyncio.Event()

@@ -41,22 +41,26 @@ from core.clock import local_now
 from core.settings import KafkaConnection
 from harness.builders import device_record
 from harness.kafka import Audit
-from harness.measure import ACCEPTED, EVALUATED, REFUSED, STORED, cpu_seconds, metric
+from harness.measure import ACCEPTED, EVALUATED, REFUSED, STORED, cpu_seconds, metric, sample_sum
 from harness.probes import CLEAR_AFTER, CLEAR_CH4, PROBE_CH4, Probes, Sample
 from harness.probes import warm_up as warm_up_probes
 from harness.stack import StackRun
 from simulators.fleet import Fleet, generate_fleet
 from simulators.load_publisher import LoadPublisher, template
 from simulators.load_report import (
+    KAFKA_CLIENTS,
     PLATFORM,
     PUBLISHER,
+    STORE,
     Accounting,
     KafkaCount,
     LoadReport,
     Snapshot,
     count_in_influx,
+    kafka_requests,
     per_reading,
     platform_total,
+    requests_table,
     save,
     step_result,
     table,
@@ -107,16 +111,20 @@ def latency(rate: int, quick: bool = False) -> LoadPlan:
     return LoadPlan(f"latency at {rate:,}/s", 10_000, 1, (rate,), step_s=0, hold_s=60, probe_interval_s=0.15)
 
 
-def _counter(url: str, name: str) -> float:
-    """A service's counter; a service busy with a backlog may take seconds to answer, so it is asked three times."""
+def _text(url: str) -> str:
+    """A service's metrics; a service busy with a backlog may take seconds to answer, so it is asked three times."""
     for attempt in range(3):
         try:
-            return metric(url, name, timeout=20)
+            return httpx.get(url, timeout=20).text
         except httpx.HTTPError:
             if attempt == 2:
                 raise
             time.sleep(1)
     raise AssertionError("unreachable")
+
+
+def _counter(url: str, name: str) -> float:
+    return sample_sum(_text(url), name)
 
 
 class _Run:
@@ -161,16 +169,24 @@ class _Run:
             a, e, st, r = pool.map(_counter, urls, (ACCEPTED, EVALUATED, STORED, REFUSED))
         return a, e, st, r
 
+    def requests(self) -> dict[str, dict[str, float]]:
+        """Kafka requests so far, by client and API, and the Kafka store's by method and kind (when it runs)."""
+        urls = {name: self.stack.urls[name] + "/metrics" for name in (*KAFKA_CLIENTS, STORE) if name in self.stack.urls}
+        with ThreadPoolExecutor(len(urls)) as pool:
+            texts = dict(zip(urls, pool.map(_text, urls.values()), strict=True))
+        return {name: kafka_requests(text) for name, text in texts.items()}
+
     def snap(self) -> Snapshot:
         began = time.monotonic()
         counters = self.counters()
+        requests = self.requests()
         try:
             cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         except FileNotFoundError as e:
             raise RuntimeError(f"a process of the run is gone (crashed, or restarted by smartcity up): {e}") from e
         acked = self.publisher.stat()[1]
         now = time.monotonic()
-        return Snapshot(now, counters, cpu, acked, round(now - began, 2))
+        return Snapshot(now, counters, cpu, acked, round(now - began, 2), requests)
 
     def _probe(self, device: str, ch4: float) -> Sample:
         self.probe_readings += 1
@@ -325,5 +341,6 @@ def run_load(
     )  # fmt: skip
     save(report, out)
     console.print(table(report))
+    console.print(requests_table(report))
     console.print(f"written to {out} and {report.plot_path}")
     return report

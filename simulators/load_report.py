@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,19 @@ PLATFORM = (
     "mosquitto", "kafka (tansu)", "kafka store", "influxdb", "ingest gateway", "stream worker", "influx writer", "api",
 )  # fmt: skip
 PUBLISHER = "load publisher"
+#: The platform's Kafka clients (each exports ``smartcity_kafka_requests_total`` by API), and the store under Tansu.
+KAFKA_CLIENTS = ("ingest gateway", "stream worker", "influx writer", "api")
+STORE = "kafka store"
+_CLIENT_REQUESTS = re.compile(r'^smartcity_kafka_requests_total\{api="(\w+)"\} (\S+)$', re.M)
+_STORE_REQUESTS = re.compile(r'^smartcity_kafka_store_requests_total\{kind="(\w+)",method="(\w+)"\} (\S+)$', re.M)
+
+
+def kafka_requests(text: str) -> dict[str, float]:
+    """Requests so far from a service's metrics ``text``: a Kafka client's by API (``Fetch``), the Kafka store's by
+    method and kind of object (``GET batch``)."""
+    found = {api: float(v) for api, v in _CLIENT_REQUESTS.findall(text)}
+    found |= {f"{method} {kind}": float(v) for kind, method, v in _STORE_REQUESTS.findall(text)}
+    return found
 
 
 @dataclass
@@ -68,6 +82,8 @@ class StepResult:
     cpu_us_per_reading: dict[str, float | None]  # the platform's processes; none if no reading was accepted
     platform_cpu_us_per_reading: float | None
     publisher_cpu_us_per_reading: float | None
+    #: Kafka requests a second by client and API, and the Kafka store's by method and kind (``kafka_requests``).
+    kafka_requests_per_s: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,6 +149,7 @@ class Snapshot:
     cpu: dict[str, float]  # seconds
     acked: int  # messages of the publisher the broker has acknowledged
     took: float  # seconds to take it: a service busy with a backlog is slow to answer for its metrics
+    requests: dict[str, dict[str, float]] = field(default_factory=dict)  # ``kafka_requests`` by client (and store)
 
 
 def per_reading(cpu_s: float, readings: float) -> float | None:
@@ -179,6 +196,11 @@ def step_result(
         cpu_us_per_reading=per,
         platform_cpu_us_per_reading=platform_total(per),
         publisher_cpu_us_per_reading=per_reading(cpu[PUBLISHER], accepted),
+        kafka_requests_per_s={
+            client: {k: round((v - a.requests[client].get(k, 0.0)) / window, 1) for k, v in sorted(counts.items())}
+            for client, counts in b.requests.items()
+            if client in a.requests
+        },
     )
 
 
@@ -286,6 +308,19 @@ def _ms(value: float | None) -> str:
 
 def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def requests_table(report: LoadReport) -> Table:
+    """Kafka requests a second in each step, by client (total, then by API, most first), and the store's."""
+    out = Table(title=f"{report.name}: Kafka requests a second by client, and the Kafka store's")
+    for column, justify in (("step", "right"), ("client", "left"), ("requests/s", "right"), ("by API", "left")):
+        out.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for s in report.steps:
+        for client, per_s in s.kafka_requests_per_s.items():
+            top = sorted(per_s.items(), key=lambda kv: -kv[1])
+            shown = ", ".join(f"{k} {v:,.0f}" for k, v in top if v >= 0.5)
+            out.add_row(f"{s.step} {s.phase}", client, f"{sum(per_s.values()):,.0f}", shown)
+    return out
 
 
 def table(report: LoadReport) -> Table:

@@ -12,6 +12,7 @@ from core.errors import SmartCityError
 from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.health import serve_health
 from core.influx.client import LineWriter
+from core.kafka.requests import count_kafka_requests
 from devices.directory import KafkaDirectory
 from storage.aggregate import EVERY_MS
 from storage.backfill import LateIntervals
@@ -48,6 +49,7 @@ async def run_writer(
         await _retention(settings)
     prometheus = CollectorRegistry()
     GcTimer(prometheus)
+    count_kafka_requests(prometheus)
     metrics = WriterMetrics.create(prometheus)
     backfill = None
     if settings.influx_api == "v1" and settings.writer_retention and settings.writer_backfill:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from core.gc_tuning import GcTimer, freeze_long_lived
 from core.http.health import serve_health
 from core.kafka.admin import all_topics, ensure_topics
+from core.kafka.requests import count_kafka_requests
 from streams.app import build, streams_topics
 from streams.metrics import StreamMetrics
 from streams.settings import StreamsSettings
@@ -23,6 +24,7 @@ def run_streams(settings: StreamsSettings, log_level: str = "INFO") -> None:
     asyncio.run(ensure_topics(settings.kafka_bootstrap, [*all_topics(settings), *streams_topics(settings)]))
     prometheus = CollectorRegistry()
     GcTimer(prometheus)
+    count_kafka_requests(prometheus)
     streams = build(settings, StreamMetrics.create(prometheus))
     app = streams.app
 

@@ -134,6 +134,12 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
     for name in python_services:  # the collector's time is exported, and what each held once started is frozen
         assert sample_sum(after[name], "smartcity_gc_collections_total") > 0, name
         assert sample_sum(after[name], "smartcity_gc_frozen_objects") > 0, name
+        # and the Kafka requests it sent, by API: each of them fetched while the readings flowed
+        fetches = 'smartcity_kafka_requests_total{api="Fetch"}'
+        assert sample_sum(after[name], fetches) > sample_sum(before[name], fetches), name
+    produces = 'smartcity_kafka_requests_total{api="Produce"}'
+    for name in gateways:  # and the gateways produced them
+        assert sample_sum(after[name], produces) > sample_sum(before[name], produces), name
     for name, text in after.items():  # bounded labels: never a device id
         assert "ops-" not in text, name
 
