@@ -233,15 +233,20 @@ class ObjectStore:
 
     async def put(self, bucket: Bucket, key: str, body: bytes, if_match: str | None, if_none_match: str | None) -> Meta:
         """Write ``key`` unless a condition fails (412). Writes of one key take turns (a lock per key), so the check
-        and the write are one step; the file work runs on a thread, so a slow ``fsync`` holds up only the writers of
-        that key, not every request (measured: 2.2 ms per synced write here, more under load)."""
+        and the write are one step. With ``sync="write"`` the file work runs on a thread, so a slow ``fsync`` holds up
+        only the writers of that key, not every request (measured: 2.2 ms per synced write here, more under load);
+        otherwise it runs on the loop: a write to the page cache and a rename take tens of microseconds, and a
+        thread's turn at the GIL while the loop is busy took milliseconds (Tansu waits for each write in turn)."""
         turn = self._turns.setdefault((bucket.root.name, key), _Turn())
         turn.users += 1
         try:
             async with turn.lock:
                 _check(bucket.objects.get(key), if_match, if_none_match, writing=True)
                 stamp = self._stamp()
-                await asyncio.to_thread(self._write, bucket.path(key), body, stamp)
+                if self.fsync:
+                    await asyncio.to_thread(self._write, bucket.path(key), body, stamp)
+                else:  # to the page cache only: faster here than a thread's turn at the GIL (docs/benchmarks.md)
+                    self._write(bucket.path(key), body, stamp)
                 self.dirty = True
                 meta = Meta(len(body), stamp)
                 bucket.put(key, meta)
@@ -294,7 +299,10 @@ class ObjectStore:
         directory synced once."""
         paths = [bucket.path(key) for key in keys if bucket.remove(key)]
         if paths:
-            await asyncio.to_thread(self._unlink, paths)
+            if self.fsync:
+                await asyncio.to_thread(self._unlink, paths)
+            else:
+                self._unlink(paths)
             self.dirty = True
 
     async def sync_filesystem(self) -> bool:
