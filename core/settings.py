@@ -219,6 +219,9 @@ class KafkaConnection(_Base):
     topic_readings: str = "readings"
     topic_rejected: str = "readings.rejected"
     topic_devices: str = Field("devices", description="compacted; key = device id, value = device record")
+    topic_health: str = Field(
+        "devices.health", description="device last seen and values, from the stream workers to the API (HealthBatch)"
+    )
     topic_findings: str = Field("findings", description="rule findings (key = alert key), read by the alerts service")
     topic_alerts: str = Field("alerts", description="alert messages (the contract), key = alert key")
     topic_alert_state: str = Field("alerts.state", description="compacted; the alerts service's state, by alert id")

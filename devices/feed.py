@@ -1,26 +1,27 @@
-"""The registry's Kafka feed: device records published to the compacted ``devices`` topic, and readings followed
-for device health.
+"""The registry's Kafka feed: device records published to the compacted ``devices`` topic, and the health topic
+followed for device health.
 
 ``DevicePublisher`` writes a record per change (key = device id, value = the record's JSON; a deletion is a
 tombstone, value ``None``) and can republish everything, which the one-machine stack does at start because its
 broker forgets. Every service reads the topic back through ``devices.directory.KafkaDirectory``.
-``follow_readings`` feeds each new reading to the device-health tracker.
+``follow_health`` feeds the device-health tracker from the stream workers' health topic.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from core.contracts import ReadingBatch
+from core.clock import now_ms
 from core.contracts.device import Device
 from core.kafka.admin import devices_topic
 from core.kafka.consumer import follow_topic
 from core.kafka.producer import FlushProducer, Record
 from core.settings import KafkaConnection
-from devices.health import HealthTracker
+from devices.health import HealthBatch, HealthTracker
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +57,32 @@ class DevicePublisher:
         await self._producer.deliver_or_replace(records)
 
 
-async def follow_readings(conn: KafkaConnection, tracker: HealthTracker) -> None:
-    """Feed every new reading's receive time and values to ``tracker`` (from the end of the topic: health is
-    about now). Runs until cancelled; reconnects with backoff."""
+#: How far back the API reads the health topic when it starts: a device heard from in that time shows its last seen
+#: at once; one heard from only before shows as not heard from until its next reading (docs/devices.md).
+HEALTH_REPLAY_MS = 10 * 60 * 1000
+
+
+async def follow_health(conn: KafkaConnection, tracker: HealthTracker, clock: Callable[[], int] = now_ms) -> None:
+    """Feed the stream workers' device-health entries (``devices.health.HealthBatch``) to ``tracker``, from
+    ``HEALTH_REPLAY_MS`` ago. Runs until cancelled; reconnects with backoff."""
 
     async def run(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
-        await consumer.seek_to_end(*tps)
+        since = await consumer.offsets_for_times(dict.fromkeys(tps, clock() - HEALTH_REPLAY_MS))
+        for tp in tps:
+            found = since.get(tp)
+            if found is None:
+                await consumer.seek_to_end(tp)  # nothing that recent: what comes next
+            else:
+                consumer.seek(tp, found.offset)
         while True:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
                 for m in msgs:
                     try:
-                        batch = ReadingBatch.model_validate_json(m.value or b"")
+                        batch = HealthBatch.model_validate_json(m.value or b"")
                     except ValidationError:
                         logger.warning("device health: skipped an unreadable record at offset %d", m.offset)
                         continue
-                    for r in batch.readings:
-                        tracker.reading(r.device_id, r.received_at, r.values)
+                    for seen in batch.devices:
+                        tracker.reading(seen.device_id, seen.last_seen, seen.values)
 
-    await follow_topic(conn.kafka_bootstrap, conn.topic_readings, "device health", run)
+    await follow_topic(conn.kafka_bootstrap, conn.topic_health, "device health", run, fetch_wait_ms=1000)

@@ -7,12 +7,14 @@ the offline alerts of the rules engine (issue 4).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel
 
+from core.contracts import ReadingDict
 from core.contracts.device import Device
 
 SILENT_INTERVALS = 3
@@ -93,3 +95,73 @@ class HealthTracker:
             rssi_dbm=float(rssi) if isinstance(rssi, (int, float)) else None,
             status_topic=seen.status_topic,
         )
+
+
+#: The longest a device's last-seen time may lag behind its readings in the health topic.
+HEALTH_EVERY_MS = 60_000
+
+
+class HealthSeen(BaseModel):
+    """One device's entry in a health record: its newest reading's arrival time and values."""
+
+    device_id: str
+    last_seen: int
+    values: dict[str, float | bool]
+
+
+class HealthBatch(BaseModel):
+    """The value of one record of the ``devices.health`` topic: entries of devices that share a readings partition,
+    written by the stream worker that owns it, read by the API (``devices.feed.follow_health``)."""
+
+    v: Literal[1] = 1
+    devices: list[HealthSeen]
+
+
+class HealthChanges:
+    """What the stream worker tells the API about device health, without sending it every reading. Pure: no I/O.
+
+    A device's entry is due at its first reading here, when its alarm changed (``force``), and then when its last
+    sent time is half its reporting interval old (at most ``HEALTH_EVERY_MS``): the API's last seen lags a reading
+    by at most that, well inside the three silent intervals that make a device offline (``SILENT_INTERVALS``), and a
+    device reporting every second costs one entry a minute, not sixty. Due entries wait per partition for ``take``,
+    the newest reading of a device replacing an older one."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, int] = {}  # device id -> last seen it was last sent with
+        self._due: dict[int, dict[str, HealthSeen]] = {}
+
+    def reading(self, partition: int, reading: ReadingDict, interval_s: float | None, force: bool = False) -> None:
+        device_id, received_at = reading["device_id"], reading["received_at"]
+        sent = self._sent.get(device_id)
+        every = HEALTH_EVERY_MS if interval_s is None else min(HEALTH_EVERY_MS, interval_s * 500)
+        if sent is not None and (received_at < sent or (not force and received_at - sent < every)):
+            return  # not due; or an older reading, redelivered or late: the newer one stands
+        self._sent[device_id] = received_at
+        entry = HealthSeen(device_id=device_id, last_seen=received_at, values=reading["values"])
+        self._due.setdefault(partition, {})[device_id] = entry
+
+    def readings(
+        self, partition: int, batch: list[ReadingDict], device_of: Callable[[str], Device | None], alarmed: set[str]
+    ) -> None:
+        """``reading`` for each reading of a record; ``alarmed``: devices whose alarm changed with it."""
+        for reading in batch:
+            device_id = reading["device_id"]
+            device = device_of(device_id)
+            self.reading(partition, reading, device.interval_s if device else None, device_id in alarmed)
+
+    def take(self) -> dict[int, HealthBatch]:
+        """What is due, by partition; emptied."""
+        taken = {p: HealthBatch(devices=list(due.values())) for p, due in self._due.items() if due}
+        self._due.clear()
+        return taken
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Partitions moved away: their entries are the new owner's to send (it sends each device's first reading)."""
+        for p in partitions:
+            self._due.pop(p, None)
+
+    def forget_device(self, device_id: str) -> None:
+        self._sent.pop(device_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sent)

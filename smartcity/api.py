@@ -34,11 +34,12 @@ from core.http.errors import unreadable_body
 from core.http.headers import SecurityHeaders
 from core.http.health import serve_health
 from core.http.limits import BodyLimit
+from core.kafka.requests import count_kafka_requests
 from core.logs import redact_url_secrets
 from core.mqtt import AsyncMqttClient
 from core.settings import ApiToken, HttpTls
 from devices.api import IMPORT_MAX_BODY_BYTES, IMPORT_PATH, devices_router
-from devices.feed import DevicePublisher, follow_readings
+from devices.feed import DevicePublisher, follow_health
 from devices.mqtt_accounts import AccountBackend, AccountError, MqttAccounts
 from devices.mqtt_files import FileAccounts
 from devices.registry import DeviceCounts, Registry
@@ -193,7 +194,7 @@ async def run_api(settings: ApiSettings) -> None:
         await accounts.start()
     registry = Registry(store, feed, accounts)
     await registry.republish()
-    readings = asyncio.get_running_loop().create_task(follow_readings(settings, registry.health))
+    health = asyncio.get_running_loop().create_task(follow_health(settings, registry.health))
     statuses = AsyncMqttClient(
         settings,
         f"smartcity-api-{uuid.uuid4().hex[:8]}",
@@ -204,6 +205,7 @@ async def run_api(settings: ApiSettings) -> None:
     await statuses.start()
     prometheus = CollectorRegistry()
     GcTimer(prometheus)
+    count_kafka_requests(prometheus)
     DeviceCounts(registry, prometheus)
     alerts = alert_service(settings, prometheus) if settings.alerts_enabled else None
     if alerts is not None:
@@ -228,9 +230,9 @@ async def run_api(settings: ApiSettings) -> None:
         if alerts is not None:
             await alerts.stop()
         await readings_query.close()
-        readings.cancel()
+        health.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await readings
+            await health
         await statuses.close()
         if accounts is not None:
             await accounts.close()

@@ -8,6 +8,7 @@
               `-> site-findings (key = site key) -> agent correlate -> findings
                                                        table site-state (site key -> SiteState)
     timer (every streams_tick_s) -> ticks (one per owned readings partition) -> agent tick -> findings
+    timer (every streams_health_flush_s) -> devices.health (HealthBatch per readings partition) <- read by the API
 
 The registry is a ``devices.directory.KafkaDirectory`` holding every record in memory (a global table). A record with
 a reading of a device it does not hold waits for it to catch up with the registry's topic first
@@ -44,6 +45,7 @@ from core.contracts.telemetry import decode_batch
 from core.kafka.admin import DAY_MS, HOUR_MS, TopicSpec
 from core.kafka.partitioning import Partitioner
 from devices.directory import KafkaDirectory, RecordDirectory
+from devices.health import HealthChanges
 from rules.engine import Engine
 from rules.pack import load_pack
 from streams import transport
@@ -118,6 +120,7 @@ def build(
     def device_changed(device_id: str, record: Device | None) -> None:
         if record is None:  # called only once the registry is followed, after ``processor`` exists
             processor.forget_device(device_id)
+            health.forget_device(device_id)
 
     directory = directory or KafkaDirectory(settings, keep_records=True, on_change=device_changed)
     processor = RuleProcessor(
@@ -128,6 +131,7 @@ def build(
         buckets_per_partition=settings.streams_state_buckets,
     )
     sites = SiteProcessor(engine)
+    health = HealthChanges()
 
     session = settings.streams_session_timeout_s
     app = faust.App(
@@ -170,6 +174,7 @@ def build(
     ticks_topic = raw_topic(f"{settings.streams_app_id}-ticks")
     site_topic = raw_topic(f"{settings.streams_app_id}-site-findings", str, settings.findings_partitions)
     findings_topic = raw_topic(settings.topic_findings, str)
+    health_topic = raw_topic(settings.topic_health)
     rule_state = app.Table(RULE_STATE, key_type=str, partitions=settings.readings_partitions)
     site_state = app.Table(SITE_STATE, key_type=str, partitions=settings.findings_partitions)
 
@@ -232,6 +237,7 @@ def build(
                 processor.advance(partition, int(event.message.timestamp * 1000))
             repeats = processor.duplicates
             findings, states = processor.readings(batch, partition, now, rule_state)
+            health.readings(partition, batch, get, {f.device_id for f in findings if f.device_id})
             metrics.evaluation_seconds.observe(time.perf_counter() - started)
             metrics.duplicates.inc(processor.duplicates - repeats)
             if findings:  # first: a saved state must never be ahead of the findings Kafka has (see module doc)
@@ -279,16 +285,26 @@ def build(
             if tp.topic == settings.topic_readings:
                 await ticks_topic.send(value=b"tick", partition=tp.partition)
 
+    async def send_health() -> None:
+        """Due device-health entries, a record per readings partition, for the API (``devices.feed.follow_health``).
+        Not awaited until Kafka has them: a lost entry is replaced by the device's next one."""
+        for partition, entries in health.take().items():
+            await health_topic.send(value=entries.model_dump_json().encode(), partition=partition)
+            metrics.health_entries.inc(len(entries.devices))
+
     async def follow_registry() -> None:
         await directory.start()
 
     async def moved(_sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Partitions revoked or assigned: cached states of those partitions may be stale; reload from tables."""
         tps: set[TP] = args[0] if args else set()
-        processor.forget_partitions({tp.partition for tp in tps if tp.topic == settings.topic_readings})
+        moved_partitions = {tp.partition for tp in tps if tp.topic == settings.topic_readings}
+        processor.forget_partitions(moved_partitions)
+        health.forget_partitions(moved_partitions)
         sites.forget()
 
     app.timer(settings.streams_tick_s)(send_ticks)
+    app.timer(settings.streams_health_flush_s)(send_health)
     app.task(follow_registry)
     app.on_partitions_revoked.connect(moved)
     app.on_partitions_assigned.connect(moved)

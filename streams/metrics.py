@@ -23,6 +23,7 @@ class StreamMetrics:
     consumer: ConsumerMetrics
     registry_waits: Counter
     duplicates: Counter
+    health_entries: Counter
 
     @classmethod
     def create(cls, prometheus: CollectorRegistry) -> StreamMetrics:
@@ -52,6 +53,9 @@ class StreamMetrics:
                 f"{ns}_duplicate_readings",
                 "Readings not evaluated: a repeat of a (device, seq) already evaluated (a redelivery)",
                 registry=prometheus,
+            ),
+            health_entries=Counter(
+                f"{ns}_health_entries", "Device-health entries sent to the health topic", registry=prometheus
             ),
             devices_in_memory=Gauge(f"{ns}_devices_in_memory", "Device states held in memory", registry=prometheus),
             consumer=ConsumerMetrics.create(ns, prometheus),

@@ -35,6 +35,9 @@ class StreamsSettings(KafkaConnection):
     )
     streams_fetch_wait_ms: int = Field(50, ge=0, le=5000, description="broker fetch wait: latency on quiet topics")
     streams_commit_interval_s: float = Field(1.0, gt=0)
+    streams_health_flush_s: float = Field(
+        1.0, gt=0, le=60, description="how often due device-health entries go to the health topic (devices.health)"
+    )
     streams_http_host: str = "127.0.0.1"
     streams_http_port: int = Field(9311, ge=0, le=65535, description="/healthz and /metrics; 0 turns it off")
     streams_data_dir: Path = Field(Path("data/streams"), description="Faust's data directory (memory tables)")

@@ -77,6 +77,7 @@ def flow_topics(kafka: KafkaConnection) -> list[TopicSpec]:
         ),
         TopicSpec(kafka.topic_alert_control, 1, kafka.kafka_replication, compacted=True),
         TopicSpec(kafka.topic_undelivered, 1, kafka.kafka_replication, retention_ms=RECORDS_RETENTION_MS),
+        TopicSpec(kafka.topic_health, kafka.readings_partitions, kafka.kafka_replication, retention_ms=HOUR_MS),
     ]
 
 
