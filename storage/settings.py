@@ -15,7 +15,13 @@ class WriterSettings(KafkaConnection, InfluxConnection):
     writer_registry_wait_s: float = Field(
         10.0, gt=0, description="how long a reading of a device not in the registry waits for the registry topic"
     )
-    writer_fetch_wait_ms: int = Field(100, ge=1, le=1000, description="Kafka fetch wait")
+    writer_fetch_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=1000,
+        description="Kafka fetch wait: the one-machine broker holds every fetch about this long (half of it from "
+        "250 ms up) and lists each partition with new data once per fetch, so history fetches seldom and in bulk",
+    )
     writer_session_timeout_ms: int = Field(10_000, ge=6000, description="consumer group session timeout")
     writer_retention: bool = Field(True, description="InfluxDB 1.x: create the retention policies and queries")
     writer_raw_days: int = Field(90, ge=1, description="raw readings kept this long (1.x retention policy)")
