@@ -66,7 +66,11 @@ class GatewaySettings(MqttConnection, KafkaConnection):
         5.0, gt=0, description="a flush not acknowledged by then is retried on a new producer (docs/ingest.md)"
     )
     gateway_max_flushes: int = Field(
-        4, ge=1, description="flushes awaiting Kafka at once; while all are out, readings gather into the next one"
+        1,
+        ge=1,
+        description="flushes awaiting Kafka at once; while all are out, readings gather into the next one. aiokafka "
+        "sends one produce request to a broker at a time, so a second flush out would only wait in its queue "
+        "(docs/ingest.md)",
     )
     gateway_heartbeat_s: float = Field(
         5.0, ge=0, description="an empty record on every readings partition this often while MQTT is up; 0: off"
