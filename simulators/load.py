@@ -48,6 +48,7 @@ from harness.stack import StackRun
 from simulators.fleet import Fleet, generate_fleet
 from simulators.load_publisher import LoadPublisher, template
 from simulators.load_report import (
+    HARNESS,
     KAFKA_CLIENTS,
     PLATFORM,
     PUBLISHER,
@@ -135,7 +136,8 @@ class _Run:
 
     def __init__(self, stack: StackRun, publisher: LoadPublisher, probes: Probes, progress: Progress) -> None:
         self.stack, self.publisher, self.probes, self.progress = stack, publisher, probes, progress
-        self.pids = {name: stack.pids[name] for name in PLATFORM if name in stack.pids} | {PUBLISHER: publisher.pid}
+        self.pids = {name: stack.pids[name] for name in PLATFORM if name in stack.pids}
+        self.pids |= {PUBLISHER: publisher.pid, HARNESS: os.getpid()}
         self.task = progress.add_task("starting", total=None, status="")
         self.probe_readings = 0  # sent during the steps: taken out of the gateway's count
         self.t0, self.label = 0.0, ""
@@ -314,7 +316,7 @@ def run_load(
                     expected = begin.counters[0] + begin.counters[3] + final["acked"] * per_message + run.probe_readings
                     drain_s, drained = run.drain(expected)
                     counters = run.counters()
-                    cpu = {name: cpu_seconds(pid) for name, pid in run.pids.items() if name != PUBLISHER}
+                    cpu = {name: cpu_seconds(pid) for name, pid in run.pids.items() if name in PLATFORM}
             finally:
                 publisher.kill()
                 prober.close()

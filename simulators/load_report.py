@@ -33,6 +33,8 @@ PLATFORM = (
     "mosquitto", "kafka (tansu)", "kafka store", "influxdb", "ingest gateway", "stream worker", "influx writer", "api",
 )  # fmt: skip
 PUBLISHER = "load publisher"
+#: The run itself: its Kafka audit (every reading decoded), probes and metric polls; on the same cores, not the platform.
+HARNESS = "load run"
 #: The platform's Kafka clients (each exports ``smartcity_kafka_requests_total`` by API), and the store under Tansu.
 KAFKA_CLIENTS = ("ingest gateway", "stream worker", "influx writer", "api")
 STORE = "kafka store"
@@ -78,7 +80,7 @@ class StepResult:
     sustained_readings_per_s: float  # the slowest of accepted, evaluated and stored: what the whole flow kept up with
     refused: int
     latency: Latency | None
-    cpu_percent: dict[str, float]  # of one core; the platform's processes and the load publisher
+    cpu_percent: dict[str, float]  # of one core; the platform's processes, the load publisher and the run itself
     cpu_us_per_reading: dict[str, float | None]  # the platform's processes; none if no reading was accepted
     platform_cpu_us_per_reading: float | None
     publisher_cpu_us_per_reading: float | None
