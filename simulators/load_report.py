@@ -33,7 +33,7 @@ PLATFORM = (
     "mosquitto", "kafka (tansu)", "kafka store", "influxdb", "ingest gateway", "stream worker", "influx writer", "api",
 )  # fmt: skip
 PUBLISHER = "load publisher"
-#: The run itself: its Kafka audit (every reading decoded), probes and metric polls; on the same cores, not the platform.
+#: The run itself: its Kafka audit (every reading decoded), probes and metric polls; same cores, not the platform.
 HARNESS = "load run"
 #: The platform's Kafka clients (each exports ``smartcity_kafka_requests_total`` by API), and the store under Tansu.
 KAFKA_CLIENTS = ("ingest gateway", "stream worker", "influx writer", "api")

@@ -260,7 +260,7 @@ async def test_health_follows_readings_the_last_will_and_silence(tmp_path: Path)
             async def health() -> dict[str, Any]:
                 return dict((await http.get("/api/devices/fire-h1/health")).json())
 
-            for _ in range(40):
+            for _ in range(100):  # through the stream worker's health topic: seconds, not milliseconds
                 now = await health()
                 if now["status"] == "online":
                     break
