@@ -100,6 +100,7 @@ class Gateway:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )
+        metrics.mqtt_protocol.labels(settings.gateway_mqtt_protocol).set(1)
         metrics.unacked.set_function(lambda: len(self._tracker))
         metrics.reading_paused.set_function(lambda: 1 if self.mqtt.reading_paused and not self._draining else 0)
 

@@ -19,6 +19,7 @@ class GatewayMetrics:
     flush_readings: Histogram
     flush_bytes: Histogram
     mqtt_connected: Gauge
+    mqtt_protocol: Gauge
     kafka_ok: Gauge
     unacked: Gauge
     reading_paused: Gauge
@@ -62,6 +63,9 @@ class GatewayMetrics:
                 registry=prometheus,
             ),
             mqtt_connected=Gauge(f"{ns}_mqtt_connected", "1 while connected to the MQTT broker", registry=prometheus),
+            mqtt_protocol=Gauge(
+                f"{ns}_mqtt_protocol", "1 for the MQTT version the gateway speaks", ["version"], registry=prometheus
+            ),
             kafka_ok=Gauge(f"{ns}_kafka_ok", "1 while the last Kafka flush succeeded", registry=prometheus),
             unacked=Gauge(f"{ns}_unacked_messages", "QoS 1 messages awaiting Kafka", registry=prometheus),
             reading_paused=Gauge(

@@ -144,6 +144,15 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
         assert "ops-" not in text, name
 
 
+def test_the_gateways_speak_mqtt_3_1_1_to_the_stacks_own_broker(stack: StackRun) -> None:
+    """``smartcity up`` runs Mosquitto itself here, so its gateways skip MQTT 5's properties (docs/ingest.md)."""
+    for name, url in _ours(stack).items():
+        if name.startswith("ingest gateway"):
+            text = _metrics(url)
+            assert sample_sum(text, 'smartcity_ingest_mqtt_protocol{version="3.1.1"}') == 1, name
+            assert sample_sum(text, 'smartcity_ingest_mqtt_protocol{version="5"}') == 0, name
+
+
 def test_status_shows_every_service_healthy_with_its_role(stack: StackRun) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "smartcity", "status", "--json", "--interval", "0.5", "--data-dir", str(stack.data_dir)],
