@@ -146,3 +146,39 @@ async def test_site_findings_are_correlated_by_the_site_agent(rig: Rig) -> None:
     [site] = rig.sent
     assert (site.key, site.level.value, site.confirmed) == ("site:site-a:gas.site", "red", True)
     assert rig.streams.app.tables["site-state"]["site:site-a:gas.site"]
+
+
+async def test_an_alarm_state_is_saved_once_its_finding_is_delivered_and_the_next_records_do_not_wait(
+    tmp_path: Path,
+) -> None:
+    settings = StreamsSettings(
+        kafka_bootstrap="127.0.0.1:1",
+        streams_app_id="agents-test",
+        streams_data_dir=tmp_path,
+        streams_checkpoint_s=0.001,
+    )
+    registry = FixedRegistry({"gas-1": device("gas-1", interval_s=1)})
+    registry.ready.set()
+    deliveries: list[asyncio.Future[None]] = []
+
+    async def slow_kafka(findings: list[Finding]) -> asyncio.Future[None]:
+        deliveries.append(asyncio.get_running_loop().create_future())
+        return deliveries[-1]
+
+    now = [T0]
+    streams = build(
+        settings, StreamMetrics.create(CollectorRegistry()), registry, sink=slow_kafka, clock=lambda: now[0]
+    )
+    rig = Rig(streams, [], now, Partitioner(settings.readings_partitions))
+    table = streams.app.tables["rule-state"]
+    partition, bucket = rig.partitions.partition_of("gas-1"), streams.processor.bucket_of("gas-1")
+    async with streams.agents["evaluate"].test_context() as agent:
+        await agent.put(rig.batch(("gas-1", {"ch4_lel": 60.0}, 0)), key=b"gas-1", partition=partition)
+        now[0] += 1000  # a checkpoint is due: it must not save the alarm before its finding arrived
+        await agent.put(rig.batch(("gas-1", {"ch4_lel": 61.0}, 1000)), key=b"gas-1", partition=partition)
+        assert len(deliveries) == 1  # the second record was evaluated while the first's finding was on its way
+        assert bucket not in table  # and nothing of gas-1 saved yet
+        deliveries[0].set_result(None)
+        await agent.put(rig.batch(("gas-1", {"ch4_lel": 62.0}, 2000)), key=b"gas-1", partition=partition)
+    saved = json.loads(table[bucket]["gas-1"])
+    assert saved[3] >= T0 + 1000  # delivered: the alarm state, as of the records evaluated, saved
