@@ -41,7 +41,7 @@ from core.clock import local_now
 from core.settings import KafkaConnection
 from harness.builders import device_record
 from harness.kafka import Audit
-from harness.measure import ACCEPTED, EVALUATED, REFUSED, STORED, cpu_seconds, metric, sample_sum
+from harness.measure import ACCEPTED, EVALUATED, REFUSED, STORED, cpu_seconds, get, metric, sample_sum
 from harness.probes import CLEAR_AFTER, CLEAR_CH4, PROBE_CH4, Probes, Sample
 from harness.probes import warm_up as warm_up_probes
 from harness.stack import StackRun
@@ -116,7 +116,7 @@ def _text(url: str) -> str:
     """A service's metrics; a service busy with a backlog may take seconds to answer, so it is asked three times."""
     for attempt in range(3):
         try:
-            return httpx.get(url, timeout=20).text
+            return get(url, timeout=20).text
         except httpx.HTTPError:
             if attempt == 2:
                 raise

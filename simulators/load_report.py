@@ -17,12 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.table import Table
 
 from core.contracts.catalogue import DeviceKind
 from core.contracts.telemetry import decode_batch
-from harness.measure import quantile
+from harness.measure import get, quantile
 from harness.probes import Sample
 from simulators.load_publisher import published_per_device
 
@@ -237,7 +236,7 @@ def count_in_influx(url: str) -> int:
     total = 0
     for kind in DeviceKind:
         q = f'SELECT count(*) FROM "{kind.value}" WHERE "device_id" =~ /^load-/'  # noqa: S608 - our own names
-        answer = httpx.get(f"{url}/query", params={"db": "smartcity", "q": q}, timeout=600).json()
+        answer = get(f"{url}/query", params={"db": "smartcity", "q": q}, timeout=600).json()
         for series in answer["results"][0].get("series", []):
             total += max(int(v) for v in series["values"][0][1:] if v is not None)
     return total

@@ -85,6 +85,7 @@ from harness.measure import (
     STORED,
     STORED_REPEATS,
     cpu_seconds,
+    get,
     memory_mib,
     quantile,
 )
@@ -510,7 +511,7 @@ def go_heap_mib(url: str, timeout: float = 5) -> float | None:
     """The heap a Go runtime reports at ``url`` (``/debug/vars``: ``memstats.HeapAlloc``), in MiB; None when it does
     not answer."""
     try:
-        answer = httpx.get(url, timeout=timeout)
+        answer = get(url, timeout=timeout)
         answer.raise_for_status()
         return round(float(answer.json()["memstats"]["HeapAlloc"]) / 2**20, 1)
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -520,7 +521,7 @@ def go_heap_mib(url: str, timeout: float = 5) -> float | None:
 def _scrape(url: str, timeout: float = 10) -> Scrape | None:
     """A service busy with a backlog may be slow to answer: a poll without it is a poll without its figures."""
     try:
-        answer = httpx.get(url, timeout=timeout)
+        answer = get(url, timeout=timeout)
         answer.raise_for_status()
     except httpx.HTTPError:
         return None

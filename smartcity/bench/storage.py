@@ -34,7 +34,7 @@ from core.kafka.admin import TopicSpec, devices_topic, ensure_topics
 from core.process import die_with_parent, free_port
 from devices.feed import DevicePublisher
 from harness.builders import device, device_record, reading, telemetry
-from harness.measure import STORED, cpu_seconds, metric
+from harness.measure import STORED, cpu_seconds, get, metric
 from harness.stack import StackRun
 from smartcity.stack.services import influxdb, tansu
 from storage.settings import WriterSettings
@@ -155,7 +155,7 @@ def _measure(writer: int, influxd: int, metrics: str, influx_url: str, readings:
     stored = 0
     for measurement in ("gas", "water", "fire", "structural"):
         q = f'SELECT count(*) FROM "{measurement}"'  # noqa: S608 - our own constant names
-        answer = httpx.get(f"{influx_url}/query", params={"db": "smartcity", "q": q}, timeout=60).json()
+        answer = get(f"{influx_url}/query", params={"db": "smartcity", "q": q}, timeout=60).json()
         for series in answer["results"][0].get("series", []):
             stored += int(series["values"][0][1])
     rate = (done - first) / seconds if seconds > 0 else 0.0
@@ -183,7 +183,7 @@ def lag(samples: int) -> Lag:
                 client.publish("devices/lag-1/telemetry", body, qos=1)
                 q = f'SELECT "ch4_lel" FROM "gas" WHERE time = {ts}ms'  # noqa: S608 - an integer we made
                 while time.monotonic() - sent < 10:
-                    answer = httpx.get(f"{stack.influx}/query", params={"db": "smartcity", "q": q}).json()
+                    answer = get(f"{stack.influx}/query", params={"db": "smartcity", "q": q}).json()
                     if answer["results"][0].get("series"):
                         found.append((time.monotonic() - sent) * 1000)
                         break
