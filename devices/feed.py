@@ -58,7 +58,7 @@ class DevicePublisher:
 
 
 #: How far back the API reads the health topic when it starts: a device heard from in that time shows its last seen
-#: at once; one heard from only before shows as not heard from until its next reading (docs/devices.md).
+#: at once; one heard from only before shows as not heard from until its next reading (docs/contracts.md).
 HEALTH_REPLAY_MS = 10 * 60 * 1000
 
 
@@ -67,16 +67,21 @@ async def follow_health(conn: KafkaConnection, tracker: HealthTracker, clock: Ca
     ``HEALTH_REPLAY_MS`` ago. Runs until cancelled; reconnects with backoff."""
 
     async def run(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
-        since = await consumer.offsets_for_times(dict.fromkeys(tps, clock() - HEALTH_REPLAY_MS))
+        since = clock() - HEALTH_REPLAY_MS
+        ends = await consumer.end_offsets(tps)
+        found = await consumer.offsets_for_times(dict.fromkeys(tps, since))
         for tp in tps:
-            found = since.get(tp)
-            if found is None:
+            at = found.get(tp)
+            if at is None:
                 await consumer.seek_to_end(tp)  # nothing that recent: what comes next
             else:
-                consumer.seek(tp, found.offset)
+                consumer.seek(tp, at.offset)
         while True:
-            for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+            for tp, msgs in (await consumer.getmany(timeout_ms=1000)).items():
+                end = ends.get(tp, 0)
                 for m in msgs:
+                    if m.offset < end and m.timestamp < since:
+                        continue  # before the replay's start: a broker may seek earlier (Tansu in memory: the first)
                     try:
                         batch = HealthBatch.model_validate_json(m.value or b"")
                     except ValidationError:

@@ -6,9 +6,13 @@ import asyncio
 import json
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from core.clock import now_ms
+from core.kafka.admin import TopicSpec, ensure_topics
 from devices.directory import KafkaDirectory
-from devices.feed import DevicePublisher
+from devices.feed import DevicePublisher, follow_health
+from devices.health import HealthBatch, HealthSeen, HealthTracker
 from harness import builders
 from ingest.settings import GatewaySettings
 from tests.integration.conftest import GatewayFactory
@@ -104,3 +108,41 @@ async def test_gateway_refuses_unregistered_and_accepts_a_device_registered_whil
         await directory.stop()
         await feed.stop()
     assert [r.device_id for _, _, b in readings_of(records) for r in b.readings] == [device]
+
+
+async def test_health_is_read_from_ten_minutes_back_when_the_api_starts(
+    gateway_settings: GatewaySettings, kafka_bootstrap: str, unique: str
+) -> None:
+    """An API that starts knows the devices the stream workers reported in the last ten minutes, not only those
+    heard from after it started; what is older than that it does not read."""
+    conn = gateway_settings.model_copy(update={"topic_health": f"devices.health.{unique}"})
+    await ensure_topics(kafka_bootstrap, [TopicSpec(conn.topic_health, 2, 1)])
+
+    async def report(device_id: str, partition: int) -> None:
+        batch = HealthBatch(devices=[HealthSeen(device_id=device_id, last_seen=now_ms(), values={"battery_pct": 81.0})])
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(conn.topic_health, batch.model_dump_json().encode(), partition=partition)
+        finally:
+            await producer.stop()
+
+    await report(f"gas-{unique}-earlier", 0)
+    just_started, much_later = HealthTracker(), HealthTracker()
+    followers = [
+        asyncio.create_task(follow_health(conn, just_started)),
+        asyncio.create_task(follow_health(conn, much_later, clock=lambda: now_ms() + 11 * 60 * 1000)),
+    ]
+    try:
+        device = builders.device(f"gas-{unique}-earlier", interval_s=60)
+        assert await eventually(lambda: just_started.health(device, now_ms()).last_seen is not None, timeout=20)
+        assert just_started.health(device, now_ms()).battery_pct == 81.0
+        await asyncio.sleep(2)  # both followers are past their start
+        await report(f"gas-{unique}-after", 1)
+        after = builders.device(f"gas-{unique}-after", interval_s=60)
+        assert await eventually(lambda: much_later.health(after, now_ms()).last_seen is not None, timeout=20)
+        assert much_later.health(device, now_ms()).last_seen is None  # reported "eleven minutes" before it started
+    finally:
+        for task in followers:
+            task.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
