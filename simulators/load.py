@@ -124,10 +124,6 @@ def _text(url: str) -> str:
     raise AssertionError("unreachable")
 
 
-def _counter(url: str, name: str) -> float:
-    return sample_sum(_text(url), name)
-
-
 class _Run:
     """One stack, one fleet, one publisher: the schedule, snapshots, steps, the drain, and the live progress bar.
 
@@ -164,31 +160,47 @@ class _Run:
             self._schedule.join()
         return self.publisher.stop()
 
-    def counters(self) -> tuple[float, float, float, float]:
+    def _texts(self, with_requests: bool = False) -> dict[str, str]:
+        """Each service's metrics, fetched at once (one busy service does not delay the others' figures): the
+        gateway's, the stream worker's and the writer's; with ``with_requests`` every Kafka client's and the store's."""
         s = self.stack
-        urls = (s.gateway_metrics, s.streams_metrics, s.writer_metrics, s.gateway_metrics)
-        with ThreadPoolExecutor(len(urls)) as pool:  # at once: one busy service does not delay the others' figures
-            a, e, st, r = pool.map(_counter, urls, (ACCEPTED, EVALUATED, STORED, REFUSED))
-        return a, e, st, r
-
-    def requests(self) -> dict[str, dict[str, float]]:
-        """Kafka requests so far, by client and API, and the Kafka store's by method and kind (when it runs)."""
-        urls = {name: self.stack.urls[name] + "/metrics" for name in (*KAFKA_CLIENTS, STORE) if name in self.stack.urls}
+        urls = {
+            "ingest gateway": s.gateway_metrics,
+            "stream worker": s.streams_metrics,
+            "influx writer": s.writer_metrics,
+        }
+        if with_requests:
+            urls |= {
+                name: s.urls[name] + "/metrics"
+                for name in (*KAFKA_CLIENTS, STORE)
+                if name not in urls and name in s.urls
+            }
         with ThreadPoolExecutor(len(urls)) as pool:
-            texts = dict(zip(urls, pool.map(_text, urls.values()), strict=True))
-        return {name: kafka_requests(text) for name, text in texts.items()}
+            return dict(zip(urls, pool.map(_text, urls.values()), strict=True))
+
+    @staticmethod
+    def _counters(texts: dict[str, str]) -> tuple[float, float, float, float]:
+        gateway = texts["ingest gateway"]
+        return (
+            sample_sum(gateway, ACCEPTED), sample_sum(texts["stream worker"], EVALUATED),
+            sample_sum(texts["influx writer"], STORED), sample_sum(gateway, REFUSED),
+        )  # fmt: skip
+
+    def counters(self) -> tuple[float, float, float, float]:
+        return self._counters(self._texts())
 
     def snap(self) -> Snapshot:
         began = time.monotonic()
-        counters = self.counters()
-        requests = self.requests()
+        texts = self._texts(with_requests=True)
+        # Kafka requests so far, by client and API, and the Kafka store's by method and kind (when it runs)
+        requests = {name: kafka_requests(texts[name]) for name in (*KAFKA_CLIENTS, STORE) if name in texts}
         try:
             cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         except FileNotFoundError as e:
             raise RuntimeError(f"a process of the run is gone (crashed, or restarted by smartcity up): {e}") from e
         acked = self.publisher.stat()[1]
         now = time.monotonic()
-        return Snapshot(now, counters, cpu, acked, round(now - began, 2), requests)
+        return Snapshot(now, self._counters(texts), cpu, acked, round(now - began, 2), requests)
 
     def _probe(self, device: str, ch4: float) -> Sample:
         self.probe_readings += 1
