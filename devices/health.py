@@ -162,6 +162,3 @@ class HealthChanges:
 
     def forget_device(self, device_id: str) -> None:
         self._sent.pop(device_id, None)
-
-    def __len__(self) -> int:
-        return len(self._sent)

@@ -42,11 +42,11 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -243,10 +243,7 @@ class ObjectStore:
             async with turn.lock:
                 _check(bucket.objects.get(key), if_match, if_none_match, writing=True)
                 stamp = self._stamp()
-                if self.fsync:
-                    await asyncio.to_thread(self._write, bucket.path(key), body, stamp)
-                else:  # to the page cache only: faster here than a thread's turn at the GIL (docs/benchmarks.md)
-                    self._write(bucket.path(key), body, stamp)
+                await self._file_work(self._write, bucket.path(key), body, stamp)
                 self.dirty = True
                 meta = Meta(len(body), stamp)
                 bucket.put(key, meta)
@@ -255,6 +252,14 @@ class ObjectStore:
             turn.users -= 1
             if not turn.users:
                 del self._turns[(bucket.root.name, key)]
+
+    async def _file_work(self, work: Callable[..., None], *args: Any) -> None:
+        """``work`` on a thread when it syncs (``sync="write"``), else on the loop: to the page cache only, faster
+        here than a thread's turn at the GIL (``put``)."""
+        if self.fsync:
+            await asyncio.to_thread(work, *args)
+        else:
+            work(*args)
 
     def _write(self, target: Path, body: bytes, stamp: int) -> None:
         tmp = self._write_tmp(body, stamp, self.fsync)
@@ -299,10 +304,7 @@ class ObjectStore:
         directory synced once."""
         paths = [bucket.path(key) for key in keys if bucket.remove(key)]
         if paths:
-            if self.fsync:
-                await asyncio.to_thread(self._unlink, paths)
-            else:
-                self._unlink(paths)
+            await self._file_work(self._unlink, paths)
             self.dirty = True
 
     async def sync_filesystem(self) -> bool:
