@@ -122,6 +122,8 @@ def test_metrics_move_when_readings_flow(stack: StackRun) -> None:
     for name in (n for n in urls if "stream" in n):
         assert "smartcity_streams_evaluation_seconds_bucket" in after[name]
         assert re.search(r'^smartcity_streams_consumer_lag_records\{topic="readings"\} \d', after[name], re.M), name
+    # the workers told the API of the devices they heard from (devices.health), as the API's online count shows
+    assert sum(sample_sum(after[n], "smartcity_streams_health_entries_total") for n in urls if "stream" in n) > 0
     writer = after["influx writer"]
     assert sample_sum(writer, "smartcity_writer_batch_points_count") > 0
     assert sample_sum(writer, "smartcity_writer_influx_up") == 1
