@@ -151,6 +151,7 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
     @router.get("/alerts/stream", response_class=EventSourceResponse, openapi_extra={"security": [{"HTTPBearer": []}]})
     async def stream(request: Request, token: str | None = None) -> EventSourceResponse:
         """Server-sent events: ``ready`` (``{"ping_s": N}``) first; ``alert`` (an Alert as JSON) on every change;
+        ``incident`` (an Incident, its worst 50 members) on every change of an incident;
         ``ping`` every N seconds, so a client can tell a dead connection from a quiet one; ``reload`` if this client
         fell behind. Token from ``Authorization: Bearer`` or ``?token=``."""
         header = request.headers.get("authorization", "")
@@ -167,7 +168,8 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
                 if alert is None:
                     yield ServerSentEvent(data="{}", event="reload")
                     return
-                yield ServerSentEvent(data=alert.model_dump_json(), event="alert", id=f"{alert.id}.{alert.seq}")
+                kind = "alert" if isinstance(alert, Alert) else "incident"
+                yield ServerSentEvent(data=alert.model_dump_json(), event=kind, id=f"{alert.id}.{alert.seq}")
 
         # A named event, not sse-starlette's default comment line: EventSource hides comments from the page, and
         # the console needs to see the heartbeat to tell a dead connection (no FIN ever arrives) from a quiet one.
@@ -187,13 +189,13 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
     async def acknowledge(alert_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Alert:
         visible(alert_id, officer)
         body = body or ActionIn()
-        return await act(lambda: service.acknowledge(alert_id, _who(body, officer), body.note))
+        return await act(lambda: service.acknowledge(alert_id, _who(body, officer), body.note, officer.departments))
 
     @router.post("/alerts/{alert_id}/close", response_model=Alert)
     async def close(alert_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Alert:
         visible(alert_id, officer)
         body = body or ActionIn()
-        return await act(lambda: service.close(alert_id, _who(body, officer), body.note))
+        return await act(lambda: service.close(alert_id, _who(body, officer), body.note, officer.departments))
 
     @router.get("/alerts/{alert_id}/cap", response_class=Response, responses={200: {"content": {CAP_MIME_TYPE: {}}}})
     async def cap(alert_id: str, officer: Officer = signed_in) -> Response:

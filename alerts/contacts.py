@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from core.contracts.alert import Alert, AlertEvent
 from core.contracts.catalogue import LEVEL_RANK, Department, Level
+from core.contracts.incident import Incident, IncidentEvent
 from core.errors import ConfigError
 from core.yamlfile import read_yaml
 
@@ -69,13 +70,24 @@ class WebhookFormat(StrEnum):
 class _Filtered(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    events: list[AlertEvent] | None = Field(None, description="only these events (default: all)")
+    per: Literal["incident", "alert"] = Field(
+        "incident",
+        description="what this contact is told of: each incident's messages, one conversation per hazard event "
+        "(people; the default), or every alert message (an integration that wants each alert, as before issue 21)",
+    )
+    events: list[AlertEvent] | None = Field(None, description="per alert: only these events (default: all)")
+    incident_events: list[IncidentEvent] | None = Field(
+        None, description="per incident: only these events (default: all)"
+    )
     min_level: Level | None = Field(None, description="only alerts at this level or higher (default: all)")
 
-    def accepts(self, alert: Alert) -> bool:
-        if self.events is not None and alert.event not in self.events:
+    def accepts(self, message: Alert | Incident) -> bool:
+        if isinstance(message, Alert):
+            if self.per != "alert" or (self.events is not None and message.event not in self.events):
+                return False
+        elif self.per != "incident" or (self.incident_events is not None and message.event not in self.incident_events):
             return False
-        return self.min_level is None or LEVEL_RANK[alert.level] >= LEVEL_RANK[self.min_level]
+        return self.min_level is None or LEVEL_RANK[message.level] >= LEVEL_RANK[self.min_level]
 
 
 class Webhook(_Filtered):

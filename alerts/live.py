@@ -1,4 +1,5 @@
-"""The console's live stream: every alert change pushed to the officers who may see it (server-sent events).
+"""The console's live stream: every alert and incident change pushed to the officers who may see it (server-sent
+events).
 
 Each subscriber has a bounded queue; a subscriber too slow to keep up loses its queue and is told to reload
 (an ``overflow`` event) rather than slowing the alerts service or other consoles.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from alerts.officers import Officer
 from core.contracts.alert import Alert
+from core.contracts.incident import Incident
 
 QUEUE_LIMIT = 1000
 
@@ -19,7 +21,7 @@ QUEUE_LIMIT = 1000
 @dataclass(eq=False)
 class _Subscriber:
     officer: Officer
-    queue: asyncio.Queue[Alert | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    queue: asyncio.Queue[Alert | Incident | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
 
 
 class LiveHub:
@@ -29,7 +31,7 @@ class LiveHub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, alert: Alert) -> None:
+    def publish(self, alert: Alert | Incident) -> None:
         for sub in list(self._subscribers):
             if not sub.officer.sees(alert.departments):
                 continue
@@ -39,8 +41,8 @@ class LiveHub:
                 sub.queue = asyncio.Queue(1)
                 sub.queue.put_nowait(None)  # overflow: the console reloads the list
 
-    async def follow(self, officer: Officer) -> AsyncIterator[Alert | None]:
-        """Alerts as they change (None: the subscriber fell behind and should reload)."""
+    async def follow(self, officer: Officer) -> AsyncIterator[Alert | Incident | None]:
+        """Alerts and incidents as they change (None: the subscriber fell behind and should reload)."""
         sub = _Subscriber(officer)
         self._subscribers.add(sub)
         try:

@@ -10,9 +10,9 @@ so nothing is ever routed nowhere.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.contracts.catalogue import LEVEL_RANK, Department, Level
 from core.contracts.finding import Hazard
@@ -51,6 +51,56 @@ class Escalation(_Frozen):
     add: list[Department] = Field(default_factory=lambda: [Department.COMMAND])
 
 
+class Family(_Frozen):
+    """Alerts of these hazards may be one event: at one site, within ``radius_m`` of each other, or (``per_device``)
+    of one device only."""
+
+    hazards: Annotated[list[Hazard], Field(min_length=1)]
+    radius_m: Annotated[float, Field(ge=0, le=100_000)] = 500.0
+    per_device: bool = Field(False, description="only alerts of one device are one event (device faults)")
+
+
+def _default_families() -> dict[str, Family]:
+    return {
+        "gas": Family(hazards=[Hazard.GAS], radius_m=500),
+        "fire": Family(hazards=[Hazard.FIRE], radius_m=300),
+        "water": Family(hazards=[Hazard.WATER], radius_m=30_000),
+        "structural": Family(hazards=[Hazard.STRUCTURAL], radius_m=300),
+        "device": Family(hazards=[Hazard.DEVICE], per_device=True),
+    }
+
+
+class IncidentRules(_Frozen):
+    """How alerts become incidents, and how often an incident speaks (docs/alerts.md, "Incidents")."""
+
+    window_s: Annotated[float, Field(ge=0, le=7 * 86400)] = Field(
+        1800, description="an alert joins an incident one of whose linked members was active this long before"
+    )
+    group_wait_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        10, description="the first message waits this long for more members (never for a red member)"
+    )
+    group_interval_s: Annotated[float, Field(ge=0, le=86400)] = Field(
+        60, description="changes of level below red and of membership: at most one message this often"
+    )
+    families: dict[str, Family] = Field(default_factory=_default_families)
+
+    @model_validator(mode="after")
+    def _each_hazard_once(self) -> Self:
+        seen: dict[Hazard, str] = {}
+        for name, family in self.families.items():
+            for hazard in family.hazards:
+                if hazard in seen:
+                    raise ValueError(f"hazard {hazard.value} is in families {seen[hazard]!r} and {name!r}")
+                seen[hazard] = name
+        missing = [h.value for h in Hazard if h not in seen]
+        if missing:
+            raise ValueError(f"every hazard needs a family; missing: {', '.join(missing)}")
+        return self
+
+    def family_of(self, hazard: Hazard) -> tuple[str, Family]:
+        return next((name, f) for name, f in self.families.items() if hazard in f.hazards)
+
+
 class Inhibit(_Frozen):
     offline_rules: list[str] = Field(default_factory=lambda: ["device.offline"])
     site_absorbs: bool = True
@@ -68,6 +118,7 @@ class RoutingTable(_Frozen):
     routes: list[Route]
     escalation: dict[Level, Escalation] = Field(default_factory=_default_escalation)
     inhibit: Inhibit = Field(default_factory=Inhibit)
+    incidents: IncidentRules = Field(default_factory=IncidentRules)
 
     def departments(
         self, hazard: Hazard, level: Level, rule: str, own: list[Department], escalations: int = 0

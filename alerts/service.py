@@ -24,9 +24,11 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from alerts.archive import AlertArchive
-from alerts.channels.base import Channel, Delivery
+from alerts.channels.base import Channel, Delivery, Message
 from alerts.channels.dispatch import Dispatcher
-from alerts.lifecycle import AlertBook, AlertRecord, Undo
+from alerts.incidents import LOG_LIMIT, Action, DeliveryEntry, IncidentBook, IncidentRecord
+from alerts.incidents import Undo as IncidentUndo
+from alerts.lifecycle import AlertBook, AlertRecord, LifecycleError, Undo
 from alerts.live import LiveHub
 from alerts.metrics import AlertMetrics
 from alerts.routing import RoutingTable
@@ -36,7 +38,9 @@ from alerts.store import AlertStore
 from core.backoff import Backoff
 from core.clock import now_ms
 from core.contracts.alert import Alert
+from core.contracts.catalogue import Department
 from core.contracts.finding import Finding
+from core.contracts.incident import Incident
 from core.errors import KafkaUnavailable
 from core.kafka.consumer import consume_forever
 
@@ -57,6 +61,7 @@ class AlertService:
         self.settings = settings
         self.windows = Windows()
         self.book = AlertBook(routing, self.windows)
+        self.incidents = IncidentBook(routing)
         self.store = AlertStore(settings)
         self.live = LiveHub()
         self.metrics = metrics
@@ -72,6 +77,7 @@ class AlertService:
         self._lock = asyncio.Lock()
         self._outstanding: dict[tuple[str, int], int] = {}
         self._notified: dict[str, int] = {}
+        self._delivery_log: dict[str, list[DeliveryEntry]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -82,6 +88,7 @@ class AlertService:
         await self.store.start()
         loaded = await self.store.load()
         self.book.commit(loaded.records)
+        self.incidents.commit(loaded.incidents)
         self.windows.silences.update({s.id: s for s in loaded.silences})
         self.windows.drills.update({d.id: d for d in loaded.drills})
         with contextlib.suppress(KafkaUnavailable):  # not forgotten now: the first tick tries again
@@ -93,6 +100,11 @@ class AlertService:
         behind = [r for r in self.book.records.values() if r.notified_seq < r.alert.seq]
         for rec in behind:  # saved, but maybe never sent: send the latest state again
             self._dispatch(rec.alert)
+        for inc in self.incidents.records.values():
+            if inc.notified_seq < inc.incident.seq:
+                self._dispatch(inc.message())
+        with contextlib.suppress(KafkaUnavailable):  # alerts kept from before incidents: each joins one now
+            await self._save([r for r in self.book.open_records() if r.alert.incident_id is None])
         self._count_open()
         logger.info(
             "alerts: %d alerts loaded (%d open, %d re-sent), %d silences, %d drill windows",
@@ -129,17 +141,60 @@ class AlertService:
 
     # -- officers' actions (the API) --------------------------------------------------------------------------
 
-    async def acknowledge(self, alert_id: str, by: str, note: str) -> Alert:
+    async def acknowledge(
+        self, alert_id: str, by: str, note: str, departments: list[Department] | None = None
+    ) -> Alert:
         async with self._lock:
-            changed = self.book.acknowledge(alert_id, by, note, self.clock())
-            await self._save(changed)
-        return changed[0].alert
+            now = self.clock()
+            changed = self.book.acknowledge(alert_id, by, note, now)
+            action = Action(kind="acknowledge", by=by, departments=departments or [], at=now, note=note,
+                            alert_ids=[r.alert.id for r in changed])  # fmt: skip
+            await self._save(changed, action)
+        return self.book.records[alert_id].alert
 
-    async def close(self, alert_id: str, by: str, note: str) -> Alert:
+    async def close(self, alert_id: str, by: str, note: str, departments: list[Department] | None = None) -> Alert:
         async with self._lock:
-            changed = self.book.close(alert_id, by, note, self.clock())
-            await self._save(changed)
-        return changed[0].alert
+            now = self.clock()
+            changed = self.book.close(alert_id, by, note, now)
+            action = Action(kind="close", by=by, departments=departments or [], at=now, note=note, alert_ids=[alert_id])
+            await self._save(changed, action)
+        return self.book.records[alert_id].alert
+
+    async def act_on_incident(
+        self, incident_id: str, kind: str, by: str, note: str, departments: list[Department]
+    ) -> Incident:
+        """Acknowledge (``kind`` "acknowledge") or close every open member of an incident, in one save: all or
+        nothing. 404 for no such incident, 409 when there is nothing left to do."""
+        async with self._lock:
+            rec = self.incidents.get(incident_id)
+            if rec is None:
+                raise LifecycleError(f"no incident {incident_id}", 404)
+            if rec.incident.closed:
+                raise LifecycleError(f"incident {incident_id} is closed", 409)
+            now = self.clock()
+            undo: list[Undo] = []
+            changed: dict[str, AlertRecord] = {}
+            try:
+                for member in rec.incident.members:
+                    current = self.book.get(member.alert_id)
+                    if current is None or current.alert.closed:
+                        continue
+                    if kind == "acknowledge":
+                        if current.alert.acknowledged:
+                            continue
+                        records = self.book.acknowledge(member.alert_id, by, note or f"via {incident_id}", now)
+                    else:
+                        records = self.book.close(member.alert_id, by, note or f"via {incident_id}", now)
+                    self.book.commit(records, undo)  # the next member must see this one's effect
+                    changed.update({r.alert.id: r for r in records})
+            finally:
+                self.book.rollback(undo)  # saved below, all together
+            if not changed:
+                done = "acknowledged" if kind == "acknowledge" else "closed"
+                raise LifecycleError(f"every open alert of incident {incident_id} is {done} already", 409)
+            action = Action(kind=kind, by=by, departments=departments, at=now, note=note, alert_ids=list(changed))
+            await self._save(list(changed.values()), action)
+            return self.incidents.records[incident_id].incident
 
     async def put_window(self, window: Silence | DrillWindow, check: Callable[[], None] | None = None) -> None:
         """Create, or end early (a copy with ``ends_at`` now), a silence or a drill window; mutes apply at once.
@@ -220,26 +275,34 @@ class AlertService:
             async with self._lock:
                 now = self.clock()
                 undo: list[Undo] = []
+                incident_undo: list[IncidentUndo] = []
                 changed: dict[str, AlertRecord] = {}
+                incidents: dict[str, IncidentRecord] = {}
                 messages: list[Alert] = []
+                incident_messages: list[Incident] = []
                 for finding, position in findings:
                     records = self.book.on_finding(finding, now, position)
                     self.metrics.findings.labels("applied" if records else "unchanged").inc()
+                    records, grouped = self.incidents.apply(records, now, self.book.get)
                     messages.extend(self._messages(records))
+                    incident_messages.extend(self._incident_messages(grouped))
                     self.book.commit(records, undo)  # the next finding of the batch must see this one's effect
+                    self.incidents.commit(grouped, incident_undo)
                     changed.update({r.alert.id: r for r in records})
+                    incidents.update({r.incident.id: r for r in grouped})
                     if records:
                         self.metrics.finding_to_alert_seconds.observe(max(now - finding.detected_at, 0) / 1000)
                 try:
-                    await self.store.save(list(changed.values()), messages)
+                    await self.store.save(list(changed.values()), messages, list(incidents.values()))
                 except KafkaUnavailable as exc:
                     self.book.rollback(undo)
-                    self._burn(messages)
+                    self.incidents.rollback(incident_undo)
+                    self._burn(messages, incident_messages)
                     self.metrics.save_retries.inc()
                     wait = backoff.next(exc.retry_after)
                     logger.warning("alerts: findings not saved (%s); again in %.1f s", exc, wait)
                 else:
-                    self._publish(list(changed.values()), messages)
+                    self._publish(list(changed.values()), messages, list(incidents.values()), incident_messages)
                     return
             await asyncio.sleep(wait)
 
@@ -252,13 +315,15 @@ class AlertService:
                 async with self._lock:
                     now = self.clock()
                     await self._save(self.book.tick(now))
+                    await self._save([], incidents=self.incidents.tick(now))
                     await self._save_notified()
-                    expired = self.book.closed_to_forget(
-                        now - self.settings.alerts_closed_retention_s * 1000, self.settings.alerts_closed_max
-                    )
-                    if expired:
-                        await self.store.forget(expired)
+                    cutoff = now - self.settings.alerts_closed_retention_s * 1000
+                    expired = self.book.closed_to_forget(cutoff, self.settings.alerts_closed_max)
+                    gone = self.incidents.closed_to_forget(cutoff)
+                    if expired or gone:
+                        await self.store.forget(expired, gone)
                         self.book.forget(expired)
+                        self.incidents.forget(gone)
                     await self._forget_ended_windows(now)
             except KafkaUnavailable as exc:
                 logger.warning("alerts: tick could not save (%s); again next tick", exc)
@@ -284,25 +349,66 @@ class AlertService:
                 out.append(rec.alert)
         return out
 
-    async def _save(self, records: list[AlertRecord]) -> None:
-        """Save, then take and publish ``records`` (the caller holds the lock); ``KafkaUnavailable`` if not saved."""
-        if not records:
+    def _incident_messages(self, records: list[IncidentRecord]) -> list[Incident]:
+        out = []
+        for rec in records:
+            before = self.incidents.get(rec.incident.id)
+            if rec.incident.seq > (before.incident.seq if before is not None else 0):
+                out.append(rec.message())
+        return out
+
+    async def _save(
+        self,
+        records: list[AlertRecord],
+        action: Action | None = None,
+        incidents: list[IncidentRecord] | None = None,
+    ) -> None:
+        """Save, then take and publish ``records`` and the incident changes they make (the caller holds the lock);
+        ``KafkaUnavailable`` if not saved. ``action``: an officer's, noted on the incidents of the alerts it took."""
+        now = self.clock()
+        records, grouped = self.incidents.apply(records, now, self.book.get) if records else ([], [])
+        by_id = {r.incident.id: r for r in [*(incidents or []), *grouped]}
+        if action is not None:
+            for id_ in dict.fromkeys(i for a in action.alert_ids if (i := self._incident_of(a, records))):
+                rec = by_id.get(id_) or self.incidents.get(id_)
+                if rec is not None:
+                    by_id[id_] = rec.model_copy(update={"actions": [*rec.actions, action][-LOG_LIMIT:]})
+        changed = list(by_id.values())
+        if not records and not changed:
             return
         messages = self._messages(records)
+        incident_messages = self._incident_messages(changed)
         try:
-            await self.store.save(records, messages)
+            await self.store.save(records, messages, changed)
         except KafkaUnavailable:
-            self._burn(messages)
+            self._burn(messages, incident_messages)
             raise
         self.book.commit(records)
-        self._publish(records, messages)
+        self.incidents.commit(changed)
+        self._publish(records, messages, changed, incident_messages)
 
-    def _burn(self, messages: list[Alert]) -> None:
+    def _incident_of(self, alert_id: str, records: list[AlertRecord]) -> str | None:
+        found = next((r.alert.incident_id for r in records if r.alert.id == alert_id), None)
+        return found or self.incidents.of_alert(alert_id)
+
+    def _burn(self, messages: list[Alert], incident_messages: list[Incident] | None = None) -> None:
         """A failed save may still have left these in Kafka: their numbers are never reused for other messages."""
         for alert in messages:
             self.book.burned[alert.id] = max(self.book.burned.get(alert.id, 0), alert.seq)
+        for inc in incident_messages or []:
+            self.incidents.burned[inc.id] = max(self.incidents.burned.get(inc.id, 0), inc.seq)
 
-    def _publish(self, records: list[AlertRecord], messages: list[Alert]) -> None:
+    def _publish(
+        self,
+        records: list[AlertRecord],
+        messages: list[Alert],
+        incidents: list[IncidentRecord] | None = None,
+        incident_messages: list[Incident] | None = None,
+    ) -> None:
+        for inc in incidents or []:
+            self.live.publish(inc.message())
+        for message in incident_messages or []:
+            self._dispatch(message)
         for rec in records:
             self.live.publish(rec.alert)
         for alert in messages:
@@ -314,7 +420,7 @@ class AlertService:
             self._dispatch(alert)
         self._count_open()
 
-    def _dispatch(self, alert: Alert) -> None:
+    def _dispatch(self, alert: Message) -> None:
         count = self.dispatcher.submit(alert)
         if count:
             self._outstanding[(alert.id, alert.seq)] = count
@@ -324,7 +430,24 @@ class AlertService:
     async def _delivered(self, delivery: Delivery, channel: str, seconds: float) -> None:
         self.metrics.deliveries.labels(channel, delivery.department, "delivered").inc()
         self.metrics.delivery_seconds.labels(channel).observe(seconds)
+        self._log_delivery(delivery, channel, None)
         self._one_done(delivery.alert)
+
+    def _log_delivery(self, delivery: Delivery, channel: str, reason: str | None) -> None:
+        """Who was told of an incident, when, on which channel (saved with the next tick's notified marks)."""
+        message = delivery.alert
+        if isinstance(message, Incident):
+            entry = DeliveryEntry(
+                seq=message.seq,
+                event=message.event,
+                channel=channel,
+                department=delivery.department,
+                target=delivery.target,
+                at=self.clock(),
+                delivered=reason is None,
+                reason=reason,
+            )
+            self._delivery_log.setdefault(message.id, []).append(entry)
 
     async def _undelivered(self, delivery: Delivery, channel: str, reason: str, attempts: int) -> None:
         self.metrics.deliveries.labels(channel, delivery.department, "undelivered").inc()
@@ -343,13 +466,14 @@ class AlertService:
         logger.error(
             "alerts: %s could not deliver alert %s #%d to %s: %s", channel, a.id, a.seq, delivery.target, reason
         )
+        self._log_delivery(delivery, channel, reason)
         try:
             await self.store.undelivered(entry)
         except KafkaUnavailable:
             logger.exception("alerts: the undelivered record itself could not be written: %s", entry)
         self._one_done(a)
 
-    def _one_done(self, alert: Alert) -> None:
+    def _one_done(self, alert: Message) -> None:
         key = (alert.id, alert.seq)
         left = self._outstanding.get(key, 1) - 1
         if left > 0:
@@ -359,16 +483,32 @@ class AlertService:
         self._notified[alert.id] = max(self._notified.get(alert.id, 0), alert.seq)
 
     async def _save_notified(self) -> None:
-        """Persist how far each alert's messages have gone out (a silent state write, once a tick)."""
+        """Persist how far each alert's and incident's messages have gone out, and who was told of each incident
+        (a silent state write, once a tick)."""
         done, self._notified = self._notified, {}
+        log, self._delivery_log = self._delivery_log, {}
         records = []
-        for alert_id, seq in done.items():
-            rec = self.book.get(alert_id)
+        incidents: dict[str, IncidentRecord] = {}
+        for id_, seq in done.items():
+            inc = self.incidents.get(id_)
+            if inc is not None and seq > inc.notified_seq:
+                incidents[id_] = inc.model_copy(update={"notified_seq": min(seq, inc.incident.seq)})
+            rec = self.book.get(id_)
             if rec is not None and seq > rec.notified_seq:
                 records.append(rec.model_copy(update={"notified_seq": min(seq, rec.alert.seq)}))
-        if records:
-            await self.store.save(records, [])
+        for id_, entries in log.items():
+            base = incidents.get(id_) or self.incidents.get(id_)
+            if base is not None:
+                incidents[id_] = base.model_copy(update={"deliveries": [*base.deliveries, *entries][-LOG_LIMIT:]})
+        if records or incidents:
+            try:
+                await self.store.save(records, [], list(incidents.values()))
+            except KafkaUnavailable:
+                for id_, entries in log.items():  # kept for the next tick
+                    self._delivery_log.setdefault(id_, [])[:0] = entries
+                raise
             self.book.commit(records)
+            self.incidents.commit(incidents.values())
 
     def _count_open(self) -> None:
         counts = {"true": 0, "false": 0}

@@ -1,7 +1,8 @@
 """The alerts service's memory, in Kafka: it rebuilds everything from there on start.
 
 - ``alerts.state`` (compacted, key = alert id): the latest ``AlertRecord`` of every open or recently closed alert;
-  a tombstone once a closed alert has been kept long enough.
+  a tombstone once a closed alert has been kept long enough. Incidents too, under ``incident:{id}``
+  (``IncidentRecord``), saved in the same write as the alert changes that changed them.
 - ``alerts.control`` (compacted, key = ``silence:{id}`` / ``drill:{id}``): silences and drill windows; a tombstone
   once a window has ended long enough (``forget_windows``).
 - ``alerts`` (key = alert key): every alert message, the contract's Kafka output.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from alerts.incidents import STATE_PREFIX, IncidentRecord
 from alerts.lifecycle import AlertRecord
 from alerts.silences import DrillWindow, Silence
 from core.contracts.alert import Alert
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Loaded:
     records: list[AlertRecord] = field(default_factory=list)
+    incidents: list[IncidentRecord] = field(default_factory=list)
     silences: list[Silence] = field(default_factory=list)
     drills: list[DrillWindow] = field(default_factory=list)
 
@@ -61,9 +64,12 @@ class AlertStore:
             if value is None:
                 continue
             try:
-                loaded.records.append(AlertRecord.model_validate_json(value))
+                if key.startswith(STATE_PREFIX):
+                    loaded.incidents.append(IncidentRecord.model_validate_json(value))
+                else:
+                    loaded.records.append(AlertRecord.model_validate_json(value))
             except ValidationError as exc:
-                logger.error("alerts.state: unreadable record for alert %s, skipped: %s", key, exc)
+                logger.error("alerts.state: unreadable record %s, skipped: %s", key, exc)
         for key, value in (await read_table(self._conn.kafka_bootstrap, self._conn.topic_alert_control)).items():
             if value is None:
                 continue
@@ -76,15 +82,20 @@ class AlertStore:
                 logger.error("alerts.control: unreadable %s, skipped: %s", key, exc)
         return loaded
 
-    async def save(self, records: list[AlertRecord], messages: list[Alert]) -> None:
-        state = [
-            Record(self._conn.topic_alert_state, r.model_dump_json().encode(), r.alert.id.encode()) for r in records
-        ]
+    async def save(
+        self, records: list[AlertRecord], messages: list[Alert], incidents: list[IncidentRecord] | None = None
+    ) -> None:
+        topic = self._conn.topic_alert_state
+        state = [Record(topic, r.model_dump_json().encode(), r.alert.id.encode()) for r in records]
+        state += [Record(topic, r.model_dump_json().encode(), _incident_key(r.incident.id)) for r in incidents or []]
         out = [Record(self._conn.topic_alerts, a.model_dump_json().encode(), a.key.encode()) for a in messages]
         await self._deliver([*state, *out])
 
-    async def forget(self, alert_ids: list[str]) -> None:
-        await self._deliver([Record(self._conn.topic_alert_state, None, i.encode()) for i in alert_ids])
+    async def forget(self, alert_ids: list[str], incident_ids: list[str] | None = None) -> None:
+        topic = self._conn.topic_alert_state
+        tombstones = [Record(topic, None, i.encode()) for i in alert_ids]
+        tombstones += [Record(topic, None, _incident_key(i)) for i in incident_ids or []]
+        await self._deliver(tombstones)
 
     async def save_window(self, window: Silence | DrillWindow) -> None:
         value = window.model_dump_json().encode()
@@ -100,6 +111,10 @@ class AlertStore:
 
     async def _deliver(self, records: list[Record]) -> None:
         await self._producer.deliver_or_replace(records)
+
+
+def _incident_key(incident_id: str) -> bytes:
+    return f"{STATE_PREFIX}{incident_id}".encode()
 
 
 def _window_key(window: Silence | DrillWindow) -> bytes:

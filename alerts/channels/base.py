@@ -12,14 +12,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from core.contracts.alert import Alert
+from core.contracts.incident import Incident
 from core.errors import SmartCityError
+
+#: what channels carry: an alert message (machines: MQTT ``alerts/{department}``) or an incident message (people)
+Message = Alert | Incident
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One alert message for one department through one channel, to one target (a topic, a URL, an address)."""
+    """One alert or incident message for one department through one channel, to one target (a topic, a URL, an
+    address)."""
 
-    alert: Alert
+    alert: Message
     department: str
     target: str
 
@@ -39,8 +44,9 @@ class Channel(Protocol):
 
     async def start(self) -> None: ...
 
-    def targets(self, alert: Alert, department: str) -> list[str]:
-        """Where this alert goes for this department through this channel (none: not at all)."""
+    def targets(self, alert: Message, department: str) -> list[str]:
+        """Where this message goes for this department through this channel (none: not at all). People-facing
+        channels take incident messages only (one conversation per incident); MQTT takes both."""
         ...
 
     async def send(self, delivery: Delivery) -> None: ...

@@ -45,8 +45,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from alerts.channels.base import Channel, Delivery, DeliveryError
-from core.contracts.alert import Alert
+from alerts.channels.base import Channel, Delivery, DeliveryError, Message
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +222,7 @@ class Dispatcher:
         self._started = True
         logger.info("dispatcher started: channels %s", ", ".join(c.name for c in self.channels) or "(none)")
 
-    def submit(self, alert: Alert) -> int:
+    def submit(self, alert: Message) -> int:
         """Queue ``alert`` for every channel and target without blocking; the number of deliveries made (0 when
         muted or nobody is configured). Every one of them ends in exactly one callback."""
         if not self._started or self._closed:

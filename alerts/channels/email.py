@@ -28,11 +28,13 @@ from typing import Final
 
 import aiosmtplib
 
-from alerts.channels.base import Delivery, DeliveryError
+from alerts.channels.base import Delivery, DeliveryError, Message
 from alerts.contacts import Contacts, SmtpSettings
+from alerts.incident_text import incident_body_text, incident_subject
 from alerts.text import TZ, body_text, subject
 from core.contracts.alert import Alert
 from core.contracts.catalogue import Level
+from core.contracts.incident import Incident
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,12 @@ def message_id(alert_id: str, seq: int, domain: str) -> str:
     return f"<{_ID_UNSAFE.sub('-', alert_id)}.{seq}@{domain}>"
 
 
-def build_message(alert: Alert, to: str, sender: str, console_url: str | None = None) -> EmailMessage:
-    """The e-mail for one alert message to one address, threaded on the alert's first message."""
+def build_message(alert: Message, to: str, sender: str, console_url: str | None = None) -> EmailMessage:
+    """The e-mail for one alert or incident message to one address, threaded on its first message."""
     address = parseaddr(sender)[1]
     domain = address.rpartition("@")[2] or "smartcity.invalid"
     message = EmailMessage()
-    message["Subject"] = subject(alert)
+    message["Subject"] = subject(alert) if isinstance(alert, Alert) else incident_subject(alert)
     message["From"] = sender
     message["To"] = to
     message["Date"] = format_datetime(datetime.fromtimestamp(alert.updated_at / 1000, tz=TZ))
@@ -58,14 +60,15 @@ def build_message(alert: Alert, to: str, sender: str, console_url: str | None = 
         first = message_id(alert.id, 1, domain)
         message["In-Reply-To"] = first
         message["References"] = first
-    message["X-SmartCity-Alert-Id"] = alert.id
+    message["X-SmartCity-Incident-Id" if isinstance(alert, Incident) else "X-SmartCity-Alert-Id"] = alert.id
     message["X-SmartCity-Level"] = alert.level.value
     message["X-SmartCity-Event"] = alert.event.value
     message["X-SmartCity-Exercise"] = "yes" if alert.exercise else "no"
     if alert.level is Level.RED and not alert.exercise:
         message["Importance"] = "high"
         message["X-Priority"] = "1"
-    message.set_content(body_text(alert, console_url), charset="utf-8")
+    body = body_text(alert, console_url) if isinstance(alert, Alert) else incident_body_text(alert, console_url)
+    message.set_content(body, charset="utf-8")
     return message
 
 
@@ -84,7 +87,7 @@ class EmailChannel:
             mode = "tls" if smtp.tls else "starttls" if smtp.starttls else "plain"
             logger.info("email channel: relay %s:%d (%s), sender %s", smtp.host, smtp.port, mode, smtp.sender)
 
-    def targets(self, alert: Alert, department: str) -> list[str]:
+    def targets(self, alert: Message, department: str) -> list[str]:
         return [r.to for r in self._contacts.emails(department) if r.accepts(alert)]
 
     async def send(self, delivery: Delivery) -> None:

@@ -1,15 +1,18 @@
-"""MQTT ``alerts/{department}``, QoS 1: the contract's channel. A send completes when the broker's PUBACK arrives.
+"""MQTT ``alerts/{department}`` and ``incidents/{department}``, QoS 1: the contract's channel. A send completes when
+the broker's PUBACK arrives.
 
 The alert JSON is the message (``Alert``, the whole state), so a department's subscriber needs nothing else; the
-``(id, seq)`` pair lets it drop a repeat after a redelivery.
+``(id, seq)`` pair lets it drop a repeat after a redelivery. An incident's messages (``Incident``, whole state too)
+go to ``incidents/{department}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from alerts.channels.base import Delivery, DeliveryError
+from alerts.channels.base import Delivery, DeliveryError, Message
 from core.contracts.alert import ALERTS_MQTT_TOPIC, Alert
+from core.contracts.incident import INCIDENTS_MQTT_TOPIC
 from core.errors import MqttUnavailable
 from core.mqtt import AsyncMqttClient
 
@@ -25,8 +28,9 @@ class MqttChannel:
     async def start(self) -> None:
         await self._client.start()
 
-    def targets(self, alert: Alert, department: str) -> list[str]:
-        return [ALERTS_MQTT_TOPIC.format(department=department)]
+    def targets(self, alert: Message, department: str) -> list[str]:
+        topic = ALERTS_MQTT_TOPIC if isinstance(alert, Alert) else INCIDENTS_MQTT_TOPIC
+        return [topic.format(department=department)]
 
     async def send(self, delivery: Delivery) -> None:
         """Publish once; a retry after a timeout waits for the same publish (paho keeps a QoS 1 message and sends

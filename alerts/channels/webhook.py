@@ -41,8 +41,9 @@ from typing import Final
 
 import httpx
 
-from alerts.channels.base import Delivery, DeliveryError
+from alerts.channels.base import Delivery, DeliveryError, Message
 from alerts.contacts import Contacts, Webhook, WebhookFormat
+from alerts.incident_text import incident_body_markdown, incident_subject
 from alerts.text import body_markdown, subject
 from core.contracts.alert import Alert
 
@@ -152,7 +153,7 @@ class WebhookChannel:
             )
             logger.info("webhook channel started: %d webhooks", len(self._by_target))
 
-    def targets(self, alert: Alert, department: str) -> list[str]:
+    def targets(self, alert: Message, department: str) -> list[str]:
         return [w.target for w in self._contacts.webhooks(department) if w.accepts(alert)]
 
     async def send(self, delivery: Delivery) -> None:
@@ -185,6 +186,7 @@ class WebhookChannel:
             body = alert.model_dump_json().encode()
             timestamp = int(self._clock())
             headers |= {
+                "X-SmartCity-Kind": "alert" if isinstance(alert, Alert) else "incident",
                 "X-SmartCity-Event": alert.event.value,
                 "X-SmartCity-Delivery": f"{alert.id}:{alert.seq}",
                 "X-SmartCity-Department": delivery.department,
@@ -193,11 +195,19 @@ class WebhookChannel:
             if webhook.secret is not None:
                 headers[SIGNATURE_HEADER] = sign_body(webhook.secret.get_secret_value(), timestamp, body)
         elif webhook.format is WebhookFormat.WECOM:
-            content = body_markdown(alert, self._console_url, font_colour=True)
+            content = (
+                body_markdown(alert, self._console_url, font_colour=True)
+                if isinstance(alert, Alert)
+                else incident_body_markdown(alert, self._console_url, font_colour=True)
+            )
             markdown = {"content": _truncate_utf8(content, WECOM_MAX_BYTES)}
             body = json.dumps({"msgtype": "markdown", "markdown": markdown}, ensure_ascii=False).encode()
         else:
-            markdown = {"title": subject(alert), "text": body_markdown(alert, self._console_url)}
+            markdown = (
+                {"title": subject(alert), "text": body_markdown(alert, self._console_url)}
+                if isinstance(alert, Alert)
+                else {"title": incident_subject(alert), "text": incident_body_markdown(alert, self._console_url)}
+            )
             body = json.dumps({"msgtype": "markdown", "markdown": markdown}, ensure_ascii=False).encode()
             if webhook.secret is not None:
                 timestamp_ms = int(self._clock() * 1000)

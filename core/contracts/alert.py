@@ -93,6 +93,11 @@ class Alert(BaseModel):
         "confirmed site alert it is part of",
     )
     confirms: list[str] = Field(default_factory=list, description="site alerts: the device alert keys behind it")
+    incident_id: str | None = Field(
+        None,
+        description="the incident this alert is a member of (core.contracts.incident); it may change once, when an "
+        "alert links its incident to an older one (merged). Additive: absent before",
+    )
     opened_at: int = Field(description="epoch ms the alert was raised")
     updated_at: int = Field(description="epoch ms of this message")
     ts: int = Field(description="event time (epoch ms) of the reading or check behind the latest change")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerts.incidents import IncidentBook
+from alerts.lifecycle import AlertRecord
+from alerts.routing import load_routing
 from core.contracts.alert import Alert, AlertEvent
 from core.contracts.catalogue import Department, Level
 from core.contracts.finding import Finding, FindingEvent, Hazard, Text, finding_id
+from core.contracts.incident import Incident
 
 T0 = 1_763_900_000_000
 
@@ -80,3 +84,10 @@ def alert(**overrides: Any) -> Alert:
         "title": Text(zh="甲烷浓度超过二级报警值", en="Methane above the level-2 alarm"),
     }
     return Alert(**(fields | overrides))
+
+
+def incident_of(*alerts: Alert, now: int = T0) -> Incident:
+    """The incident these alerts (of one place and hazard) make, as its latest message."""
+    book = IncidentBook(load_routing())
+    _, records = book.apply([AlertRecord(alert=a) for a in alerts], now, lambda _id: None)
+    return records[0].message()

@@ -9,7 +9,8 @@ import pytest
 from alerts.contacts import Contacts, ContactsError, WebhookFormat, load_contacts, parse_contacts
 from core.contracts.alert import AlertEvent
 from core.contracts.catalogue import Level
-from tests.unit.alerts.test_text import alert
+from core.contracts.incident import IncidentEvent
+from tests.unit.alerts.factories import alert, incident_of
 
 EXAMPLE = Path(__file__).parents[3] / "alerts" / "contacts.example.yaml"
 
@@ -106,9 +107,11 @@ def test_filters() -> None:
         "departments": {
             "fire": {
                 "webhooks": [
-                    {"url": "https://a.example/"},
-                    {"url": "https://b.example/", "min_level": "orange"},
-                    {"url": "https://c.example/", "events": ["raised", "escalated"]},
+                    {"url": "https://a.example/", "per": "alert"},
+                    {"url": "https://b.example/", "per": "alert", "min_level": "orange"},
+                    {"url": "https://c.example/", "per": "alert", "events": ["raised", "escalated"]},
+                    {"url": "https://d.example/"},
+                    {"url": "https://e.example/", "incident_events": ["opened"], "min_level": "orange"},
                 ]
             }
         }
@@ -116,5 +119,10 @@ def test_filters() -> None:
     hooks = parse_contacts(data, "c.yaml", {}).webhooks("fire")
     yellow_cleared = alert(level=Level.YELLOW, event=AlertEvent.CLEARED)
     red_raised = alert(level=Level.RED, event=AlertEvent.RAISED)
-    assert [h.accepts(yellow_cleared) for h in hooks] == [True, False, False]
-    assert [h.accepts(red_raised) for h in hooks] == [True, True, True]
+    assert [h.accepts(yellow_cleared) for h in hooks] == [True, False, False, False, False]
+    assert [h.accepts(red_raised) for h in hooks] == [True, True, True, False, False]
+    # people's contacts (the default) hear of incidents, one conversation per hazard event
+    opened = incident_of(red_raised).model_copy(update={"event": IncidentEvent.OPENED})
+    cleared = opened.model_copy(update={"event": IncidentEvent.CLEARED})
+    assert [h.accepts(opened) for h in hooks] == [False, False, False, True, True]
+    assert [h.accepts(cleared) for h in hooks] == [False, False, False, True, False]
