@@ -1,4 +1,5 @@
-"""The registry's HTTP API: ``PUT/GET/DELETE /api/devices/{id}`` and ``GET /api/devices`` with filters and paging.
+"""The registry's HTTP API: ``PUT/GET/DELETE /api/devices/{id}`` and ``GET /api/devices`` with filters, text search
+(``q``), ``sort`` and paging, all done by the store, so ``total`` and the pages are those of the whole registry.
 
 Creating a device answers 201 with its MQTT credentials, once: ``{"device": {...}, "credentials": {"username",
 "password"}}``; replacing one answers 200 without them. Bad records are refused with 422 and pydantic's field errors,
@@ -18,6 +19,7 @@ from core.contracts.catalogue import Department, DeviceKind
 from core.contracts.device import Device, override_problems
 from devices.health import Health, Status
 from devices.registry import Registry
+from devices.store import Sort
 
 PREFIX: Final = "/api/devices"
 IMPORT_PATH: Final = f"{PREFIX}/import"
@@ -25,6 +27,8 @@ MAX_IMPORT_RECORDS: Final = 10_000
 # One import takes up to 10,000 records (MAX_IMPORT_RECORDS); a record with thresholds and meta is about a kilobyte.
 IMPORT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 SQLITE_MAX_INT: Final = 2**63 - 1  # a larger offset is not an SQLite integer: 422, not 500
+Q_DOC: Final = "text in the id, site id or site name: case-insensitive, literal (% and _ are not wildcards)"
+SORT_DOC: Final = "id, site (site id), kind or updated (last change), each ascending; - first for descending"
 _IMPORT_RECORDS: Final = TypeAdapter(Annotated[list[Device], Field(max_length=MAX_IMPORT_RECORDS)])
 # The import reads its body itself (``_import_body``); its document says what a body parameter's would.
 _IMPORT_DOC: Final[dict[str, Any]] = {
@@ -178,10 +182,14 @@ def devices_router(registry: Registry, auth: Any) -> APIRouter:
         site: str | None = None,
         department: Department | None = None,
         status: Annotated[Status | None, Query(description="online or offline (see /health)")] = None,
+        q: Annotated[str | None, Query(max_length=200, description=Q_DOC)] = None,
+        sort: Annotated[Sort, Query(description=SORT_DOC)] = Sort.ID,
         offset: Annotated[int, Query(ge=0, le=SQLITE_MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> PageOut:
-        page = registry.query(kind=kind, site_id=site, department=department, status=status, offset=offset, limit=limit)
+        page = registry.query(
+            kind=kind, site_id=site, department=department, status=status, text=q, sort=sort, offset=offset, limit=limit
+        )
         now = now_ms()
         health = {d.id: registry.health.health(d, now) for d in page.devices}
         return PageOut(devices=page.devices, total=page.total, offset=offset, limit=limit, health=health)

@@ -7,7 +7,7 @@ the offline alerts of the rules engine (issue 4).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -71,13 +71,18 @@ class HealthTracker:
             return Status.OFFLINE, f"silent for more than {SILENT_INTERVALS} x {interval_s:g} s"
         return Status.ONLINE, "reporting"
 
-    def counts(self, intervals: Iterable[tuple[str, float]], now_ms: int) -> dict[Status, int]:
-        """Devices by status from (id, reporting interval) pairs, without building a ``Health`` for each: a
-        metrics scrape counts the whole registry."""
-        counted = dict.fromkeys(Status, 0)
+    def statuses(self, intervals: Iterable[tuple[str, float]], now_ms: int) -> Iterator[tuple[str, Status]]:
+        """(id, status) from (id, reporting interval) pairs, without building a ``Health`` for each: a metrics
+        scrape counts the whole registry, and the devices list filters it by status."""
         unseen = _Seen()
         for device_id, interval_s in intervals:
-            counted[self._status(interval_s, self._seen.get(device_id, unseen), now_ms)[0]] += 1
+            yield device_id, self._status(interval_s, self._seen.get(device_id, unseen), now_ms)[0]
+
+    def counts(self, intervals: Iterable[tuple[str, float]], now_ms: int) -> dict[Status, int]:
+        """Devices by status from (id, reporting interval) pairs."""
+        counted = dict.fromkeys(Status, 0)
+        for _, status in self.statuses(intervals, now_ms):
+            counted[status] += 1
         return counted
 
     def health(self, device: Device, now_ms: int) -> Health:

@@ -23,7 +23,7 @@ from core.contracts.device import Device
 from devices.feed import DevicePublisher
 from devices.health import Health, HealthTracker, Status
 from devices.mqtt_accounts import AccountBackend, AccountError, Credentials
-from devices.store import DeviceStore, Page
+from devices.store import DeviceStore, Page, Sort
 
 logger = logging.getLogger(__name__)
 
@@ -104,14 +104,20 @@ class Registry:
         site_id: str | None = None,
         department: Department | None = None,
         status: Status | None = None,
+        text: str | None = None,
+        sort: Sort = Sort.ID,
         offset: int = 0,
         limit: int = 100,
     ) -> Page:
+        """The store's ``query``; ``status`` (health is held here, not in the store) becomes the ids of the
+        devices that have it now, found from (id, interval) pairs without reading a record."""
         ids = None
         if status is not None:
             now = int(time.time() * 1000)
-            ids = {d.id for d in self._store.all() if self.health.health(d, now).status == status}
-        return self._store.query(kind=kind, site_id=site_id, department=department, ids=ids, offset=offset, limit=limit)
+            ids = {i for i, s in self.health.statuses(self._store.intervals(), now) if s == status}
+        return self._store.query(
+            kind=kind, site_id=site_id, department=department, ids=ids, text=text, sort=sort, offset=offset, limit=limit
+        )
 
     def health_counts(self) -> dict[Status, int]:
         return self.health.counts(self._store.intervals(), int(time.time() * 1000))

@@ -169,6 +169,49 @@ async def test_list_filters_and_pages(api: Api, unique: str) -> None:
     assert all(h["status"] == "offline" and h["last_seen"] is None for h in page["health"].values())
 
 
+async def _ids(api: Api, **params: Any) -> tuple[list[str], int]:
+    page = await api.http.get("/api/devices", params=params, headers=AUTH)
+    assert page.status_code == 200, page.text
+    return [d["id"] for d in page.json()["devices"]], page.json()["total"]
+
+
+async def test_search_and_sort_over_the_whole_registry_not_a_page(api: Api, unique: str) -> None:
+    """``q`` and ``sort`` are the store's: a match beyond the first page is found, ``total`` counts the matches, and
+    ``%`` and ``_`` are characters, not wildcards."""
+    records = [
+        record(f"g{i:02d}-{unique}", kind="gas" if i % 2 else "water", site=f"S{i % 3}-{unique}",
+               site_name=f"坪地 泵站 {i:02d}", departments=["emergency"], thresholds={})
+        for i in range(12)
+    ]  # fmt: skip
+    records[11] |= {"site_name": "Heng_Gang 100% Depot"}
+    assert (await api.http.post("/api/devices/import", json=records, headers=AUTH)).status_code == 200
+    first, total = await _ids(api, q=unique, limit=5)
+    assert (len(first), total) == (5, 12)
+    assert f"g11-{unique}" not in first
+    assert await _ids(api, q="HENG_GANG", limit=5) == ([f"g11-{unique}"], 1)  # beyond the first page, any case
+    assert await _ids(api, q="100%", limit=5) == ([f"g11-{unique}"], 1)
+    assert await _ids(api, q="泵站 0", limit=5, sort="-id") == ([f"g{i:02d}-{unique}" for i in range(9, 4, -1)], 10)
+    assert await _ids(api, q="g_1") == ([], 0)  # as a wildcard: g01, g10, g11
+    assert await _ids(api, q="%") == ([f"g11-{unique}"], 1)
+    # with the filters: kind, site, status (every device here is offline: never heard from)
+    assert (await _ids(api, q=unique, kind="gas", sort="-site"))[0] == [
+        f"g{i:02d}-{unique}" for i in (11, 5, 7, 1, 9, 3)
+    ]  # S2, S2, S1, S1, S0, S0: by site descending, then id descending
+    assert (await _ids(api, q=f"s1-{unique}", status="offline"))[1] == 4
+    assert (await _ids(api, q=unique, status="online"))[1] == 0
+    assert (await _ids(api, q=unique, sort="site", offset=10))[0] == [f"g08-{unique}", f"g11-{unique}"]
+    assert (await _ids(api, q=unique, sort="kind", limit=6))[0] == [f"g{i:02d}-{unique}" for i in (1, 3, 5, 7, 9, 11)]
+
+
+async def test_a_bad_sort_is_refused_naming_the_sorts(api: Api) -> None:
+    response = await api.http.get("/api/devices", params={"sort": "name"}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "sort"]
+    for allowed in ("'id'", "'-id'", "'site'", "'-site'", "'kind'", "'-kind'", "'updated'", "'-updated'"):
+        assert allowed in error["msg"]
+
+
 async def test_me_says_who_the_token_belongs_to(api: Api) -> None:
     me = (await api.http.get("/api/me", headers=AUTH)).json()
     assert me["admin"] is True
