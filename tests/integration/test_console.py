@@ -2,8 +2,9 @@
 
 An officer logs in; a reading published over MQTT makes its alert appear on the board without a reload; the
 officer acknowledges it with a note in the detail view, and the board and the API agree; an officer of another
-department does not see it; a site name containing ``<script>`` renders as text. Screenshots of the board, the
-map and the detail are saved under ``test-artifacts/console/``.
+department does not see it; a site name containing ``<script>`` renders as text; the devices search finds a device
+beyond the first page. Screenshots of the board, the map, the detail and the devices search are saved under
+``test-artifacts/console/``.
 """
 
 from __future__ import annotations
@@ -298,4 +299,34 @@ def test_a_cleared_alert_row_shows_the_peak_that_raised_it(console: Console) -> 
     expect(row).to_have_attribute("data-level", "red")
     value = row.get_by_test_id("alert-value")
     expect(value).to_have_text("55 / 50 %LEL", timeout=10_000)  # not 12.59 / 20 beside a red badge
+    page.close()
+
+
+def test_the_devices_search_finds_a_device_beyond_the_first_page(console: Console) -> None:
+    """250 devices, more than the view's page of 200: what is typed in the search is asked of the server (after a
+    quarter second's pause), so a device the first page does not hold is found; the sort is the server's too."""
+    fleet = [
+        device_record(f"zz-fleet-{i:03d}", site=f"fleet-site-{i:03d}", site_name=f"龙岗 巡检点 {i:03d}")
+        for i in range(250)
+    ]
+    console.stack.register(fleet)
+    last = "zz-fleet-249"
+    page = console.login(EMERGENCY)
+    page.get_by_test_id("nav-devices").click()
+    rows = page.get_by_test_id("device-row")
+    expect(rows).to_have_count(200)
+    expect(page.locator(f'[data-device-id="{last}"]')).to_have_count(0)
+
+    page.get_by_test_id("device-search").press_sequentially("巡检点 249", delay=30)
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-device-id", last)
+    expect(page.get_by_test_id("device-total")).to_have_attribute("data-total", "1")
+    page.get_by_test_id("device-search").fill("FLEET-24")  # any case; the id
+    expect(rows).to_have_count(10)
+    page.screenshot(path=ARTIFACTS / "devices-search.png")
+
+    page.get_by_test_id("device-search").fill("")
+    page.get_by_test_id("device-sort").select_option("-id")
+    expect(rows.first).to_have_attribute("data-device-id", last)
+    expect(rows).to_have_count(200)
     page.close()

@@ -108,7 +108,7 @@ export const zh = {
   mapNoTiles: '无底图（离线背景）',
   openDetail: '查看详情',
   devicesTitle: '设备',
-  search: '按编号或地点搜索（当前页）',
+  search: '按编号、地点编号或名称搜索',
   kind: '类型',
   status: '状态',
   colId: '编号',
@@ -147,6 +147,12 @@ export const zh = {
   agoD: '{n} 天前',
   yes: '是',
   no: '否',
+  // devices search (issue 21)
+  sortLabel: '排序',
+  sortSiteId: '地点编号',
+  sortUpdated: '更新时间',
+  sortAsc: '升序',
+  sortDesc: '降序',
 };
 
 export type Key = keyof typeof zh;
@@ -257,7 +263,7 @@ export const en: Record<Key, string> = {
   mapNoTiles: 'no tiles (offline background)',
   openDetail: 'Open detail',
   devicesTitle: 'Devices',
-  search: 'Search id or site (this page)',
+  search: 'Search id, site id or site name',
   kind: 'Kind',
   status: 'Status',
   colId: 'Id',
@@ -296,6 +302,12 @@ export const en: Record<Key, string> = {
   agoD: '{n} d ago',
   yes: 'yes',
   no: 'no',
+  // devices search (issue 21)
+  sortLabel: 'Sort',
+  sortSiteId: 'Site id',
+  sortUpdated: 'Last changed',
+  sortAsc: 'ascending',
+  sortDesc: 'descending',
 };
 
 export const LEVEL_NAMES: Record<Level, { zh: string; en: string; roman: string }> = {

@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, errorText } from '../api';
 import { departmentName, kindName, statusName, t, useLang } from '../i18n';
 import { formatAgo, formatNumber, formatTime } from '../format';
@@ -8,17 +8,28 @@ import type { DevicePage } from '../types';
 import { DEPARTMENTS, DEVICE_KINDS } from '../types';
 
 const PAGE = 200;
+/** The search is sent once the officer has stopped typing this long, not at every key. */
+const SEARCH_DEBOUNCE_MS = 250;
+/** The server's sorts (devices/store.py `Sort`): by id, site id, kind or last change; `-` first is descending. */
+const SORT_FIELDS: [string, () => string][] = [
+  ['id', () => t('colId')],
+  ['site', () => t('sortSiteId')],
+  ['kind', () => t('colKind')],
+  ['updated', () => t('sortUpdated')],
+];
 
 interface Query {
   kind: string;
   status: string;
   department: string;
   offset: number;
+  /** the search the server was asked for (what is typed reaches it SEARCH_DEBOUNCE_MS later) */
   text: string;
+  sort: string;
 }
 
 /** Kept while the officer moves between pages. */
-const query = createStore<Query>({ kind: '', status: '', department: '', offset: 0, text: '' });
+const query = createStore<Query>({ kind: '', status: '', department: '', offset: 0, text: '', sort: 'id' });
 
 function setQuery(patch: Partial<Query>): void {
   query.update((q) => ({ ...q, offset: 0, ...patch }));
@@ -40,30 +51,32 @@ function Choice({ testid, label, value, options, field }: { testid: string; labe
   );
 }
 
-/** The registry's devices, a page at a time, with their health; search filters the loaded page. */
+/** The registry's devices, a page at a time, with their health. Search, filters and sort are the server's, over
+ * every device, so the pages and the total are those of the matches (issue 21). */
 export function DevicesView() {
   useLang();
   const q = useStore(query);
+  const [typed, setTyped] = useState(q.text);
   const [page, setPage] = useState<DevicePage | null>(null);
   const [error, setError] = useState<string | null>(null);
 
   useEffect(() => {
+    if (typed.trim() === q.text.trim()) return;
+    const timer = window.setTimeout(() => setQuery({ text: typed }), SEARCH_DEBOUNCE_MS);
+    return () => window.clearTimeout(timer);
+  }, [typed, q.text]);
+
+  useEffect(() => {
     const abort = new AbortController();
     setError(null);
-    api
-      .devices({ kind: q.kind, status: q.status, department: q.department, offset: q.offset, limit: PAGE }, abort.signal)
-      .then(setPage, (err) => {
-        if (!abort.signal.aborted) setError(errorText(err));
-      });
+    const params = { kind: q.kind, status: q.status, department: q.department, q: q.text.trim(), sort: q.sort };
+    api.devices({ ...params, offset: q.offset, limit: PAGE }, abort.signal).then(setPage, (err) => {
+      if (!abort.signal.aborted) setError(errorText(err));
+    });
     return () => abort.abort();
-  }, [q.kind, q.status, q.department, q.offset]);
+  }, [q.kind, q.status, q.department, q.text, q.sort, q.offset]);
 
-  const rows = useMemo(() => {
-    const needle = q.text.trim().toLowerCase();
-    const list = page?.devices ?? [];
-    if (!needle) return list;
-    return list.filter((d) => [d.id, d.site_name, d.site_id].some((s) => s.toLowerCase().includes(needle)));
-  }, [page, q.text]);
+  const rows = page?.devices ?? [];
 
   const now = Date.now();
   const total = page?.total ?? 0;
@@ -75,14 +88,27 @@ export function DevicesView() {
           class="search"
           data-testid="device-search"
           placeholder={t('search')}
-          value={q.text}
-          onInput={(e) => query.update((p) => ({ ...p, text: (e.target as HTMLInputElement).value }))}
+          value={typed}
+          onInput={(e) => setTyped((e.target as HTMLInputElement).value)}
         />
         <Choice testid="device-filter-kind" label={t('kind')} value={q.kind} field="kind" options={DEVICE_KINDS.map((k) => [k, kindName(k)])} />
         <Choice testid="device-filter-status" label={t('status')} value={q.status} field="status" options={['online', 'offline'].map((s) => [s, statusName(s)])} />
         <Choice testid="device-filter-department" label={t('filterDepartment')} value={q.department} field="department" options={DEPARTMENTS.map((d) => [d, departmentName(d)])} />
+        <label class="filter">
+          <span>{t('sortLabel')}</span>
+          <select data-testid="device-sort" value={q.sort} onChange={(e) => setQuery({ sort: (e.target as HTMLSelectElement).value })}>
+            {SORT_FIELDS.flatMap(([field, name]) => [
+              <option key={field} value={field}>
+                {`${name()} ${t('sortAsc')}`}
+              </option>,
+              <option key={`-${field}`} value={`-${field}`}>
+                {`${name()} ${t('sortDesc')}`}
+              </option>,
+            ])}
+          </select>
+        </label>
         <span class="spacer" />
-        <span class="muted">
+        <span class="muted" data-testid="device-total" data-total={total}>
           {t('total')} {total} · {Math.min(total, q.offset + 1)}–{Math.min(total, q.offset + PAGE)}
         </span>
         <button type="button" class="btn" data-testid="device-prev" disabled={q.offset === 0} onClick={() => query.update((p) => ({ ...p, offset: Math.max(0, p.offset - PAGE) }))}>
