@@ -24,6 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api import alerts_router, officer_auth
 from alerts.console import mount_console
+from alerts.layer_sources import standard_layers
+from alerts.layers import layers_router
 from alerts.main import alert_service
 from alerts.officers import Officer, Officers
 from alerts.service import AlertService
@@ -163,6 +165,7 @@ def create_app(
         app.include_router(readings_router(readings_query, registry.get, auth))
     if alerts is not None:
         app.include_router(alerts_router(alerts, auth, officers))
+    app.include_router(layers_router(standard_layers(registry, alerts), officers))
     mount_console(app)
     return app
 

@@ -37,8 +37,9 @@ pytestmark = pytest.mark.integration
 # Documented operations anyone may call: the allow-list. Everything else in the document needs a token.
 PUBLIC = {"GET /healthz", "GET /metrics"}
 # Pages outside the document, public too: the duty console (static files at /, it signs in through /api/me) and the
-# document itself with its two viewers.
-UNDOCUMENTED = {"/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# document itself with its two viewers. And one that is not public: /api/layers/, the layers' landing page written
+# with a slash (test_layers.py checks its token), which the console's static files would otherwise answer.
+UNDOCUMENTED = {"/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/api/layers/"}
 FUTURE = int(time.time() * 1000) + 86_400_000
 
 
@@ -78,6 +79,12 @@ REFUSED = {
         "administrators change the registry", "/api/devices/import", body=[water_gauge("{device}")]
     ),
     "DELETE /api/devices/{device_id}": Probe("administrators change the registry", "/api/devices/{device}"),
+    "GET /api/layers/collections/{collection_id}/items": Probe(
+        "filtering by another department", "/api/layers/collections/alerts/items", {"department": "emergency"}
+    ),
+    "GET /api/layers/collections/{collection_id}/items/{feature_id}": Probe(
+        "an alert routed elsewhere", "/api/layers/collections/alerts/items/{alert}"
+    ),
 }
 # Open to every officer: what they get is their departments' share, or not scoped by department at all.
 EVERY_OFFICER = {
@@ -95,6 +102,13 @@ EVERY_OFFICER = {
         "readings are not scoped by department (storage.api)",
         "/api/devices/{device}/readings",
         {"metric": "level_m"},
+    ),
+    "GET /api/layers": Probe("the layers' landing page", "/api/layers"),
+    "GET /api/layers/api": Probe("the layers' API definition", "/api/layers/api"),
+    "GET /api/layers/conformance": Probe("the layers' conformance classes", "/api/layers/conformance"),
+    "GET /api/layers/collections": Probe("extents of the officer's departments' features", "/api/layers/collections"),
+    "GET /api/layers/collections/{collection_id}": Probe(
+        "the extent of the officer's departments' features", "/api/layers/collections/alerts"
     ),
 }
 
