@@ -189,13 +189,13 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
     async def acknowledge(alert_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Alert:
         visible(alert_id, officer)
         body = body or ActionIn()
-        return await act(lambda: service.acknowledge(alert_id, _who(body, officer), body.note, officer.departments))
+        return await act(lambda: service.acknowledge(alert_id, who(body, officer), body.note, officer.departments))
 
     @router.post("/alerts/{alert_id}/close", response_model=Alert)
     async def close(alert_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Alert:
         visible(alert_id, officer)
         body = body or ActionIn()
-        return await act(lambda: service.close(alert_id, _who(body, officer), body.note, officer.departments))
+        return await act(lambda: service.close(alert_id, who(body, officer), body.note, officer.departments))
 
     @router.get("/alerts/{alert_id}/cap", response_class=Response, responses={200: {"content": {CAP_MIME_TYPE: {}}}})
     async def cap(alert_id: str, officer: Officer = signed_in) -> Response:
@@ -319,7 +319,7 @@ def _duration(seconds: int) -> str:
     return f"{seconds / 86400:.3g} days" if seconds >= 86400 else f"{seconds / 3600:.3g} h"
 
 
-def _who(body: ActionIn, officer: Officer) -> str:
+def who(body: ActionIn, officer: Officer) -> str:
     return (body.by or officer.name) if officer.admin else officer.name
 
 

@@ -250,7 +250,9 @@ def cap_document(alert: Alert, *, sender: str) -> bytes:
         _sub(root, "note", EXERCISE_NOTE)
     if kind != "Alert":
         _sub(root, "references", f"{sender},{cap_identifier(alert.id, 1)},{cap_time(alert.opened_at)}")
-    _sub(root, "incidents", quote(alert.id, safe=_ID_SAFE))
+    # the alert's messages, and its incident's (issue 21): a receiver ties an incident's alerts together
+    related = [alert.id, *([alert.incident_id] if alert.incident_id else [])]
+    _sub(root, "incidents", " ".join(quote(i, safe=_ID_SAFE) for i in related))
     for language, lang in LANGUAGES:
         _info(root, alert, language, lang)
     document: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True, default_namespace=CAP_NAMESPACE)

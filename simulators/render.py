@@ -50,6 +50,17 @@ def text(report: DrillReport) -> str:
             f"  [FAIL] {reason} @ {device} at {at:.1f} s" for at, device, reason in report.unexpected_refusals[:20]
         )
     lines.append(f"related alerts 相关告警: {len(report.related)}")
+    if report.incidents or report.hazard_events:
+        alerts = sum(i.alerts for i in report.incidents)
+        lines.append(
+            f"incidents 事件: {len(report.incidents)} for {report.hazard_events} hazard events 隐患事件, "
+            f"{alerts} alerts 告警"
+        )
+        for i in report.incidents:
+            told = ", ".join(f"{d} {n}" for d, n in sorted(i.messages.items())) or "-"
+            lines.append(
+                f"  {i.level.value:<6} {i.alerts:>3} alerts @ {i.sites} places: {i.title.zh}  (messages 通知: {told})"
+            )
     if report.refusals:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(report.refusals.items()))
         lines.append(f"refusals 拒收: {counts}")

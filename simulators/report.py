@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.contracts.catalogue import LEVEL_RANK, Level
 from core.contracts.finding import Text
@@ -92,6 +92,19 @@ class AlertOut(_Out):
     problem: str | None = None
 
 
+class IncidentOut(_Out):
+    """An incident the run produced: its alerts, and the people-facing messages each department got from it."""
+
+    id: str
+    title: Text
+    level: Level
+    exercise: bool
+    alerts: int
+    sites: int
+    messages: dict[str, int]
+    report_url: str | None = None
+
+
 class DrillReport(_Out):
     scenario: str
     title: Text
@@ -109,6 +122,8 @@ class DrillReport(_Out):
     related: list[AlertOut]
     refusals: dict[str, int]
     unexpected_refusals: list[tuple[float, str, str]]
+    incidents: list[IncidentOut] = Field(default_factory=list)
+    hazard_events: int = Field(0, description="the scenario's hazards that raise alerts (each should be one incident)")
 
 
 def _alerts(arrivals: list[Arrival]) -> dict[str, AlertOut]:

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api import alerts_router, officer_auth
 from alerts.console import mount_console
+from alerts.incident_api import incidents_router
 from alerts.layer_sources import standard_layers
 from alerts.layers import layers_router
 from alerts.main import alert_service
@@ -47,6 +48,7 @@ from devices.mqtt_files import FileAccounts
 from devices.registry import DeviceCounts, Registry
 from devices.store import DeviceStore
 from ingest.parse import device_id_of
+from smartcity.incident_report import report_router
 from storage.api import readings_router
 from storage.query import ReadingsQuery
 
@@ -165,6 +167,8 @@ def create_app(
         app.include_router(readings_router(readings_query, registry.get, auth))
     if alerts is not None:
         app.include_router(alerts_router(alerts, auth, officers))
+        app.include_router(incidents_router(alerts, auth))
+        app.include_router(report_router(alerts, readings_query, registry.get, auth))
     app.include_router(layers_router(standard_layers(registry, alerts), officers))
     mount_console(app)
     return app

@@ -23,6 +23,7 @@ from alerts.channels.base import Channel
 from alerts.channels.mqtt import MqttChannel
 from alerts.channels.webhook import WebhookChannel
 from alerts.contacts import load_contacts
+from alerts.incident_api import incidents_router
 from alerts.metrics import AlertMetrics
 from alerts.officers import Officers
 from alerts.routing import load_routing
@@ -103,6 +104,7 @@ def rig_factory(alerts_settings: AlertsSettings, officers_file: Path) -> RigFact
         officers = Officers.load(officers_file, ADMIN)
         app = FastAPI()
         app.include_router(alerts_router(service, officer_auth(officers), officers))
+        app.include_router(incidents_router(service, officer_auth(officers)))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         serving = asyncio.create_task(server.serve())

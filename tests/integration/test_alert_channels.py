@@ -192,7 +192,9 @@ async def dispatcher() -> AsyncIterator[DispatcherFactory]:
 def contacts(
     webhooks: Sequence[dict[str, Any]] = (), email: Sequence[str] = (), smtp_port: int | None = None
 ) -> Contacts:
-    mine = {"webhooks": list(webhooks), "email": [{"to": a} for a in email]}
+    """Contacts told of every alert message (``per: alert``), as these tests send alerts straight to a channel;
+    incident messages are ``test_incident_messages_reach_people_and_alerts_do_not``'s."""
+    mine = {"webhooks": [{"per": "alert", **w} for w in webhooks], "email": [{"to": a, "per": "alert"} for a in email]}
     data: dict[str, Any] = {"departments": {"emergency": mine}}
     if smtp_port is not None:
         data["smtp"] = {"host": "127.0.0.1", "port": smtp_port, "starttls": False, "sender": "预警 <alerts@sc.test>"}
@@ -340,7 +342,7 @@ async def test_muted_alert_notifies_nobody(receiver: Receiver, dispatcher: Dispa
 
 
 async def test_shared_target_gets_one_message(receiver: Receiver, dispatcher: DispatcherFactory) -> None:
-    hook = {"url": receiver.url("shared")}
+    hook = {"url": receiver.url("shared"), "per": "alert"}
     data = {"departments": {"emergency": {"webhooks": [hook]}, "fire": {"webhooks": [hook]}}}
     d, _ = await dispatcher([WebhookChannel(parse_contacts(data, "test", {}))])
     d.submit(make_alert(departments=[Department.FIRE, Department.EMERGENCY]))

@@ -150,7 +150,7 @@ async def test_a_hanging_webhook_does_not_delay_mqtt_and_ends_recorded(
     contacts = tmp_path / "contacts.yaml"
     contacts.write_text(
         f"version: 1\ndepartments:\n  emergency:\n    webhooks:\n      - {{url: 'http://127.0.0.1:{port}/hook', "
-        "format: json, timeout_s: 1}\n"
+        "format: json, timeout_s: 1, per: alert}\n"
     )
     emergency = await asyncio.to_thread(Collector, mqtt_url, "alerts/emergency")
     try:

@@ -45,8 +45,8 @@ FUTURE = int(time.time() * 1000) + 86_400_000
 
 @dataclass(frozen=True)
 class Probe:
-    """A request for one operation; ``{alert}``, ``{silence}``, ``{drill}``, ``{device}`` in the path are filled in
-    with things the administrator made. ``why``: the rule the expected answer follows."""
+    """A request for one operation; ``{alert}``, ``{incident}``, ``{silence}``, ``{drill}``, ``{device}`` in the path
+    are filled in with things the administrator made. ``why``: the rule the expected answer follows."""
 
     why: str
     path: str
@@ -79,6 +79,21 @@ REFUSED = {
         "administrators change the registry", "/api/devices/import", body=[water_gauge("{device}")]
     ),
     "DELETE /api/devices/{device_id}": Probe("administrators change the registry", "/api/devices/{device}"),
+    "GET /api/incidents": Probe("filtering by another department", "/api/incidents", {"department": "emergency"}),
+    "GET /api/incidents/{incident_id}": Probe("an incident routed elsewhere", "/api/incidents/{incident}"),
+    "POST /api/incidents/{incident_id}/ack": Probe(
+        "an incident routed elsewhere", "/api/incidents/{incident}/ack", body={}
+    ),
+    "POST /api/incidents/{incident_id}/close": Probe(
+        "an incident routed elsewhere", "/api/incidents/{incident}/close", body={}
+    ),
+    "GET /api/incidents/{incident_id}/cap": Probe("an incident routed elsewhere", "/api/incidents/{incident}/cap"),
+    "GET /api/incidents/{incident_id}/report": Probe(
+        "an incident routed elsewhere", "/api/incidents/{incident}/report"
+    ),
+    "GET /api/incidents/{incident_id}/report.html": Probe(
+        "an incident routed elsewhere", "/api/incidents/{incident}/report.html"
+    ),
     "GET /api/layers/collections/{collection_id}/items": Probe(
         "filtering by another department", "/api/layers/collections/alerts/items", {"department": "emergency"}
     ),
@@ -229,6 +244,7 @@ async def test_an_officer_is_refused_other_departments_and_administrators_work(a
             "silence": silence.json()["id"],
             "drill": drill.json()["id"],
             "device": f"d-{unique}",
+            "incident": emergency.incident_id,
         }
 
         async def ask(http: httpx.AsyncClient, name: str, probe: Probe) -> httpx.Response:
