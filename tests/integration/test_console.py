@@ -3,7 +3,8 @@
 An officer logs in; a reading published over MQTT makes its alert appear on the board without a reload; the
 officer acknowledges it with a note in the detail view, and the board and the API agree; an officer of another
 department does not see it; a site name containing ``<script>`` renders as text; the devices search finds a device
-beyond the first page. Screenshots of the board, the map, the detail and the devices search are saved under
+beyond the first page; one gas leak's alerts are one incident row on the board, folded, with its report page.
+Screenshots of the board, the map, the detail, the devices search, the incident and its report are saved under
 ``test-artifacts/console/``.
 """
 
@@ -105,6 +106,20 @@ def console() -> Iterator[Console]:
 
 def _row(page: Page, device: str):  # type: ignore[no-untyped-def]
     return page.locator(f'[data-testid="alert-row"]:has-text("{device}")')
+
+
+def _unfolded(console: Console, page: Page, alert_id: str):  # type: ignore[no-untyped-def]
+    """The alert's row on the board, its incident unfolded (an incident of several alerts is folded at first)."""
+    with console.api(EMERGENCY) as api:
+        incident_id = api.get(f"/api/alerts/{alert_id}").json()["alert"]["incident_id"]
+    toggle = page.locator(f'[data-testid="incident-row"][data-incident-id="{incident_id}"]').get_by_test_id(
+        "incident-toggle"
+    )
+    expect(toggle).to_be_visible(timeout=10_000)
+    if toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    return page.locator(f'[data-testid="alert-row"][data-alert-id="{alert_id}"]')
 
 
 def test_an_alert_arrives_is_acknowledged_and_board_and_api_agree(console: Console) -> None:
@@ -255,7 +270,7 @@ def test_the_console_works_under_its_content_security_policy(console: Console) -
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("officer")).to_be_visible()
     expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
-    page.locator(f'[data-alert-id="{alert_id}"]').click()
+    _unfolded(console, page, alert_id).click()
     expect(page.get_by_test_id("trend-chart")).to_be_visible(timeout=10_000)
     expect(page.locator("[data-testid=trend-chart] canvas").first).to_be_visible()
     page.get_by_test_id("nav-map").click()
@@ -280,7 +295,7 @@ def test_a_removed_devices_alert_shows_its_recorded_values_not_an_error(console:
     page = console.login(EMERGENCY)
     # As an officer opens it: from its row on the board (a goto of the detail's address could race the console's
     # own move to the board after the login, and once did in CI).
-    page.locator(f'[data-alert-id="{alert_id}"]').click()
+    _unfolded(console, page, alert_id).click()
     removed = page.get_by_test_id("trend-removed")
     expect(removed).to_be_visible(timeout=10_000)
     expect(removed).to_contain_text(device)
@@ -295,7 +310,7 @@ def test_a_cleared_alert_row_shows_the_peak_that_raised_it(console: Console) -> 
     alert_id = _raise(console, (device, password), 55.0)
     console.publish({"ch4_lel": 12.59}, (device, password))
     page = console.login(EMERGENCY)
-    row = page.locator(f'[data-alert-id="{alert_id}"]')
+    row = _unfolded(console, page, alert_id)
     expect(row).to_have_attribute("data-level", "red")
     value = row.get_by_test_id("alert-value")
     expect(value).to_have_text("55 / 50 %LEL", timeout=10_000)  # not 12.59 / 20 beside a red badge
@@ -329,4 +344,62 @@ def test_the_devices_search_finds_a_device_beyond_the_first_page(console: Consol
     page.get_by_test_id("device-sort").select_option("-id")
     expect(rows.first).to_have_attribute("data-device-id", last)
     expect(rows).to_have_count(200)
+    page.close()
+
+
+def test_one_leaks_alerts_are_one_incident_folded_on_the_board_with_its_report(console: Console) -> None:
+    """Three detectors of one leak (three sites within 100 m, far from the other tests' devices) raise three alerts:
+    the board shows one incident row (level, title, "3 条告警 · 3 处"), its members folded until unfolded; the
+    incident's page lists them and acknowledges all at once; its report page lists them too, with their readings."""
+    devices = [f"console-leak-{n}" for n in range(3)]
+    ids = []
+    for n, device in enumerate(devices):
+        record = device_record(
+            device, site=f"console-leak-site-{n}", site_name=f"龙岗 宝龙 管廊 {n}", lat=22.70 + n * 0.0004, lon=114.40
+        )
+        with console.api() as api:
+            created = api.put(f"/api/devices/{device}", json=record)
+        created.raise_for_status()
+        ids.append(_raise(console, (device, str(created.json()["credentials"]["password"])), 30.0))
+    with console.api(EMERGENCY) as api:
+        incident_ids = {api.get(f"/api/alerts/{i}").json()["alert"]["incident_id"] for i in ids}
+    assert len(incident_ids) == 1, incident_ids
+    (incident_id,) = incident_ids
+
+    page = console.login(EMERGENCY)
+    incident = page.locator(f'[data-testid="incident-row"][data-incident-id="{incident_id}"]')
+    expect(incident).to_have_count(1, timeout=10_000)
+    expect(incident).to_contain_text("3 条告警 · 3 处")
+    for alert_id in ids:  # folded: no row of its own
+        expect(page.locator(f'[data-alert-id="{alert_id}"]')).to_have_count(0)
+    members = page.locator(f'[data-testid="incident-members"][data-incident-id="{incident_id}"]')
+    expect(members).to_have_count(0)
+    incident.get_by_test_id("incident-toggle").click()
+    member_rows = members.get_by_test_id("alert-row")
+    expect(member_rows).to_have_count(3)
+    assert set(member_rows.evaluate_all("rows => rows.map(r => r.dataset.alertId)")) == set(ids)
+    page.screenshot(path=ARTIFACTS / "board-incident.png", full_page=True)
+
+    incident.locator(".c-title").click()
+    detail = page.get_by_test_id("incident-detail")
+    expect(detail).to_have_attribute("data-incident-id", incident_id)
+    expect(page.get_by_test_id("incident-member-table").get_by_test_id("alert-row")).to_have_count(3)
+    page.get_by_test_id("incident-note").fill("已关阀 / valve shut")
+    page.get_by_test_id("incident-ack").click()
+    expect(detail).to_have_attribute("data-acknowledged", "true", timeout=10_000)
+    with console.api(EMERGENCY) as api:
+        answer = api.get(f"/api/incidents/{incident_id}").json()
+    assert answer["incident"]["acknowledged"]
+    assert all(m["alert"]["acknowledgement"]["note"] == "已关阀 / valve shut" for m in answer["alerts"])
+    page.screenshot(path=ARTIFACTS / "incident.png", full_page=True)
+
+    page.get_by_test_id("incident-report-link").click()
+    report = page.get_by_test_id("incident-report")
+    expect(report).to_be_visible(timeout=15_000)
+    expect(report.get_by_test_id("incident-member-table").get_by_test_id("alert-row")).to_have_count(3)
+    for device in devices:
+        expect(report.get_by_test_id("incident-member-table")).to_contain_text(device)
+    expect(report.get_by_test_id("report-series")).to_have_count(3)
+    expect(report.get_by_test_id("report-departments")).to_contain_text("李明")
+    page.screenshot(path=ARTIFACTS / "incident-report.png", full_page=True)
     page.close()

@@ -1,7 +1,7 @@
 // Calls to the backend's /api/ with the officer's bearer token. A 401 signs the officer out (back to #/login);
 // other failures raise ApiError with the server's `detail` text, which the views show as it is.
 import { session, signOut } from './auth';
-import type { Alert, AlertDetail, Device, DevicePage, Health, Officer, Readings } from './types';
+import type { Alert, AlertDetail, Device, DevicePage, Health, Incident, IncidentDetail, Officer, Readings, Report } from './types';
 
 export class ApiError extends Error {
   constructor(
@@ -88,6 +88,17 @@ export const api = {
   health: (id: string) => getJson<Health>(`/api/devices/${encodeURIComponent(id)}/health`),
   readings: (id: string, query: Query, signal?: AbortSignal) =>
     getJson<Readings>(withQuery(`/api/devices/${encodeURIComponent(id)}/readings`, query), { signal }),
+  // incidents (issue 21)
+  incidents: (query: Query, signal?: AbortSignal) =>
+    getJson<Incident[]>(withQuery('/api/incidents', query), { signal }),
+  incident: (id: string) => getJson<IncidentDetail>(`/api/incidents/${encodeURIComponent(id)}`),
+  incidentAck: (id: string, note: string) =>
+    getJson<Incident>(`/api/incidents/${encodeURIComponent(id)}/ack`, { method: 'POST', body: { note } }),
+  incidentClose: (id: string, note: string) =>
+    getJson<Incident>(`/api/incidents/${encodeURIComponent(id)}/close`, { method: 'POST', body: { note } }),
+  incidentReport: (id: string) => getJson<Report>(`/api/incidents/${encodeURIComponent(id)}/report`),
+  incidentReportHtml: (id: string) =>
+    request(`/api/incidents/${encodeURIComponent(id)}/report.html`, { accept: 'text/html' }),
 };
 
 export function errorText(err: unknown): string {

@@ -10,6 +10,8 @@ import { Board } from './views/Board';
 import { AlertDetailView } from './views/AlertDetail';
 import { DeviceDetailView } from './views/DeviceDetail';
 import { DevicesView } from './views/Devices';
+import { IncidentDetailView } from './views/IncidentDetail';
+import { IncidentReportView } from './views/IncidentReport';
 import { Login } from './views/Login';
 import { MapView } from './views/MapView';
 
@@ -28,6 +30,10 @@ function Page({ r }: { r: Route }) {
       return <DevicesView />;
     case 'device':
       return <DeviceDetailView id={r.id} />;
+    case 'incident':
+      return <IncidentDetailView id={r.id} />;
+    case 'incidentReport':
+      return <IncidentReportView id={r.id} />;
     default:
       return <p class="empty">{t('notFound')}</p>;
   }

@@ -60,3 +60,6 @@ export const eventName = (e: AlertEvent | string): string => pick('event', e);
 export const kindName = (k: DeviceKind | string): string => pick('kind', k);
 export const statusName = (s: DeviceStatus | string): string => pick('status', s);
 export const departmentList = (ds: (Department | string)[]): string => joinList(ds.map(departmentName));
+// incidents (issue 21)
+export const incidentEventName = (e: string): string => pick('incidentEvent', e);
+export const actionName = (k: string): string => pick('action', k);

@@ -4,6 +4,7 @@ import 'uplot/dist/uPlot.min.css';
 import './styles/base.css';
 import './styles/board.css';
 import './styles/views.css';
+import './styles/incidents.css';
 import { App } from './app';
 import { lang } from './i18n';
 

@@ -1,4 +1,5 @@
-// Hash routes: #/ (board), #/login, #/alerts/<id>, #/map, #/devices, #/devices/<id>.
+// Hash routes: #/ (board), #/login, #/alerts/<id>, #/incidents/<id>, #/incidents/<id>/report, #/map, #/devices,
+// #/devices/<id>.
 import { createStore } from './lib/store';
 
 export type Route =
@@ -8,6 +9,8 @@ export type Route =
   | { name: 'map' }
   | { name: 'devices' }
   | { name: 'device'; id: string }
+  | { name: 'incident'; id: string }
+  | { name: 'incidentReport'; id: string }
   | { name: 'notFound' };
 
 export function parseRoute(hash: string): Route {
@@ -25,6 +28,8 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'alerts' && parts.length === 2) return { name: 'alert', id: parts[1] };
   if (parts[0] === 'devices' && parts.length === 1) return { name: 'devices' };
   if (parts[0] === 'devices' && parts.length === 2) return { name: 'device', id: parts[1] };
+  if (parts[0] === 'incidents' && parts.length === 2) return { name: 'incident', id: parts[1] };
+  if (parts[0] === 'incidents' && parts.length === 3 && parts[2] === 'report') return { name: 'incidentReport', id: parts[1] };
   return { name: 'notFound' };
 }
 
@@ -33,6 +38,8 @@ window.addEventListener('hashchange', () => route.set(parseRoute(location.hash))
 
 export const alertHref = (id: string): string => `#/alerts/${encodeURIComponent(id)}`;
 export const deviceHref = (id: string): string => `#/devices/${encodeURIComponent(id)}`;
+export const incidentHref = (id: string): string => `#/incidents/${encodeURIComponent(id)}`;
+export const reportHref = (id: string): string => `#/incidents/${encodeURIComponent(id)}/report`;
 
 export function go(hash: string): void {
   location.hash = hash;

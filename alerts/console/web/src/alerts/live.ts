@@ -5,10 +5,13 @@
 // so nothing that happened while it was down is missed. The server sends a `ping` event every `ping_s` seconds (told
 // in `ready`): a connection that stays silent for three of them is dead even though no error came (a server frozen,
 // a NAT or proxy that dropped the flow), and is closed and reconnected like a dropped one.
+// The stream's `incident` events (and GET /api/incidents, fetched with the list) feed the incidents' store
+// (incidents.ts): the board folds each incident's member alerts under it.
 import { api } from '../api';
 import { session } from '../auth';
 import { createStore } from '../lib/store';
-import type { Alert } from '../types';
+import type { Alert, Incident } from '../types';
+import { mergeIncidents, refetchIncidents, resetIncidents } from './incidents';
 
 export type LiveState = 'connecting' | 'live' | 'down';
 
@@ -65,7 +68,7 @@ export async function refetch(): Promise<void> {
   const gen = generation;
   const started = Date.now();
   const state = withClosed.get() ? 'all' : 'open';
-  const list = await api.alerts({ state, limit: LIST_LIMIT });
+  const [list] = await Promise.all([api.alerts({ state, limit: LIST_LIMIT }), refetchIncidents(state === 'all')]);
   if (gen !== generation) return;
   flush();
   const next = new Map<string, Alert>();
@@ -116,6 +119,14 @@ function connect(): void {
       /* a malformed message: skip it */
     }
   });
+  es.addEventListener('incident', (e) => {
+    heard();
+    try {
+      mergeIncidents([JSON.parse((e as MessageEvent<string>).data) as Incident]);
+    } catch {
+      /* a malformed message: skip it */
+    }
+  });
   es.addEventListener('reload', () => {
     es.close();
     window.clearTimeout(watchdog);
@@ -153,6 +164,7 @@ export function stop(): void {
   receivedAt.clear();
   backoff = 1000;
   alerts.set(new Map());
+  resetIncidents();
   liveState.set('connecting');
 }
 

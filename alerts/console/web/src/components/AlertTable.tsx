@@ -6,10 +6,11 @@ import type { Alert } from '../types';
 import { AlertState } from './AlertState';
 import { LevelBadge } from './LevelBadge';
 
-function Row({ alert: a }: { alert: Alert }) {
+/** One alert's row; a `member` of an incident does not flash (its incident's row does). */
+export function AlertRow({ alert: a, member = false }: { alert: Alert; member?: boolean }) {
   const lang = useLang();
   const open = () => go(alertHref(a.id));
-  const cls = ['alert-row', `lv-${a.level}`, isAlarming(a) ? 'flash' : '', a.closed ? 'is-closed' : '', a.active ? '' : 'is-cleared']
+  const cls = ['alert-row', `lv-${a.level}`, !member && isAlarming(a) ? 'flash' : '', member ? 'member-row' : '', a.closed ? 'is-closed' : '', a.active ? '' : 'is-cleared']
     .filter(Boolean)
     .join(' ');
   return (
@@ -49,26 +50,33 @@ function Row({ alert: a }: { alert: Alert }) {
   );
 }
 
+/** The alert tables' column heads (the board's incidents table shares them). */
+export function AlertHead({ title }: { title?: string }) {
+  return (
+    <thead>
+      <tr>
+        <th>{t('colLevel')}</th>
+        <th>{title ?? t('colTitle')}</th>
+        <th>{t('colSite')}</th>
+        <th>{t('colDevice')}</th>
+        <th>{t('colValue')}</th>
+        <th>{t('colDepartments')}</th>
+        <th>{t('colState')}</th>
+        <th>{t('colOpened')}</th>
+      </tr>
+    </thead>
+  );
+}
+
 export function AlertTable({ alerts }: { alerts: Alert[] }) {
   useLang();
   if (alerts.length === 0) return <p class="empty">{t('noAlerts')}</p>;
   return (
     <table class="alerts">
-      <thead>
-        <tr>
-          <th>{t('colLevel')}</th>
-          <th>{t('colTitle')}</th>
-          <th>{t('colSite')}</th>
-          <th>{t('colDevice')}</th>
-          <th>{t('colValue')}</th>
-          <th>{t('colDepartments')}</th>
-          <th>{t('colState')}</th>
-          <th>{t('colOpened')}</th>
-        </tr>
-      </thead>
+      <AlertHead />
       <tbody>
         {alerts.map((a) => (
-          <Row key={a.id} alert={a} />
+          <AlertRow key={a.id} alert={a} />
         ))}
       </tbody>
     </table>

@@ -27,7 +27,7 @@ export function Header({ route }: { route: Route }) {
       <div class="brand">{t('appTitle')}</div>
       {officer && (
         <nav class="nav">
-          <NavLink href="#/" active={r === 'board' || r === 'alert'} testid="nav-board" label={t('navBoard')} />
+          <NavLink href="#/" active={r === 'board' || r === 'alert' || r === 'incident' || r === 'incidentReport'} testid="nav-board" label={t('navBoard')} />
           <NavLink href="#/map" active={r === 'map'} testid="nav-map" label={t('navMap')} />
           <NavLink href="#/devices" active={r === 'devices' || r === 'device'} testid="nav-devices" label={t('navDevices')} />
         </nav>

@@ -2,17 +2,20 @@ import { useMemo } from 'preact/hooks';
 import { t, useLang } from '../i18n';
 import { useStore } from '../lib/store';
 import { alerts } from '../alerts/live';
-import { countOpen, filters, select } from '../alerts/select';
-import { AlertTable } from '../components/AlertTable';
+import { incidents } from '../alerts/incidents';
+import { countOpen, filters, selectEntries } from '../alerts/select';
 import { Filters } from '../components/Filters';
+import { IncidentTable } from '../components/IncidentTable';
 import { Summary } from '../components/Summary';
 
-/** The live alert board: real alerts first; drills only in their own section under the purple DRILL banner. */
+/** The live board: incidents (their member alerts folded under them) and the alerts of no incident; real ones first,
+ * drills only in their own section under the purple DRILL banner. The filters apply to an incident's own fields. */
 export function Board() {
   useLang();
   const all = useStore(alerts);
+  const held = useStore(incidents);
   const f = useStore(filters);
-  const { real, drill, anyDrill } = useMemo(() => select(all.values(), f), [all, f]);
+  const { real, drill, anyDrill } = useMemo(() => selectEntries(all.values(), held, f), [all, held, f]);
   const counts = useMemo(() => countOpen(all.values()), [all]);
   return (
     <div class="board">
@@ -24,14 +27,14 @@ export function Board() {
         <h2 class="section-title">
           {t('realAlerts')} <span class="count">{real.length}</span>
         </h2>
-        <AlertTable alerts={real} />
+        <IncidentTable entries={real} />
       </section>
       {anyDrill && (
         <section class="section drill-section" data-testid="drill-section">
           <h2 class="drill-banner">
             {t('drillBanner')} <span class="count">{drill.length}</span>
           </h2>
-          <AlertTable alerts={drill} />
+          <IncidentTable entries={drill} />
         </section>
       )}
     </div>
