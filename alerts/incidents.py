@@ -111,9 +111,12 @@ class IncidentRecord(_Frozen):
     sent_at: int | None = None
     next_reminder_at: int | None = None
     notified_seq: int = 0
+    last_message: Incident | None = Field(
+        None, description="the last message as it was sent: sent again unchanged after a crash before it went out"
+    )
 
     def message(self) -> Incident:
-        """The incident as a message: its worst ``MESSAGE_MEMBERS`` members (the summary counts them all)."""
+        """The incident now, as a message: its worst ``MESSAGE_MEMBERS`` members (the summary counts them all)."""
         members = sorted(self.incident.members, key=_worst_first)[:MESSAGE_MEMBERS]
         return self.incident.model_copy(update={"members": members})
 
@@ -227,8 +230,12 @@ class IncidentBook:
                 if self._of.get(m.alert_id) == id_:
                     del self._of[m.alert_id]
 
-    def closed_to_forget(self, cutoff: int) -> list[str]:
-        return [i for i, r in self.records.items() if r.incident.closed and r.incident.updated_at < cutoff]
+    def closed_to_forget(self, cutoff: int, most: int) -> list[str]:
+        """Closed incidents to forget: those closed before ``cutoff``, and the oldest beyond the ``most`` closed last
+        (an alert storm of device faults makes an incident per device)."""
+        closed = sorted((r.incident.updated_at, i) for i, r in self.records.items() if r.incident.closed)
+        extra = max(0, len(closed) - most)
+        return [id_ for k, (at, id_) in enumerate(closed) if k < extra or at < cutoff]
 
     # -- changes ----------------------------------------------------------------------------------------------
 
@@ -465,7 +472,7 @@ class IncidentBook:
             departments=[d for d in inc.departments if d not in inc.muted_departments],
             alerts=inc.summary.alerts,
         )
-        return rec.model_copy(
+        rec = rec.model_copy(
             update={
                 "incident": inc,
                 "history": [*rec.history, entry][-HISTORY_LIMIT:],
@@ -473,6 +480,7 @@ class IncidentBook:
                 "sent_at": now,
             }
         )
+        return rec.model_copy(update={"last_message": rec.message()})
 
     def _merged(self, rec: IncidentRecord, into: str, now: int) -> IncidentRecord:
         inc = rec.incident.model_copy(update={"merged_into": into, "closed": True, "active": False, "members": []})

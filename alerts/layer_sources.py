@@ -31,6 +31,7 @@ seconds.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -39,6 +40,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
 
+from alerts.geometry import M_PER_DEG
+from alerts.incidents import IncidentBook
 from alerts.lifecycle import AlertBook
 from alerts.service import AlertService
 from core.clock import SHENZHEN, now_ms
@@ -46,6 +49,7 @@ from core.contracts.alert import Alert
 from core.contracts.catalogue import Department, DeviceKind, Level
 from core.contracts.device import Device
 from core.contracts.finding import Hazard
+from core.contracts.incident import Incident
 from devices.health import Health, Status
 from devices.registry import Registry
 
@@ -266,11 +270,39 @@ class AlertLayer(ListedLayer):
         return None if rec is None or rec.alert.closed else _alert_feature(rec.alert)
 
 
+class IncidentLayer(ListedLayer):
+    id = "incidents"
+    title = "事件 Open incidents"
+    description = (
+        "Incidents not yet closed (the alerts of one hazard event), oldest first, each as the area its members cover: "
+        "their hull, or a 24-sided circle around them; drills (exercise) among them, marked"
+    )
+    filters: ClassVar[Mapping[str, Filter]] = {
+        "level": Filter.of(Level),
+        "hazard": Filter.of(Hazard),
+        "exercise": Filter(boolean=True),
+        "active": Filter(boolean=True),
+        "acknowledged": Filter(boolean=True),
+    }
+
+    def __init__(self, book: IncidentBook) -> None:
+        self._book = book
+
+    def features(self) -> Iterator[Feature]:
+        incidents = sorted((r.incident for r in self._book.open_records()), key=lambda i: (i.opened_at, i.id))
+        return map(_incident_feature, incidents)
+
+    def get(self, feature_id: str) -> Feature | None:
+        rec = self._book.get(feature_id)
+        return None if rec is None or rec.incident.closed else _incident_feature(rec.incident)
+
+
 def standard_layers(registry: Registry, alerts: AlertService | None) -> list[Layer]:
-    """The layers the API serves: the devices, and the open alerts when the alerts service runs beside it."""
+    """The layers the API serves: the devices, and the open alerts and incidents when the alerts service runs
+    beside it."""
     layers: list[Layer] = [DeviceLayer(registry)]
     if alerts is not None:
-        layers.append(AlertLayer(alerts.book))
+        layers += [AlertLayer(alerts.book), IncidentLayer(alerts.incidents)]
     return layers
 
 
@@ -375,3 +407,50 @@ def _alert_feature(a: Alert) -> Feature:
         },
         time=(a.opened_at, None),
     )
+
+
+def _incident_feature(i: Incident) -> Feature:
+    return Feature(
+        id=i.id,
+        geometry=_area_polygon(i),
+        departments=i.departments,
+        properties={
+            "id": i.id,
+            "level": i.level.value,
+            "hazard": i.hazard.value,
+            "family": i.family,
+            "title_zh": i.title.zh,
+            "title_en": i.title.en,
+            "departments": [x.value for x in i.departments],
+            "active": i.active,
+            "acknowledged": i.acknowledged,
+            "exercise": i.exercise,
+            "alerts": i.summary.alerts,
+            "sites": i.summary.sites,
+            "devices": i.summary.devices,
+            "radius_m": i.area.radius_m if i.area else None,
+            "opened_at": iso(i.opened_at),
+            "updated_at": iso(i.updated_at),
+        },
+        time=(i.opened_at, None),
+    )
+
+
+def _area_polygon(i: Incident) -> Geometry | None:
+    """The incident's area as one GeoJSON Polygon (one geometry type per layer, as QGIS wants): the members' hull,
+    else a 24-sided polygon on its circle."""
+    area = i.area
+    if area is None:
+        return None
+    if len(area.polygon) >= 4:
+        ring = [[lon, lat] for lat, lon in area.polygon]
+    else:
+        ring = []
+        for k in range(24):
+            north = area.radius_m * math.cos(2 * math.pi * k / 24)
+            east = -area.radius_m * math.sin(2 * math.pi * k / 24)  # counter-clockwise (RFC 7946)
+            lat = area.lat + north / M_PER_DEG
+            lon = area.lon + east / (M_PER_DEG * math.cos(math.radians(area.lat)))
+            ring.append([round(lon, 6), round(lat, 6)])
+        ring.append(ring[0])
+    return {"type": "Polygon", "coordinates": [ring]}

@@ -101,8 +101,8 @@ class AlertService:
         for rec in behind:  # saved, but maybe never sent: send the latest state again
             self._dispatch(rec.alert)
         for inc in self.incidents.records.values():
-            if inc.notified_seq < inc.incident.seq:
-                self._dispatch(inc.message())
+            if inc.notified_seq < inc.incident.seq and inc.last_message is not None:
+                self._dispatch(inc.last_message)
         with contextlib.suppress(KafkaUnavailable):  # alerts kept from before incidents: each joins one now
             await self._save([r for r in self.book.open_records() if r.alert.incident_id is None])
         self._count_open()
@@ -319,7 +319,7 @@ class AlertService:
                     await self._save_notified()
                     cutoff = now - self.settings.alerts_closed_retention_s * 1000
                     expired = self.book.closed_to_forget(cutoff, self.settings.alerts_closed_max)
-                    gone = self.incidents.closed_to_forget(cutoff)
+                    gone = self.incidents.closed_to_forget(cutoff, self.settings.alerts_closed_max)
                     if expired or gone:
                         await self.store.forget(expired, gone)
                         self.book.forget(expired)
@@ -353,8 +353,8 @@ class AlertService:
         out = []
         for rec in records:
             before = self.incidents.get(rec.incident.id)
-            if rec.incident.seq > (before.incident.seq if before is not None else 0):
-                out.append(rec.message())
+            if rec.incident.seq > (before.incident.seq if before is not None else 0) and rec.last_message:
+                out.append(rec.last_message)
         return out
 
     async def _save(

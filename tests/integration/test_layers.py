@@ -10,6 +10,7 @@ GeoJSON, links): the OGC's own schema files are not in the environment. jsonsche
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,9 @@ _FEATURE = {
             {"type": "null"},
             {"type": "object", "required": ["type", "coordinates"],
              "properties": {"type": {"const": "Point"}, "coordinates": _POSITION}},
+            {"type": "object", "required": ["type", "coordinates"],  # a closed ring of four positions or more
+             "properties": {"type": {"const": "Polygon"}, "coordinates": {"type": "array", "minItems": 1, "items": {
+                 "type": "array", "minItems": 4, "items": _POSITION}}}},
         ]},
         "properties": {"type": ["object", "null"]},
         "links": _LINKS,
@@ -138,7 +142,7 @@ async def test_qgis_finds_the_definition_the_conformance_and_the_collections(api
         assert {CORE, GEOJSON_CLASS} <= set(conformance["conformsTo"])
 
         listed = valid("collections", await http.get(links["data"]["href"]))
-        assert [c["id"] for c in listed["collections"]] == ["devices", "alerts"]
+        assert [c["id"] for c in listed["collections"]] == ["devices", "alerts", "incidents"]
         for entry in listed["collections"]:
             assert valid("collection", await http.get(rel(entry, "self")["href"])) == entry  # type: ignore[index]
             assert rel(entry, "items")["type"] == GEOJSON  # type: ignore[index]
@@ -241,6 +245,25 @@ async def test_open_alerts_as_features_filtered_by_level_hazard_and_time(api: Li
     assert await features(datetime=f"../{before}") == []
     assert len(await features(datetime=f"{before}/..")) == 2
     assert len(await features(datetime="2999-01-01")) == 2
+
+
+async def test_open_incidents_as_areas(api: LiveApi, unique: str) -> None:
+    gas = await api.raise_alert(finding(f"gas-{unique}", site=f"site-{unique}"))
+    assert gas.incident_id is not None
+    async with api.client(ADMIN) as http:
+        page = valid(
+            "items", await http.get(f"{LAYERS}/collections/incidents/items", params={"hazard": "gas"}), GEOJSON
+        )
+        [shown] = [f for f in page["features"] if f["id"] == gas.incident_id]
+        one = valid("feature", await http.get(f"{LAYERS}/collections/incidents/items/{gas.incident_id}"), GEOJSON)
+    assert one["id"] == shown["id"]
+    ring = shown["geometry"]["coordinates"][0]
+    assert shown["geometry"]["type"] == "Polygon"
+    assert ring[0] == ring[-1]
+    assert len(ring) == 25  # one member: a 24-sided circle around it
+    assert shown["properties"].items() >= {"level": "orange", "hazard": "gas", "alerts": 1, "exercise": False}.items()
+    # counter-clockwise (RFC 7946): the shoelace sum is positive
+    assert sum(a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(ring)) > 0
 
 
 async def test_an_officer_sees_their_departments_share_only(api: LiveApi, unique: str) -> None:
