@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import tempfile
 import time
@@ -29,6 +30,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from alerts.console import STATIC
 from harness.builders import device_record, telemetry
 from harness.stack import StackRun
+from simulators.fleet import generate_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -344,6 +346,58 @@ def test_the_devices_search_finds_a_device_beyond_the_first_page(console: Consol
     page.get_by_test_id("device-sort").select_option("-id")
     expect(rows.first).to_have_attribute("data-device-id", last)
     expect(rows).to_have_count(200)
+    page.close()
+
+
+def test_the_map_clusters_2000_devices_over_the_district_basemap(console: Console) -> None:
+    """2,000 devices: at the map's first zoom they are counted clusters, far fewer elements than devices, grey when
+    they hold offline devices (these never reported); clicking clusters zooms in until devices are drawn one by one.
+    The districts' boundaries are drawn, Longgang's apart, and an open alert sits in a pane above the clusters."""
+    _raise(console, ("console-gas-map", _register(console, "console-gas-map", "console-site-map")), 32.0)
+    fleet = generate_fleet(2000, seed=21, prefix="map", interval_s=3600)  # ids map-*: after console-* by id
+    console.stack.register([d.model_dump(mode="json") for d in fleet.records()])
+    with console.api() as api:
+        total = api.get("/api/devices", params={"limit": 1}).json()["total"]
+    assert total >= 2000
+    page = console.login(EMERGENCY)
+    page.get_by_test_id("nav-map").click()
+    box = page.get_by_test_id("map")
+    expect(page.locator(".map-legend")).to_contain_text(f"{total} / {total}", timeout=20_000)  # every page loaded
+
+    assert page.locator("path.district").count() == 8  # Shenzhen's districts with a shape (no Guangming: core/geo)
+    assert page.locator("path.district-home").count() == 1
+    expect(page.locator(".district-name.home")).to_contain_text("龙岗区")
+
+    clusters = page.get_by_test_id("map-cluster")
+    expect(box).to_have_attribute("data-clusters", re.compile(r"^[1-9]"))
+    drawn = int(box.get_attribute("data-clusters") or 0) + int(box.get_attribute("data-devices") or 0)
+    counts = [int(c) for c in clusters.evaluate_all("cs => cs.map(c => c.dataset.count)")]
+    assert len(counts) == int(box.get_attribute("data-clusters") or 0)
+    assert drawn < total / 10, f"{drawn} markers for {total} devices"
+    assert sum(counts) + int(box.get_attribute("data-devices") or 0) == total  # the whole district is in view
+    assert page.locator(".cluster-offline").count() > 0
+    big = max(counts)
+    expect(page.locator(f'[data-testid="map-cluster"][data-count="{big}"]').first).to_have_text(
+        str(big) if big < 1000 else f"{big / 1000:.1f}k"
+    )
+
+    panes = page.evaluate(
+        "() => Object.fromEntries(['basemap', 'labels', 'clusters', 'incidents', 'alerts'].map("
+        "n => [n, +getComputedStyle(document.querySelector(`.leaflet-${n}-pane`)).zIndex]))"
+    )
+    assert panes["basemap"] < panes["labels"] < panes["clusters"] < panes["incidents"] < panes["alerts"]
+    expect(page.locator(".leaflet-alerts-pane path.alert-marker").first).to_be_attached()  # this test's, at least
+    page.screenshot(path=ARTIFACTS / "map-clusters.png")
+
+    for _ in range(10):  # as an officer does: click a cluster, and again, until the devices stand alone
+        if int(box.get_attribute("data-devices") or 0) > 0 and int(box.get_attribute("data-zoom") or 0) > 16:
+            break
+        zoom = box.get_attribute("data-zoom") or ""
+        clusters.first.dispatch_event("click")  # clusters overlap at their edges: a click on the element itself
+        expect(box).not_to_have_attribute("data-zoom", zoom)
+    assert int(box.get_attribute("data-zoom") or 0) > 16
+    assert int(box.get_attribute("data-devices") or 0) > 0
+    page.screenshot(path=ARTIFACTS / "map-devices.png")
     page.close()
 
 

@@ -199,6 +199,12 @@ export const zh = {
   reportReadings: '读数（首条告警前30分钟至关闭）',
   reportEvents: '告警事件',
   reportNoReadings: '无读数',
+  // map (issue 21)
+  mapClusterDevices: '{n} 台设备',
+  mapClusterOffline: '其中 {n} 台离线',
+  mapClusterZoom: '点击放大',
+  mapClusterLegend: '设备聚合（绿：全部在线；灰：含离线）',
+  mapBasemap: '底图：深圳市各区界（离线，WGS-84）',
 };
 
 export type Key = keyof typeof zh;
@@ -400,6 +406,12 @@ export const en: Record<Key, string> = {
   reportReadings: 'Readings (30 min before the first alert to the close)',
   reportEvents: 'Alert events',
   reportNoReadings: 'no readings',
+  // map (issue 21)
+  mapClusterDevices: '{n} devices',
+  mapClusterOffline: '{n} offline',
+  mapClusterZoom: 'click to zoom in',
+  mapClusterLegend: 'device clusters (green: all online; grey: some offline)',
+  mapBasemap: 'Basemap: Shenzhen district boundaries (offline, WGS-84)',
 };
 
 export const LEVEL_NAMES: Record<Level, { zh: string; en: string; roman: string }> = {

@@ -1,10 +1,4 @@
-// The district as drawn without any tile server: an approximate outline and the subdistrict centres.
-
-/** Longgang district's bounding box (approximate), [south, west] to [north, east]. */
-export const LONGGANG_BOUNDS: [[number, number], [number, number]] = [
-  [22.55, 114.05],
-  [22.85, 114.4],
-];
+// Longgang's subdistrict centres, and the optional tile layer. The district boundaries themselves: basemap.ts.
 
 export interface Place {
   zh: string;

@@ -1,76 +1,27 @@
-// What the map draws: the district outline and subdistrict labels, devices by status, open alerts by level.
+// What the map draws above its basemap: the subdistricts' names, and open alerts by level. Devices: clusters.ts.
 import L from 'leaflet';
 import { DRILL_COLOUR, LEVEL_COLOURS } from '../colours';
 import { formatTime, valueThreshold } from '../format';
-import { kindName, levelName, statusName, t } from '../i18n';
-import { alertHref, deviceHref } from '../router';
-import type { Alert, Device, Health } from '../types';
-import { LONGGANG_BOUNDS, SUBDISTRICTS } from './geography';
+import { levelName, t } from '../i18n';
+import { alertHref } from '../router';
+import type { Alert } from '../types';
+import { basemapLayer } from './basemap';
+import { SUBDISTRICTS } from './geography';
 import { el, link } from './dom';
 
-const ONLINE = '#2ecc71';
-const OFFLINE = '#8a939e';
-
-/** Labels sit below the markers (Leaflet's overlay pane is 400, markers 600) so they never hide an alert. */
-export const LABEL_PANE = 'labels';
-
+/** The districts (basemap.ts) and Longgang's subdistricts' names, in the labels pane, below every marker. */
 export function districtLayer(zh: boolean): L.LayerGroup {
-  const group = L.layerGroup();
-  L.rectangle(LONGGANG_BOUNDS, { color: '#6d8bb3', weight: 1.5, dashArray: '6 4', fill: true, fillOpacity: 0.04, interactive: false }).addTo(group);
-  const [[, west], [north]] = LONGGANG_BOUNDS;
-  L.marker([north, west], {
-    icon: L.divIcon({ html: el('div', 'district-label', t('mapApprox')), className: 'subdistrict-icon', iconSize: [360, 22], iconAnchor: [0, 24] }),
-    interactive: false,
-    keyboard: false,
-    pane: LABEL_PANE,
-  }).addTo(group);
+  const group = basemapLayer(zh);
   for (const p of SUBDISTRICTS) {
     const label = el('div', 'subdistrict-label', zh ? p.zh : p.en, el('small', null, zh ? p.en : p.zh));
     L.marker([p.lat, p.lon], {
       icon: L.divIcon({ html: label, className: 'subdistrict-icon', iconSize: [90, 30], iconAnchor: [45, 15] }),
       interactive: false,
       keyboard: false,
-      pane: LABEL_PANE,
+      pane: 'labels',
     }).addTo(group);
   }
   return group;
-}
-
-function devicePopup(d: Device, h: Health | undefined): HTMLElement {
-  return el(
-    'div',
-    'map-popup',
-    el('div', 'mp-title', link(deviceHref(d.id), d.id)),
-    el('div', null, d.site_name),
-    el('div', 'muted', `${kindName(d.kind)} · ${statusName(h?.status ?? 'offline')}`),
-    el('div', 'muted', `${t('colLastSeen')}: ${h?.last_seen ? formatTime(h.last_seen) : t('never')}`),
-  );
-}
-
-export function addDevices(layer: L.LayerGroup, renderer: L.Renderer, devices: Device[], health: Record<string, Health>): {
-  online: number;
-  offline: number;
-} {
-  let online = 0;
-  let offline = 0;
-  for (const d of devices) {
-    const h = health[d.id];
-    const isOnline = h?.status === 'online';
-    if (isOnline) online += 1;
-    else offline += 1;
-    L.circleMarker([d.lat, d.lon], {
-      renderer,
-      radius: 3.5,
-      weight: 1,
-      color: '#0b0f14',
-      fillColor: isOnline ? ONLINE : OFFLINE,
-      fillOpacity: 0.9,
-    })
-      .bindTooltip(() => el('span', null, `${d.id} · ${d.site_name}`), { direction: 'top' })
-      .bindPopup(() => devicePopup(d, h))
-      .addTo(layer);
-  }
-  return { online, offline };
 }
 
 function alertPopup(a: Alert, zh: boolean): HTMLElement {
@@ -110,7 +61,11 @@ export class AlertMarkers {
   private markers = new Map<string, { marker: L.CircleMarker; alert: Alert; flashing: boolean }>();
   zh = true;
 
-  constructor(private readonly layer: L.LayerGroup) {}
+  /** `renderer`: an SVG renderer in the alerts pane (the flashing of an unacknowledged red is a CSS class). */
+  constructor(
+    private readonly layer: L.LayerGroup,
+    private readonly renderer: L.Renderer,
+  ) {}
 
   /** Returns how many alerts are on the map. */
   sync(alerts: Iterable<Alert>): number {
@@ -135,7 +90,7 @@ export class AlertMarkers {
         continue;
       }
       if (entry) this.layer.removeLayer(entry.marker); // className cannot be restyled: a new marker
-      const item = { marker: L.circleMarker([a.lat!, a.lon!], style), alert: a, flashing };
+      const item = { marker: L.circleMarker([a.lat!, a.lon!], { ...style, renderer: this.renderer }), alert: a, flashing };
       item.marker
         .bindTooltip(() => el('span', null, `${levelName(item.alert.level)} · ${item.alert.site_name ?? item.alert.device_id ?? ''}`), { direction: 'top' })
         .bindPopup(() => alertPopup(item.alert, this.zh))

@@ -4,8 +4,11 @@ import { api, errorText } from '../api';
 import { t, useLang } from '../i18n';
 import { useStore } from '../lib/store';
 import { alerts } from '../alerts/live';
-import { LONGGANG_BOUNDS, tileAttribution, tileTemplate } from '../map/geography';
-import { AlertMarkers, LABEL_PANE, addDevices, districtLayer } from '../map/layers';
+import { createPanes, homeBounds } from '../map/basemap';
+import { DeviceClusters } from '../map/clusters';
+import { tileAttribution, tileTemplate } from '../map/geography';
+import { AlertMarkers, districtLayer } from '../map/layers';
+import '../styles/map.css';
 
 const PAGE = 1000;
 const MAX_PAGES = 20;
@@ -18,26 +21,35 @@ interface Loaded {
   error: string | null;
 }
 
-/** The district without any tile server: outline, subdistricts, devices by status, open alerts by level. */
+/**
+ * The district without any tile server: Shenzhen's districts (Longgang emphasised) as the basemap, devices clustered
+ * by zoom, coloured by status, open alerts by level above them. The map's element carries what is drawn, for tests:
+ * `data-clusters`, `data-devices` (single devices), `data-zoom`.
+ */
 export function MapView() {
   const lang = useLang();
   const all = useStore(alerts);
   const box = useRef<HTMLDivElement>(null);
   const map = useRef<L.Map | null>(null);
-  const layers = useRef<{ district: L.LayerGroup; devices: L.LayerGroup; alerts: AlertMarkers } | null>(null);
+  const layers = useRef<{ district: L.LayerGroup; devices: DeviceClusters; alerts: AlertMarkers } | null>(null);
   const [loaded, setLoaded] = useState<Loaded>({ online: 0, offline: 0, total: null, done: false, error: null });
   const [alertCount, setAlertCount] = useState(0);
   const tiles = tileTemplate();
 
   useEffect(() => {
     const m = L.map(box.current!, { zoomControl: true, attributionControl: Boolean(tiles), minZoom: 9, maxZoom: 18, zoomSnap: 0.25 });
-    m.fitBounds(LONGGANG_BOUNDS, { padding: [20, 20] });
-    m.createPane(LABEL_PANE).style.zIndex = '350';
+    m.fitBounds(homeBounds(), { padding: [20, 20] });
+    createPanes(m);
     if (tiles) L.tileLayer(tiles, { maxZoom: 19, attribution: tileAttribution() }).addTo(m);
-    const renderer = L.canvas({ padding: 0.2 });
-    const devices = L.layerGroup().addTo(m);
+    const node = box.current!;
+    const devices = new DeviceClusters(m, L.canvas({ padding: 0.2 }), (drawn) => {
+      node.dataset.clusters = String(drawn.clusters);
+      node.dataset.devices = String(drawn.devices);
+      node.dataset.zoom = String(Math.round(m.getZoom()));
+    });
     const alertLayer = L.layerGroup().addTo(m);
-    layers.current = { district: L.layerGroup().addTo(m), devices, alerts: new AlertMarkers(alertLayer) };
+    const alertMarkers = new AlertMarkers(alertLayer, L.svg({ pane: 'alerts' }));
+    layers.current = { district: L.layerGroup().addTo(m), devices, alerts: alertMarkers };
     map.current = m;
 
     // Devices page by page (1,000 a page, at most 20 pages).
@@ -47,13 +59,14 @@ export function MapView() {
       let offline = 0;
       for (let page = 0; page < MAX_PAGES; page++) {
         const res = await api.devices({ offset: page * PAGE, limit: PAGE }, abort.signal);
-        const counts = addDevices(devices, renderer, res.devices, res.health ?? {});
+        const counts = devices.add(res.devices, res.health ?? {});
         online += counts.online;
         offline += counts.offline;
         const done = (page + 1) * PAGE >= res.total || res.devices.length < PAGE;
         setLoaded({ online, offline, total: res.total, done, error: null });
         if (done) break;
       }
+      devices.done();
       setLoaded((l) => ({ ...l, done: true }));
     })().catch((err) => {
       if (!abort.signal.aborted) setLoaded((l) => ({ ...l, done: true, error: errorText(err) }));
@@ -61,6 +74,7 @@ export function MapView() {
 
     return () => {
       abort.abort();
+      devices.remove();
       m.remove();
       map.current = null;
       layers.current = null;
@@ -93,6 +107,10 @@ export function MapView() {
           {!loaded.done && ' …'}
         </span>
         <span><i class="sw sw-alert" /> {t('mapAlert')} {alertCount}</span>
+        <span>
+          <i class="sw sw-cluster cluster-online" /> <i class="sw sw-cluster cluster-offline" /> {t('mapClusterLegend')}
+        </span>
+        <span class="muted">{t('mapBasemap')}</span>
         <span class="muted">{t('mapTiles')}: {tiles ? tiles : t('mapNoTiles')}</span>
         {loaded.error && <span class="error">{t('error') + loaded.error}</span>}
       </div>
