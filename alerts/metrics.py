@@ -14,6 +14,7 @@ class AlertMetrics:
     findings: Counter
     messages: Counter
     open_alerts: Gauge
+    open_incidents: Gauge
     deliveries: Counter
     delivery_seconds: Histogram
     finding_to_alert_seconds: Histogram
@@ -34,6 +35,7 @@ class AlertMetrics:
                 registry=prometheus,
             ),
             open_alerts=Gauge(f"{ns}_open", "Open alerts", ["exercise"], registry=prometheus),
+            open_incidents=Gauge(f"{ns}_open_incidents", "Open incidents", ["exercise"], registry=prometheus),
             deliveries=Counter(
                 f"{ns}_deliveries",
                 "Channel deliveries by outcome",

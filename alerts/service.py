@@ -516,3 +516,8 @@ class AlertService:
             counts[str(rec.alert.exercise).lower()] += 1
         for label, value in counts.items():
             self.metrics.open_alerts.labels(label).set(value)
+        incidents = {"true": 0, "false": 0}
+        for inc in self.incidents.open_records():
+            incidents[str(inc.incident.exercise).lower()] += 1
+        for label, value in incidents.items():
+            self.metrics.open_incidents.labels(label).set(value)

@@ -72,13 +72,17 @@ def gateway_acls() -> list[Acl]:
 
 
 def department_acls(department: str) -> list[Acl]:
-    return [Acl("subscribePattern", f"alerts/{department}")]
+    return [Acl("subscribePattern", f"alerts/{department}"), Acl("subscribePattern", f"incidents/{department}")]
 
 
 def api_acls() -> list[Acl]:
     """The API follows devices' status topics (retained last wills) for device health, and its alerts service
-    publishes every department's ``alerts/{department}``."""
-    return [Acl("subscribePattern", "devices/+/status"), Acl("publishClientSend", "alerts/#")]
+    publishes every department's ``alerts/{department}`` and ``incidents/{department}``."""
+    return [
+        Acl("subscribePattern", "devices/+/status"),
+        Acl("publishClientSend", "alerts/#"),
+        Acl("publishClientSend", "incidents/#"),
+    ]
 
 
 def operator_acls() -> list[Acl]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -30,10 +31,12 @@ from pydantic import ValidationError
 from core.clock import local_now
 from core.contracts import TelemetryItem
 from core.contracts.alert import Alert
+from core.contracts.incident import Incident
 from core.contracts.refusal import Refusal, RefusalReason
 from core.mqtt import AsyncMqttClient
 from simulators.field import FieldDevices, Target, register, unregister
 from simulators.plan import Message, Plan, batched, paced, scenario_fleet
+from simulators.replay import alerting_hazards, incidents_out
 from simulators.report import Arrival, DrillReport, Refused, assess, judge_run, starts
 from simulators.scenario import Scenario
 
@@ -43,18 +46,21 @@ Progress = Callable[[float, int, int], None]  # (scenario seconds played, messag
 
 
 class Listener:
-    """Alert and refusal messages about one fleet, with their arrival in seconds since ``start``."""
+    """Alert, incident and refusal messages about one fleet, with their arrival in seconds since ``start``."""
 
     def __init__(self, target: Target, devices: set[str], sites: set[str]) -> None:
         self.devices, self.sites = devices, sites
         self.start = time.monotonic()
         self.arrivals: list[Arrival] = []
         self.refusals: list[Refused] = []
+        #: each incident's latest message, and how many messages each department got of it (MQTT, as people would)
+        self.incidents: dict[str, Incident] = {}
+        self.told: Counter[tuple[str, str]] = Counter()
         self.client = AsyncMqttClient(
             target.mqtt(target.admin_username, target.admin_password),
             f"sim-drill-listener-{id(self):x}",
             clean_start=True,
-            subscriptions=[("alerts/+", 1), ("devices/+/errors", 1)],
+            subscriptions=[("alerts/+", 1), ("incidents/+", 1), ("devices/+/errors", 1)],
             on_message=self._message,
         )
 
@@ -68,6 +74,14 @@ class Listener:
                         Arrival(at, msg.topic.split("/", 1)[1], alert.id, alert.event, alert.level, alert.rule,
                                 alert.hazard, alert.device_id, alert.site_id, alert.exercise)
                     )  # fmt: skip
+            elif msg.topic.startswith("incidents/"):
+                incident = Incident.model_validate_json(msg.payload)
+                known = self.incidents.get(incident.id)
+                ours = any(m.device_id in self.devices or m.site_id in self.sites for m in incident.members)
+                if ours or known is not None:
+                    self.told[(incident.id, msg.topic.split("/", 1)[1])] += 1
+                    if known is None or incident.seq >= known.seq:
+                        self.incidents[incident.id] = incident
             else:
                 refusal = Refusal.model_validate_json(msg.payload)
                 if refusal.device_id in self.devices:
@@ -83,6 +97,15 @@ class Listener:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.client.close()
+
+
+async def _incidents(http: httpx.AsyncClient, devices: set[str], sites: set[str]) -> list[Incident]:
+    """The drill's incidents as the alerts service has them now (every member counted, also those that joined
+    after the last message), not merged ones."""
+    answer = await http.get("/api/incidents", params={"state": "all", "exercise": "true", "limit": 5000})
+    answer.raise_for_status()
+    listed = [Incident.model_validate(i) for i in answer.json()]
+    return [i for i in listed if any(m.device_id in devices or m.site_id in sites for m in i.members)]
 
 
 async def _clean_board(http: httpx.AsyncClient, devices: set[str], sites: set[str]) -> int:
@@ -165,12 +188,13 @@ async def run_drill(
                 listener.start = time.monotonic()
                 sent = await _play(plan, batched(plan.messages(), batch), field, listener, progress)
                 await _settle(plan, listener, scenario.settle_s)
+                incidents = await _incidents(http, devices, sites)
             finally:
                 await field.close()
                 await http.delete(f"/api/drills/{window.json()['id']}")
                 if not keep_fleet:
                     await unregister(http, fleet)
-    return judge_run(
+    report = judge_run(
         plan,
         listener.arrivals,
         listener.refusals,
@@ -179,6 +203,12 @@ async def run_drill(
         run_s=round(time.monotonic() - listener.start, 3),
         messages_sent=sent,
     )
+    console = target.api_url.rstrip("/")
+    out = [
+        i.model_copy(update={"report_url": f"{console}/#/incidents/{i.id}/report"})
+        for i in incidents_out(incidents, listener.told)
+    ]
+    return report.model_copy(update={"incidents": out, "hazard_events": alerting_hazards(plan)})
 
 
 async def _play(

@@ -83,9 +83,13 @@ async def _demo(target: Target, scenario_name: str, devices: int, reports: Path)
     print(text(report))
     for path in write(report, reports / f"demo-{scenario.name}"):
         console.print(f"report: {path}")
+    for incident in report.incidents:
+        console.print(
+            f"incident 事件: {incident.title.zh} · {incident.alerts} alerts · report 事故分析 {incident.report_url}"
+        )
     console.print(
-        f"\nAlerts: {target.api_url}/api/alerts (token in .smartcity/secrets.json) · console {target.api_url}/ · "
-        "the fleet keeps reporting; Ctrl-C stops everything."
+        f"\nAlerts: {target.api_url}/api/alerts, incidents {target.api_url}/api/incidents (token in "
+        f".smartcity/secrets.json) · console {target.api_url}/ · the fleet keeps reporting; Ctrl-C stops everything."
     )
     await background
 

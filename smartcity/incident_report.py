@@ -28,7 +28,7 @@ from alerts.incident_text import EVENTS as INCIDENT_EVENTS
 from alerts.officers import Officer
 from alerts.service import AlertService
 from alerts.text import EVENTS, LEVELS, when
-from core.contracts.catalogue import METRICS
+from core.contracts.catalogue import METRICS, DeviceKind
 from core.contracts.device import Device
 from core.contracts.incident import IncidentEvent
 from core.errors import SmartCityError
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 LEAD_MS: Final = 30 * 60 * 1000
 MAX_SERIES: Final = 30
+_KINDS: Final = frozenset(k.value for k in DeviceKind)
 _TEMPLATE: Final = Path(__file__).with_name("templates") / "incident_report.html.j2"
 
 
@@ -152,26 +153,30 @@ async def _readings(
     start: int,
     end: int,
 ) -> list[Series]:
-    pairs: dict[tuple[str, str], None] = {}
+    # (device, metric) -> the measurement: the device's kind, from the registry, or from the alert's hazard when
+    # the device is gone (a drill's fleet is unregistered when the drill ends; its readings stay)
+    pairs: dict[tuple[str, str], str | None] = {}
     for m in detail.alerts:
-        if m.alert.device_id and m.alert.metric:
-            pairs[(m.alert.device_id, m.alert.metric)] = None
+        a = m.alert
+        if a.device_id and a.metric:
+            device = lookup(a.device_id)
+            found = device.kind.value if device is not None else a.hazard.value
+            pairs[(a.device_id, a.metric)] = found if found in _KINDS else None
     out = []
-    for device_id, metric in list(pairs)[:MAX_SERIES]:
+    for (device_id, metric), kind in list(pairs.items())[:MAX_SERIES]:
         unit = METRICS[metric].unit if metric in METRICS else ""
-        device = lookup(device_id)
-        if query is None or device is None:
-            why = "no readings store" if query is None else "device no longer registered"
+        if query is None or kind is None:
+            why = "no readings store" if query is None else "not a measured metric of a registered device"
             out.append(Series(device_id=device_id, metric=metric, unit=unit, points=[], error=why))
             continue
         drill = detail.incident.exercise
         every: int | None = None
         try:
             try:
-                points = await query.readings(device.kind.value, device_id, metric, start, end, None, drill=drill)
+                points = await query.readings(kind, device_id, metric, start, end, None, drill=drill)
             except TooManyPoints as exc:
                 every = exc.every_s
-                points = await query.readings(device.kind.value, device_id, metric, start, end, every, drill=drill)
+                points = await query.readings(kind, device_id, metric, start, end, every, drill=drill)
         except SmartCityError as exc:
             logger.warning("report: readings of %s %s not read: %s", device_id, metric, exc)
             out.append(Series(device_id=device_id, metric=metric, unit=unit, points=[], error=str(exc)))
@@ -185,8 +190,8 @@ def _sparkline(series: Series, start: int, end: int, width: int = 560, height: i
     pts: list[tuple[int, float]] = []
     for p in series.points:
         value = p.get("value", p.get("mean"))
-        if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(p.get("time"), int):
-            pts.append((p["time"], float(value)))
+        if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(p.get("ts"), int):
+            pts.append((p["ts"], float(value)))
     if not pts:
         return ""
     low, high = min(v for _, v in pts), max(v for _, v in pts)

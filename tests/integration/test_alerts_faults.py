@@ -64,6 +64,7 @@ async def test_sigkill_loses_no_alert_and_no_acknowledgement(
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     emergency = await asyncio.to_thread(Collector, mqtt_url, "alerts/emergency")
+    incidents = await asyncio.to_thread(Collector, mqtt_url, "incidents/emergency")
     try:
         process.start()
         async with httpx.AsyncClient(base_url=base, headers=headers) as http:
@@ -117,8 +118,25 @@ async def test_sigkill_loses_no_alert_and_no_acknowledgement(
         seen = by_message()
         assert seen.keys() == expected, f"missing {expected - seen.keys()}, unexpected {seen.keys() - expected}"
         assert all(len(v) == 1 for v in seen.values()), "a message sent again is the same message"
+
+        # the two alerts are one incident; its messages, too, each once in content, whatever the kill interrupted
+        def incident_messages() -> dict[tuple[str, int], set[str]]:
+            out: dict[tuple[str, int], set[str]] = {}
+            for _, payload in list(incidents.messages):
+                m = json.loads(payload)
+                out.setdefault((m["id"], m["seq"]), set()).add(json.dumps(m, sort_keys=True))
+            return out
+
+        deadline = time.monotonic() + 30
+        while not incident_messages() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        told = incident_messages()
+        assert told, "the incident was never told"
+        assert len({id_ for id_, _ in told}) == 1, "the two alerts of one site are one incident"
+        assert all(len(v) == 1 for v in told.values()), "an incident message sent again is the same message"
     finally:
         emergency.close()
+        incidents.close()
         process.stop()
 
 

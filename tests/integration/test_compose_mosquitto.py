@@ -241,6 +241,13 @@ def test_a_department_reads_its_own_alerts_only(broker: Broker) -> None:
         api.publish("alerts/fire", b"fire")
         assert _wait(fire, 1) == [("alerts/fire", b"fire")]
         assert _wait(fire, 2, timeout=0.5) == [("alerts/fire", b"fire")]
+        # and its incidents (issue 21), its own only
+        assert not _subscribe(fire, "incidents/fire").is_failure
+        assert _subscribe(fire, "incidents/water").is_failure
+        api.publish("incidents/water", b"water")
+        api.publish("incidents/fire", b"fire incident")
+        assert ("incidents/fire", b"fire incident") in _wait(fire, 2)
+        assert ("incidents/water", b"water") not in _wait(fire, 3, timeout=0.5)
     finally:
         fire.close()
         api.close()

@@ -434,6 +434,15 @@ def test_one_leaks_alerts_are_one_incident_folded_on_the_board_with_its_report(c
     assert set(member_rows.evaluate_all("rows => rows.map(r => r.dataset.alertId)")) == set(ids)
     page.screenshot(path=ARTIFACTS / "board-incident.png", full_page=True)
 
+    # the map draws the incident's area, above the device clusters
+    page.get_by_test_id("nav-map").click()
+    expect(page.get_by_test_id("map")).to_have_attribute("data-incident-areas", re.compile(r"^[1-9]"), timeout=10_000)
+    expect(page.locator(".leaflet-incidents-pane path.incident-area")).not_to_have_count(0)
+    page.screenshot(path=ARTIFACTS / "map-incident.png")
+    page.go_back()
+    incident = page.locator(f'[data-testid="incident-row"][data-incident-id="{incident_id}"]')
+    expect(incident).to_have_count(1, timeout=10_000)
+
     incident.locator(".c-title").click()
     detail = page.get_by_test_id("incident-detail")
     expect(detail).to_have_attribute("data-incident-id", incident_id)

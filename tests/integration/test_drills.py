@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -30,7 +31,7 @@ def _target(stack: StackRun) -> Target:
 
 
 @pytest.fixture(scope="module")
-def drills() -> Iterator[dict[str, DrillReport]]:
+def drill_run() -> Iterator[tuple[StackRun, dict[str, DrillReport]]]:
     """Every bundled scenario, at once, each with its own fleet, on one stack (about a minute in all)."""
     with tempfile.TemporaryDirectory() as data, StackRun(Path(data)) as stack:
         scenarios = [load_scenario(p) for p in bundled()]
@@ -40,7 +41,12 @@ def drills() -> Iterator[dict[str, DrillReport]]:
             return await asyncio.gather(*(run_drill(s, target, prefix=f"t{i}") for i, s in enumerate(scenarios)))
 
         reports = asyncio.run(all_of_them())
-        yield {r.scenario: r for r in reports}
+        yield stack, {r.scenario: r for r in reports}
+
+
+@pytest.fixture(scope="module")
+def drills(drill_run: tuple[StackRun, dict[str, DrillReport]]) -> dict[str, DrillReport]:
+    return drill_run[1]
 
 
 @pytest.mark.parametrize("name", [p.stem for p in bundled()])
@@ -54,6 +60,40 @@ def test_a_drill_of_each_bundled_scenario_passes_its_report(drills: dict[str, Dr
     assert all(e.arrived and e.late_s is not None and e.late_s >= 0 for e in report.expectations)
     assert report.messages_sent > 100
     assert "通过 PASS" in html(report)
+
+
+@pytest.mark.parametrize("name", [p.stem for p in bundled()])
+def test_each_hazard_event_of_a_drill_is_one_incident(drills: dict[str, DrillReport], name: str) -> None:
+    report = drills[name]
+    assert len(report.incidents) == report.hazard_events, [(i.title.en, i.alerts) for i in report.incidents]
+    assert all(i.exercise for i in report.incidents)
+    assert all(i.alerts >= 1 for i in report.incidents)
+
+
+def test_a_gas_leak_tells_each_department_at_most_three_times_and_its_report_has_the_readings(
+    drill_run: tuple[StackRun, dict[str, DrillReport]],
+) -> None:
+    stack, reports = drill_run
+    [incident] = reports["gas-leak"].incidents
+    assert incident.alerts >= 2
+    assert incident.messages
+    assert max(incident.messages.values()) <= 3, incident.messages
+    assert incident.report_url is not None
+    assert incident.report_url.endswith(f"#/incidents/{incident.id}/report")
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    report = httpx.get(f"{stack.api}/api/incidents/{incident.id}/report", headers=headers, timeout=30)
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert body["detail"]["incident"]["exercise"] is True
+    assert len(body["detail"]["alerts"]) == incident.alerts
+    assert body["events"]
+    with_points = [s for s in body["readings"] if s["points"]]
+    assert with_points, body["readings"]
+    assert all(s["error"] is None for s in body["readings"])
+    page = httpx.get(f"{stack.api}/api/incidents/{incident.id}/report.html", headers=headers, timeout=30)
+    assert page.status_code == 200
+    assert "事故分析报告" in page.text
+    assert "<polyline" in page.text  # the readings drawn
 
 
 def test_the_device_faults_drill_hears_each_refusal_and_offline_alert(drills: dict[str, DrillReport]) -> None:

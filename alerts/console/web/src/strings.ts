@@ -205,6 +205,8 @@ export const zh = {
   mapClusterZoom: '点击放大',
   mapClusterLegend: '设备聚合（绿：全部在线；灰：含离线）',
   mapBasemap: '底图：深圳市各区界（离线，WGS-84）',
+  mapIncidentAreas: '事件范围',
+  mapOpenIncident: '打开事件',
 };
 
 export type Key = keyof typeof zh;
@@ -412,6 +414,8 @@ export const en: Record<Key, string> = {
   mapClusterZoom: 'click to zoom in',
   mapClusterLegend: 'device clusters (green: all online; grey: some offline)',
   mapBasemap: 'Basemap: Shenzhen district boundaries (offline, WGS-84)',
+  mapIncidentAreas: 'incident areas',
+  mapOpenIncident: 'open the incident',
 };
 
 export const LEVEL_NAMES: Record<Level, { zh: string; en: string; roman: string }> = {

@@ -4,6 +4,8 @@ import { api, errorText } from '../api';
 import { t, useLang } from '../i18n';
 import { useStore } from '../lib/store';
 import { alerts } from '../alerts/live';
+import { incidents } from '../alerts/incidents';
+import { IncidentAreas } from '../map/incidents';
 import { createPanes, homeBounds } from '../map/basemap';
 import { DeviceClusters } from '../map/clusters';
 import { tileAttribution, tileTemplate } from '../map/geography';
@@ -29,11 +31,18 @@ interface Loaded {
 export function MapView() {
   const lang = useLang();
   const all = useStore(alerts);
+  const held = useStore(incidents);
   const box = useRef<HTMLDivElement>(null);
   const map = useRef<L.Map | null>(null);
-  const layers = useRef<{ district: L.LayerGroup; devices: DeviceClusters; alerts: AlertMarkers } | null>(null);
+  const layers = useRef<{
+    district: L.LayerGroup;
+    devices: DeviceClusters;
+    alerts: AlertMarkers;
+    incidents: IncidentAreas;
+  } | null>(null);
   const [loaded, setLoaded] = useState<Loaded>({ online: 0, offline: 0, total: null, done: false, error: null });
   const [alertCount, setAlertCount] = useState(0);
+  const [incidentCount, setIncidentCount] = useState(0);
   const tiles = tileTemplate();
 
   useEffect(() => {
@@ -47,9 +56,10 @@ export function MapView() {
       node.dataset.devices = String(drawn.devices);
       node.dataset.zoom = String(Math.round(m.getZoom()));
     });
+    const areas = new IncidentAreas(L.layerGroup().addTo(m), L.svg({ pane: 'incidents' }));
     const alertLayer = L.layerGroup().addTo(m);
     const alertMarkers = new AlertMarkers(alertLayer, L.svg({ pane: 'alerts' }));
-    layers.current = { district: L.layerGroup().addTo(m), devices, alerts: alertMarkers };
+    layers.current = { district: L.layerGroup().addTo(m), devices, alerts: alertMarkers, incidents: areas };
     map.current = m;
 
     // Devices page by page (1,000 a page, at most 20 pages).
@@ -95,6 +105,15 @@ export function MapView() {
     setAlertCount(l.alerts.sync(all.values()));
   }, [all, lang]);
 
+  useEffect(() => {
+    const l = layers.current;
+    if (!l) return;
+    l.incidents.zh = lang === 'zh';
+    const drawn = l.incidents.sync(held.values());
+    if (box.current) box.current.dataset.incidentAreas = String(drawn);
+    setIncidentCount(drawn);
+  }, [held, lang]);
+
   return (
     <div class="map-page">
       <div class="map-legend card">
@@ -107,6 +126,7 @@ export function MapView() {
           {!loaded.done && ' …'}
         </span>
         <span><i class="sw sw-alert" /> {t('mapAlert')} {alertCount}</span>
+        <span><i class="sw sw-incident" /> {t('mapIncidentAreas')} {incidentCount}</span>
         <span>
           <i class="sw sw-cluster cluster-online" /> <i class="sw sw-cluster cluster-offline" /> {t('mapClusterLegend')}
         </span>
