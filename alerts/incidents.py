@@ -7,7 +7,9 @@ open incident of every alert it is linked to; linking two incidents merges them 
 with every member (the younger closes as ``merged``). Links are checked when an alert is raised, against the members
 of open incidents, so the incidents are the connected components of the links whatever order the alerts arrive in
 (a property test checks it). An incident is closed once every member is closed, and then takes no new members: a
-new alert there later is a new incident.
+new alert there later is a new incident. An incident holds at most ``max_members`` alerts (500): it is one saved
+record, and a storm linking a whole district would otherwise grow one past what Kafka carries; beyond, linked alerts
+start a new incident (and there, arrival order decides which alerts share one).
 
 **Speaking.** An incident's messages go to people (webhooks, e-mail, the console's sound) and to MQTT
 ``incidents/{department}``; its members' alert messages go on to MQTT ``alerts/{department}`` and Kafka as before.
@@ -178,6 +180,9 @@ class IncidentBook:
         self._of: dict[str, str] = {}  # alert id -> incident id
         self._index: dict[tuple[Any, ...], set[str]] = {}  # members of open incidents, by place
         self._members: dict[str, Member] = {}  # indexed members by alert id
+        #: open incidents with a message to come when time passes (a group wait or interval): what a tick looks at,
+        #: beside the reminders that are due, so a tick over thousands of quiet incidents costs next to nothing
+        self._waiting: set[str] = set()
         self.burned: dict[str, int] = {}
 
     # -- reading ----------------------------------------------------------------------------------------------
@@ -195,23 +200,40 @@ class IncidentBook:
 
     def commit(self, records: Iterable[IncidentRecord], undo: list[Undo] | None = None) -> None:
         records = list(records)
-        for rec in records:  # every old place out first: a merge moves members from one record to another
-            before = self.records.get(rec.incident.id)
+        befores: dict[str, IncidentRecord | None] = {}
+        whole: set[str] = set()  # indexed anew: closed, or lost members (merged away)
+        for rec in records:  # every lost place out first: a merge moves members from one record to another
+            id_ = rec.incident.id
+            before = befores[id_] = self.records.get(id_)
             if undo is not None:
-                undo.append((rec.incident.id, before))
-            if before is not None:
+                undo.append((id_, before))
+            if before is not None and (rec.incident.closed or _ids(before) - _ids(rec)):
                 self._unindex(before)
+                whole.add(id_)
         for rec in records:
             inc = rec.incident
+            before = befores[inc.id]
             self.records[inc.id] = rec
             for m in inc.members:
                 self._of[m.alert_id] = inc.id
-            if not inc.closed:
-                self._reindex(rec)
+            if inc.closed:
+                pass
+            elif before is None or before.incident.closed or inc.id in whole:
+                self._reindex(rec, inc.members)
+            else:  # members only added or changed: their places stay, new ones go in
+                known = _ids(before)
+                self._reindex(rec, [m for m in inc.members if m.alert_id not in known])
+                for m in inc.members:
+                    self._members[m.alert_id] = m
+            if not inc.closed and inc.merged_into is None and (rec.sent is None or rec.sent != _state(inc)):
+                self._waiting.add(inc.id)
+            else:
+                self._waiting.discard(inc.id)
 
     def rollback(self, undo: list[Undo]) -> None:
         for id_, before in reversed(undo):
             now = self.records.pop(id_, None)
+            self._waiting.discard(id_)
             if now is not None:
                 self._unindex(now)
                 for m in now.incident.members:
@@ -223,6 +245,7 @@ class IncidentBook:
     def forget(self, ids: Iterable[str]) -> None:
         for id_ in ids:
             rec = self.records.pop(id_, None)
+            self._waiting.discard(id_)
             if rec is None:
                 continue
             self._unindex(rec)
@@ -265,6 +288,9 @@ class IncidentBook:
         """Messages that came due: the end of a group wait or interval, reminders."""
         out = []
         for rec in self.open_records():
+            due = rec.next_reminder_at is not None and rec.next_reminder_at <= now
+            if not due and rec.incident.id not in self._waiting:
+                continue
             spoken = self._speak(rec, now)
             if spoken is not rec:
                 out.append(spoken)
@@ -306,11 +332,19 @@ class IncidentBook:
                 continue
             if any(m.alert_id != member.alert_id and linked(member, m, family, window) for m in inc.members):
                 found.add(id_)
-        if not found:
+        # oldest first; merged only while the members fit in one incident (``max_members``): a full incident takes
+        # no new member, and a storm linking everything becomes several incidents, each a record Kafka can carry
+        chosen: list[str] = []
+        room = self.rules.max_members - 1
+        for id_ in sorted(found, key=lambda i: ((work.get(i) or self.records[i]).incident.opened_at, i)):
+            size = len((work.get(id_) or self.records[id_]).incident.members)
+            if size <= room:
+                chosen.append(id_)
+                room -= size
+        if not chosen:
             id_ = incident_id(member.alert_id)
             work[id_] = _new(id_, name, member, exercise, now)
             return id_
-        chosen = sorted(found, key=lambda i: ((work.get(i) or self.records[i]).incident.opened_at, i))
         survivor = chosen[0]
         target = work.get(survivor) or self.records[survivor]
         for loser in chosen[1:]:
@@ -350,12 +384,12 @@ class IncidentBook:
                 found |= self._index.get(key, set())
         return found
 
-    def _reindex(self, rec: IncidentRecord) -> None:
+    def _reindex(self, rec: IncidentRecord, members: list[Member]) -> None:
         inc = rec.incident
         family = self.rules.families.get(inc.family)
         if family is None:  # a family the routing file no longer has: its incidents take no new members
             return
-        for m in inc.members:
+        for m in members:
             self._members[m.alert_id] = m
             for key in self._keys(inc.family, family, inc.exercise, m):
                 self._index.setdefault(key, set()).add(m.alert_id)
@@ -509,6 +543,10 @@ def _new(id_: str, family: str, member: Member, exercise: bool, now: int) -> Inc
         title=incident_title(member.hazard, _places([member]), exercise),
     )
     return IncidentRecord(incident=incident)
+
+
+def _ids(rec: IncidentRecord) -> set[str]:
+    return {m.alert_id for m in rec.incident.members}
 
 
 def _has(rec: IncidentRecord, alert_id: str) -> bool:

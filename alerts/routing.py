@@ -82,6 +82,11 @@ class IncidentRules(_Frozen):
     group_interval_s: Annotated[float, Field(ge=0, le=86400)] = Field(
         60, description="changes of level below red and of membership: at most one message this often"
     )
+    max_members: Annotated[int, Field(ge=2, le=5000)] = Field(
+        500,
+        description="an incident holds at most this many alerts; beyond, a linked alert starts a new one (the whole "
+        "incident is one saved record and its members one message's worth of summary)",
+    )
     families: dict[str, Family] = Field(default_factory=_default_families)
 
     @model_validator(mode="after")

@@ -219,6 +219,14 @@ def bench_rules(
     run_all(out, quick)
 
 
+@bench_app.command("incidents")
+def bench_incidents(out: Path = Path("bench-results/incidents.json")) -> None:
+    """What grouping alerts into incidents costs the alerts service, per finding and per tick (pure, no brokers)."""
+    from smartcity.bench.incidents import run
+
+    run(out)
+
+
 @bench_app.command("registry")
 def bench_registry(
     devices: int = 100_000, accounts: int = 2_000, out: Path = Path("bench-results/registry.json")

@@ -265,3 +265,14 @@ def test_any_arrival_order_gives_the_same_incidents(specs: list[tuple[int, Hazar
             members[a.alert.id], members[b.alert.id], family[a.alert.hazard.value], 1800 * S
         ):
             assert any({a.alert.id, b.alert.id} <= group for group in expected)
+
+
+def test_an_incident_holds_at_most_max_members_and_a_storm_becomes_several() -> None:
+    routing = load_routing()
+    small = routing.model_copy(update={"incidents": routing.incidents.model_copy(update={"max_members": 5})})
+    desk = Desk(alerts=AlertBook(small, Windows()), incidents=IncidentBook(small))
+    for n in range(12):  # one site: every alert linked to every other
+        desk.send(gas(f"g{n}", "plant"), T0 + n * S)
+    sizes = sorted(i.summary.alerts for i in desk.open_incidents())
+    assert sizes == [2, 5, 5]
+    assert all(r.alert.incident_id for r in desk.alerts.records.values())
