@@ -53,13 +53,20 @@ def test_an_unrouted_alert_goes_to_the_devices_own_departments(tmp_path: Path) -
         ("version: 1\nroutes: []\nescalation:\n  red: {after_s: 0, repeat_s: 1}\n", "escalation.red.after_s"),
         ("version: 2\nroutes: []\n", "version"),
         ("routes: [\n", "not YAML"),
-        ("version: 1\nroutes: []\nincidents:\n  families:\n    a: {hazards: [gas, fire, water, structural, device]}\n"
-         "    b: {hazards: [gas]}\n", "incidents: Value error, hazard gas is in families 'a' and 'b'"),
-        ("version: 1\nroutes: []\nincidents:\n  families:\n    a: {hazards: [gas]}\n",
-         "every hazard needs a family; missing: water, fire, structural, device"),
+        (
+            "version: 1\nroutes: []\nincidents:\n  families:\n    a: {hazards: [gas, fire, water, structural, device]}\n"
+            "    b: {hazards: [gas]}\n",
+            "incidents: Value error, hazard gas is in families 'a' and 'b'",
+        ),
+        (
+            "version: 1\nroutes: []\nincidents:\n  families:\n    a: {hazards: [gas]}\n",
+            "every hazard needs a family; missing: water, fire, structural, device",
+        ),
         ("version: 1\nroutes: []\nincidents: {window_s: -1}\n", "incidents.window_s"),
-        ("version: 1\nroutes: []\nincidents:\n  families:\n    gas: {hazards: [gas], radius_m: -5}\n",
-         "incidents.families.gas.radius_m"),
+        (
+            "version: 1\nroutes: []\nincidents:\n  families:\n    gas: {hazards: [gas], radius_m: -5}\n",
+            "incidents.families.gas.radius_m",
+        ),
     ],
 )
 def test_bad_routing_files_name_file_and_field(tmp_path: Path, body: str, message: str) -> None:
