@@ -54,8 +54,8 @@ def test_an_unrouted_alert_goes_to_the_devices_own_departments(tmp_path: Path) -
         ("version: 2\nroutes: []\n", "version"),
         ("routes: [\n", "not YAML"),
         (
-            "version: 1\nroutes: []\nincidents:\n  families:\n    a: {hazards: [gas, fire, water, structural, device]}\n"
-            "    b: {hazards: [gas]}\n",
+            "version: 1\nroutes: []\nincidents:\n  families:\n"
+            "    a: {hazards: [gas, fire, water, structural, device]}\n    b: {hazards: [gas]}\n",
             "incidents: Value error, hazard gas is in families 'a' and 'b'",
         ),
         (
