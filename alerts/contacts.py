@@ -35,7 +35,7 @@ import re
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -80,6 +80,17 @@ class _Filtered(BaseModel):
         None, description="per incident: only these events (default: all)"
     )
     min_level: Level | None = Field(None, description="only alerts at this level or higher (default: all)")
+
+    @model_validator(mode="after")
+    def _filters_fit(self) -> Self:
+        if self.per == "incident" and self.events is not None:
+            raise ValueError(
+                "events filters alert messages, which this contact does not get (per: incident, the default): "
+                "use incident_events, or per: alert for every alert message"
+            )
+        if self.per == "alert" and self.incident_events is not None:
+            raise ValueError("incident_events filters incident messages; this contact gets alert messages (per: alert)")
+        return self
 
     def accepts(self, message: Alert | Incident) -> bool:
         if isinstance(message, Alert):

@@ -51,8 +51,11 @@ def visible_incident(service: AlertService, incident_id: str, officer: Officer) 
     return rec
 
 
-def incident_detail(service: AlertService, rec: IncidentRecord) -> IncidentDetail:
-    members = [m for m in (service.book.get(m.alert_id) for m in rec.incident.members) if m is not None]
+def incident_detail(service: AlertService, rec: IncidentRecord, officer: Officer) -> IncidentDetail:
+    """The incident with its member alerts the officer may see (an incident spanning departments shows each
+    officer their departments' alerts; the summary counts every one)."""
+    found = (service.book.get(m.alert_id) for m in rec.incident.members)
+    members = [m for m in found if m is not None and officer.sees(m.alert.departments)]
     return IncidentDetail(
         incident=rec.incident,
         alerts=[MemberAlert(alert=m.alert, history=m.history) for m in members],
@@ -104,14 +107,19 @@ def incidents_router(service: AlertService, auth: Callable[..., Officer]) -> API
     async def get_incident(incident_id: str, officer: Officer = signed_in) -> IncidentDetail:
         """The incident with every member alert and its history, the incident's messages, the officers' actions
         and who was told on which channel when."""
-        return incident_detail(service, visible_incident(service, incident_id, officer))
+        return incident_detail(service, visible_incident(service, incident_id, officer), officer)
 
     async def act(incident_id: str, kind: str, officer: Officer, body: ActionIn | None) -> Incident:
         visible_incident(service, incident_id, officer)
         body = body or ActionIn()
         try:
             incident = await service.act_on_incident(
-                incident_id, kind, who(body, officer), body.note, list(officer.departments)
+                incident_id,
+                kind,
+                who(body, officer),
+                body.note,
+                list(officer.departments),
+                may=lambda alert: officer.sees(alert.departments),
             )
         except LifecycleError as exc:
             raise HTTPException(exc.status, str(exc)) from exc
@@ -121,19 +129,23 @@ def incidents_router(service: AlertService, auth: Callable[..., Officer]) -> API
 
     @router.post("/{incident_id}/ack", response_model=Incident)
     async def acknowledge(incident_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Incident:
-        """Acknowledge every open, unacknowledged member alert, in one save (all or nothing); 409 if none is left."""
+        """Acknowledge every open, unacknowledged member alert routed to the officer's departments, in one save (all
+        or nothing); 409 if none is left."""
         return await act(incident_id, "acknowledge", officer, body)
 
     @router.post("/{incident_id}/close", response_model=Incident)
     async def close(incident_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Incident:
-        """Close every open member alert, in one save; the incident is then closed."""
+        """Close every open member alert routed to the officer's departments, in one save; the incident is closed
+        once every member is."""
         return await act(incident_id, "close", officer, body)
 
     @router.get("/{incident_id}/cap", response_class=Response, responses={200: {"content": {CAP_MIME_TYPE: {}}}})
     async def cap(incident_id: str, officer: Officer = signed_in) -> Response:
         """The incident's latest message as one CAP 1.2 alert whose area covers every member (docs/cap.md)."""
         rec = visible_incident(service, incident_id, officer)
-        document = incident_cap_document(rec.incident, sender=service.settings.alerts_sender)
+        # the message as it was sent (its identifier names that content); before the first, the incident now as #0
+        said = rec.last_message or rec.message().model_copy(update={"members": rec.incident.members})
+        document = incident_cap_document(said, sender=service.settings.alerts_sender)
         return Response(document, media_type=CAP_MIME_TYPE)
 
     return router

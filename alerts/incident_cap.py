@@ -39,7 +39,7 @@ GEOCODE_NAME: Final = "GB/T 2260"
 
 
 def _msg_type(incident: Incident) -> Literal["Alert", "Update", "Cancel"]:
-    if incident.seq <= 1:
+    if incident.seq <= 1:  # the first message (or, seq 0, the incident before its first message)
         return "Alert"
     if incident.closed or incident.event is IncidentEvent.MERGED:
         return "Cancel"
@@ -114,7 +114,7 @@ def _info(root: ET.Element, incident: Incident, language: str, lang: str) -> Non
 def incident_cap_document(incident: Incident, *, sender: str) -> bytes:
     """The CAP 1.2 document of the incident's latest message."""
     _check_sender(sender)
-    seq = max(incident.seq, 1)
+    seq = incident.seq
     root = ET.Element(f"{{{CAP_NAMESPACE}}}alert")
     _sub(root, "identifier", cap_identifier(incident.id, seq))
     _sub(root, "sender", sender)

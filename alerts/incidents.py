@@ -231,7 +231,13 @@ class IncidentBook:
                 self._waiting.discard(inc.id)
 
     def rollback(self, undo: list[Undo]) -> None:
-        for id_, before in reversed(undo):
+        """Back to the state before the commits ``undo`` noted: every record they touched out of the indexes first,
+        then each one's earliest noted state back in (a merge moved members between records: undoing one record at
+        a time would index a member and then drop it again)."""
+        first: dict[str, IncidentRecord | None] = {}
+        for id_, before in undo:
+            first.setdefault(id_, before)
+        for id_ in first:
             now = self.records.pop(id_, None)
             self._waiting.discard(id_)
             if now is not None:
@@ -239,8 +245,7 @@ class IncidentBook:
                 for m in now.incident.members:
                     if self._of.get(m.alert_id) == id_:
                         del self._of[m.alert_id]
-            if before is not None:
-                self.commit([before])
+        self.commit([before for before in first.values() if before is not None])
 
     def forget(self, ids: Iterable[str]) -> None:
         for id_ in ids:
@@ -273,6 +278,8 @@ class IncidentBook:
             a = rec.alert
             member = member_of(rec)
             id_ = self._of.get(a.id) or next((i for i, w in work.items() if _has(w, a.id)), None)
+            if id_ is not None:
+                id_ = self._live(id_, work)  # merged earlier in this call: its survivor has the member now
             if id_ is None:
                 id_ = self._join(member, a.exercise, work, alerts, now, lookup)
             else:
@@ -325,10 +332,10 @@ class IncidentBook:
             other = self._members.get(other_id)
             owner = self._of.get(other_id)
             if other is not None and owner is not None and linked(member, other, family, window):
-                found.add(owner)
+                found.add(self._live(owner, work))
         for id_, w in work.items():  # incidents changed earlier in this call (not yet indexed)
             inc = w.incident
-            if inc.closed or inc.family != name or inc.exercise != exercise:
+            if inc.closed or inc.merged_into is not None or inc.family != name or inc.exercise != exercise:
                 continue
             if any(m.alert_id != member.alert_id and linked(member, m, family, window) for m in inc.members):
                 found.add(id_)
@@ -359,6 +366,16 @@ class IncidentBook:
             work[loser] = self._merged(merged, survivor, now)
         work[survivor] = _with_member(target, member)
         return survivor
+
+    def _live(self, id_: str, work: dict[str, IncidentRecord]) -> str:
+        """The incident that holds ``id_``'s members now: itself, or the one it was merged into (in this call)."""
+        seen = {id_}
+        while (rec := work.get(id_) or self.records.get(id_)) is not None and rec.incident.merged_into is not None:
+            id_ = rec.incident.merged_into
+            if id_ in seen:
+                break
+            seen.add(id_)
+        return id_
 
     def _keys(self, name: str, family: Family, exercise: bool, m: Member) -> list[tuple[Any, ...]]:
         keys: list[tuple[Any, ...]] = []
@@ -419,7 +436,9 @@ class IncidentBook:
         basis = open_ or members
         worst = min(basis, key=_worst_first)
         departments = list(dict.fromkeys(d for m in members for d in m.departments))
-        heard = {d for m in open_ for d in m.departments if d not in m.muted_departments}
+        # who hears it: the departments of its open members not muted for them; once every member is closed, of all
+        # its members (its closing message must reach whoever heard of it)
+        heard = {d for m in (open_ or members) for d in m.departments if d not in m.muted_departments}
         if inc.escalations > 0:
             adds = self.routing.policy(worst.level).add
             departments = list(dict.fromkeys([*departments, *adds]))

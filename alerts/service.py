@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from alerts.archive import AlertArchive
 from alerts.channels.base import Channel, Delivery, Message
 from alerts.channels.dispatch import Dispatcher
-from alerts.incidents import LOG_LIMIT, Action, DeliveryEntry, IncidentBook, IncidentRecord
+from alerts.incidents import LOG_LIMIT, Action, DeliveryEntry, IncidentBook, IncidentRecord, member_of
 from alerts.incidents import Undo as IncidentUndo
 from alerts.lifecycle import AlertBook, AlertRecord, LifecycleError, Undo
 from alerts.live import LiveHub
@@ -103,8 +103,10 @@ class AlertService:
         for inc in self.incidents.records.values():
             if inc.notified_seq < inc.incident.seq and inc.last_message is not None:
                 self._dispatch(inc.last_message)
-        with contextlib.suppress(KafkaUnavailable):  # alerts kept from before incidents: each joins one now
-            await self._save([r for r in self.book.open_records() if r.alert.incident_id is None])
+        try:
+            await self._save(self._out_of_step())
+        except KafkaUnavailable as exc:  # the next start tries again; meanwhile the next change of each mends it
+            logger.warning("alerts: incidents not brought in step with their alerts: %s", exc)
         self._count_open()
         logger.info(
             "alerts: %d alerts loaded (%d open, %d re-sent), %d silences, %d drill windows",
@@ -117,6 +119,24 @@ class AlertService:
         self._consumer = asyncio.create_task(self._consume())
         self._tasks += [self._consumer, asyncio.create_task(self._ticks())]
         self.ready.set()
+
+    def _out_of_step(self) -> list[AlertRecord]:
+        """Alerts their incidents do not show as they are: kept from before incidents (none yet), or saved without
+        their incident's record (an alert and its incident are separate Kafka records: a save that failed half-way,
+        then a restart). Given to ``apply`` again, each joins or updates its incident."""
+        out = []
+        for rec in self.book.records.values():
+            a = rec.alert
+            owner = self.incidents.of_alert(a.id)
+            held = self.incidents.get(owner) if owner is not None else None
+            if held is None:
+                if not a.closed:
+                    out.append(rec)
+                continue
+            stored = next((m for m in held.incident.members if m.alert_id == a.id), None)
+            if a.incident_id != owner or (not held.incident.closed and stored != member_of(rec)):
+                out.append(rec)
+        return out
 
     def healthy(self) -> bool:
         """The findings consumer and the tick loop are running (``/healthz`` answers 503 otherwise)."""
@@ -161,10 +181,17 @@ class AlertService:
         return self.book.records[alert_id].alert
 
     async def act_on_incident(
-        self, incident_id: str, kind: str, by: str, note: str, departments: list[Department]
+        self,
+        incident_id: str,
+        kind: str,
+        by: str,
+        note: str,
+        departments: list[Department],
+        may: Callable[[Alert], bool] = lambda _alert: True,
     ) -> Incident:
-        """Acknowledge (``kind`` "acknowledge") or close every open member of an incident, in one save: all or
-        nothing. 404 for no such incident, 409 when there is nothing left to do."""
+        """Acknowledge (``kind`` "acknowledge") or close every open member of an incident that ``may`` allows (the
+        officer's departments' alerts), in one save: all or nothing. 404 for no such incident, 409 when there is
+        nothing left to do."""
         async with self._lock:
             rec = self.incidents.get(incident_id)
             if rec is None:
@@ -177,7 +204,7 @@ class AlertService:
             try:
                 for member in rec.incident.members:
                     current = self.book.get(member.alert_id)
-                    if current is None or current.alert.closed:
+                    if current is None or current.alert.closed or not may(current.alert):
                         continue
                     if kind == "acknowledge":
                         if current.alert.acknowledged:
@@ -280,18 +307,23 @@ class AlertService:
                 incidents: dict[str, IncidentRecord] = {}
                 messages: list[Alert] = []
                 incident_messages: list[Incident] = []
-                for finding, position in findings:
-                    records = self.book.on_finding(finding, now, position)
-                    self.metrics.findings.labels("applied" if records else "unchanged").inc()
-                    records, grouped = self.incidents.apply(records, now, self.book.get)
-                    messages.extend(self._messages(records))
-                    incident_messages.extend(self._incident_messages(grouped))
-                    self.book.commit(records, undo)  # the next finding of the batch must see this one's effect
-                    self.incidents.commit(grouped, incident_undo)
-                    changed.update({r.alert.id: r for r in records})
-                    incidents.update({r.incident.id: r for r in grouped})
-                    if records:
-                        self.metrics.finding_to_alert_seconds.observe(max(now - finding.detected_at, 0) / 1000)
+                try:
+                    for finding, position in findings:
+                        records = self.book.on_finding(finding, now, position)
+                        self.metrics.findings.labels("applied" if records else "unchanged").inc()
+                        records, grouped = self.incidents.apply(records, now, self.book.get)
+                        messages.extend(self._messages(records))
+                        incident_messages.extend(self._incident_messages(grouped))
+                        self.book.commit(records, undo)  # the next finding of the batch must see this one's effect
+                        self.incidents.commit(grouped, incident_undo)
+                        changed.update({r.alert.id: r for r in records})
+                        incidents.update({r.incident.id: r for r in grouped})
+                        if records:
+                            self.metrics.finding_to_alert_seconds.observe(max(now - finding.detected_at, 0) / 1000)
+                except Exception:  # a bug: nothing of the batch stays, so reading it again applies it whole
+                    self.book.rollback(undo)
+                    self.incidents.rollback(incident_undo)
+                    raise
                 try:
                     await self.store.save(list(changed.values()), messages, list(incidents.values()))
                 except KafkaUnavailable as exc:

@@ -91,7 +91,7 @@ async def build_report(
     lookup: Callable[[str], Device | None],
 ) -> Report:
     rec = visible_incident(service, incident_id, officer)
-    detail = incident_detail(service, rec)
+    detail = incident_detail(service, rec, officer)
     inc = rec.incident
     now = service.clock()
     closed_at = next((h.at for h in reversed(rec.history) if h.event == IncidentEvent.CLOSED), None)

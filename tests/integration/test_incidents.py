@@ -15,9 +15,9 @@ import xmlschema
 from aiohttp import web
 
 from core.contracts.catalogue import Department, Level
-from core.contracts.finding import Finding, FindingEvent
+from core.contracts.finding import Finding, FindingEvent, Hazard
 from core.process import free_port
-from tests.alerts_util import RigFactory, messages
+from tests.alerts_util import FIRE_OFFICER, RigFactory, messages
 from tests.mqtt_util import Collector
 from tests.unit.alerts.factories import finding
 from tests.waiting import eventually
@@ -162,3 +162,40 @@ async def test_a_late_neighbour_joins_and_a_far_one_does_not(rig: RigFactory) ->
         leak_id = by_size[1].incident.id
         assert await eventually(lambda: not r.service.incidents.records[leak_id].incident.active, timeout=30)
         assert r.service.incidents.records[leak_id].history[-1].event == "cleared"
+
+
+async def test_an_officer_acts_on_and_sees_the_members_of_their_departments_only(
+    rig: RigFactory, tmp_path: Path
+) -> None:
+    """One incident spanning two departments (a routing file whose family groups gas and fire at one site): the fire
+    officer sees it, acknowledges its fire alert and not the emergency department's gas alert, and sees only the
+    fire alert among its members."""
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        "version: 1\nroutes:\n  - {hazard: gas, departments: [emergency]}\n  - {hazard: fire, departments: [fire]}\n"
+        "  - {hazard: device, own_departments: true}\nincidents:\n  families:\n"
+        "    site: {hazards: [gas, fire, water, structural], radius_m: 100}\n"
+        "    device: {hazards: [device], per_device: true}\n"
+    )
+    async with rig(routing=routing) as r:
+        ts = int(time.time() * 1000)
+        gas = finding("mix-g1", "gas.ch4", level=Level.ORANGE, site="mix", ts=ts)
+        fire = finding("mix-f1", "fire.heat", level=Level.ORANGE, hazard=Hazard.FIRE, site="mix", ts=ts,
+                       departments=[Department.FIRE])  # fmt: skip
+        await r.send(gas, fire)
+        assert await eventually(
+            lambda: any(i.incident.summary.alerts == 2 for i in r.service.incidents.records.values()), timeout=30
+        )
+        [rec] = r.service.incidents.records.values()
+        assert set(rec.incident.departments) == {Department.EMERGENCY, Department.FIRE}
+        officer = {"Authorization": f"Bearer {FIRE_OFFICER}"}
+        detail = (await r.http.get(f"/api/incidents/{rec.incident.id}", headers=officer)).json()
+        assert [m["alert"]["hazard"] for m in detail["alerts"]] == ["fire"]
+        acked = await r.http.post(f"/api/incidents/{rec.incident.id}/ack", headers=officer, json={})
+        assert acked.status_code == 200, acked.text
+        assert acked.json()["acknowledged"] is False  # the gas alert is the emergency department's to acknowledge
+        by_hazard = {a["hazard"]: a for a in (await r.http.get("/api/alerts")).json()}
+        assert by_hazard["fire"]["acknowledged"] is True
+        assert by_hazard["gas"]["acknowledged"] is False
+        again = await r.http.post(f"/api/incidents/{rec.incident.id}/ack", headers=officer, json={})
+        assert again.status_code == 409

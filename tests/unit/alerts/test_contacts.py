@@ -126,3 +126,14 @@ def test_filters() -> None:
     cleared = opened.model_copy(update={"event": IncidentEvent.CLEARED})
     assert [h.accepts(opened) for h in hooks] == [False, False, False, True, True]
     assert [h.accepts(cleared) for h in hooks] == [False, False, False, True, False]
+
+
+def test_an_alert_filter_on_an_incident_contact_is_refused() -> None:
+    data = {"departments": {"fire": {"email": [{"to": "duty@fire.test", "events": ["raised"]}]}}}
+    with pytest.raises(ContactsError, match="events filters alert messages"):
+        parse_contacts(data, "c.yaml", {})
+    data = {
+        "departments": {"fire": {"email": [{"to": "duty@fire.test", "per": "alert", "incident_events": ["opened"]}]}}
+    }
+    with pytest.raises(ContactsError, match="incident_events filters incident messages"):
+        parse_contacts(data, "c.yaml", {})

@@ -276,3 +276,55 @@ def test_an_incident_holds_at_most_max_members_and_a_storm_becomes_several() -> 
     sizes = sorted(i.summary.alerts for i in desk.open_incidents())
     assert sizes == [2, 5, 5]
     assert all(r.alert.incident_id for r in desk.alerts.records.values())
+
+
+def test_the_closing_message_reaches_whoever_heard_of_the_incident() -> None:
+    desk = Desk()
+    desk.send(gas("g1", "park", level=Level.RED), T0)
+    [rec] = desk.alerts.open_records()
+    desk.take(desk.alerts.acknowledge(rec.alert.id, "李", "", T0 + S), T0 + S)
+    desk.send(gas("g1", "park", FindingEvent.CLEARED, Level.RED, ts=T0 + 2 * S), T0 + 2 * S)
+    last = desk.sent[-1]
+    assert last.event == IncidentEvent.CLOSED
+    assert Department.EMERGENCY in last.departments
+    assert not last.muted, "a closed incident's last message must go out"
+
+
+def _bridge() -> tuple[Desk, AlertRecord, AlertRecord]:
+    """Two incidents 890 m apart, and a new alert between them (linking both) with a change of one of the younger
+    incident's members, in one batch."""
+    desk = Desk()
+    desk.send(gas("a", "s1", lat=22.700), T0)
+    desk.send(gas("b", "s2", lat=22.708), T0 + S)
+    bridge = desk.alerts.on_finding(gas("c", "s3", lat=22.704), T0 + 2 * S)
+    desk.alerts.commit(bridge)
+    b = next(r for r in desk.alerts.records.values() if r.alert.device_id == "b")
+    escalated = desk.alerts.on_finding(gas("b", "s2", FindingEvent.ESCALATED, Level.RED, lat=22.708), T0 + 3 * S)
+    return desk, bridge[0], next(r for r in escalated if r.alert.id == b.alert.id)
+
+
+def test_a_member_changed_in_the_batch_that_merged_its_incident_goes_to_the_survivor() -> None:
+    desk, bridge, b = _bridge()
+    older = desk.incidents.of_alert(next(r.alert.id for r in desk.alerts.records.values() if r.alert.device_id == "a"))
+    records, changed = desk.incidents.apply([bridge, b], T0 + 3 * S, desk.alerts.get)
+    assert {r.alert.incident_id for r in records} == {older}
+    merged = [r for r in changed if r.incident.merged_into]
+    assert len(merged) == 1
+    assert [h.event for h in merged[0].history].count(IncidentEvent.MERGED) <= 1
+    survivor = next(r for r in changed if r.incident.id == older)
+    assert {m.device_id for m in survivor.incident.members} == {"a", "b", "c"}
+    assert survivor.incident.level == Level.RED  # b's escalation reached the survivor
+
+
+def test_a_rolled_back_merge_leaves_the_books_as_they_were() -> None:
+    desk, bridge, _ = _bridge()
+    index_before = {k: set(v) for k, v in desk.incidents._index.items()}
+    of_before = dict(desk.incidents._of)
+    _, changed = desk.incidents.apply([bridge], T0 + 3 * S, desk.alerts.get)
+    undo: list[tuple[str, IncidentRecord | None]] = []
+    desk.incidents.commit(list(reversed(changed)), undo)  # the survivor noted first: the order must not matter
+    desk.incidents.rollback(undo)  # the save failed
+    assert {k: set(v) for k, v in desk.incidents._index.items()} == index_before
+    assert desk.incidents._of == of_before
+    _, changed = desk.incidents.apply([bridge], T0 + 4 * S, desk.alerts.get)  # tried again: merges again
+    assert len([r for r in changed if r.incident.merged_into]) == 1
