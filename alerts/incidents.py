@@ -251,6 +251,7 @@ class IncidentBook:
         for id_ in ids:
             rec = self.records.pop(id_, None)
             self._waiting.discard(id_)
+            self.burned.pop(id_, None)
             if rec is None:
                 continue
             self._unindex(rec)
@@ -261,8 +262,11 @@ class IncidentBook:
     def closed_to_forget(self, cutoff: int, most: int) -> list[str]:
         """Closed incidents to forget: those closed before ``cutoff``, and the oldest beyond the ``most`` closed last
         (an alert storm of device faults makes an incident per device)."""
-        closed = sorted((r.incident.updated_at, i) for i, r in self.records.items() if r.incident.closed)
-        extra = max(0, len(closed) - most)
+        closed = [(r.incident.updated_at, i) for i, r in self.records.items() if r.incident.closed]
+        if len(closed) <= most:
+            return [id_ for at, id_ in closed if at < cutoff]
+        closed.sort()
+        extra = len(closed) - most
         return [id_ for k, (at, id_) in enumerate(closed) if k < extra or at < cutoff]
 
     # -- changes ----------------------------------------------------------------------------------------------

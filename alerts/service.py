@@ -196,6 +196,8 @@ class AlertService:
             rec = self.incidents.get(incident_id)
             if rec is None:
                 raise LifecycleError(f"no incident {incident_id}", 404)
+            if rec.incident.merged_into is not None:
+                raise LifecycleError(f"incident {incident_id} was merged into {rec.incident.merged_into}", 409)
             if rec.incident.closed:
                 raise LifecycleError(f"incident {incident_id} is closed", 409)
             now = self.clock()
