@@ -307,17 +307,6 @@ class IncidentBook:
                 out.append(spoken)
         return out
 
-    def act(self, id_: str, action: Action) -> IncidentRecord:
-        """The record with an officer's action noted (the member changes it caused come through ``apply``)."""
-        rec = self.records[id_]
-        return rec.model_copy(update={"actions": [*rec.actions, action][-LOG_LIMIT:]})
-
-    def delivered(self, id_: str, entries: list[DeliveryEntry]) -> IncidentRecord | None:
-        rec = self.records.get(id_)
-        if rec is None:
-            return None
-        return rec.model_copy(update={"deliveries": [*rec.deliveries, *entries][-LOG_LIMIT:]})
-
     # -- grouping ---------------------------------------------------------------------------------------------
 
     def _join(
