@@ -99,14 +99,6 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this alert is not routed to your departments")
         return rec
 
-    async def act(action: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await action()
-        except LifecycleError as exc:
-            raise HTTPException(exc.status, str(exc)) from exc
-        except KafkaUnavailable as exc:
-            raise retry_later("not saved, nothing changed", exc) from exc
-
     @router.get("/alerts", response_model=list[Alert])
     async def list_alerts(
         officer: Officer = signed_in,
@@ -309,6 +301,16 @@ def alerts_router(service: AlertService, auth: Callable[..., Officer], officers:
         return await end(drill, f"drill window {drill_id!r}", officer.admin, "drills are ended by an administrator")
 
     return router
+
+
+async def act(action: Callable[[], Awaitable[T]]) -> T:
+    """An officer's change, answered as HTTP: a lifecycle refusal with its status, Kafka refusing the save as 503."""
+    try:
+        return await action()
+    except LifecycleError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
+    except KafkaUnavailable as exc:
+        raise retry_later("not saved, nothing changed", exc) from exc
 
 
 def _not_ended(windows: Iterable[W], now: int) -> list[W]:

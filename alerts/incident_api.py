@@ -13,20 +13,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
-from alerts.api import ActionIn, who
+from alerts.api import ActionIn, act, who
 from alerts.cap import CAP_MIME_TYPE
 from alerts.incident_cap import incident_cap_document
 from alerts.incidents import Action, DeliveryEntry, HistoryEntry, IncidentRecord
 from alerts.lifecycle import HistoryEntry as AlertHistoryEntry
-from alerts.lifecycle import LifecycleError
 from alerts.officers import Officer
 from alerts.service import AlertService
 from core.contracts.alert import Alert
 from core.contracts.catalogue import LEVEL_RANK, Department, Level
 from core.contracts.finding import Hazard
 from core.contracts.incident import Incident
-from core.errors import KafkaUnavailable
-from core.http.errors import retry_later
 
 
 class MemberAlert(BaseModel):
@@ -109,11 +106,11 @@ def incidents_router(service: AlertService, auth: Callable[..., Officer]) -> API
         and who was told on which channel when."""
         return incident_detail(service, visible_incident(service, incident_id, officer), officer)
 
-    async def act(incident_id: str, kind: str, officer: Officer, body: ActionIn | None) -> Incident:
+    async def on_members(incident_id: str, kind: str, officer: Officer, body: ActionIn | None) -> Incident:
         visible_incident(service, incident_id, officer)
         body = body or ActionIn()
-        try:
-            incident = await service.act_on_incident(
+        return await act(
+            lambda: service.act_on_incident(
                 incident_id,
                 kind,
                 who(body, officer),
@@ -121,23 +118,19 @@ def incidents_router(service: AlertService, auth: Callable[..., Officer]) -> API
                 list(officer.departments),
                 may=lambda alert: officer.sees(alert.departments),
             )
-        except LifecycleError as exc:
-            raise HTTPException(exc.status, str(exc)) from exc
-        except KafkaUnavailable as exc:
-            raise retry_later("not saved, nothing changed", exc) from exc
-        return incident
+        )
 
     @router.post("/{incident_id}/ack", response_model=Incident)
     async def acknowledge(incident_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Incident:
         """Acknowledge every open, unacknowledged member alert routed to the officer's departments, in one save (all
         or nothing); 409 if none is left."""
-        return await act(incident_id, "acknowledge", officer, body)
+        return await on_members(incident_id, "acknowledge", officer, body)
 
     @router.post("/{incident_id}/close", response_model=Incident)
     async def close(incident_id: str, officer: Officer = signed_in, body: ActionIn | None = None) -> Incident:
         """Close every open member alert routed to the officer's departments, in one save; the incident is closed
         once every member is."""
-        return await act(incident_id, "close", officer, body)
+        return await on_members(incident_id, "close", officer, body)
 
     @router.get("/{incident_id}/cap", response_class=Response, responses={200: {"content": {CAP_MIME_TYPE: {}}}})
     async def cap(incident_id: str, officer: Officer = signed_in) -> Response:
